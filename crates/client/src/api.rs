@@ -1,0 +1,193 @@
+//! The client's side of the wire: typed HTTP calls and the live WebSocket.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use parley_protocol::{v1, ErrorCode, WireError};
+use prost::Message;
+use reqwest::{Method, StatusCode};
+
+use crate::ClientError;
+
+/// A TLS configuration trusting the public web roots plus an optional extra CA (a PEM file,
+/// e.g. a self-signed server certificate).
+pub fn tls_config(
+    extra_ca: Option<&std::path::Path>,
+) -> Result<Arc<rustls::ClientConfig>, ClientError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = extra_ca {
+        let pem = std::fs::read(path).map_err(|e| {
+            ClientError::Config(format!("cannot read CA file {}: {e}", path.display()))
+        })?;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            let cert = cert.map_err(|e| ClientError::Config(format!("bad CA file: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| ClientError::Config(format!("bad CA certificate: {e}")))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Config(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+pub struct ServerApi {
+    base: String,
+    http: reqwest::Client,
+    tls: Arc<rustls::ClientConfig>,
+    token: Mutex<Option<String>>,
+}
+
+impl ServerApi {
+    pub fn new(base: &str, tls: Arc<rustls::ClientConfig>) -> Result<Self, ClientError> {
+        let base = base.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ClientError::Config(format!(
+                "server address must start with http:// or https://: {base}"
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls((*tls).clone())
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(120))
+            .build()
+            .map_err(|e| ClientError::Config(e.to_string()))?;
+        Ok(ServerApi {
+            base,
+            http,
+            tls,
+            token: Mutex::new(None),
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn set_token(&self, token: Option<String>) {
+        *self.token.lock().unwrap_or_else(|p| p.into_inner()) = token;
+    }
+
+    pub fn token(&self) -> Option<String> {
+        self.token.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    async fn call<R: Message + Default>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        authenticated: bool,
+    ) -> Result<R, ClientError> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, parley_protocol::CONTENT_TYPE)
+                .body(body);
+        }
+        if authenticated {
+            let token = self.token().ok_or(ClientError::NotLoggedIn)?;
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ClientError::Network(describe(&e)))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Network(describe(&e)))?;
+        if status.is_success() {
+            if status == StatusCode::NO_CONTENT {
+                return Ok(R::default());
+            }
+            return R::decode(bytes.as_ref())
+                .map_err(|e| ClientError::Protocol(format!("malformed answer from server: {e}")));
+        }
+        let error = v1::ErrorBody::decode(bytes.as_ref())
+            .map(WireError::from_wire)
+            .unwrap_or_else(|_| {
+                WireError::new(
+                    ErrorCode::Internal,
+                    format!("server answered HTTP {status}"),
+                )
+            });
+        Err(ClientError::Server(error))
+    }
+
+    pub async fn post<Q: Message, R: Message + Default>(
+        &self,
+        path: &str,
+        body: &Q,
+        auth: bool,
+    ) -> Result<R, ClientError> {
+        self.call(Method::POST, path, Some(body.encode_to_vec()), auth)
+            .await
+    }
+
+    pub async fn get<R: Message + Default>(&self, path: &str) -> Result<R, ClientError> {
+        self.call(Method::GET, path, None, true).await
+    }
+
+    /// Opens the live WebSocket; each frame carries the device's queue head.
+    pub async fn connect_live(&self) -> Result<LiveConnection, ClientError> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!("{}/v1/ws", self.base.replacen("http", "ws", 1));
+        let mut request = url
+            .into_client_request()
+            .map_err(|e| ClientError::Config(e.to_string()))?;
+        let token = self.token().ok_or(ClientError::NotLoggedIn)?;
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| ClientError::Protocol("token is not a valid header".into()))?;
+        request.headers_mut().insert("authorization", value);
+        let connector = tokio_tungstenite::Connector::Rustls(self.tls.clone());
+        let (stream, _) =
+            tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(connector))
+                .await
+                .map_err(|e| ClientError::Network(format!("live connection failed: {e}")))?;
+        Ok(LiveConnection { stream })
+    }
+}
+
+fn describe(error: &reqwest::Error) -> String {
+    if error.is_connect() {
+        "cannot connect to the server".into()
+    } else if error.is_timeout() {
+        "the server did not answer in time".into()
+    } else {
+        format!("request failed: {error}")
+    }
+}
+
+pub struct LiveConnection {
+    stream: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl LiveConnection {
+    /// Waits for the next queue-head hint. `None` when the server closed the connection.
+    pub async fn next_head(&mut self) -> Result<Option<u64>, ClientError> {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message as WsMessage;
+        while let Some(frame) = self.stream.next().await {
+            match frame.map_err(|e| ClientError::Network(format!("live connection: {e}")))? {
+                WsMessage::Binary(bytes) => {
+                    let frame = v1::ServerFrame::decode(bytes.as_ref())
+                        .map_err(|e| ClientError::Protocol(format!("malformed live frame: {e}")))?;
+                    return Ok(Some(frame.queue_head));
+                }
+                WsMessage::Close(_) => return Ok(None),
+                _ => {}
+            }
+        }
+        Ok(None)
+    }
+}

@@ -1,0 +1,419 @@
+//! Receiving: reading the device's queue in server order, processing each item in one local
+//! transaction together with the cursor, and acknowledging what is persisted.
+
+use std::future::Future;
+use std::time::Duration;
+
+use openmls::prelude::tls_codec::Deserialize as _;
+use openmls::prelude::*;
+use parley_mls::{authorize_commit, franking, DeviceIdentity, Roles};
+use parley_protocol::{v1, DeviceId};
+use prost::Message as _;
+
+use crate::db::{self, ChatKind, ChatState, MessageStatus};
+use crate::outgoing::{join_config, load_group};
+use crate::provider::TxProvider;
+use crate::views::MessageView;
+use crate::{mls_error, now_ms, Client, ClientError};
+
+const FETCH_LIMIT: u32 = 500;
+
+/// Why an item was set aside instead of shown.
+#[derive(Debug)]
+enum Rejected {
+    /// Not for us any more (a group we left), or stale: dropped silently.
+    Ignored(&'static str),
+    /// Failed verification: kept aside as unverifiable.
+    Unverifiable(String),
+}
+
+impl From<ClientError> for Outcome {
+    fn from(e: ClientError) -> Self {
+        Outcome::Failed(e)
+    }
+}
+
+enum Outcome {
+    Shown(Vec<MessageView>),
+    Rejected(Rejected),
+    /// A local failure (database): stop syncing, nothing is committed.
+    Failed(ClientError),
+}
+
+impl Client {
+    /// Fetches, processes and acknowledges everything waiting in this device's queue.
+    /// Returns the new messages to show, in server order.
+    pub async fn receive(&self) -> Result<Vec<MessageView>, ClientError> {
+        self.receive_with_progress(|_, _| {}).await
+    }
+
+    /// Like [`Client::receive`], reporting (processed, known total) as it goes.
+    pub async fn receive_with_progress(
+        &self,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<Vec<MessageView>, ClientError> {
+        let mut shown = Vec::new();
+        let mut processed = 0u64;
+        loop {
+            let cursor = db::cursor(&self.db())?;
+            let path = format!("/v1/queue?after={cursor}&limit={FETCH_LIMIT}");
+            let batch: v1::QueueBatch = self.authed(|| self.api.get(&path)).await?;
+            if batch.expired_up_to > cursor {
+                tracing::warn!(
+                    missed_up_to = batch.expired_up_to,
+                    "some queued items expired before this device fetched them"
+                );
+            }
+            let Some(last) = batch.items.last().map(|i| i.seq) else {
+                break;
+            };
+            for item in &batch.items {
+                if item.seq <= cursor {
+                    continue;
+                }
+                shown.extend(self.process_item(item)?);
+                processed += 1;
+                progress(processed, processed + batch.head.saturating_sub(item.seq));
+            }
+            // Acknowledged only after the items are committed locally; a lost ack means a
+            // redelivery, which the cursor and message ids turn into a no-op.
+            let ack = v1::Ack { up_to: last };
+            if let Err(e) = self
+                .authed(|| self.api.post::<_, v1::Ack>("/v1/queue/ack", &ack, true))
+                .await
+            {
+                tracing::debug!(error = %e, "ack failed; items will be redelivered and skipped");
+            }
+        }
+        Ok(shown)
+    }
+
+    /// Full sync: receive, send what waits in the outbox, commit others' pending proposals,
+    /// and top up KeyPackages.
+    pub async fn sync(&self) -> Result<Vec<MessageView>, ClientError> {
+        let mut shown = self.receive().await?;
+        self.flush_outbox().await?;
+        self.commit_pending_proposals().await?;
+        // Committing may have pulled in more messages (a lost epoch race).
+        shown.extend(self.receive().await?);
+        self.replenish_key_packages().await?;
+        Ok(shown)
+    }
+
+    /// Stays connected and calls `on_message` for every new message until `stop` resolves.
+    /// Reconnects by itself; `on_state` hears whether the live connection is up.
+    pub async fn follow(
+        &self,
+        mut on_message: impl FnMut(&MessageView),
+        mut on_state: impl FnMut(bool),
+        stop: impl Future<Output = ()>,
+    ) -> Result<(), ClientError> {
+        tokio::pin!(stop);
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            let session = async {
+                if self.api.token().is_none() {
+                    self.login().await?;
+                }
+                let mut live = match self.api.connect_live().await {
+                    Ok(live) => live,
+                    Err(_) => {
+                        // Perhaps the session expired: log in again once.
+                        self.login().await?;
+                        self.api.connect_live().await?
+                    }
+                };
+                on_state(true);
+                for message in self.sync().await? {
+                    on_message(&message);
+                }
+                while let Some(head) = live.next_head().await? {
+                    if head > db::cursor(&self.db())? {
+                        for message in self.sync().await? {
+                            on_message(&message);
+                        }
+                    }
+                }
+                Ok::<(), ClientError>(())
+            };
+            tokio::select! {
+                _ = &mut stop => return Ok(()),
+                result = session => {
+                    on_state(false);
+                    match result {
+                        Ok(()) => backoff = Duration::from_millis(250),
+                        Err(e) if e.is_transient() => tracing::info!(error = %e, "live connection lost; reconnecting"),
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            tokio::select! {
+                _ = &mut stop => return Ok(()),
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    /// Processes one queue item and moves the cursor past it, in one local transaction.
+    fn process_item(&self, item: &v1::QueueItem) -> Result<Vec<MessageView>, ClientError> {
+        let conn = self.db();
+        let outcome = {
+            let tx = conn.unchecked_transaction()?;
+            let provider = TxProvider::new(&self.crypto, &tx);
+            let outcome = if item.kind == v1::ItemKind::Welcome as i32 {
+                self.process_welcome(&provider, &tx, item)
+            } else {
+                self.process_group_message(&provider, &tx, item)
+            };
+            if let Outcome::Shown(views) = outcome {
+                db::set_cursor(&tx, item.seq)?;
+                drop(provider);
+                tx.commit()?;
+                return Ok(views);
+            }
+            // Whatever a rejected item did to MLS state is rolled back with this transaction.
+            outcome
+        };
+        match outcome {
+            Outcome::Failed(e) => Err(e),
+            Outcome::Rejected(rejected) => {
+                let tx = conn.unchecked_transaction()?;
+                if let Rejected::Unverifiable(reason) = &rejected {
+                    tracing::warn!(seq = item.seq, %reason, "received item set aside as unverifiable");
+                    db::insert_unverifiable(
+                        &tx,
+                        item.seq,
+                        &item.group_id,
+                        &item.sender_username,
+                        reason,
+                        now_ms(),
+                    )?;
+                }
+                db::set_cursor(&tx, item.seq)?;
+                tx.commit()?;
+                Ok(Vec::new())
+            }
+            Outcome::Shown(_) => Ok(Vec::new()),
+        }
+    }
+
+    fn process_welcome(
+        &self,
+        provider: &TxProvider<'_>,
+        tx: &rusqlite::Connection,
+        item: &v1::QueueItem,
+    ) -> Outcome {
+        let welcome = match MlsMessageIn::tls_deserialize_exact(item.payload.as_slice())
+            .map(|m| m.extract())
+        {
+            Ok(MlsMessageBodyIn::Welcome(welcome)) => welcome,
+            _ => return Outcome::Rejected(Rejected::Unverifiable("welcome does not parse".into())),
+        };
+        let group = match StagedWelcome::new_from_welcome(provider, &join_config(), welcome, None)
+            .and_then(|staged| staged.into_group(provider))
+        {
+            Ok(group) => group,
+            Err(e) => {
+                return Outcome::Rejected(Rejected::Unverifiable(format!("cannot join: {e}")))
+            }
+        };
+        if Roles::from_extensions(group.extensions()).is_err() {
+            return Outcome::Rejected(Rejected::Unverifiable("group has no roles".into()));
+        }
+        let group_id = group.group_id().as_slice().to_vec();
+        if let Err(e) = db::insert_chat(
+            tx,
+            &group_id,
+            ChatKind::Unknown,
+            &hex::encode(&group_id[..4]),
+            item.accepted_at_ms,
+        ) {
+            return Outcome::Failed(e);
+        }
+        Outcome::Shown(Vec::new())
+    }
+
+    fn process_group_message(
+        &self,
+        provider: &TxProvider<'_>,
+        tx: &rusqlite::Connection,
+        item: &v1::QueueItem,
+    ) -> Outcome {
+        let mut group = match load_group(provider, &item.group_id) {
+            Ok(Some(group)) if group.is_active() => group,
+            Ok(_) => return Outcome::Rejected(Rejected::Ignored("not a member of this group")),
+            Err(e) => return Outcome::Failed(e),
+        };
+        let message = match MlsMessageIn::tls_deserialize_exact(item.payload.as_slice())
+            .ok()
+            .and_then(|m| m.try_into_protocol_message().ok())
+        {
+            Some(message) => message,
+            None => {
+                return Outcome::Rejected(Rejected::Unverifiable("message does not parse".into()))
+            }
+        };
+        let is_commit = message.content_type() == ContentType::Commit;
+        if is_commit && message.epoch() < group.epoch() {
+            return Outcome::Rejected(Rejected::Ignored("commit for a past epoch"));
+        }
+        let members_before: Vec<Member> = group.members().collect();
+        let extensions_before = group.extensions().clone();
+        let processed = match group.process_message(provider, message) {
+            Ok(processed) => processed,
+            Err(e) => {
+                return Outcome::Rejected(Rejected::Unverifiable(format!("MLS rejected it: {e}")))
+            }
+        };
+        let sender = match DeviceIdentity::from_credential(processed.credential()) {
+            Ok(sender) => sender,
+            Err(e) => return Outcome::Rejected(Rejected::Unverifiable(e.to_string())),
+        };
+        // The server's routing data must agree with what the sender signed.
+        if sender.username.as_str() != item.sender_username
+            || sender.device_id.as_bytes() != item.sender_device.as_slice()
+        {
+            return Outcome::Rejected(Rejected::Unverifiable(
+                "sender does not match its credential".into(),
+            ));
+        }
+        let aad = processed.aad().to_vec();
+        let mls_sender = processed.sender().clone();
+        match processed.into_content() {
+            ProcessedMessageContent::ApplicationMessage(application) => {
+                self.accept_application(tx, &group, item, &sender, &aad, application.into_bytes())
+            }
+            ProcessedMessageContent::StagedCommitMessage(staged) => {
+                if let Err(e) = authorize_commit(
+                    members_before.into_iter(),
+                    &extensions_before,
+                    &mls_sender,
+                    &staged,
+                ) {
+                    return Outcome::Rejected(Rejected::Unverifiable(format!(
+                        "commit breaks the group's rules: {e}"
+                    )));
+                }
+                let removed = staged.self_removed();
+                if let Err(e) = group.merge_staged_commit(provider, *staged) {
+                    return Outcome::Failed(mls_error(e));
+                }
+                if removed {
+                    if let Err(e) = group.delete(provider.storage()) {
+                        return Outcome::Failed(mls_error(e));
+                    }
+                    if let Err(e) = db::set_chat_state(tx, &item.group_id, ChatState::Removed) {
+                        return Outcome::Failed(e);
+                    }
+                }
+                Outcome::Shown(Vec::new())
+            }
+            ProcessedMessageContent::ProposalMessage(proposal) => {
+                let own_removal = matches!(
+                    (proposal.proposal(), proposal.sender()),
+                    (Proposal::Remove(remove), Sender::Member(leaf)) if remove.removed() == *leaf
+                );
+                if !own_removal {
+                    return Outcome::Rejected(Rejected::Unverifiable(
+                        "only leaving may be proposed".into(),
+                    ));
+                }
+                match group.store_pending_proposal(provider.storage(), *proposal) {
+                    Ok(()) => Outcome::Shown(Vec::new()),
+                    Err(e) => Outcome::Failed(mls_error(e)),
+                }
+            }
+            _ => Outcome::Rejected(Rejected::Ignored("not a message for this device")),
+        }
+    }
+
+    /// Verifies an application payload (franking tag, sender) and stores it, once.
+    fn accept_application(
+        &self,
+        tx: &rusqlite::Connection,
+        group: &MlsGroup,
+        item: &v1::QueueItem,
+        sender: &DeviceIdentity,
+        aad: &[u8],
+        plaintext: Vec<u8>,
+    ) -> Outcome {
+        let Ok(payload) = v1::AppPayload::decode(plaintext.as_slice()) else {
+            return Outcome::Rejected(Rejected::Unverifiable("payload does not parse".into()));
+        };
+        let Ok(aad_fields) = v1::MessageAad::decode(aad) else {
+            return Outcome::Rejected(Rejected::Unverifiable(
+                "authenticated data does not parse".into(),
+            ));
+        };
+        // A message whose franking tag does not match could never be reported: not shown.
+        if payload.salt.len() != franking::SALT_LEN
+            || !franking::verify_franking_tag(&payload.salt, &plaintext, &aad_fields.franking_tag)
+        {
+            return Outcome::Rejected(Rejected::Unverifiable(
+                "franking tag does not verify".into(),
+            ));
+        }
+        if payload.sender_username != sender.username.as_str()
+            || DeviceId::from_slice(&payload.sender_device).ok() != Some(sender.device_id)
+        {
+            return Outcome::Rejected(Rejected::Unverifiable(
+                "payload names another sender".into(),
+            ));
+        }
+        let group_id = group.group_id().as_slice().to_vec();
+        let (text, hidden) = match payload.body {
+            Some(v1::app_payload::Body::Text(body)) => (body.text, false),
+            Some(v1::app_payload::Body::Meta(meta)) => {
+                let (kind, name) = if meta.kind == v1::ChatKind::Direct as i32 {
+                    (ChatKind::Direct, sender.username.to_string())
+                } else {
+                    match crate::parse_group_name(&meta.name) {
+                        Ok(name) => (ChatKind::Group, name),
+                        Err(_) => {
+                            return Outcome::Rejected(Rejected::Unverifiable(
+                                "invalid group name".into(),
+                            ))
+                        }
+                    }
+                };
+                if let Err(e) = db::set_chat_meta(tx, &group_id, kind, &name) {
+                    return Outcome::Failed(e);
+                }
+                (String::new(), true)
+            }
+            None => return Outcome::Rejected(Rejected::Ignored("empty payload")),
+        };
+        if payload.message_id.len() != 16 {
+            return Outcome::Rejected(Rejected::Unverifiable("bad message id".into()));
+        }
+        let row = db::MessageRow {
+            id: payload.message_id,
+            group_id: group_id.clone(),
+            sender: sender.username.to_string(),
+            sender_device: sender.device_id.to_vec(),
+            text,
+            sent_at: payload.sent_at_ms,
+            received_at: now_ms(),
+            group_seq: Some(item.group_seq),
+            status: MessageStatus::Received,
+            payload: plaintext,
+            aad: aad.to_vec(),
+            hidden,
+        };
+        match db::insert_message(tx, &row) {
+            Ok(true) if !hidden => {
+                if let Err(e) = db::touch_chat(tx, &group_id, row.sent_at) {
+                    return Outcome::Failed(e);
+                }
+                match self.view_of(tx, row) {
+                    Ok(view) => Outcome::Shown(vec![view]),
+                    Err(e) => Outcome::Failed(e),
+                }
+            }
+            // A redelivered message, or metadata: nothing new to show.
+            Ok(_) => Outcome::Shown(Vec::new()),
+            Err(e) => Outcome::Failed(e),
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! Group roles and the rule that every commit must follow.
+//!
+//! The creator of a group is its first admin. Any member may add members; only admins may remove
+//! others or change the admin list; anyone may leave (a Remove proposal for their own leaf, which
+//! another member commits). The roles live in a GroupContext extension, so they change only by
+//! commit and every member and the server see the same list.
+//!
+//! [`authorize_commit`] is the single place this rule is written. The server calls it on every
+//! public commit before accepting it; clients call it on every commit before merging it.
+
+use std::collections::{BTreeSet, HashMap};
+
+use openmls::prelude::{
+    Extension, Extensions, GroupContext, LeafNodeIndex, Member, Proposal, Sender, StagedCommit,
+    UnknownExtension,
+};
+use parley_protocol::{v1, Username};
+use prost::Message;
+
+use crate::identity::DeviceIdentity;
+use crate::suite::ROLES_EXTENSION_TYPE;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("commit sender is not a member of the group")]
+    NotAMember,
+    #[error("external commits are not allowed")]
+    ExternalCommit,
+    #[error("only an admin may remove another member")]
+    RemoveNotAdmin,
+    #[error("only an admin may change the group's admins")]
+    RolesNotAdmin,
+    #[error("a group must keep at least one admin who is a member")]
+    NoAdminLeft,
+    #[error("the group's roles extension is missing or malformed")]
+    MalformedRoles,
+    #[error("member credential is invalid: {0}")]
+    Credential(String),
+    #[error("commit contains a proposal Parley does not allow ({0})")]
+    ForbiddenProposal(&'static str),
+}
+
+/// The admins of a group, by username.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Roles {
+    admins: BTreeSet<Username>,
+}
+
+impl Roles {
+    pub fn with_admin(admin: Username) -> Self {
+        Roles {
+            admins: BTreeSet::from([admin]),
+        }
+    }
+
+    pub fn is_admin(&self, username: &Username) -> bool {
+        self.admins.contains(username)
+    }
+
+    pub fn admins(&self) -> impl Iterator<Item = &Username> {
+        self.admins.iter()
+    }
+
+    pub fn with_added_admin(&self, admin: Username) -> Self {
+        let mut admins = self.admins.clone();
+        admins.insert(admin);
+        Roles { admins }
+    }
+
+    pub fn from_group_context(context: &GroupContext) -> Result<Self, PolicyError> {
+        Self::from_extensions(context.extensions())
+    }
+
+    pub fn from_extensions(extensions: &Extensions<GroupContext>) -> Result<Self, PolicyError> {
+        let raw = extensions
+            .unknown(ROLES_EXTENSION_TYPE)
+            .ok_or(PolicyError::MalformedRoles)?;
+        let wire =
+            v1::GroupRoles::decode(raw.0.as_slice()).map_err(|_| PolicyError::MalformedRoles)?;
+        let admins = wire
+            .admins
+            .iter()
+            .map(|name| Username::parse(name).map_err(|_| PolicyError::MalformedRoles))
+            .collect::<Result<BTreeSet<_>, _>>()?;
+        Ok(Roles { admins })
+    }
+
+    pub fn to_extension(&self) -> Extension {
+        let wire = v1::GroupRoles {
+            admins: self.admins.iter().map(|a| a.to_string()).collect(),
+        };
+        Extension::Unknown(ROLES_EXTENSION_TYPE, UnknownExtension(wire.encode_to_vec()))
+    }
+}
+
+fn usernames_by_leaf(
+    members: impl Iterator<Item = Member>,
+) -> Result<HashMap<LeafNodeIndex, Username>, PolicyError> {
+    members
+        .map(|m| {
+            DeviceIdentity::from_credential(&m.credential)
+                .map(|id| (m.index, id.username))
+                .map_err(|e| PolicyError::Credential(e.to_string()))
+        })
+        .collect()
+}
+
+/// Decides whether `staged`, sent by `sender`, may be merged into a group whose members and
+/// GroupContext extensions (before the commit) are given.
+pub fn authorize_commit(
+    members_before: impl Iterator<Item = Member>,
+    extensions_before: &Extensions<GroupContext>,
+    sender: &Sender,
+    staged: &StagedCommit,
+) -> Result<(), PolicyError> {
+    let names = usernames_by_leaf(members_before)?;
+    let roles_before = Roles::from_extensions(extensions_before)?;
+    let committer_leaf = match sender {
+        Sender::Member(leaf) => *leaf,
+        Sender::NewMemberCommit => return Err(PolicyError::ExternalCommit),
+        Sender::External(_) | Sender::NewMemberProposal => return Err(PolicyError::NotAMember),
+    };
+    let committer = names.get(&committer_leaf).ok_or(PolicyError::NotAMember)?;
+
+    for proposal in staged.queued_proposals() {
+        match proposal.proposal() {
+            Proposal::Add(_) | Proposal::Update(_) | Proposal::Remove(_) => {}
+            Proposal::GroupContextExtensions(_) => {}
+            Proposal::PreSharedKey(_) => return Err(PolicyError::ForbiddenProposal("psk")),
+            Proposal::ReInit(_) => return Err(PolicyError::ForbiddenProposal("reinit")),
+            Proposal::ExternalInit(_) => return Err(PolicyError::ExternalCommit),
+            _ => return Err(PolicyError::ForbiddenProposal("other")),
+        }
+    }
+
+    for removal in staged.remove_proposals() {
+        let removed = removal.remove_proposal().removed();
+        let removed_name = names.get(&removed);
+        let allowed = match removal.sender() {
+            // Leaving: a member proposes its own removal, or removes another device of its own.
+            Sender::Member(proposer) if *proposer == removed => true,
+            Sender::Member(proposer) => match names.get(proposer) {
+                Some(name) => roles_before.is_admin(name) || Some(name) == removed_name,
+                None => false,
+            },
+            // The server, as an external sender, removes suspended accounts (moderation).
+            Sender::External(_) => true,
+            Sender::NewMemberProposal | Sender::NewMemberCommit => false,
+        };
+        if !allowed {
+            return Err(PolicyError::RemoveNotAdmin);
+        }
+    }
+
+    let roles_after = Roles::from_group_context(staged.group_context())?;
+    if roles_after != roles_before {
+        if !roles_before.is_admin(committer) {
+            return Err(PolicyError::RolesNotAdmin);
+        }
+        // A new admin must be someone in the group after this commit.
+        let removed: BTreeSet<LeafNodeIndex> = staged
+            .remove_proposals()
+            .map(|r| r.remove_proposal().removed())
+            .collect();
+        let remaining: BTreeSet<&Username> = names
+            .iter()
+            .filter(|(leaf, _)| !removed.contains(leaf))
+            .map(|(_, n)| n)
+            .collect();
+        if !roles_after.admins().any(|a| remaining.contains(a)) {
+            return Err(PolicyError::NoAdminLeft);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_round_trip_through_their_extension() {
+        let roles = Roles::with_admin(Username::parse("alice").unwrap())
+            .with_added_admin(Username::parse("bob").unwrap());
+        let extensions = Extensions::<GroupContext>::single(roles.to_extension()).unwrap();
+        assert_eq!(Roles::from_extensions(&extensions).unwrap(), roles);
+    }
+
+    #[test]
+    fn a_missing_roles_extension_is_an_error() {
+        let extensions = Extensions::<GroupContext>::empty();
+        assert_eq!(
+            Roles::from_extensions(&extensions),
+            Err(PolicyError::MalformedRoles)
+        );
+    }
+}

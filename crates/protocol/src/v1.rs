@@ -1,0 +1,361 @@
+//! Protocol version 1 messages. Field numbers are the wire format: add fields, never renumber.
+//! Mirrored in `proto/parley_v1.proto`.
+
+use prost::Message;
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ErrorBody {
+    #[prost(uint32, tag = "1")]
+    pub code: u32,
+    #[prost(string, tag = "2")]
+    pub message: String,
+    #[prost(uint64, optional, tag = "3")]
+    pub current_epoch: Option<u64>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accounts and sessions
+
+/// `POST /v1/accounts`. `proof` is the device's Ed25519 signature over
+/// [`register_proof_input`]`(username, signature_key)`.
+#[derive(Clone, PartialEq, Message)]
+pub struct RegisterRequest {
+    #[prost(string, tag = "1")]
+    pub username: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub signature_key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub proof: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct RegisterResponse {
+    #[prost(bytes = "vec", tag = "1")]
+    pub user_id: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub device_id: Vec<u8>,
+}
+
+/// `POST /v1/auth/challenge`.
+#[derive(Clone, PartialEq, Message)]
+pub struct ChallengeRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    pub device_id: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ChallengeResponse {
+    #[prost(bytes = "vec", tag = "1")]
+    pub challenge: Vec<u8>,
+}
+
+/// `POST /v1/auth/login`. `signature` is over [`login_signature_input`]`(device_id, challenge)`.
+#[derive(Clone, PartialEq, Message)]
+pub struct LoginRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    pub device_id: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub challenge: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub signature: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct LoginResponse {
+    /// Bearer token for `Authorization: Bearer <token>`.
+    #[prost(string, tag = "1")]
+    pub token: String,
+    #[prost(int64, tag = "2")]
+    pub expires_at_ms: i64,
+}
+
+/// What a device signs to prove it holds the key it registers.
+pub fn register_proof_input(username: &str, signature_key: &[u8]) -> Vec<u8> {
+    let mut input = b"parley/v1/register\0".to_vec();
+    input.extend_from_slice(username.as_bytes());
+    input.push(0);
+    input.extend_from_slice(signature_key);
+    input
+}
+
+/// What a device signs to log in.
+pub fn login_signature_input(device_id: &[u8], challenge: &[u8]) -> Vec<u8> {
+    let mut input = b"parley/v1/login\0".to_vec();
+    input.extend_from_slice(device_id);
+    input.extend_from_slice(challenge);
+    input
+}
+
+// ---------------------------------------------------------------------------------------------
+// Directory
+
+/// `GET /v1/users/{username}`.
+#[derive(Clone, PartialEq, Message)]
+pub struct UserDevices {
+    #[prost(string, tag = "1")]
+    pub username: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub user_id: Vec<u8>,
+    #[prost(message, repeated, tag = "3")]
+    pub devices: Vec<DeviceInfo>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct DeviceInfo {
+    #[prost(bytes = "vec", tag = "1")]
+    pub device_id: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub signature_key: Vec<u8>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// KeyPackages
+
+/// `POST /v1/keypackages`: one-time KeyPackages, and optionally a new last-resort one.
+#[derive(Clone, PartialEq, Message)]
+pub struct UploadKeyPackages {
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub key_packages: Vec<Vec<u8>>,
+    #[prost(bytes = "vec", optional, tag = "2")]
+    pub last_resort: Option<Vec<u8>>,
+}
+
+/// Answer to an upload and to `GET /v1/keypackages/count`.
+#[derive(Clone, PartialEq, Message)]
+pub struct KeyPackageCount {
+    #[prost(uint32, tag = "1")]
+    pub one_time_remaining: u32,
+    #[prost(bool, tag = "2")]
+    pub has_last_resort: bool,
+}
+
+/// `POST /v1/keypackages/claim`: one KeyPackage for every device of every named user.
+#[derive(Clone, PartialEq, Message)]
+pub struct ClaimKeyPackages {
+    #[prost(string, repeated, tag = "1")]
+    pub usernames: Vec<String>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ClaimedKeyPackage {
+    #[prost(string, tag = "1")]
+    pub username: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub device_id: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub key_package: Vec<u8>,
+    #[prost(bool, tag = "4")]
+    pub last_resort: bool,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ClaimResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub key_packages: Vec<ClaimedKeyPackage>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Delivery Service
+
+/// `POST /v1/groups`: start tracking a new group at epoch 0 from its creator's GroupInfo
+/// (an MLS message) and ratchet tree (TLS-serialized).
+#[derive(Clone, PartialEq, Message)]
+pub struct CreateGroup {
+    #[prost(bytes = "vec", tag = "1")]
+    pub group_info: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub ratchet_tree: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct CreateGroupResponse {
+    #[prost(bytes = "vec", tag = "1")]
+    pub group_id: Vec<u8>,
+    #[prost(uint64, tag = "2")]
+    pub epoch: u64,
+}
+
+/// `POST /v1/messages`: one MLS message (commit, proposal or application message). A commit that
+/// adds members carries its Welcome; both are stored in one transaction or neither.
+#[derive(Clone, PartialEq, Message)]
+pub struct Submit {
+    /// Chosen by the client; (device, message_id) makes the submission idempotent.
+    #[prost(bytes = "vec", tag = "1")]
+    pub message_id: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub mls_message: Vec<u8>,
+    #[prost(bytes = "vec", optional, tag = "3")]
+    pub welcome: Option<Vec<u8>>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct SubmitResponse {
+    #[prost(bytes = "vec", tag = "1")]
+    pub group_id: Vec<u8>,
+    /// Position of the message in the group's total order.
+    #[prost(uint64, tag = "2")]
+    pub group_seq: u64,
+    /// The group's epoch after this message (it moved on if this was a commit).
+    #[prost(uint64, tag = "3")]
+    pub epoch: u64,
+    #[prost(int64, tag = "4")]
+    pub accepted_at_ms: i64,
+    /// True when this answers a retry of a submission already stored.
+    #[prost(bool, tag = "5")]
+    pub duplicate: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum ItemKind {
+    Unspecified = 0,
+    /// A group message: commit, proposal or application message.
+    GroupMessage = 1,
+    /// A Welcome into a group.
+    Welcome = 2,
+}
+
+/// Franking context the server attaches to an application message (filled by the reporting
+/// feature; reserved here so the format does not change).
+#[derive(Clone, PartialEq, Message)]
+pub struct FrankingContext {
+    #[prost(uint32, tag = "1")]
+    pub key_id: u32,
+    #[prost(bytes = "vec", tag = "2")]
+    pub frank: Vec<u8>,
+}
+
+/// One entry of a device's queue.
+#[derive(Clone, PartialEq, Message)]
+pub struct QueueItem {
+    /// The device's own queue sequence; acknowledge up to it.
+    #[prost(uint64, tag = "1")]
+    pub seq: u64,
+    #[prost(enumeration = "ItemKind", tag = "2")]
+    pub kind: i32,
+    #[prost(bytes = "vec", tag = "3")]
+    pub group_id: Vec<u8>,
+    #[prost(uint64, tag = "4")]
+    pub group_seq: u64,
+    #[prost(bytes = "vec", tag = "5")]
+    pub sender_device: Vec<u8>,
+    #[prost(string, tag = "6")]
+    pub sender_username: String,
+    #[prost(bytes = "vec", tag = "7")]
+    pub message_id: Vec<u8>,
+    #[prost(int64, tag = "8")]
+    pub accepted_at_ms: i64,
+    #[prost(bytes = "vec", tag = "9")]
+    pub payload: Vec<u8>,
+    #[prost(message, optional, tag = "10")]
+    pub franking: Option<FrankingContext>,
+}
+
+/// `GET /v1/queue?after=N&limit=M`.
+#[derive(Clone, PartialEq, Message)]
+pub struct QueueBatch {
+    #[prost(message, repeated, tag = "1")]
+    pub items: Vec<QueueItem>,
+    /// Highest sequence ever enqueued for this device.
+    #[prost(uint64, tag = "2")]
+    pub head: u64,
+    /// Items up to this sequence expired unread (retention); the client missed them.
+    #[prost(uint64, tag = "3")]
+    pub expired_up_to: u64,
+}
+
+/// `POST /v1/queue/ack`: everything up to `up_to` is processed and persisted.
+#[derive(Clone, PartialEq, Message)]
+pub struct Ack {
+    #[prost(uint64, tag = "1")]
+    pub up_to: u64,
+}
+
+/// Frames the server sends on the WebSocket (`GET /v1/ws`). They are hints: the queue is the truth.
+#[derive(Clone, PartialEq, Message)]
+pub struct ServerFrame {
+    /// The device's queue head: items up to it are waiting.
+    #[prost(uint64, tag = "1")]
+    pub queue_head: u64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// End-to-end encrypted content (inside MLS application messages; the server never sees these)
+
+/// The plaintext of an MLS application message.
+#[derive(Clone, PartialEq, Message)]
+pub struct AppPayload {
+    /// Fresh random 16 bytes per message: the franking key.
+    #[prost(bytes = "vec", tag = "1")]
+    pub salt: Vec<u8>,
+    #[prost(string, tag = "2")]
+    pub sender_username: String,
+    #[prost(bytes = "vec", tag = "3")]
+    pub sender_device: Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    pub message_id: Vec<u8>,
+    #[prost(int64, tag = "5")]
+    pub sent_at_ms: i64,
+    #[prost(oneof = "app_payload::Body", tags = "10, 11")]
+    pub body: Option<app_payload::Body>,
+}
+
+pub mod app_payload {
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Body {
+        #[prost(message, tag = "10")]
+        Text(super::TextBody),
+        #[prost(message, tag = "11")]
+        Meta(super::GroupMeta),
+    }
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct TextBody {
+    #[prost(string, tag = "1")]
+    pub text: String,
+    /// Reserved for replies.
+    #[prost(bytes = "vec", optional, tag = "2")]
+    pub reply_to: Option<Vec<u8>>,
+    /// Reserved for attachments: SHA-256 of each attachment's plaintext (franking commits to it).
+    #[prost(bytes = "vec", repeated, tag = "3")]
+    pub attachment_hashes: Vec<Vec<u8>>,
+}
+
+/// Chat metadata, sent encrypted after a group is created and after members are added.
+#[derive(Clone, PartialEq, Message)]
+pub struct GroupMeta {
+    #[prost(enumeration = "ChatKind", tag = "1")]
+    pub kind: i32,
+    /// A group's name (without '#'); empty for a direct chat.
+    #[prost(string, tag = "2")]
+    pub name: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum ChatKind {
+    Unspecified = 0,
+    Direct = 1,
+    Group = 2,
+}
+
+/// The authenticated data of an MLS application message. The server reads it; AEAD and the
+/// sender's signature cover it.
+#[derive(Clone, PartialEq, Message)]
+pub struct MessageAad {
+    /// HMAC-SHA256(key = salt, AppPayload bytes): the franking tag.
+    #[prost(bytes = "vec", tag = "1")]
+    pub franking_tag: Vec<u8>,
+}
+
+/// Group roles, carried in an MLS GroupContext extension so that every member and the server see
+/// the same list.
+#[derive(Clone, PartialEq, Message)]
+pub struct GroupRoles {
+    #[prost(string, repeated, tag = "1")]
+    pub admins: Vec<String>,
+}

@@ -1,0 +1,173 @@
+//! Accounts and devices: registration with a device signature key, and login by signing a
+//! server challenge. No passwords, no phone numbers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use parley_protocol::{v1, DeviceId, ErrorCode, UserId, Username};
+use parley_store::{Challenge, DeviceRecord, NewAccount, NewSession, Store};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::{now_ms, ApiError};
+
+const CHALLENGE_TTL_MS: i64 = 60_000;
+
+/// The authenticated device behind a request.
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub DeviceRecord);
+
+pub struct Accounts {
+    store: Arc<dyn Store>,
+    session_ttl: Duration,
+}
+
+fn verifying_key(bytes: &[u8]) -> Result<VerifyingKey, ApiError> {
+    let array: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| ApiError::malformed("signature key must be a 32-byte Ed25519 public key"))?;
+    VerifyingKey::from_bytes(&array).map_err(|_| ApiError::malformed("invalid Ed25519 public key"))
+}
+
+fn verify(key: &VerifyingKey, message: &[u8], signature: &[u8]) -> Result<(), ApiError> {
+    let signature = Signature::from_slice(signature)
+        .map_err(|_| ApiError::malformed("signature must be 64 bytes"))?;
+    key.verify(message, &signature)
+        .map_err(|_| ApiError::unauthenticated("signature does not verify"))
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes
+}
+
+pub fn token_hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+impl Accounts {
+    pub fn new(store: Arc<dyn Store>, session_ttl: Duration) -> Self {
+        Accounts { store, session_ttl }
+    }
+
+    pub async fn register(
+        &self,
+        request: v1::RegisterRequest,
+    ) -> Result<v1::RegisterResponse, ApiError> {
+        let username = Username::parse(&request.username)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidUsername, e.to_string()))?;
+        let key = verifying_key(&request.signature_key)?;
+        verify(
+            &key,
+            &v1::register_proof_input(username.as_str(), &request.signature_key),
+            &request.proof,
+        )?;
+        let user_id = UserId::from_bytes(random_bytes());
+        let device_id = DeviceId::from_bytes(random_bytes());
+        self.store
+            .create_account(NewAccount {
+                user_id,
+                username,
+                device_id,
+                signature_key: request.signature_key,
+                now: now_ms(),
+            })
+            .await?;
+        tracing::info!(user = %user_id, device = %device_id, "account registered");
+        Ok(v1::RegisterResponse {
+            user_id: user_id.to_vec(),
+            device_id: device_id.to_vec(),
+        })
+    }
+
+    pub async fn challenge(
+        &self,
+        request: v1::ChallengeRequest,
+    ) -> Result<v1::ChallengeResponse, ApiError> {
+        let device_id = DeviceId::from_slice(&request.device_id)
+            .map_err(|e| ApiError::malformed(e.to_string()))?;
+        // Unknown devices get a challenge too, so that the answer does not reveal which exist.
+        let nonce = random_bytes::<32>().to_vec();
+        self.store
+            .put_challenge(Challenge {
+                nonce: nonce.clone(),
+                device_id,
+                expires_at: now_ms() + CHALLENGE_TTL_MS,
+            })
+            .await?;
+        Ok(v1::ChallengeResponse { challenge: nonce })
+    }
+
+    pub async fn login(&self, request: v1::LoginRequest) -> Result<v1::LoginResponse, ApiError> {
+        let device_id = DeviceId::from_slice(&request.device_id)
+            .map_err(|e| ApiError::malformed(e.to_string()))?;
+        let challenge = self
+            .store
+            .take_challenge(&request.challenge)
+            .await?
+            .ok_or_else(|| ApiError::unauthenticated("unknown or used challenge"))?;
+        if challenge.device_id != device_id || challenge.expires_at < now_ms() {
+            return Err(ApiError::unauthenticated(
+                "challenge expired or issued to another device",
+            ));
+        }
+        let device = self
+            .store
+            .device(device_id)
+            .await?
+            .ok_or_else(|| ApiError::unauthenticated("unknown device"))?;
+        let key = verifying_key(&device.signature_key)?;
+        verify(
+            &key,
+            &v1::login_signature_input(&request.device_id, &request.challenge),
+            &request.signature,
+        )?;
+        let token = hex::encode(random_bytes::<32>());
+        let expires_at = now_ms() + self.session_ttl.as_millis() as i64;
+        self.store
+            .create_session(NewSession {
+                token_hash: token_hash(&token),
+                device_id,
+                expires_at,
+            })
+            .await?;
+        tracing::info!(device = %device_id, "device logged in");
+        Ok(v1::LoginResponse {
+            token,
+            expires_at_ms: expires_at,
+        })
+    }
+
+    pub async fn authenticate(&self, token: &str) -> Result<Authenticated, ApiError> {
+        if token.len() != 64 {
+            return Err(ApiError::unauthenticated("malformed session token"));
+        }
+        self.store
+            .session(&token_hash(token), now_ms())
+            .await?
+            .map(Authenticated)
+            .ok_or_else(|| ApiError::unauthenticated("unknown or expired session token"))
+    }
+
+    pub async fn user_devices(&self, username: &str) -> Result<v1::UserDevices, ApiError> {
+        let username = Username::parse(username)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidUsername, e.to_string()))?;
+        let devices = self.store.user_devices(&username).await?;
+        let first = devices
+            .first()
+            .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "unknown user"))?;
+        Ok(v1::UserDevices {
+            username: username.to_string(),
+            user_id: first.user_id.to_vec(),
+            devices: devices
+                .iter()
+                .map(|d| v1::DeviceInfo {
+                    device_id: d.device_id.to_vec(),
+                    signature_key: d.signature_key.clone(),
+                })
+                .collect(),
+        })
+    }
+}

@@ -1,0 +1,75 @@
+//! Server configuration.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::ServerError;
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub tls: Option<TlsFiles>,
+    /// Allow a non-loopback address without TLS (e.g. behind a TLS-terminating proxy).
+    pub allow_plaintext_public: bool,
+    pub max_frame_bytes: usize,
+    pub max_group_members: usize,
+    /// Undelivered items older than this are deleted; their devices are told they missed items.
+    pub retention: Duration,
+    pub session_ttl: Duration,
+    /// Sustained submissions per second per account, and the burst above it.
+    pub submit_per_second: u32,
+    pub submit_burst: u32,
+    /// Registrations, logins and KeyPackage claims per second per client address.
+    pub auth_per_second: u32,
+    pub auth_burst: u32,
+}
+
+impl ServerConfig {
+    pub fn new(data_dir: PathBuf) -> Self {
+        ServerConfig {
+            data_dir,
+            listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            tls: None,
+            allow_plaintext_public: false,
+            max_frame_bytes: parley_protocol::limits::MAX_FRAME_BYTES,
+            max_group_members: parley_protocol::limits::DEFAULT_MAX_GROUP_MEMBERS,
+            retention: Duration::from_secs(30 * 24 * 3600),
+            session_ttl: Duration::from_secs(30 * 24 * 3600),
+            submit_per_second: 200,
+            submit_burst: 2000,
+            auth_per_second: 50,
+            auth_burst: 500,
+        }
+    }
+
+    /// Refuses configurations that would expose plaintext HTTP to a network.
+    pub fn check(&self) -> Result<(), ServerError> {
+        if self.tls.is_none() && !self.listen.ip().is_loopback() && !self.allow_plaintext_public {
+            return Err(ServerError::Config(format!(
+                "refusing to listen on {} without TLS: give --tls-cert and --tls-key, \
+                 or --allow-plaintext-public behind a TLS proxy",
+                self.listen
+            )));
+        }
+        if self.max_frame_bytes > parley_protocol::limits::MAX_FRAME_BYTES {
+            return Err(ServerError::Config(format!(
+                "max frame size may not exceed {} bytes",
+                parley_protocol::limits::MAX_FRAME_BYTES
+            )));
+        }
+        if self.submit_per_second == 0 || self.auth_per_second == 0 {
+            return Err(ServerError::Config(
+                "rate limits must be at least 1 per second".into(),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,533 @@
+//! The MLS Delivery Service (shared/design/delivery-service.md).
+//!
+//! - One commit per epoch: a handshake message is accepted only for the group's current epoch,
+//!   and the store re-checks that epoch inside the transaction that accepts it, so of two
+//!   competing commits exactly one wins; the other gets `wrong epoch (current = N)`.
+//! - Commits and proposals arrive as MLS PublicMessages. The server validates them against its
+//!   public view of the group (openmls `PublicGroup`), applies Parley's role rules, checks that
+//!   every new leaf is a registered device with its registered key, and so learns membership.
+//! - Application messages are PrivateMessages: the server checks epoch and membership and stores
+//!   the ciphertext, which it cannot read.
+//! - A Welcome is stored in the same transaction as its commit, or not at all.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+
+use openmls::prelude::tls_codec::Deserialize;
+use openmls::prelude::{
+    ContentType, GroupId as MlsGroupId, MlsMessageBodyIn, MlsMessageIn, ProcessedMessageContent,
+    ProposalStore, ProtocolMessage, PublicGroup, RatchetTreeIn,
+};
+use openmls_memory_storage::MemoryStorage;
+use openmls_rust_crypto::RustCrypto;
+use parley_mls::{authorize_commit, DeviceIdentity, Roles};
+use parley_protocol::{limits, v1, DeviceId, ErrorCode, GroupId, MessageId};
+use parley_store::{
+    GroupMember, GroupTransition, NewGroup, Store, StoreError, Submission, WelcomeDelivery,
+};
+use sha2::{Digest, Sha256};
+
+use crate::accounts::Authenticated;
+use crate::notify::Notifier;
+use crate::public_state::PublicGroupState;
+use crate::{now_ms, ApiError};
+
+/// How often a handshake message is re-processed when a concurrent one changed the group first.
+const STATE_RETRIES: usize = 8;
+
+pub struct Delivery {
+    store: Arc<dyn Store>,
+    notifier: Arc<Notifier>,
+    max_group_members: usize,
+}
+
+/// What processing a handshake message against the group's public state produced.
+struct HandshakeOutcome {
+    new_epoch: u64,
+    new_state: Vec<u8>,
+    members: Vec<(DeviceIdentity, Vec<u8>, u32)>,
+    /// Devices that joined with this commit: they get the Welcome.
+    added: Vec<DeviceId>,
+}
+
+fn member_list(group: &PublicGroup) -> Result<Vec<(DeviceIdentity, Vec<u8>, u32)>, ApiError> {
+    group
+        .members()
+        .map(|m| {
+            let identity = DeviceIdentity::from_credential(&m.credential)
+                .map_err(|e| ApiError::invalid_mls(format!("member credential: {e}")))?;
+            Ok((identity, m.signature_key, m.index.u32()))
+        })
+        .collect()
+}
+
+fn store_members(members: &[(DeviceIdentity, Vec<u8>, u32)]) -> Vec<GroupMember> {
+    members
+        .iter()
+        .map(|(identity, _, leaf)| GroupMember {
+            device_id: identity.device_id,
+            leaf_index: *leaf,
+        })
+        .collect()
+}
+
+fn parse_mls(bytes: &[u8]) -> Result<MlsMessageIn, ApiError> {
+    MlsMessageIn::tls_deserialize_exact(bytes)
+        .map_err(|_| ApiError::invalid_mls("MLS message does not parse"))
+}
+
+fn group_id_of(id: &MlsGroupId) -> Result<GroupId, ApiError> {
+    GroupId::from_slice(id.as_slice())
+        .map_err(|_| ApiError::invalid_mls("group id must be 16 bytes"))
+}
+
+/// Validates a commit or proposal against the group's public state and returns the new state.
+/// CPU-bound (signature checks, tree validation): runs on a blocking thread.
+fn process_handshake(
+    group_id: &MlsGroupId,
+    state: &[u8],
+    message: ProtocolMessage,
+    sender: &DeviceIdentity,
+    max_members: usize,
+) -> Result<HandshakeOutcome, ApiError> {
+    let crypto = RustCrypto::default();
+    let mut public = PublicGroupState::load(group_id, state).map_err(|e| {
+        tracing::error!(error = %e, "public group state unreadable");
+        ApiError::new(ErrorCode::Internal, "group state unreadable")
+    })?;
+    let members_before = member_list(&public.group)?;
+    let processed = public
+        .group
+        .process_message(&crypto, message)
+        .map_err(|e| ApiError::invalid_mls(format!("rejected by MLS validation: {e}")))?;
+    let claimed = DeviceIdentity::from_credential(processed.credential())
+        .map_err(|e| ApiError::invalid_mls(format!("sender credential: {e}")))?;
+    if claimed != *sender {
+        return Err(ApiError::forbidden(
+            "message is signed by another member than the sender",
+        ));
+    }
+    let sender_leaf = processed.sender().clone();
+    match processed.into_content() {
+        ProcessedMessageContent::StagedCommitMessage(staged) => {
+            authorize_commit(
+                public.group.members(),
+                public.group.group_context().extensions(),
+                &sender_leaf,
+                &staged,
+            )
+            .map_err(|e| ApiError::forbidden(e.to_string()))?;
+            public
+                .group
+                .merge_commit(&public.storage, *staged)
+                .map_err(|e| ApiError::invalid_mls(format!("cannot merge commit: {e}")))?;
+        }
+        ProcessedMessageContent::ProposalMessage(proposal) => {
+            // Standalone proposals are how a member leaves: it proposes its own removal.
+            let own_removal = matches!(
+                (proposal.proposal(), proposal.sender()),
+                (openmls::prelude::Proposal::Remove(remove), openmls::prelude::Sender::Member(leaf))
+                    if remove.removed() == *leaf
+            );
+            if !own_removal {
+                return Err(ApiError::forbidden(
+                    "the only standalone proposal allowed is leaving",
+                ));
+            }
+            public
+                .group
+                .add_proposal(&public.storage, *proposal)
+                .map_err(|e| ApiError::invalid_mls(format!("cannot queue proposal: {e}")))?;
+        }
+        _ => return Err(ApiError::invalid_mls("expected a commit or a proposal")),
+    }
+    let members = member_list(&public.group)?;
+    if members.len() > max_members {
+        return Err(ApiError::new(
+            ErrorCode::GroupTooLarge,
+            format!("groups are limited to {max_members} members"),
+        ));
+    }
+    let before: HashSet<DeviceId> = members_before
+        .iter()
+        .map(|(id, _, _)| id.device_id)
+        .collect();
+    let added = members
+        .iter()
+        .map(|(id, _, _)| id.device_id)
+        .filter(|d| !before.contains(d))
+        .collect();
+    Ok(HandshakeOutcome {
+        new_epoch: public.group.group_context().epoch().as_u64(),
+        new_state: public.encode(),
+        members,
+        added,
+    })
+}
+
+fn fingerprint(request: &v1::Submit) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    hasher.update((request.mls_message.len() as u64).to_be_bytes());
+    hasher.update(&request.mls_message);
+    if let Some(welcome) = &request.welcome {
+        hasher.update(welcome);
+    }
+    hasher.finalize().to_vec()
+}
+
+impl Delivery {
+    pub fn new(store: Arc<dyn Store>, notifier: Arc<Notifier>, max_group_members: usize) -> Self {
+        Delivery {
+            store,
+            notifier,
+            max_group_members,
+        }
+    }
+
+    fn identity(device: &Authenticated) -> DeviceIdentity {
+        DeviceIdentity::new(device.0.username.clone(), device.0.device_id)
+    }
+
+    /// Every leaf must be a registered device of the username it claims, with its registered key.
+    async fn check_registered(
+        &self,
+        members: &[(DeviceIdentity, Vec<u8>, u32)],
+    ) -> Result<(), ApiError> {
+        for (identity, key, _) in members {
+            let record = self.store.device(identity.device_id).await?;
+            let matches = record
+                .as_ref()
+                .is_some_and(|r| r.username == identity.username && r.signature_key == *key);
+            if !matches {
+                return Err(ApiError::forbidden(format!(
+                    "leaf for device {} is not that device's registered identity",
+                    identity.device_id
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn create_group(
+        &self,
+        device: &Authenticated,
+        request: v1::CreateGroup,
+    ) -> Result<v1::CreateGroupResponse, ApiError> {
+        let creator = Self::identity(device);
+        let (group_id, epoch, state, members) = tokio::task::spawn_blocking(move || {
+            let info = match parse_mls(&request.group_info)?.extract() {
+                MlsMessageBodyIn::GroupInfo(info) => info,
+                _ => return Err(ApiError::invalid_mls("expected a GroupInfo")),
+            };
+            let tree = RatchetTreeIn::tls_deserialize_exact(request.ratchet_tree.as_slice())
+                .map_err(|_| ApiError::invalid_mls("ratchet tree does not parse"))?;
+            let storage = MemoryStorage::default();
+            let (group, _) = PublicGroup::from_external(
+                &RustCrypto::default(),
+                &storage,
+                tree,
+                info,
+                ProposalStore::new(),
+            )
+            .map_err(|e| ApiError::invalid_mls(format!("group does not verify: {e}")))?;
+            let members = member_list(&group)?;
+            if members.len() != 1 || members[0].0 != creator {
+                return Err(ApiError::forbidden(
+                    "a new group must hold exactly its creator",
+                ));
+            }
+            let roles = Roles::from_group_context(group.group_context())
+                .map_err(|e| ApiError::invalid_mls(e.to_string()))?;
+            if roles != Roles::with_admin(creator.username.clone()) {
+                return Err(ApiError::forbidden(
+                    "the creator must be the only admin of a new group",
+                ));
+            }
+            let suite = group.ciphersuite();
+            if suite != parley_mls::suite::DEFAULT_CIPHERSUITE
+                && suite != parley_mls::suite::CLASSIC_X25519
+            {
+                return Err(ApiError::invalid_mls("unsupported ciphersuite"));
+            }
+            let state = PublicGroupState { group, storage };
+            let group_id = group_id_of(state.group.group_id())?;
+            let epoch = state.group.group_context().epoch().as_u64();
+            Ok((group_id, epoch, state.encode(), members))
+        })
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::Internal, "group validation failed"))??;
+        self.check_registered(&members).await?;
+        self.store
+            .create_group(NewGroup {
+                group_id,
+                epoch,
+                public_state: state,
+                members: store_members(&members),
+                now: now_ms(),
+            })
+            .await?;
+        tracing::info!(group = %group_id, device = %device.0.device_id, "group created");
+        Ok(v1::CreateGroupResponse {
+            group_id: group_id.to_vec(),
+            epoch,
+        })
+    }
+
+    pub async fn submit(
+        &self,
+        device: &Authenticated,
+        request: v1::Submit,
+    ) -> Result<v1::SubmitResponse, ApiError> {
+        let message_id = MessageId::from_slice(&request.message_id)
+            .map_err(|e| ApiError::malformed(e.to_string()))?;
+        if request.mls_message.len() > limits::MAX_MLS_MESSAGE_BYTES {
+            return Err(ApiError::new(ErrorCode::TooLarge, "MLS message too large"));
+        }
+        if request
+            .welcome
+            .as_ref()
+            .is_some_and(|w| w.len() > limits::MAX_WELCOME_BYTES)
+        {
+            return Err(ApiError::new(ErrorCode::TooLarge, "Welcome too large"));
+        }
+        let fingerprint = fingerprint(&request);
+        let sender = device.0.device_id;
+        // A retry answers with the first result before any validation: the group has moved on.
+        if let Some(previous) = self.store.find_submission(sender, message_id).await? {
+            if previous.fingerprint != fingerprint {
+                return Err(StoreError::IdempotencyConflict.into());
+            }
+            return Ok(response(&previous.accepted));
+        }
+        let message = parse_mls(&request.mls_message)?
+            .try_into_protocol_message()
+            .map_err(|_| ApiError::invalid_mls("expected a PublicMessage or PrivateMessage"))?;
+        let mls_group_id = message.group_id().clone();
+        let group_id = group_id_of(&mls_group_id)?;
+        let epoch = message.epoch().as_u64();
+
+        let accepted = match &message {
+            ProtocolMessage::PrivateMessage(private) => {
+                if private.content_type() != ContentType::Application {
+                    return Err(ApiError::invalid_mls(
+                        "commits and proposals must be PublicMessages",
+                    ));
+                }
+                if private.aad().len() > limits::MAX_AAD_BYTES {
+                    return Err(ApiError::new(
+                        ErrorCode::TooLarge,
+                        "authenticated data too large",
+                    ));
+                }
+                if request.welcome.is_some() {
+                    return Err(ApiError::invalid_mls(
+                        "a Welcome travels only with its commit",
+                    ));
+                }
+                self.store
+                    .accept(Submission {
+                        sender,
+                        message_id,
+                        fingerprint,
+                        group_id,
+                        epoch,
+                        payload: request.mls_message,
+                        accepted_at: now_ms(),
+                        transition: None,
+                    })
+                    .await?
+            }
+            ProtocolMessage::PublicMessage(_) => {
+                self.submit_handshake(
+                    device,
+                    message_id,
+                    fingerprint,
+                    group_id,
+                    mls_group_id,
+                    message,
+                    request,
+                )
+                .await?
+            }
+        };
+        self.notifier.notify(&accepted.deliveries);
+        tracing::debug!(
+            group = %group_id, device = %sender, seq = accepted.group_seq, epoch = accepted.epoch,
+            recipients = accepted.deliveries.len(), "message accepted"
+        );
+        Ok(response(&accepted))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn submit_handshake(
+        &self,
+        device: &Authenticated,
+        message_id: MessageId,
+        fingerprint: Vec<u8>,
+        group_id: GroupId,
+        mls_group_id: MlsGroupId,
+        message: ProtocolMessage,
+        request: v1::Submit,
+    ) -> Result<parley_store::Accepted, ApiError> {
+        let sender = Self::identity(device);
+        let epoch = message.epoch().as_u64();
+        for _ in 0..STATE_RETRIES {
+            let record = self
+                .store
+                .group(group_id)
+                .await?
+                .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "unknown group"))?;
+            if record.epoch != epoch {
+                return Err(StoreError::WrongEpoch {
+                    current: record.epoch,
+                }
+                .into());
+            }
+            if !self.store.is_member(group_id, sender.device_id).await? {
+                return Err(StoreError::NotMember.into());
+            }
+            let (message, sender_identity, mls_group_id) =
+                (message.clone(), sender.clone(), mls_group_id.clone());
+            let max = self.max_group_members;
+            let outcome = tokio::task::spawn_blocking(move || {
+                process_handshake(
+                    &mls_group_id,
+                    &record.public_state,
+                    message,
+                    &sender_identity,
+                    max,
+                )
+            })
+            .await
+            .map_err(|_| ApiError::new(ErrorCode::Internal, "commit validation failed"))??;
+
+            let added: BTreeSet<DeviceId> = outcome.added.iter().copied().collect();
+            let new_leaves: Vec<_> = outcome
+                .members
+                .iter()
+                .filter(|(id, _, _)| added.contains(&id.device_id))
+                .cloned()
+                .collect();
+            self.check_registered(&new_leaves).await?;
+            // The committer may have changed its own leaf (update path): same identity, same key.
+            if let Some(own) = outcome
+                .members
+                .iter()
+                .find(|(id, _, _)| id.device_id == sender.device_id)
+            {
+                if own.0 != sender || own.1 != device.0.signature_key {
+                    return Err(ApiError::forbidden(
+                        "a member may not change its identity or key",
+                    ));
+                }
+            }
+            let welcome = match (&request.welcome, added.is_empty()) {
+                (Some(welcome), false) => {
+                    match parse_mls(welcome)?.extract() {
+                        MlsMessageBodyIn::Welcome(_) => {}
+                        _ => {
+                            return Err(ApiError::invalid_mls("the welcome field holds no Welcome"))
+                        }
+                    }
+                    Some(WelcomeDelivery {
+                        payload: welcome.clone(),
+                        recipients: added.iter().copied().collect(),
+                    })
+                }
+                (None, false) => {
+                    return Err(ApiError::invalid_mls(
+                        "a commit that adds members needs its Welcome",
+                    ))
+                }
+                (Some(_), true) => {
+                    return Err(ApiError::invalid_mls("a Welcome without added members"))
+                }
+                (None, true) => None,
+            };
+            let submission = Submission {
+                sender: sender.device_id,
+                message_id,
+                fingerprint: fingerprint.clone(),
+                group_id,
+                epoch,
+                payload: request.mls_message.clone(),
+                accepted_at: now_ms(),
+                transition: Some(GroupTransition {
+                    expected_state_version: record.state_version,
+                    new_epoch: outcome.new_epoch,
+                    new_public_state: outcome.new_state,
+                    members: store_members(&outcome.members),
+                    welcome,
+                }),
+            };
+            match self.store.accept(submission).await {
+                Err(StoreError::StateChanged) => continue,
+                other => return Ok(other?),
+            }
+        }
+        Err(StoreError::StateChanged.into())
+    }
+
+    pub async fn fetch(
+        &self,
+        device: &Authenticated,
+        after: u64,
+        limit: u32,
+    ) -> Result<v1::QueueBatch, ApiError> {
+        let limit = limit.clamp(1, limits::MAX_FETCH_ITEMS);
+        let page = self
+            .store
+            .fetch_queue(device.0.device_id, after, limit)
+            .await?;
+        Ok(v1::QueueBatch {
+            items: page
+                .entries
+                .into_iter()
+                .map(|e| v1::QueueItem {
+                    seq: e.seq,
+                    kind: match e.kind {
+                        parley_store::ItemKind::GroupMessage => v1::ItemKind::GroupMessage as i32,
+                        parley_store::ItemKind::Welcome => v1::ItemKind::Welcome as i32,
+                    },
+                    group_id: e.group_id.to_vec(),
+                    group_seq: e.group_seq,
+                    sender_device: e.sender_device.to_vec(),
+                    sender_username: e.sender_username.to_string(),
+                    message_id: e.message_id.to_vec(),
+                    accepted_at_ms: e.accepted_at,
+                    payload: e.payload,
+                    franking: None,
+                })
+                .collect(),
+            head: page.head,
+            expired_up_to: page.expired_up_to,
+        })
+    }
+
+    pub async fn ack(&self, device: &Authenticated, up_to: u64) -> Result<(), ApiError> {
+        Ok(self.store.ack(device.0.device_id, up_to).await?)
+    }
+
+    pub async fn queue_head(&self, device: DeviceId) -> Result<u64, ApiError> {
+        Ok(self.store.queue_head(device).await?)
+    }
+
+    /// Deletes what nobody fetched within the retention period.
+    pub async fn expire(&self, retention: std::time::Duration) -> Result<u64, ApiError> {
+        let now = now_ms();
+        Ok(self
+            .store
+            .expire(now - retention.as_millis() as i64, now)
+            .await?)
+    }
+}
+
+fn response(accepted: &parley_store::Accepted) -> v1::SubmitResponse {
+    v1::SubmitResponse {
+        group_id: accepted.group_id.to_vec(),
+        group_seq: accepted.group_seq,
+        epoch: accepted.epoch,
+        accepted_at_ms: accepted.accepted_at,
+        duplicate: accepted.duplicate,
+    }
+}

@@ -1,0 +1,106 @@
+//! Errors: [`ApiError`] is what a request gets back; [`ServerError`] stops the server.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use parley_protocol::{ErrorCode, WireError};
+use parley_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// An error answered to a client: a wire error code and a message that names the problem
+/// without echoing secrets or content.
+#[derive(Debug, Clone)]
+pub struct ApiError(pub WireError);
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError(WireError::new(code, message))
+    }
+
+    pub fn malformed(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Malformed, message)
+    }
+
+    pub fn invalid_mls(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidMlsMessage, message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Forbidden, message)
+    }
+
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unauthenticated, message)
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        self.0.code
+    }
+}
+
+impl From<WireError> for ApiError {
+    fn from(e: WireError) -> Self {
+        ApiError(e)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::UsernameTaken => {
+                ApiError::new(ErrorCode::UsernameTaken, "username is already taken")
+            }
+            StoreError::KeyTaken => {
+                ApiError::new(ErrorCode::Forbidden, "signature key is already registered")
+            }
+            StoreError::GroupExists => {
+                ApiError::new(ErrorCode::GroupExists, "group already exists")
+            }
+            StoreError::UnknownGroup => ApiError::new(ErrorCode::NotFound, "unknown group"),
+            StoreError::WrongEpoch { current } => ApiError(WireError::wrong_epoch(current)),
+            StoreError::NotMember => {
+                ApiError::new(ErrorCode::NotMember, "not a member of this group")
+            }
+            StoreError::IdempotencyConflict => ApiError::new(
+                ErrorCode::IdempotencyConflict,
+                "message id was already used for different content",
+            ),
+            StoreError::TooManyKeyPackages => ApiError::new(
+                ErrorCode::TooLarge,
+                "too many key packages stored for this device",
+            ),
+            StoreError::StateChanged => {
+                ApiError::new(ErrorCode::Unavailable, "group state is busy; retry")
+            }
+            StoreError::Backend(detail) => {
+                tracing::error!(%detail, "storage failure");
+                ApiError::new(ErrorCode::Unavailable, "storage unavailable; retry")
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = parley_protocol::encode(&self.0.to_wire());
+        (
+            status,
+            [(
+                axum::http::header::CONTENT_TYPE,
+                parley_protocol::CONTENT_TYPE,
+            )],
+            body,
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,327 @@
+//! HTTP and WebSocket transport. Handlers decode a protobuf body, call one service, and encode
+//! the answer; they hold no logic and never touch the store.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use parley_protocol::{v1, ErrorCode};
+
+use crate::accounts::Authenticated;
+use crate::{ApiError, App, ServerError};
+
+type AppState = State<Arc<App>>;
+
+/// A protobuf response body.
+struct Proto<M>(M);
+
+impl<M: prost::Message> IntoResponse for Proto<M> {
+    fn into_response(self) -> Response {
+        (
+            [(header::CONTENT_TYPE, parley_protocol::CONTENT_TYPE)],
+            parley_protocol::encode(&self.0),
+        )
+            .into_response()
+    }
+}
+
+fn decode<M: prost::Message + Default>(app: &App, body: &Bytes) -> Result<M, ApiError> {
+    Ok(parley_protocol::decode(body, app.config.max_frame_bytes)?)
+}
+
+impl FromRequestParts<Arc<App>> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &Arc<App>,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ApiError::unauthenticated("missing Authorization header"))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .ok_or_else(|| ApiError::unauthenticated("Authorization must be a Bearer token"))?;
+        app.accounts.authenticate(token).await
+    }
+}
+
+fn client_ip(parts: &ConnectInfo<SocketAddr>) -> std::net::IpAddr {
+    parts.0.ip()
+}
+
+async fn register(
+    State(app): AppState,
+    peer: ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    app.rates.check_auth(client_ip(&peer))?;
+    Ok(Proto(app.accounts.register(decode(&app, &body)?).await?))
+}
+
+async fn challenge(
+    State(app): AppState,
+    peer: ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    app.rates.check_auth(client_ip(&peer))?;
+    Ok(Proto(app.accounts.challenge(decode(&app, &body)?).await?))
+}
+
+async fn login(
+    State(app): AppState,
+    peer: ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    app.rates.check_auth(client_ip(&peer))?;
+    Ok(Proto(app.accounts.login(decode(&app, &body)?).await?))
+}
+
+async fn user_devices(
+    State(app): AppState,
+    _device: Authenticated,
+    Path(username): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Proto(app.accounts.user_devices(&username).await?))
+}
+
+async fn upload_key_packages(
+    State(app): AppState,
+    device: Authenticated,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Proto(
+        app.key_packages
+            .upload(&device, decode(&app, &body)?)
+            .await?,
+    ))
+}
+
+async fn key_package_count(
+    State(app): AppState,
+    device: Authenticated,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Proto(app.key_packages.count(&device).await?))
+}
+
+async fn claim_key_packages(
+    State(app): AppState,
+    device: Authenticated,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    app.rates.check_submission(&device.0.user_id)?;
+    Ok(Proto(app.key_packages.claim(decode(&app, &body)?).await?))
+}
+
+async fn create_group(
+    State(app): AppState,
+    device: Authenticated,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    app.rates.check_submission(&device.0.user_id)?;
+    Ok(Proto(
+        app.delivery
+            .create_group(&device, decode(&app, &body)?)
+            .await?,
+    ))
+}
+
+async fn submit(
+    State(app): AppState,
+    device: Authenticated,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    app.rates.check_submission(&device.0.user_id)?;
+    Ok(Proto(
+        app.delivery.submit(&device, decode(&app, &body)?).await?,
+    ))
+}
+
+#[derive(serde::Deserialize)]
+struct FetchParams {
+    #[serde(default)]
+    after: u64,
+    #[serde(default = "default_limit")]
+    limit: u32,
+}
+
+fn default_limit() -> u32 {
+    500
+}
+
+async fn fetch_queue(
+    State(app): AppState,
+    device: Authenticated,
+    Query(params): Query<FetchParams>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Proto(
+        app.delivery
+            .fetch(&device, params.after, params.limit)
+            .await?,
+    ))
+}
+
+async fn ack(
+    State(app): AppState,
+    device: Authenticated,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let ack: v1::Ack = decode(&app, &body)?;
+    app.delivery.ack(&device, ack.up_to).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// `GET /v1/ws`: pushes the device's queue head whenever it moves. Clients send nothing but
+/// pings and close frames; anything else is ignored, and inbound frames are capped small.
+async fn websocket(
+    State(app): AppState,
+    device: Authenticated,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    upgrade
+        .max_message_size(4096)
+        .max_frame_size(4096)
+        .on_upgrade(move |socket| live_hints(app, device, socket))
+}
+
+async fn live_hints(app: Arc<App>, device: Authenticated, mut socket: WebSocket) {
+    let device_id = device.0.device_id;
+    let head = match app.delivery.queue_head(device_id).await {
+        Ok(head) => head,
+        Err(_) => return,
+    };
+    let mut heads = app.notifier.subscribe(device_id, head);
+    let mut last_sent = None;
+    loop {
+        let current = *heads.borrow_and_update();
+        if last_sent != Some(current) {
+            let frame = parley_protocol::encode(&v1::ServerFrame {
+                queue_head: current,
+            });
+            // A slow client never holds more than one frame of ours: the send is awaited.
+            if tokio::time::timeout(
+                Duration::from_secs(30),
+                socket.send(WsMessage::Binary(frame.into())),
+            )
+            .await
+            .map_or(true, |r| r.is_err())
+            {
+                break;
+            }
+            last_sent = Some(current);
+        }
+        tokio::select! {
+            changed = heads.changed() => if changed.is_err() { break },
+            inbound = socket.recv() => match inbound {
+                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    tracing::debug!(device = %device_id, "live connection closed");
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such endpoint")
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    let limit = app.config.max_frame_bytes;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/accounts", post(register))
+        .route("/v1/auth/challenge", post(challenge))
+        .route("/v1/auth/login", post(login))
+        .route("/v1/users/{username}", get(user_devices))
+        .route("/v1/keypackages", post(upload_key_packages))
+        .route("/v1/keypackages/count", get(key_package_count))
+        .route("/v1/keypackages/claim", post(claim_key_packages))
+        .route("/v1/groups", post(create_group))
+        .route("/v1/messages", post(submit))
+        .route("/v1/queue", get(fetch_queue))
+        .route("/v1/queue/ack", post(ack))
+        .route("/v1/ws", get(websocket))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(app)
+}
+
+/// Housekeeping: expire old queue entries and prune rate-limit state, once a minute.
+fn spawn_housekeeping(app: Arc<App>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            match app.delivery.expire(app.config.retention).await {
+                Ok(0) => {}
+                Ok(expired) => tracing::info!(expired, "expired undelivered queue entries"),
+                Err(e) => tracing::warn!(error = %e.0, "expiry failed"),
+            }
+            app.rates.prune();
+        }
+    });
+}
+
+pub async fn serve(
+    app: Arc<App>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    spawn_housekeeping(app.clone());
+    let listen = app.config.listen;
+    let tls = app.config.tls.clone();
+    let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
+    match tls {
+        Some(files) => {
+            let config =
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(&files.cert, &files.key)
+                    .await
+                    .map_err(|e| {
+                        ServerError::Config(format!("cannot load TLS certificate or key: {e}"))
+                    })?;
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                stopper.graceful_shutdown(Some(Duration::from_secs(5)));
+            });
+            let server = axum_server::bind_rustls(listen, config).handle(handle.clone());
+            let serving = tokio::spawn(async move { server.serve(service).await });
+            if let Some(address) = handle.listening().await {
+                announce(address, true);
+            }
+            serving
+                .await
+                .map_err(|e| ServerError::Io(std::io::Error::other(e)))??;
+        }
+        None => {
+            let listener = tokio::net::TcpListener::bind(listen).await?;
+            announce(listener.local_addr()?, false);
+            axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The one line tests and operators wait for: the address actually bound.
+fn announce(address: SocketAddr, tls: bool) {
+    let scheme = if tls { "https" } else { "http" };
+    tracing::info!(%address, "listening");
+    println!("parley server listening on {scheme}://{address}");
+}

@@ -1,0 +1,155 @@
+//! The KeyPackage directory: devices upload single-use KeyPackages plus one last-resort package;
+//! others claim one per device to add that device to a group while it is offline.
+
+use std::sync::Arc;
+
+use openmls::prelude::tls_codec::Deserialize;
+use openmls::prelude::{KeyPackage, KeyPackageIn, ProtocolVersion};
+use openmls_rust_crypto::RustCrypto;
+use parley_mls::DeviceIdentity;
+use parley_protocol::{limits, v1, ErrorCode, Username};
+use parley_store::{KeyPackageCount, Store};
+
+use crate::accounts::Authenticated;
+use crate::ApiError;
+
+pub struct KeyPackages {
+    store: Arc<dyn Store>,
+    crypto: RustCrypto,
+}
+
+fn count_to_wire(count: KeyPackageCount) -> v1::KeyPackageCount {
+    v1::KeyPackageCount {
+        one_time_remaining: count.one_time,
+        has_last_resort: count.has_last_resort,
+    }
+}
+
+impl KeyPackages {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        KeyPackages {
+            store,
+            crypto: RustCrypto::default(),
+        }
+    }
+
+    /// Checks that a KeyPackage parses, is signed by its leaf key, belongs to the uploading
+    /// device (identity and signature key) and is of a suite Parley speaks.
+    fn validate(
+        &self,
+        device: &Authenticated,
+        bytes: &[u8],
+        last_resort: bool,
+    ) -> Result<KeyPackage, ApiError> {
+        if bytes.len() > limits::MAX_KEY_PACKAGE_BYTES {
+            return Err(ApiError::new(ErrorCode::TooLarge, "key package too large"));
+        }
+        let invalid = |why: &str| {
+            ApiError::new(
+                ErrorCode::InvalidKeyPackage,
+                format!("invalid key package: {why}"),
+            )
+        };
+        let parsed =
+            KeyPackageIn::tls_deserialize_exact(bytes).map_err(|_| invalid("does not parse"))?;
+        let package = parsed
+            .validate(&self.crypto, ProtocolVersion::Mls10)
+            .map_err(|e| invalid(&format!("does not verify ({e})")))?;
+        let identity = DeviceIdentity::from_credential(package.leaf_node().credential())
+            .map_err(|e| invalid(&e.to_string()))?;
+        if identity.device_id != device.0.device_id || identity.username != device.0.username {
+            return Err(invalid("credential names another device"));
+        }
+        if package.leaf_node().signature_key().as_slice() != device.0.signature_key.as_slice() {
+            return Err(invalid("signature key is not the device's"));
+        }
+        if package.last_resort() != last_resort {
+            return Err(invalid("last-resort marking does not match its slot"));
+        }
+        if parley_mls::suite::DEFAULT_CIPHERSUITE != package.ciphersuite()
+            && parley_mls::suite::CLASSIC_X25519 != package.ciphersuite()
+        {
+            return Err(invalid("unsupported ciphersuite"));
+        }
+        Ok(package)
+    }
+
+    pub async fn upload(
+        &self,
+        device: &Authenticated,
+        request: v1::UploadKeyPackages,
+    ) -> Result<v1::KeyPackageCount, ApiError> {
+        if request.key_packages.len() > limits::MAX_KEY_PACKAGES_PER_UPLOAD {
+            return Err(ApiError::new(
+                ErrorCode::TooLarge,
+                "too many key packages in one upload",
+            ));
+        }
+        for package in &request.key_packages {
+            self.validate(device, package, false)?;
+        }
+        if let Some(package) = &request.last_resort {
+            self.validate(device, package, true)?;
+        }
+        let count = self
+            .store
+            .add_key_packages(
+                device.0.device_id,
+                request.key_packages,
+                request.last_resort,
+            )
+            .await?;
+        Ok(count_to_wire(count))
+    }
+
+    pub async fn count(&self, device: &Authenticated) -> Result<v1::KeyPackageCount, ApiError> {
+        Ok(count_to_wire(
+            self.store.key_package_count(device.0.device_id).await?,
+        ))
+    }
+
+    /// One KeyPackage for every device of every named user. A user none of whose devices has a
+    /// package left is an error, so that nobody is silently left out of a group.
+    pub async fn claim(
+        &self,
+        request: v1::ClaimKeyPackages,
+    ) -> Result<v1::ClaimResponse, ApiError> {
+        if request.usernames.len() > limits::MAX_CLAIM_USERNAMES {
+            return Err(ApiError::new(
+                ErrorCode::TooLarge,
+                "too many usernames in one claim",
+            ));
+        }
+        let mut key_packages = Vec::new();
+        for name in &request.usernames {
+            let username = Username::parse(name)
+                .map_err(|e| ApiError::new(ErrorCode::InvalidUsername, e.to_string()))?;
+            let devices = self.store.user_devices(&username).await?;
+            if devices.is_empty() {
+                return Err(ApiError::new(
+                    ErrorCode::NotFound,
+                    format!("unknown user {username}"),
+                ));
+            }
+            let mut claimed_any = false;
+            for device in devices {
+                if let Some(claimed) = self.store.claim_key_package(device.device_id).await? {
+                    claimed_any = true;
+                    key_packages.push(v1::ClaimedKeyPackage {
+                        username: username.to_string(),
+                        device_id: claimed.device_id.to_vec(),
+                        key_package: claimed.data,
+                        last_resort: claimed.last_resort,
+                    });
+                }
+            }
+            if !claimed_any {
+                return Err(ApiError::new(
+                    ErrorCode::NoKeyPackage,
+                    format!("{username} has no key package left"),
+                ));
+            }
+        }
+        Ok(v1::ClaimResponse { key_packages })
+    }
+}

@@ -1,0 +1,101 @@
+//! The server's durable state.
+//!
+//! [`Store`] is the whole interface: operations at the level of the Delivery Service ("accept this
+//! submission", "fetch this device's queue"), each one transaction. [`SqliteStore`] implements it
+//! on an embedded SQLite database; a PostgreSQL implementation will sit beside it.
+//!
+//! Architecture invariant: only this crate contains SQL. The server's services call [`Store`]
+//! methods; HTTP handlers never see a connection.
+//!
+//! The store holds ciphertext and opaque ids. It never receives a plaintext message, a group name
+//! or a private key, so no query can yield one.
+#![forbid(unsafe_code)]
+
+mod model;
+mod sqlite;
+
+pub use model::*;
+pub use sqlite::{SqliteOptions, SqliteStore};
+
+use async_trait::async_trait;
+use parley_protocol::{DeviceId, GroupId, MessageId, Username};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("username is already taken")]
+    UsernameTaken,
+    #[error("signature key is already registered")]
+    KeyTaken,
+    #[error("group already exists")]
+    GroupExists,
+    #[error("no such group")]
+    UnknownGroup,
+    #[error("wrong epoch (current = {current})")]
+    WrongEpoch { current: u64 },
+    #[error("the group's state changed since it was read; process the message again")]
+    StateChanged,
+    #[error("sender is not a member of the group")]
+    NotMember,
+    #[error("message id was already used for different content")]
+    IdempotencyConflict,
+    #[error("too many key packages stored for this device")]
+    TooManyKeyPackages,
+    #[error("storage failure: {0}")]
+    Backend(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Durable state of a Parley server. Every method is one transaction.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // Accounts, devices, sessions
+    async fn create_account(&self, account: NewAccount) -> StoreResult<()>;
+    async fn device(&self, device: DeviceId) -> StoreResult<Option<DeviceRecord>>;
+    async fn user_devices(&self, username: &Username) -> StoreResult<Vec<DeviceRecord>>;
+    async fn put_challenge(&self, challenge: Challenge) -> StoreResult<()>;
+    /// Removes and returns a challenge: each one is good for one login.
+    async fn take_challenge(&self, nonce: &[u8]) -> StoreResult<Option<Challenge>>;
+    async fn create_session(&self, session: NewSession) -> StoreResult<()>;
+    async fn session(&self, token_hash: &[u8], now: Millis) -> StoreResult<Option<DeviceRecord>>;
+
+    // KeyPackages
+    async fn add_key_packages(
+        &self,
+        device: DeviceId,
+        one_time: Vec<Vec<u8>>,
+        last_resort: Option<Vec<u8>>,
+    ) -> StoreResult<KeyPackageCount>;
+    async fn key_package_count(&self, device: DeviceId) -> StoreResult<KeyPackageCount>;
+    /// Hands out one KeyPackage of `device`: a one-time one, exactly once, or else the
+    /// last-resort one, which stays.
+    async fn claim_key_package(&self, device: DeviceId) -> StoreResult<Option<ClaimedKeyPackage>>;
+
+    // Delivery Service
+    async fn create_group(&self, group: NewGroup) -> StoreResult<()>;
+    async fn group(&self, group: GroupId) -> StoreResult<Option<GroupRecord>>;
+    async fn is_member(&self, group: GroupId, device: DeviceId) -> StoreResult<bool>;
+    /// The first result of an earlier submission with this idempotency key, if any.
+    async fn find_submission(
+        &self,
+        device: DeviceId,
+        message: MessageId,
+    ) -> StoreResult<Option<StoredSubmission>>;
+    /// Stores a submission and a pointer for every recipient device in one transaction, or
+    /// nothing. A retry of a stored submission returns the first result with `duplicate` set.
+    async fn accept(&self, submission: Submission) -> StoreResult<Accepted>;
+    async fn fetch_queue(&self, device: DeviceId, after: u64, limit: u32)
+        -> StoreResult<QueuePage>;
+    /// Deletes the device's queue entries up to `up_to`, and payloads nobody needs any more.
+    async fn ack(&self, device: DeviceId, up_to: u64) -> StoreResult<()>;
+    async fn queue_head(&self, device: DeviceId) -> StoreResult<u64>;
+    /// Deletes undelivered entries older than `before`, expired challenges and sessions, and
+    /// idempotency records older than `before`. Returns how many queue entries expired.
+    async fn expire(&self, before: Millis, now: Millis) -> StoreResult<u64>;
+}

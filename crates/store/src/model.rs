@@ -1,0 +1,162 @@
+//! The records the store reads and writes.
+
+use parley_protocol::{DeviceId, GroupId, MessageId, UserId, Username};
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = i64;
+
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    pub user_id: UserId,
+    pub username: Username,
+    pub device_id: DeviceId,
+    pub signature_key: Vec<u8>,
+    pub now: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    pub device_id: DeviceId,
+    pub user_id: UserId,
+    pub username: Username,
+    pub signature_key: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Challenge {
+    pub nonce: Vec<u8>,
+    pub device_id: DeviceId,
+    pub expires_at: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// SHA-256 of the bearer token: a stolen database yields no usable token.
+    pub token_hash: Vec<u8>,
+    pub device_id: DeviceId,
+    pub expires_at: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyPackageCount {
+    pub one_time: u32,
+    pub has_last_resort: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedKeyPackage {
+    pub device_id: DeviceId,
+    pub data: Vec<u8>,
+    pub last_resort: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupMember {
+    pub device_id: DeviceId,
+    pub leaf_index: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewGroup {
+    pub group_id: GroupId,
+    pub epoch: u64,
+    /// The Delivery Service's public view of the group (opaque to the store).
+    pub public_state: Vec<u8>,
+    pub members: Vec<GroupMember>,
+    pub now: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupRecord {
+    pub group_id: GroupId,
+    pub epoch: u64,
+    pub public_state: Vec<u8>,
+    pub member_count: u64,
+    pub state_version: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemKind {
+    GroupMessage = 1,
+    Welcome = 2,
+}
+
+impl ItemKind {
+    pub(crate) fn from_i64(value: i64) -> ItemKind {
+        if value == 2 {
+            ItemKind::Welcome
+        } else {
+            ItemKind::GroupMessage
+        }
+    }
+}
+
+/// A message accepted by the Delivery Service, with what it changes.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub sender: DeviceId,
+    pub message_id: MessageId,
+    /// Hash of the submitted bytes: a retry with other content is a conflict, not a duplicate.
+    pub fingerprint: Vec<u8>,
+    pub group_id: GroupId,
+    /// The epoch the message was made in; must be the group's current epoch.
+    pub epoch: u64,
+    pub payload: Vec<u8>,
+    pub accepted_at: Millis,
+    pub transition: Option<GroupTransition>,
+}
+
+/// What an accepted handshake message does to the group.
+#[derive(Debug, Clone)]
+pub struct GroupTransition {
+    /// The `state_version` the new state was computed from (compare-and-set).
+    pub expected_state_version: u64,
+    pub new_epoch: u64,
+    pub new_public_state: Vec<u8>,
+    /// Membership after the message (unchanged for a proposal).
+    pub members: Vec<GroupMember>,
+    pub welcome: Option<WelcomeDelivery>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WelcomeDelivery {
+    pub payload: Vec<u8>,
+    pub recipients: Vec<DeviceId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub group_id: GroupId,
+    pub group_seq: u64,
+    pub epoch: u64,
+    pub accepted_at: Millis,
+    pub duplicate: bool,
+    /// Each recipient device with its new queue head (empty for a duplicate).
+    pub deliveries: Vec<(DeviceId, u64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSubmission {
+    pub fingerprint: Vec<u8>,
+    pub accepted: Accepted,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueEntry {
+    pub seq: u64,
+    pub kind: ItemKind,
+    pub group_id: GroupId,
+    pub group_seq: u64,
+    pub sender_device: DeviceId,
+    pub sender_username: Username,
+    pub message_id: MessageId,
+    pub accepted_at: Millis,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct QueuePage {
+    pub entries: Vec<QueueEntry>,
+    pub head: u64,
+    pub expired_up_to: u64,
+}

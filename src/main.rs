@@ -1,0 +1,346 @@
+//! `parley`: the server and the command-line client in one binary.
+#![forbid(unsafe_code)]
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use parley_client::{ChatRef, ChatSummary, Client, ClientOptions, MessageView};
+use parley_protocol::Username;
+use parley_server::{ServerConfig, TlsFiles};
+
+#[derive(Parser)]
+#[command(
+    name = "parley",
+    version,
+    about = "End-to-end-encrypted messaging on MLS"
+)]
+struct Cli {
+    /// This device's directory (account, keys, message log).
+    #[arg(long, env = "PARLEY_HOME", global = true)]
+    home: Option<PathBuf>,
+    /// Server address; stored at registration, overridable on any command.
+    #[arg(long, env = "PARLEY_SERVER", global = true)]
+    server: Option<String>,
+    /// Extra CA certificate (PEM) to trust, e.g. a self-signed server's.
+    #[arg(long, env = "PARLEY_CA_CERT", global = true)]
+    ca_cert: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (embedded SQLite in --data).
+    Server(ServerArgs),
+    /// Create an account on the server for this device.
+    Register { username: String },
+    /// Send a message to a user (1:1, created on first use) or to a group (#name).
+    Send { chat: String, text: String },
+    /// Fetch, decrypt and store new messages, send what waits in the outbox, print new messages.
+    Sync {
+        #[arg(long)]
+        json: bool,
+        /// Stay connected and print messages as they arrive.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Manage group chats.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// List chats.
+    Chats {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a chat's messages (a username, or #group).
+    History {
+        chat: String,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum GroupCommand {
+    /// Create a group with you as admin.
+    Create { name: String, members: Vec<String> },
+    /// Add members (any member may).
+    Add { name: String, members: Vec<String> },
+    /// Remove members (admins only).
+    Remove { name: String, members: Vec<String> },
+    /// Leave a group.
+    Leave { name: String },
+    /// Make a member an admin (admins only).
+    Admin { name: String, member: String },
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// Data directory (SQLite database).
+    #[arg(long, env = "PARLEY_DATA", default_value = "parley-data")]
+    data: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    listen: SocketAddr,
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Listen on a non-loopback address without TLS (only behind a TLS-terminating proxy).
+    #[arg(long)]
+    allow_plaintext_public: bool,
+    #[arg(long, default_value_t = parley_protocol::limits::DEFAULT_MAX_GROUP_MEMBERS)]
+    max_group_members: usize,
+    #[arg(long, default_value_t = parley_protocol::limits::MAX_FRAME_BYTES)]
+    max_frame_bytes: usize,
+    /// Days an undelivered item is kept.
+    #[arg(long, default_value_t = 30)]
+    retention_days: u64,
+    /// Sustained submissions per second per account.
+    #[arg(long, default_value_t = 200)]
+    rate_per_second: u32,
+    /// Registrations and logins per second per client address.
+    #[arg(long, default_value_t = 50)]
+    auth_rate_per_second: u32,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let is_server = matches!(cli.command, Command::Server(_));
+    let filter = std::env::var("PARLEY_LOG").unwrap_or_else(|_| {
+        if is_server {
+            "info".into()
+        } else {
+            "warn".into()
+        }
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("parley: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(run(cli)) {
+        eprintln!("parley: {}", one_line(&e));
+        std::process::exit(1);
+    }
+}
+
+/// An error as one line: the causes joined, newlines flattened.
+fn one_line(error: &anyhow::Error) -> String {
+    format!("{error:#}").replace('\n', " ")
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let options = ClientOptions {
+        server: cli.server.clone(),
+        ca_cert: cli.ca_cert.clone(),
+        ciphersuite: None,
+    };
+    let home = cli.home.clone();
+    let open = || -> Result<Client> {
+        let home = home
+            .clone()
+            .context("no device directory: give --home DIR or set PARLEY_HOME")?;
+        Ok(Client::open(&home, options.clone())?)
+    };
+    match cli.command {
+        Command::Server(args) => serve(args).await,
+        Command::Register { username } => {
+            let home = cli
+                .home
+                .context("no device directory: give --home DIR or set PARLEY_HOME")?;
+            let server = cli.server.unwrap_or_else(|| "http://127.0.0.1:7878".into());
+            let client = Client::register(&home, &server, &username, options).await?;
+            println!(
+                "registered {} (device {})",
+                client.username(),
+                client.device_id()
+            );
+            Ok(())
+        }
+        Command::Send { chat, text } => {
+            let client = open()?;
+            let chat = ChatRef::parse(&chat)?;
+            let sent = client.send_text(&chat, &text).await?;
+            if sent.status == "sending" {
+                eprintln!("parley: server unreachable; message {} queued and will be sent on the next sync", sent.id);
+            }
+            Ok(())
+        }
+        Command::Sync { json, follow } => {
+            let client = open()?;
+            if follow {
+                let stop = async {
+                    let _ = tokio::signal::ctrl_c().await;
+                };
+                client
+                    .follow(
+                        |m| print_message(m, json),
+                        |up| tracing::info!(connected = up, "live connection"),
+                        stop,
+                    )
+                    .await?;
+            } else {
+                for message in client.sync().await? {
+                    print_message(&message, json);
+                }
+            }
+            Ok(())
+        }
+        Command::Group(command) => {
+            let client = open()?;
+            match command {
+                GroupCommand::Create { name, members } => {
+                    client
+                        .create_group(group_name(&name), &usernames(&members)?)
+                        .await?
+                }
+                GroupCommand::Add { name, members } => {
+                    client
+                        .add_members(group_name(&name), &usernames(&members)?)
+                        .await?
+                }
+                GroupCommand::Remove { name, members } => {
+                    client
+                        .remove_members(group_name(&name), &usernames(&members)?)
+                        .await?
+                }
+                GroupCommand::Leave { name } => client.leave_group(group_name(&name)).await?,
+                GroupCommand::Admin { name, member } => {
+                    client
+                        .make_admin(group_name(&name), &usernames(&[member])?[0])
+                        .await?
+                }
+            }
+            Ok(())
+        }
+        Command::Chats { json } => {
+            let client = open()?;
+            for chat in client.chats()? {
+                print_chat(&chat, json);
+            }
+            Ok(())
+        }
+        Command::History { chat, json, limit } => {
+            let client = open()?;
+            for message in client.history(&ChatRef::parse(&chat)?, limit)? {
+                print_message(&message, json);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn group_name(name: &str) -> &str {
+    name.strip_prefix('#').unwrap_or(name)
+}
+
+fn usernames(names: &[String]) -> Result<Vec<Username>> {
+    if names.is_empty() {
+        bail!("name at least one user");
+    }
+    names
+        .iter()
+        .map(|n| Username::parse(n).map_err(|e| anyhow::anyhow!("{n:?}: {e}")))
+        .collect()
+}
+
+fn print_message(message: &MessageView, json: bool) {
+    let mut out = std::io::stdout().lock();
+    let _ = if json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string(message).unwrap_or_default()
+        )
+    } else {
+        let when = chrono::DateTime::parse_from_rfc3339(&message.sent_at)
+            .map(|t| {
+                t.with_timezone(&chrono::Local)
+                    .format("%Y-%m-%d %H:%M")
+                    .to_string()
+            })
+            .unwrap_or_else(|_| message.sent_at.clone());
+        writeln!(
+            out,
+            "[{when}] {} {}: {}",
+            message.chat,
+            message.sender,
+            sanitize(&message.text)
+        )
+    };
+    let _ = out.flush();
+}
+
+fn print_chat(chat: &ChatSummary, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(chat).unwrap_or_default());
+        return;
+    }
+    let last = chat
+        .last_message
+        .as_ref()
+        .map(|m| format!("{}: {}", m.sender, sanitize(&m.text)))
+        .unwrap_or_default();
+    let state = if chat.state == "active" {
+        String::new()
+    } else {
+        format!(" ({})", chat.state)
+    };
+    println!("{}{state}  {last}", chat.chat);
+}
+
+/// Terminal output never carries control characters from the network.
+fn sanitize(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+async fn serve(args: ServerArgs) -> Result<()> {
+    let mut config = ServerConfig::new(args.data);
+    config.listen = args.listen;
+    config.tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        _ => None,
+    };
+    config.allow_plaintext_public = args.allow_plaintext_public;
+    config.max_group_members = args.max_group_members;
+    config.max_frame_bytes = args.max_frame_bytes;
+    config.retention = Duration::from_secs(args.retention_days * 24 * 3600);
+    config.submit_per_second = args.rate_per_second;
+    config.submit_burst = args.rate_per_second.saturating_mul(10);
+    config.auth_per_second = args.auth_rate_per_second;
+    config.auth_burst = args.auth_rate_per_second.saturating_mul(10);
+    let shutdown = async {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match terminate.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+        }
+        tracing::info!("shutting down");
+    };
+    parley_server::run(config, shutdown).await?;
+    Ok(())
+}
