@@ -179,16 +179,21 @@ impl Client {
             Outcome::Failed(e) => Err(e),
             Outcome::Rejected(rejected) => {
                 let tx = conn.unchecked_transaction()?;
-                if let Rejected::Unverifiable(reason) = &rejected {
-                    tracing::warn!(seq = item.seq, %reason, "received item set aside as unverifiable");
-                    db::insert_unverifiable(
-                        &tx,
-                        item.seq,
-                        &item.group_id,
-                        &item.sender_username,
-                        reason,
-                        now_ms(),
-                    )?;
+                match &rejected {
+                    Rejected::Unverifiable(reason) => {
+                        tracing::warn!(seq = item.seq, %reason, "received item set aside as unverifiable");
+                        db::insert_unverifiable(
+                            &tx,
+                            item.seq,
+                            &item.group_id,
+                            &item.sender_username,
+                            reason,
+                            now_ms(),
+                        )?;
+                    }
+                    Rejected::Ignored(reason) => {
+                        tracing::debug!(seq = item.seq, %reason, "received item skipped")
+                    }
                 }
                 db::set_cursor(&tx, item.seq)?;
                 tx.commit()?;

@@ -30,7 +30,7 @@ use api::ServerApi;
 use provider::TxProvider;
 
 pub use db::MessageStatus;
-pub use views::{ChatSummary, MessageView};
+pub use views::{ChatSummary, GroupStateView, MessageView};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

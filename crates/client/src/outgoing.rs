@@ -285,6 +285,7 @@ impl Client {
                         self.reencrypt(&current)?;
                     }
                     Err(e) => {
+                        tracing::info!(error = %e, epoch = current.epoch, "server refused a queued submission");
                         self.on_refused(&current)?;
                         if current.kind != OutboxKind::Application && is_wrong_epoch(&e) {
                             // The caller that built this change rebuilds it on the new epoch.

@@ -117,3 +117,41 @@ impl Client {
             .collect()
     }
 }
+
+/// A member's view of a group's MLS state. Two members that agree on `epoch` and
+/// `epoch_authenticator` hold the same group state.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct GroupStateView {
+    pub epoch: u64,
+    /// Usernames of the members, sorted, one entry per device.
+    pub members: Vec<String>,
+    pub admins: Vec<String>,
+    pub epoch_authenticator: String,
+}
+
+impl Client {
+    pub fn group_state(&self, chat: &ChatRef) -> Result<GroupStateView, ClientError> {
+        let group_id = self
+            .resolve_chat(chat)?
+            .ok_or_else(|| ClientError::UnknownChat(chat.to_string()))?;
+        let conn = self.db();
+        let provider = crate::provider::TxProvider::new(&self.crypto, &conn);
+        let group = crate::outgoing::load_group(&provider, &group_id)?
+            .ok_or_else(|| ClientError::UnknownChat(chat.to_string()))?;
+        let mut members: Vec<String> = group
+            .members()
+            .filter_map(|m| parley_mls::DeviceIdentity::from_credential(&m.credential).ok())
+            .map(|id| id.username.to_string())
+            .collect();
+        members.sort();
+        let admins = parley_mls::Roles::from_extensions(group.extensions())
+            .map(|r| r.admins().map(|a| a.to_string()).collect())
+            .unwrap_or_default();
+        Ok(GroupStateView {
+            epoch: group.epoch().as_u64(),
+            members,
+            admins,
+            epoch_authenticator: hex::encode(group.epoch_authenticator().as_slice()),
+        })
+    }
+}

@@ -26,6 +26,8 @@ pub enum ErrorCode {
     IdempotencyConflict = 16,
     InvalidKeyPackage = 17,
     Unavailable = 18,
+    /// The same ciphertext was already accepted in this group under another message id.
+    Replay = 19,
 }
 
 impl ErrorCode {
@@ -49,6 +51,7 @@ impl ErrorCode {
             16 => IdempotencyConflict,
             17 => InvalidKeyPackage,
             18 => Unavailable,
+            19 => Replay,
             _ => Internal,
         }
     }
@@ -64,7 +67,7 @@ impl ErrorCode {
             Unauthenticated => 401,
             Forbidden | NotMember => 403,
             NotFound | NoKeyPackage => 404,
-            UsernameTaken | GroupExists | IdempotencyConflict | WrongEpoch => 409,
+            UsernameTaken | GroupExists | IdempotencyConflict | WrongEpoch | Replay => 409,
             GroupTooLarge => 422,
             RateLimited => 429,
         }

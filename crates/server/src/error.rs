@@ -77,6 +77,7 @@ impl From<StoreError> for ApiError {
                 ErrorCode::TooLarge,
                 "too many key packages stored for this device",
             ),
+            StoreError::Replay => ApiError::new(ErrorCode::Replay, "replayed message"),
             StoreError::StateChanged => {
                 ApiError::new(ErrorCode::Unavailable, "group state is busy; retry")
             }

@@ -142,9 +142,11 @@ async fn submit(
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     app.rates.check_submission(&device.0.user_id)?;
-    Ok(Proto(
-        app.delivery.submit(&device, decode(&app, &body)?).await?,
-    ))
+    let result = app.delivery.submit(&device, decode(&app, &body)?).await;
+    if let Err(e) = &result {
+        tracing::debug!(device = %device.0.device_id, code = ?e.code(), "submission refused");
+    }
+    Ok(Proto(result?))
 }
 
 #[derive(serde::Deserialize)]

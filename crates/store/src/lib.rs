@@ -36,6 +36,8 @@ pub enum StoreError {
     StateChanged,
     #[error("sender is not a member of the group")]
     NotMember,
+    #[error("this message was already accepted under another message id (replay)")]
+    Replay,
     #[error("message id was already used for different content")]
     IdempotencyConflict,
     #[error("too many key packages stored for this device")]

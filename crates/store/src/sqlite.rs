@@ -99,6 +99,8 @@ CREATE TABLE submissions (
     PRIMARY KEY (device_id, message_id)
 ) WITHOUT ROWID;
 CREATE INDEX submissions_accepted ON submissions(accepted_at);
+-- The same ciphertext twice in a group is a replay, whatever message id it comes with.
+CREATE UNIQUE INDEX submissions_replay ON submissions(group_id, fingerprint);
 "#];
 
 const DATABASE_FILE: &str = "parley.db";
@@ -452,6 +454,14 @@ fn accept_in(tx: &Transaction<'_>, submission: Submission) -> StoreResult<Accept
         return Ok(previous.accepted);
     }
     let group = blob(submission.group_id.as_bytes());
+    let replay: bool = tx.query_row(
+        "SELECT EXISTS(SELECT 1 FROM submissions WHERE group_id = ?1 AND fingerprint = ?2)",
+        params![group, submission.fingerprint],
+        |row| row.get(0),
+    )?;
+    if replay {
+        return Err(StoreError::Replay);
+    }
     let (epoch, next_seq, state_version): (i64, i64, i64) = tx
         .query_row(
             "SELECT epoch, next_seq, state_version FROM groups WHERE id = ?1",

@@ -1,0 +1,310 @@
+//! Test harness: the real `parley` server binary on a temporary data directory and a free
+//! loopback port, clients on temporary homes, and a proxy that can drop traffic.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use parley_client::{Client, ClientOptions};
+use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_parley");
+
+pub struct TestServer {
+    pub dir: TempDir,
+    pub port: u16,
+    child: Option<Child>,
+    extra_args: Vec<String>,
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(args: &[&str]) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut server = TestServer {
+            dir,
+            port: 0,
+            child: None,
+            extra_args: args.iter().map(|s| s.to_string()).collect(),
+        };
+        server.spawn();
+        server
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
+        let mut child = Command::new(BIN)
+            .arg("server")
+            .arg("--data")
+            .arg(self.data_dir())
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .args(&self.extra_args)
+            .env("PARLEY_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("server announces its address");
+        let address = line
+            .trim()
+            .rsplit("http://")
+            .next()
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
+        self.port = address.rsplit(':').next().unwrap().parse().expect("port");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts again on the same data directory and port.
+    pub fn restart(&mut self) {
+        self.kill();
+        for attempt in 0..50 {
+            let free = std::net::TcpListener::bind(("127.0.0.1", self.port)).is_ok();
+            if free {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100 * (attempt + 1)));
+        }
+        self.spawn();
+    }
+
+    /// Every byte the server wrote: its data directory and its log.
+    pub fn all_bytes(&self) -> Vec<u8> {
+        let mut bytes = std::fs::read(self.log_path()).unwrap_or_default();
+        for entry in walk(&self.data_dir()) {
+            bytes.extend(std::fs::read(entry).unwrap_or_default());
+        }
+        bytes
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                files.extend(walk(&path));
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A device: a client library instance on its own temporary home.
+pub struct Device {
+    pub home: TempDir,
+    pub client: Client,
+}
+
+impl Device {
+    pub async fn register(server: &str, username: &str) -> Device {
+        let home = tempfile::tempdir().expect("tempdir");
+        let client = Client::register(home.path(), server, username, ClientOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("register {username}: {e}"));
+        Device { home, client }
+    }
+
+    /// Opens the same home again, as after a restart of the app, optionally on another server.
+    pub fn reopen(&mut self, server: Option<String>) {
+        let options = ClientOptions {
+            server,
+            ..Default::default()
+        };
+        self.client = Client::open(self.home.path(), options).expect("reopen");
+    }
+}
+
+pub fn unique(label: &str) -> String {
+    use std::sync::atomic::AtomicU64;
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{label}-{}-{n}-{:x}", std::process::id(), rand_u64())
+}
+
+fn rand_u64() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    (nanos as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// What the proxy should do to the next HTTP request whose first bytes contain a marker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Forward the request, swallow the response, close the connection.
+    DropResponse,
+    /// Close the connection without forwarding the request.
+    DropRequest,
+}
+
+/// A TCP proxy in front of the server that can drop one request or response, and records the
+/// bodies of the requests it forwards.
+pub struct FaultyProxy {
+    pub port: u16,
+    armed: Arc<Mutex<Option<(String, Fault)>>>,
+    pub fired: Arc<AtomicBool>,
+    pub recorded: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl FaultyProxy {
+    pub async fn start(upstream_port: u16) -> FaultyProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let port = listener.local_addr().unwrap().port();
+        let armed: Arc<Mutex<Option<(String, Fault)>>> = Arc::new(Mutex::new(None));
+        let fired = Arc::new(AtomicBool::new(false));
+        let recorded = Arc::new(Mutex::new(Vec::new()));
+        let (armed2, fired2, recorded2) = (armed.clone(), fired.clone(), recorded.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (armed, fired, recorded) = (armed2.clone(), fired2.clone(), recorded2.clone());
+                tokio::spawn(async move {
+                    let _ = proxy_connection(client, upstream_port, armed, fired, recorded).await;
+                });
+            }
+        });
+        FaultyProxy {
+            port,
+            armed,
+            fired,
+            recorded,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn arm(&self, marker: &str, fault: Fault) {
+        self.fired.store(false, Ordering::SeqCst);
+        *self.armed.lock().unwrap() = Some((marker.to_owned(), fault));
+    }
+}
+
+async fn proxy_connection(
+    mut client: TcpStream,
+    upstream_port: u16,
+    armed: Arc<Mutex<Option<(String, Fault)>>>,
+    fired: Arc<AtomicBool>,
+    recorded: Arc<Mutex<Vec<Vec<u8>>>>,
+) -> std::io::Result<()> {
+    let mut server = TcpStream::connect(("127.0.0.1", upstream_port)).await?;
+    let mut from_client = vec![0u8; 1 << 20];
+    let mut from_server = vec![0u8; 1 << 20];
+    let mut swallow_responses = false;
+    loop {
+        tokio::select! {
+            read = client.read(&mut from_client) => {
+                let n = read?;
+                if n == 0 { return Ok(()); }
+                let chunk = &from_client[..n];
+                recorded.lock().unwrap().push(chunk.to_vec());
+                let fault = {
+                    let mut armed = armed.lock().unwrap();
+                    match armed.as_ref() {
+                        Some((marker, fault)) if contains(chunk, marker.as_bytes()) => {
+                            let fault = *fault;
+                            *armed = None;
+                            Some(fault)
+                        }
+                        _ => None,
+                    }
+                };
+                match fault {
+                    Some(Fault::DropRequest) => {
+                        fired.store(true, Ordering::SeqCst);
+                        return Ok(());
+                    }
+                    Some(Fault::DropResponse) => swallow_responses = true,
+                    None => {}
+                }
+                server.write_all(chunk).await?;
+            }
+            read = server.read(&mut from_server) => {
+                let n = read?;
+                if n == 0 { return Ok(()); }
+                if swallow_responses {
+                    fired.store(true, Ordering::SeqCst);
+                    return Ok(());
+                }
+                client.write_all(&from_server[..n]).await?;
+            }
+        }
+    }
+}
+
+/// Runs the CLI with a home directory; returns (status, stdout, stderr).
+pub fn cli(home: &Path, server: &str, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(BIN)
+        .arg("--home")
+        .arg(home)
+        .arg("--server")
+        .arg(server)
+        .args(args)
+        .output()
+        .expect("run parley");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+pub fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect()
+}
