@@ -454,14 +454,6 @@ fn accept_in(tx: &Transaction<'_>, submission: Submission) -> StoreResult<Accept
         return Ok(previous.accepted);
     }
     let group = blob(submission.group_id.as_bytes());
-    let replay: bool = tx.query_row(
-        "SELECT EXISTS(SELECT 1 FROM submissions WHERE group_id = ?1 AND fingerprint = ?2)",
-        params![group, submission.fingerprint],
-        |row| row.get(0),
-    )?;
-    if replay {
-        return Err(StoreError::Replay);
-    }
     let (epoch, next_seq, state_version): (i64, i64, i64) = tx
         .query_row(
             "SELECT epoch, next_seq, state_version FROM groups WHERE id = ?1",
@@ -494,6 +486,14 @@ fn accept_in(tx: &Transaction<'_>, submission: Submission) -> StoreResult<Accept
             .filter(|d| *d != submission.sender)
             .collect()
     };
+    let replay: bool = tx.query_row(
+        "SELECT EXISTS(SELECT 1 FROM submissions WHERE group_id = ?1 AND fingerprint = ?2)",
+        params![group, submission.fingerprint],
+        |row| row.get(0),
+    )?;
+    if replay {
+        return Err(StoreError::Replay);
+    }
     let group_seq = next_seq as u64;
     let payload_id = insert_payload(
         tx,

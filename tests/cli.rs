@@ -1,0 +1,158 @@
+//! The `parley` command line as a user types it, against the real server.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn the_quick_start_works_as_documented() {
+    let server = TestServer::start();
+    let url = server.url();
+    let homes: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (a, b, c, d) = (
+        homes[0].path(),
+        homes[1].path(),
+        homes[2].path(),
+        homes[3].path(),
+    );
+
+    for (home, name) in [(a, "alice"), (b, "bob"), (c, "carol"), (d, "dave")] {
+        let (status, out, err) = cli(home, &url, &["register", name]);
+        assert_eq!(status, 0, "{err}");
+        assert!(out.contains(&format!("registered {name}")));
+    }
+    let (status, _, err) = cli(a, &url, &["send", "bob", "hi bob"]);
+    assert_eq!(status, 0, "{err}");
+
+    let (status, out, _) = cli(b, &url, &["sync", "--json"]);
+    assert_eq!(status, 0);
+    let messages = json_lines(&out);
+    assert_eq!(messages.len(), 1);
+    let m = &messages[0];
+    assert_eq!(m["chat"], "alice");
+    assert_eq!(m["sender"], "alice");
+    assert_eq!(m["text"], "hi bob");
+    assert_eq!(m["id"].as_str().unwrap().len(), 32);
+    assert!(chrono::DateTime::parse_from_rfc3339(m["sent_at"].as_str().unwrap()).is_ok());
+
+    assert_eq!(
+        cli(a, &url, &["group", "create", "team", "bob", "carol"]).0,
+        0
+    );
+    assert_eq!(cli(a, &url, &["send", "#team", "hello team"]).0, 0);
+    let (_, out, _) = cli(c, &url, &["sync", "--json"]);
+    let messages = json_lines(&out);
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["chat"], "#team");
+    assert_eq!(messages[0]["text"], "hello team");
+
+    assert_eq!(cli(a, &url, &["group", "add", "team", "dave"]).0, 0);
+    assert_eq!(cli(a, &url, &["group", "remove", "team", "carol"]).0, 0);
+    assert_eq!(cli(b, &url, &["sync"]).0, 0);
+    assert_eq!(cli(b, &url, &["group", "leave", "team"]).0, 0);
+    assert_eq!(cli(a, &url, &["sync"]).0, 0);
+    assert_eq!(cli(a, &url, &["send", "#team", "just us"]).0, 0);
+    let (_, out, _) = cli(d, &url, &["sync", "--json"]);
+    assert_eq!(json_lines(&out).last().unwrap()["text"], "just us");
+    let (_, out, _) = cli(c, &url, &["sync", "--json"]);
+    assert!(
+        json_lines(&out).is_empty(),
+        "carol was removed but reads: {out}"
+    );
+
+    let (status, out, _) = cli(a, &url, &["chats", "--json"]);
+    assert_eq!(status, 0);
+    let chats = json_lines(&out);
+    let names: Vec<&str> = chats.iter().map(|c| c["chat"].as_str().unwrap()).collect();
+    assert!(
+        names.contains(&"#team") && names.contains(&"bob"),
+        "{names:?}"
+    );
+    let (status, out, _) = cli(a, &url, &["chats"]);
+    assert_eq!(status, 0);
+    assert!(out.contains("#team"));
+
+    let (_, out, _) = cli(a, &url, &["history", "#team", "--json"]);
+    let texts: Vec<String> = json_lines(&out)
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(texts, ["hello team", "just us"]);
+    let (_, out, _) = cli(a, &url, &["history", "bob"]);
+    assert!(out.contains("alice: hi bob"), "{out}");
+}
+
+#[test]
+fn errors_are_one_clear_line_and_a_failing_status() {
+    let server = TestServer::start();
+    let url = server.url();
+    let home = tempfile::tempdir().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["send", "bob", "hi"], "no account"),
+        (vec!["register", "Bad Name"], "username"),
+    ];
+    for (args, expected) in cases {
+        let (status, _, err) = cli(home.path(), &url, &args);
+        assert_ne!(status, 0, "{args:?} succeeded");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.to_lowercase().contains(expected), "{args:?}: {err}");
+    }
+    assert_eq!(cli(home.path(), &url, &["register", "alice"]).0, 0);
+    for (args, expected) in [
+        (vec!["send", "nobody", "hi"], "unknown user"),
+        (vec!["send", "#nogroup", "hi"], "no chat named #nogroup"),
+        (vec!["history", "#nogroup"], "no chat named"),
+        (vec!["send", "alice", "hi"], "yourself"),
+        (vec!["register", "alice2"], "already exists"),
+    ] {
+        let (status, _, err) = cli(home.path(), &url, &args);
+        assert_ne!(status, 0, "{args:?} succeeded");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+    // The server is unreachable.
+    let (status, _, err) = cli(home.path(), "http://127.0.0.1:9", &["sync"]);
+    assert_ne!(status, 0);
+    assert!(err.contains("cannot connect"), "{err}");
+}
+
+#[test]
+fn sync_follow_prints_messages_as_they_arrive() {
+    let server = TestServer::start();
+    let url = server.url();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    assert_eq!(cli(a.path(), &url, &["register", "alice"]).0, 0);
+    assert_eq!(cli(b.path(), &url, &["register", "bob"]).0, 0);
+    let mut follower = Command::new(BIN)
+        .args(["--home"])
+        .arg(b.path())
+        .args(["--server", &url, "sync", "--follow", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = follower.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    for text in ["one", "two"] {
+        assert_eq!(cli(a.path(), &url, &["send", "bob", text]).0, 0);
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("follow printed the message");
+        let message: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(message["text"], text);
+    }
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let _ = follower.kill();
+    let _ = follower.wait();
+}
