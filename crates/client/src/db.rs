@@ -435,7 +435,7 @@ pub fn messages_in(
         let rows = statement.query_map(params![group, limit as i64], message_from_row)?;
         all.extend(rows.collect::<rusqlite::Result<Vec<_>>>()?);
     }
-    all.sort_by(|a, b| (a.sent_at, a.group_seq).cmp(&(b.sent_at, b.group_seq)));
+    all.sort_by_key(|m| (m.sent_at, m.group_seq));
     let skip = all.len().saturating_sub(limit as usize);
     Ok(all.split_off(skip))
 }

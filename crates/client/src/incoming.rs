@@ -168,7 +168,6 @@ impl Client {
             };
             if let Outcome::Shown(views) = outcome {
                 db::set_cursor(&tx, item.seq)?;
-                drop(provider);
                 tx.commit()?;
                 return Ok(views);
             }

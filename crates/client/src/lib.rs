@@ -402,7 +402,6 @@ impl Client {
             } else {
                 None
             };
-            drop(provider);
             tx.commit()?;
             v1::UploadKeyPackages {
                 key_packages,

@@ -220,7 +220,6 @@ impl Client {
             None,
             group.epoch().as_u64(),
         )?;
-        drop(provider);
         tx.commit()?;
         Ok(message_id)
     }
@@ -243,7 +242,6 @@ impl Client {
             .to_bytes()
             .map_err(mls_error)?;
         db::replace_outbox_mls(&tx, row.seq, &ciphertext, group.epoch().as_u64())?;
-        drop(provider);
         tx.commit()?;
         Ok(())
     }
@@ -322,7 +320,6 @@ impl Client {
             OutboxKind::Proposal => {}
         }
         db::delete_outbox(&tx, row.seq)?;
-        drop(provider);
         tx.commit()?;
         Ok(())
     }
@@ -345,7 +342,6 @@ impl Client {
             OutboxKind::Proposal => db::set_chat_state(&tx, &row.group_id, ChatState::Active)?,
         }
         db::delete_outbox(&tx, row.seq)?;
-        drop(provider);
         tx.commit()?;
         Ok(())
     }
@@ -387,7 +383,6 @@ impl Client {
                     welcome.as_deref(),
                     group.epoch().as_u64(),
                 )?;
-                drop(provider);
                 tx.commit()?;
             }
             match self.flush_outbox().await {
@@ -474,7 +469,6 @@ impl Client {
                 .tls_serialize_detached()
                 .map_err(mls_error)?;
             db::insert_chat(&tx, &group_id, kind, name, now_ms())?;
-            drop(provider);
             tx.commit()?;
             (group_info, ratchet_tree)
         };
@@ -518,7 +512,6 @@ impl Client {
             group.delete(provider.storage()).map_err(mls_error)?;
         }
         db::set_chat_state(&tx, group_id, ChatState::Removed)?;
-        drop(provider);
         tx.commit()?;
         Ok(())
     }
@@ -689,7 +682,6 @@ impl Client {
                     group.epoch().as_u64(),
                 )?;
                 db::set_chat_state(&tx, &group_id, ChatState::Leaving)?;
-                drop(provider);
                 tx.commit()?;
             }
             match self.flush_outbox().await {
