@@ -35,9 +35,19 @@ fn member(index: usize, ciphersuite: Ciphersuite) -> Result<Member> {
     signer.store(provider.storage())?;
     let mut id = [0u8; 16];
     id[..8].copy_from_slice(&(index as u64).to_be_bytes());
-    let identity = DeviceIdentity::new(Username::parse(&format!("user{index}"))?, DeviceId::from_bytes(id));
-    let credential = CredentialWithKey { credential: identity.to_credential(), signature_key: signer.to_public_vec().into() };
-    Ok(Member { provider, signer, credential })
+    let identity = DeviceIdentity::new(
+        Username::parse(&format!("user{index}"))?,
+        DeviceId::from_bytes(id),
+    );
+    let credential = CredentialWithKey {
+        credential: identity.to_credential(),
+        signature_key: signer.to_public_vec().into(),
+    };
+    Ok(Member {
+        provider,
+        signer,
+        credential,
+    })
 }
 
 fn key_package(m: &Member, ciphersuite: Ciphersuite) -> Result<KeyPackage> {
@@ -76,12 +86,20 @@ fn send(m: &Member, group: &mut MlsGroup, text: &str) -> Result<Vec<u8>> {
         sender_device: vec![0; 16],
         message_id: vec![1; 16],
         sent_at_ms: 0,
-        body: Some(v1::app_payload::Body::Text(v1::TextBody { text: text.into(), ..Default::default() })),
+        body: Some(v1::app_payload::Body::Text(v1::TextBody {
+            text: text.into(),
+            ..Default::default()
+        })),
     }
     .encode_to_vec();
-    let aad = v1::MessageAad { franking_tag: franking::franking_tag(&salt, &payload).to_vec() }.encode_to_vec();
+    let aad = v1::MessageAad {
+        franking_tag: franking::franking_tag(&salt, &payload).to_vec(),
+    }
+    .encode_to_vec();
     group.set_aad(aad);
-    Ok(group.create_message(&m.provider, &m.signer, &payload)?.to_bytes()?)
+    Ok(group
+        .create_message(&m.provider, &m.signer, &payload)?
+        .to_bytes()?)
 }
 
 /// What Parley's client does to receive: decrypt, decode, check the franking tag.
@@ -92,7 +110,11 @@ fn receive(m: &Member, group: &mut MlsGroup, bytes: &[u8]) -> Result<()> {
     if let ProcessedMessageContent::ApplicationMessage(app) = processed.into_content() {
         let plaintext = app.into_bytes();
         let payload = v1::AppPayload::decode(plaintext.as_slice())?;
-        anyhow::ensure!(franking::verify_franking_tag(&payload.salt, &plaintext, &aad.franking_tag));
+        anyhow::ensure!(franking::verify_franking_tag(
+            &payload.salt,
+            &plaintext,
+            &aad.franking_tag
+        ));
         Ok(())
     } else {
         anyhow::bail!("expected an application message")
@@ -117,7 +139,12 @@ struct SuiteFigures {
     receive_group_us: f64,
 }
 
-fn measure_suite(name: &'static str, ciphersuite: Ciphersuite, group_size: usize, messages: usize) -> Result<SuiteFigures> {
+fn measure_suite(
+    name: &'static str,
+    ciphersuite: Ciphersuite,
+    group_size: usize,
+    messages: usize,
+) -> Result<SuiteFigures> {
     let text = "x".repeat(120);
     // 1:1
     let alice = member(0, ciphersuite)?;
@@ -126,14 +153,21 @@ fn measure_suite(name: &'static str, ciphersuite: Ciphersuite, group_size: usize
     let bob_kp = key_package(&bob, ciphersuite)?;
     let key_package_us = started.elapsed().as_secs_f64() * 1e6;
     let key_package_bytes = bob_kp.tls_serialize_detached()?.len();
-    let mut a_group = MlsGroup::new(&alice.provider, &alice.signer, &create_config(ciphersuite)?, alice.credential.clone())?;
+    let mut a_group = MlsGroup::new(
+        &alice.provider,
+        &alice.signer,
+        &create_config(ciphersuite)?,
+        alice.credential.clone(),
+    )?;
     let (_, welcome, _) = a_group.add_members(&alice.provider, &alice.signer, &[bob_kp])?;
     a_group.merge_pending_commit(&alice.provider)?;
     let welcome = match MlsMessageIn::from(welcome).extract() {
         MlsMessageBodyIn::Welcome(w) => w,
         _ => anyhow::bail!("no welcome"),
     };
-    let mut b_group = StagedWelcome::new_from_welcome(&bob.provider, &join_config(), welcome, None)?.into_group(&bob.provider)?;
+    let mut b_group =
+        StagedWelcome::new_from_welcome(&bob.provider, &join_config(), welcome, None)?
+            .into_group(&bob.provider)?;
 
     let mut ciphertexts = Vec::with_capacity(messages);
     let started = Instant::now();
@@ -150,10 +184,20 @@ fn measure_suite(name: &'static str, ciphersuite: Ciphersuite, group_size: usize
 
     // A group of `group_size`: one commit adds everyone.
     let creator = member(0, ciphersuite)?;
-    let joiners: Vec<Member> = (1..group_size).map(|i| member(i, ciphersuite)).collect::<Result<_>>()?;
-    let packages: Vec<KeyPackage> = joiners.iter().map(|m| key_package(m, ciphersuite)).collect::<Result<_>>()?;
+    let joiners: Vec<Member> = (1..group_size)
+        .map(|i| member(i, ciphersuite))
+        .collect::<Result<_>>()?;
+    let packages: Vec<KeyPackage> = joiners
+        .iter()
+        .map(|m| key_package(m, ciphersuite))
+        .collect::<Result<_>>()?;
     let started = Instant::now();
-    let mut big = MlsGroup::new(&creator.provider, &creator.signer, &create_config(ciphersuite)?, creator.credential.clone())?;
+    let mut big = MlsGroup::new(
+        &creator.provider,
+        &creator.signer,
+        &create_config(ciphersuite)?,
+        creator.credential.clone(),
+    )?;
     let (_, welcome, _) = big.add_members(&creator.provider, &creator.signer, &packages)?;
     big.merge_pending_commit(&creator.provider)?;
     let create_group_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -164,7 +208,9 @@ fn measure_suite(name: &'static str, ciphersuite: Ciphersuite, group_size: usize
     };
     let last = joiners.last().context("no joiner")?;
     let started = Instant::now();
-    let mut joined = StagedWelcome::new_from_welcome(&last.provider, &join_config(), welcome, None)?.into_group(&last.provider)?;
+    let mut joined =
+        StagedWelcome::new_from_welcome(&last.provider, &join_config(), welcome, None)?
+            .into_group(&last.provider)?;
     let join_ms = started.elapsed().as_secs_f64() * 1e3;
     let group_messages = messages.min(500);
     let mut ciphertexts = Vec::with_capacity(group_messages);
@@ -196,22 +242,42 @@ fn measure_suite(name: &'static str, ciphersuite: Ciphersuite, group_size: usize
 /// The whole client (encrypt, local transaction, HTTP, server's durable ack) against the real
 /// server binary.
 async fn measure_full_stack(messages: usize) -> Result<(f64, f64)> {
-    let binary = std::env::current_exe()?.parent().context("no parent")?.join("parley");
+    let binary = std::env::current_exe()?
+        .parent()
+        .context("no parent")?
+        .join("parley");
     let data = tempfile::tempdir()?;
     let mut server = std::process::Command::new(&binary)
-        .args(["server", "--listen", "127.0.0.1:0", "--rate-per-second", "100000", "--data"])
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--rate-per-second",
+            "100000",
+            "--data",
+        ])
         .arg(data.path())
         .env("PARLEY_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot start {}", binary.display()))?;
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.stdout.take().context("stdout")?), &mut line)?;
-    let url = line.trim().rsplit(' ').next().context("no address")?.to_owned();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().context("stdout")?),
+        &mut line,
+    )?;
+    let url = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .context("no address")?
+        .to_owned();
     let result = async {
         let (a, b) = (tempfile::tempdir()?, tempfile::tempdir()?);
-        let alice = parley_client::Client::register(a.path(), &url, "alice", Default::default()).await?;
-        let bob = parley_client::Client::register(b.path(), &url, "bob", Default::default()).await?;
+        let alice =
+            parley_client::Client::register(a.path(), &url, "alice", Default::default()).await?;
+        let bob =
+            parley_client::Client::register(b.path(), &url, "bob", Default::default()).await?;
         let chat = parley_client::ChatRef::Direct(Username::parse("bob")?);
         alice.send_text(&chat, "warm-up").await?;
         bob.sync().await?;
@@ -223,7 +289,11 @@ async fn measure_full_stack(messages: usize) -> Result<(f64, f64)> {
         let started = Instant::now();
         let received = bob.receive().await?;
         let receive = per_op(started.elapsed(), messages);
-        anyhow::ensure!(received.len() == messages, "received {} of {messages}", received.len());
+        anyhow::ensure!(
+            received.len() == messages,
+            "received {} of {messages}",
+            received.len()
+        );
         Ok::<_, anyhow::Error>((send, receive))
     }
     .await;
@@ -235,27 +305,81 @@ async fn measure_full_stack(messages: usize) -> Result<(f64, f64)> {
 fn main() -> Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     let (group_size, messages) = if quick { (100, 200) } else { (1000, 2000) };
-    println!("Parley client benchmark ({} build), group size {group_size}", if cfg!(debug_assertions) { "debug" } else { "release" });
+    println!(
+        "Parley client benchmark ({} build), group size {group_size}",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
     println!();
     let figures = [
-        measure_suite("X25519 (0x0001)", suite::CLASSIC_X25519, group_size, messages)?,
-        measure_suite("ML-KEM-768+X25519 (0x004F)", suite::HYBRID_PQ, group_size, messages)?,
+        measure_suite(
+            "X25519 (0x0001)",
+            suite::CLASSIC_X25519,
+            group_size,
+            messages,
+        )?,
+        measure_suite(
+            "ML-KEM-768+X25519 (0x004F)",
+            suite::HYBRID_PQ,
+            group_size,
+            messages,
+        )?,
     ];
-    println!("{:<44} {:>18} {:>26}", "MLS only, in memory", figures[0].name, figures[1].name);
+    println!(
+        "{:<44} {:>18} {:>26}",
+        "MLS only, in memory", figures[0].name, figures[1].name
+    );
     let rows: [(&str, Box<dyn Fn(&SuiteFigures) -> String>); 10] = [
-        ("KeyPackage generation (µs)", Box::new(|f| format!("{:.0}", f.key_package_us))),
-        ("KeyPackage size (bytes)", Box::new(|f| f.key_package_bytes.to_string())),
-        ("1:1 send, per message (µs)", Box::new(|f| format!("{:.1}", f.send_1to1_us))),
-        ("1:1 receive, per message (µs)", Box::new(|f| format!("{:.1}", f.receive_1to1_us))),
-        ("ciphertext of a 120-byte text (bytes)", Box::new(|f| f.ciphertext_bytes.to_string())),
-        (Box::leak(format!("create {group_size}-member group (ms)").into_boxed_str()), Box::new(|f| format!("{:.0}", f.create_group_ms))),
-        (Box::leak(format!("Welcome into {group_size} (bytes)").into_boxed_str()), Box::new(|f| f.welcome_bytes.to_string())),
-        (Box::leak(format!("join a {group_size}-member group (ms)").into_boxed_str()), Box::new(|f| format!("{:.1}", f.join_ms))),
-        ("group send, per message (µs)", Box::new(|f| format!("{:.1}", f.send_group_us))),
-        ("group receive, per message (µs)", Box::new(|f| format!("{:.1}", f.receive_group_us))),
+        (
+            "KeyPackage generation (µs)",
+            Box::new(|f| format!("{:.0}", f.key_package_us)),
+        ),
+        (
+            "KeyPackage size (bytes)",
+            Box::new(|f| f.key_package_bytes.to_string()),
+        ),
+        (
+            "1:1 send, per message (µs)",
+            Box::new(|f| format!("{:.1}", f.send_1to1_us)),
+        ),
+        (
+            "1:1 receive, per message (µs)",
+            Box::new(|f| format!("{:.1}", f.receive_1to1_us)),
+        ),
+        (
+            "ciphertext of a 120-byte text (bytes)",
+            Box::new(|f| f.ciphertext_bytes.to_string()),
+        ),
+        (
+            Box::leak(format!("create {group_size}-member group (ms)").into_boxed_str()),
+            Box::new(|f| format!("{:.0}", f.create_group_ms)),
+        ),
+        (
+            Box::leak(format!("Welcome into {group_size} (bytes)").into_boxed_str()),
+            Box::new(|f| f.welcome_bytes.to_string()),
+        ),
+        (
+            Box::leak(format!("join a {group_size}-member group (ms)").into_boxed_str()),
+            Box::new(|f| format!("{:.1}", f.join_ms)),
+        ),
+        (
+            "group send, per message (µs)",
+            Box::new(|f| format!("{:.1}", f.send_group_us)),
+        ),
+        (
+            "group receive, per message (µs)",
+            Box::new(|f| format!("{:.1}", f.receive_group_us)),
+        ),
     ];
     for (label, value) in rows.iter() {
-        println!("{label:<44} {:>18} {:>26}", value(&figures[0]), value(&figures[1]));
+        println!(
+            "{label:<44} {:>18} {:>26}",
+            value(&figures[0]),
+            value(&figures[1])
+        );
     }
     println!();
     let runtime = tokio::runtime::Runtime::new()?;

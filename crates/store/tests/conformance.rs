@@ -1,0 +1,357 @@
+//! The behaviour every `Store` implementation must have. Each check takes a fresh store; the
+//! SQLite implementation runs them here, and any other implementation runs the same checks.
+
+use std::sync::Arc;
+
+use parley_protocol::{DeviceId, GroupId, MessageId, UserId, Username};
+use parley_store::*;
+
+fn device(n: u8) -> DeviceId {
+    DeviceId::from_bytes([n; 16])
+}
+
+async fn account(store: &dyn Store, n: u8, name: &str) -> DeviceId {
+    store
+        .create_account(NewAccount {
+            user_id: UserId::from_bytes([n; 16]),
+            username: Username::parse(name).unwrap(),
+            device_id: device(n),
+            signature_key: vec![n; 32],
+            now: 1,
+        })
+        .await
+        .unwrap();
+    device(n)
+}
+
+fn members(devices: &[DeviceId]) -> Vec<GroupMember> {
+    devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| GroupMember {
+            device_id: *d,
+            leaf_index: i as u32,
+        })
+        .collect()
+}
+
+fn message(sender: DeviceId, id: u8, group: GroupId, epoch: u64, payload: &[u8]) -> Submission {
+    Submission {
+        sender,
+        message_id: MessageId::from_bytes([id; 16]),
+        fingerprint: payload.to_vec(),
+        group_id: group,
+        epoch,
+        payload: payload.to_vec(),
+        accepted_at: 10,
+        transition: None,
+    }
+}
+
+async fn group_of(store: &dyn Store, group: GroupId, devices: &[DeviceId]) {
+    store
+        .create_group(NewGroup {
+            group_id: group,
+            epoch: 1,
+            public_state: b"state".to_vec(),
+            members: members(devices),
+            now: 1,
+        })
+        .await
+        .unwrap();
+}
+
+async fn accounts_and_sessions(store: Arc<dyn Store>) {
+    let alice = account(&*store, 1, "alice").await;
+    let taken = store
+        .create_account(NewAccount {
+            user_id: UserId::from_bytes([9; 16]),
+            username: Username::parse("alice").unwrap(),
+            device_id: device(9),
+            signature_key: vec![9; 32],
+            now: 1,
+        })
+        .await;
+    assert!(matches!(taken, Err(StoreError::UsernameTaken)));
+    assert_eq!(
+        store
+            .device(alice)
+            .await
+            .unwrap()
+            .unwrap()
+            .username
+            .as_str(),
+        "alice"
+    );
+    assert!(store.device(device(77)).await.unwrap().is_none());
+
+    store
+        .put_challenge(Challenge {
+            nonce: vec![1, 2],
+            device_id: alice,
+            expires_at: 100,
+        })
+        .await
+        .unwrap();
+    assert!(store.take_challenge(&[1, 2]).await.unwrap().is_some());
+    assert!(
+        store.take_challenge(&[1, 2]).await.unwrap().is_none(),
+        "a challenge is good for one login"
+    );
+
+    store
+        .create_session(NewSession {
+            token_hash: vec![5; 32],
+            device_id: alice,
+            expires_at: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .session(&[5; 32], 50)
+            .await
+            .unwrap()
+            .unwrap()
+            .device_id,
+        alice
+    );
+    assert!(
+        store.session(&[5; 32], 150).await.unwrap().is_none(),
+        "expired sessions do not authenticate"
+    );
+}
+
+async fn key_packages_are_handed_out_once(store: Arc<dyn Store>) {
+    let bob = account(&*store, 2, "bob").await;
+    let count = store
+        .add_key_packages(
+            bob,
+            (0..20u8).map(|i| vec![i; 8]).collect(),
+            Some(vec![0xff; 8]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        count,
+        KeyPackageCount {
+            one_time: 20,
+            has_last_resort: true
+        }
+    );
+    let claims = (0..30).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.claim_key_package(bob).await.unwrap().unwrap() })
+    });
+    let mut one_time = std::collections::HashSet::new();
+    let mut last_resort = 0;
+    for claim in claims {
+        let claimed = claim.await.unwrap();
+        if claimed.last_resort {
+            assert_eq!(claimed.data, vec![0xff; 8]);
+            last_resort += 1;
+        } else {
+            assert!(one_time.insert(claimed.data));
+        }
+    }
+    assert_eq!((one_time.len(), last_resort), (20, 10));
+    assert_eq!(
+        store.key_package_count(bob).await.unwrap(),
+        KeyPackageCount {
+            one_time: 0,
+            has_last_resort: true
+        }
+    );
+}
+
+async fn a_message_is_stored_once_with_a_pointer_per_recipient(store: Arc<dyn Store>) {
+    let (a, b, c) = (
+        account(&*store, 1, "alice").await,
+        account(&*store, 2, "bob").await,
+        account(&*store, 3, "carol").await,
+    );
+    let group = GroupId::from_bytes([7; 16]);
+    group_of(&*store, group, &[a, b, c]).await;
+    let accepted = store
+        .accept(message(a, 1, group, 1, b"cipher-1"))
+        .await
+        .unwrap();
+    assert_eq!((accepted.group_seq, accepted.duplicate), (1, false));
+    let mut recipients: Vec<DeviceId> = accepted.deliveries.iter().map(|(d, _)| *d).collect();
+    recipients.sort();
+    assert_eq!(recipients, vec![b, c], "every member but the sender");
+
+    // A retry returns the first result and delivers nothing new.
+    let retry = store
+        .accept(message(a, 1, group, 1, b"cipher-1"))
+        .await
+        .unwrap();
+    assert!(retry.duplicate && retry.deliveries.is_empty());
+    assert_eq!(retry.group_seq, 1);
+    assert!(matches!(
+        store.accept(message(a, 1, group, 1, b"other")).await,
+        Err(StoreError::IdempotencyConflict)
+    ));
+    assert!(matches!(
+        store.accept(message(a, 2, group, 1, b"cipher-1")).await,
+        Err(StoreError::Replay)
+    ));
+
+    let page = store.fetch_queue(b, 0, 10).await.unwrap();
+    assert_eq!(page.entries.len(), 1);
+    assert_eq!(page.entries[0].payload, b"cipher-1");
+    assert_eq!(page.entries[0].sender_username.as_str(), "alice");
+
+    // Acknowledged by one recipient: still there for the other. By both: gone.
+    store.ack(b, page.entries[0].seq).await.unwrap();
+    assert!(store
+        .fetch_queue(b, 0, 10)
+        .await
+        .unwrap()
+        .entries
+        .is_empty());
+    assert_eq!(store.fetch_queue(c, 0, 10).await.unwrap().entries.len(), 1);
+    store.ack(c, 100).await.unwrap();
+    assert!(store
+        .fetch_queue(c, 0, 10)
+        .await
+        .unwrap()
+        .entries
+        .is_empty());
+}
+
+async fn one_commit_per_epoch(store: Arc<dyn Store>) {
+    let (a, b) = (
+        account(&*store, 1, "alice").await,
+        account(&*store, 2, "bob").await,
+    );
+    let group = GroupId::from_bytes([8; 16]);
+    group_of(&*store, group, &[a, b]).await;
+    let commit = |sender, id, payload: &[u8]| {
+        let mut submission = message(sender, id, group, 1, payload);
+        submission.transition = Some(GroupTransition {
+            expected_state_version: 0,
+            new_epoch: 2,
+            new_public_state: payload.to_vec(),
+            members: members(&[a, b]),
+            welcome: None,
+        });
+        submission
+    };
+    let (first, second) = tokio::join!(
+        store.accept(commit(a, 1, b"commit-a")),
+        store.accept(commit(b, 2, b"commit-b"))
+    );
+    let outcomes = [first, second];
+    assert_eq!(
+        outcomes.iter().filter(|o| o.is_ok()).count(),
+        1,
+        "exactly one commit wins the epoch"
+    );
+    assert!(outcomes
+        .iter()
+        .any(|o| matches!(o, Err(StoreError::WrongEpoch { current: 2 }))));
+    assert_eq!(store.group(group).await.unwrap().unwrap().epoch, 2);
+    // An application message from the old epoch is refused too.
+    assert!(matches!(
+        store.accept(message(a, 3, group, 1, b"late")).await,
+        Err(StoreError::WrongEpoch { current: 2 })
+    ));
+    // Outsiders are refused.
+    let outsider = account(&*store, 3, "carol").await;
+    assert!(matches!(
+        store.accept(message(outsider, 4, group, 2, b"hi")).await,
+        Err(StoreError::NotMember)
+    ));
+}
+
+async fn a_welcome_travels_with_its_commit(store: Arc<dyn Store>) {
+    let (a, b, c) = (
+        account(&*store, 1, "alice").await,
+        account(&*store, 2, "bob").await,
+        account(&*store, 3, "carol").await,
+    );
+    let group = GroupId::from_bytes([9; 16]);
+    group_of(&*store, group, &[a, b]).await;
+    let mut add = message(a, 1, group, 1, b"add-carol");
+    add.transition = Some(GroupTransition {
+        expected_state_version: 0,
+        new_epoch: 2,
+        new_public_state: b"with carol".to_vec(),
+        members: members(&[a, b, c]),
+        welcome: Some(WelcomeDelivery {
+            payload: b"welcome".to_vec(),
+            recipients: vec![c],
+        }),
+    });
+    store.accept(add).await.unwrap();
+    let carol = store.fetch_queue(c, 0, 10).await.unwrap();
+    assert_eq!(carol.entries.len(), 1);
+    assert_eq!(carol.entries[0].kind, ItemKind::Welcome);
+    let bob = store.fetch_queue(b, 0, 10).await.unwrap();
+    assert_eq!(bob.entries[0].kind, ItemKind::GroupMessage);
+    assert!(store.is_member(group, c).await.unwrap());
+    // A transition computed from an older state is refused (compare-and-set).
+    let mut stale = message(a, 2, group, 2, b"stale");
+    stale.transition = Some(GroupTransition {
+        expected_state_version: 0,
+        new_epoch: 2,
+        new_public_state: vec![],
+        members: members(&[a, b, c]),
+        welcome: None,
+    });
+    assert!(matches!(
+        store.accept(stale).await,
+        Err(StoreError::StateChanged)
+    ));
+}
+
+async fn undelivered_items_expire(store: Arc<dyn Store>) {
+    let (a, b) = (
+        account(&*store, 1, "alice").await,
+        account(&*store, 2, "bob").await,
+    );
+    let group = GroupId::from_bytes([10; 16]);
+    group_of(&*store, group, &[a, b]).await;
+    store.accept(message(a, 1, group, 1, b"old")).await.unwrap();
+    assert_eq!(store.expire(11, 11).await.unwrap(), 1);
+    let page = store.fetch_queue(b, 0, 10).await.unwrap();
+    assert!(page.entries.is_empty());
+    assert_eq!(page.expired_up_to, 1, "the device learns it missed items");
+}
+
+async fn run_all<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Arc<dyn Store>>,
+{
+    accounts_and_sessions(make().await).await;
+    key_packages_are_handed_out_once(make().await).await;
+    a_message_is_stored_once_with_a_pointer_per_recipient(make().await).await;
+    one_commit_per_epoch(make().await).await;
+    a_welcome_travels_with_its_commit(make().await).await;
+    undelivered_items_expire(make().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_store_conforms() {
+    let dirs = std::sync::Mutex::new(Vec::new());
+    run_all(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap();
+        dirs.lock().unwrap().push(dir);
+        async move { Arc::new(store) as Arc<dyn Store> }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sqlite_store_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap();
+        account(&store, 1, "alice").await;
+    }
+    let store = SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap();
+    assert!(store.device(device(1)).await.unwrap().is_some());
+}
