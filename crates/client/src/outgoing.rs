@@ -57,9 +57,8 @@ pub(crate) fn load_group(
 
 impl Client {
     fn create_config(&self) -> Result<MlsGroupCreateConfig, ClientError> {
-        let extensions =
-            Extensions::single(Roles::with_admin(self.identity.username.clone()).to_extension())
-                .map_err(mls_error)?;
+        let roles = Roles::with_admin(self.identity.username.clone());
+        let extensions = parley_mls::suite::group_context_extensions(&roles).map_err(mls_error)?;
         Ok(MlsGroupCreateConfig::builder()
             .ciphersuite(self.ciphersuite)
             .wire_format_policy(wire_format_policy())

@@ -29,3 +29,22 @@ pub fn leaf_capabilities(ciphersuite: Ciphersuite) -> Capabilities {
         Some(&[CredentialType::Basic]),
     )
 }
+
+/// The GroupContext extensions of a new group: its roles, and the capabilities every member must
+/// have (our roles extension, so that the roles can later change by commit).
+pub fn group_context_extensions(
+    roles: &crate::Roles,
+) -> Result<
+    openmls::prelude::Extensions<openmls::prelude::GroupContext>,
+    openmls::prelude::InvalidExtensionError,
+> {
+    use openmls::prelude::{Extension, Extensions, RequiredCapabilitiesExtension};
+    Extensions::from_vec(vec![
+        Extension::RequiredCapabilities(RequiredCapabilitiesExtension::new(
+            &[ExtensionType::Unknown(ROLES_EXTENSION_TYPE)],
+            &[],
+            &[CredentialType::Basic],
+        )),
+        roles.to_extension(),
+    ])
+}

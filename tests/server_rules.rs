@@ -1,0 +1,262 @@
+//! Rules the server enforces on its own, even against a client that skips its checks; and how
+//! it is reached (TLS, loopback only).
+
+mod common;
+
+use common::*;
+use openmls::prelude::LeafNodeIndex;
+use openmls_basic_credential::SignatureKeyPair;
+use openmls_rust_crypto::RustCrypto;
+use parley_client::provider::TxProvider;
+use parley_client::{ChatRef, Client, ClientOptions};
+use parley_protocol::{v1, ErrorCode, Username};
+use prost::Message;
+
+fn user(name: &str) -> Username {
+    Username::parse(name).unwrap()
+}
+
+/// Builds a commit straight from a device's stored MLS state, bypassing the client library's
+/// own checks: what a modified client could send.
+fn forge_commit(
+    device: &Device,
+    group_name: &str,
+    build: impl Fn(&mut openmls::prelude::MlsGroup, &TxProvider<'_>, &SignatureKeyPair) -> Vec<u8>,
+) -> Vec<u8> {
+    let conn = rusqlite::Connection::open(device.home.path().join("parley.db")).unwrap();
+    let (group_id, key): (Vec<u8>, Vec<u8>) = conn
+        .query_row(
+            "SELECT c.group_id, a.signature_key FROM chats c, account a WHERE c.name = ?1",
+            [group_name],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    let crypto = RustCrypto::default();
+    // Rolled back when dropped: Bob's real client state stays as it was.
+    let tx = conn.unchecked_transaction().unwrap();
+    let provider = TxProvider::new(&crypto, &tx);
+    use openmls_traits::OpenMlsProvider;
+    let signer = SignatureKeyPair::read(
+        provider.storage(),
+        &key,
+        openmls::prelude::SignatureScheme::ED25519,
+    )
+    .unwrap();
+    let mut group = openmls::prelude::MlsGroup::load(
+        provider.storage(),
+        &openmls::prelude::GroupId::from_slice(&group_id),
+    )
+    .unwrap()
+    .unwrap();
+    build(&mut group, &provider, &signer)
+}
+
+async fn submit_raw(
+    server: &str,
+    token: &str,
+    mls: Vec<u8>,
+) -> Result<v1::SubmitResponse, (ErrorCode, String)> {
+    let body = v1::Submit {
+        message_id: rand_id(),
+        mls_message: mls,
+        welcome: None,
+    }
+    .encode_to_vec();
+    let response = reqwest::Client::new()
+        .post(format!("{server}/v1/messages"))
+        .bearer_auth(token)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let ok = response.status().is_success();
+    let bytes = response.bytes().await.unwrap();
+    if ok {
+        Ok(v1::SubmitResponse::decode(bytes.as_ref()).unwrap())
+    } else {
+        let error = v1::ErrorBody::decode(bytes.as_ref()).unwrap();
+        Err((ErrorCode::from_u32(error.code), error.message))
+    }
+}
+
+fn rand_id() -> Vec<u8> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    nanos.to_be_bytes().to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_refuses_commits_that_break_the_roles() {
+    let server = TestServer::start();
+    let alice = Device::register(&server.url(), "alice").await;
+    let bob = Device::register(&server.url(), "bob").await;
+    let carol = Device::register(&server.url(), "carol").await;
+    alice
+        .client
+        .create_group("rules", &[user("bob"), user("carol")])
+        .await
+        .unwrap();
+    bob.client.sync().await.unwrap();
+    carol.client.sync().await.unwrap();
+    let epoch = alice
+        .client
+        .group_state(&ChatRef::Group("rules".into()))
+        .unwrap()
+        .epoch;
+
+    // Bob is not an admin: removing Carol is refused by the server itself.
+    let commit = forge_commit(&bob, "rules", |group, provider, signer| {
+        let carol_leaf = group
+            .members()
+            .find(|m| String::from_utf8_lossy(m.credential.serialized_content()).contains("carol"))
+            .map(|m| m.index)
+            .unwrap_or(LeafNodeIndex::new(2));
+        let (commit, _, _) = group
+            .remove_members(provider, signer, &[carol_leaf])
+            .unwrap();
+        commit.to_bytes().unwrap()
+    });
+    // Submitted by Carol, it is a forged sender.
+    let (code, message) = submit_raw(
+        &server.url(),
+        &carol.client.api().token().unwrap(),
+        commit.clone(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(code, ErrorCode::Forbidden, "{message}");
+    assert!(message.contains("another member"), "{message}");
+    let (code, message) = submit_raw(&server.url(), &bob.client.api().token().unwrap(), commit)
+        .await
+        .unwrap_err();
+    assert_eq!(code, ErrorCode::Forbidden, "{message}");
+    assert!(message.contains("admin"), "{message}");
+
+    // Nor may Bob make himself an admin.
+    let commit = forge_commit(&bob, "rules", |group, provider, signer| {
+        let roles = parley_mls::Roles::with_admin(user("alice")).with_added_admin(user("bob"));
+        let mut extensions = group.extensions().clone();
+        extensions.add_or_replace(roles.to_extension()).unwrap();
+        let (commit, _, _) = group
+            .update_group_context_extensions(provider, extensions, signer)
+            .unwrap();
+        commit.to_bytes().unwrap()
+    });
+    let (code, _) = submit_raw(&server.url(), &bob.client.api().token().unwrap(), commit)
+        .await
+        .unwrap_err();
+    assert_eq!(code, ErrorCode::Forbidden);
+
+    // Nothing moved: the group is where it was, and Alice (admin) can still do both.
+    assert_eq!(
+        alice
+            .client
+            .group_state(&ChatRef::Group("rules".into()))
+            .unwrap()
+            .epoch,
+        epoch
+    );
+    alice
+        .client
+        .make_admin("rules", &user("bob"))
+        .await
+        .unwrap();
+    bob.client.sync().await.unwrap();
+    bob.client
+        .remove_members("rules", &[user("carol")])
+        .await
+        .unwrap();
+    alice.client.sync().await.unwrap();
+    let state = alice
+        .client
+        .group_state(&ChatRef::Group("rules".into()))
+        .unwrap();
+    assert_eq!(state.members, ["alice", "bob"]);
+    assert_eq!(state.admins, ["alice", "bob"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_are_capped_at_the_configured_size() {
+    let server = TestServer::start_with(&["--max-group-members", "3"]);
+    let mut devices = Vec::new();
+    for name in ["alice", "bob", "carol", "dave"] {
+        devices.push(Device::register(&server.url(), name).await);
+    }
+    devices[0]
+        .client
+        .create_group("small", &[user("bob"), user("carol")])
+        .await
+        .unwrap();
+    let err = devices[0]
+        .client
+        .add_members("small", &[user("dave")])
+        .await
+        .unwrap_err();
+    assert_eq!(err.server_code(), Some(ErrorCode::GroupTooLarge), "{err}");
+    assert!(err.to_string().contains("limited to 3"), "{err}");
+    // The refused commit was discarded; the group still works.
+    devices[0]
+        .client
+        .send_text(&ChatRef::Group("small".into()), "still fine")
+        .await
+        .unwrap();
+    assert_eq!(
+        devices[2].client.sync().await.unwrap()[0].text,
+        "still fine"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_serves_clients_that_trust_the_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let server = TestServer::start_with(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let url = format!("https://localhost:{}", server.port);
+    let options = ClientOptions {
+        ca_cert: Some(cert.clone()),
+        ..Default::default()
+    };
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let alice = Client::register(a.path(), &url, "alice", options.clone())
+        .await
+        .unwrap();
+    let bob = Client::register(b.path(), &url, "bob", options.clone())
+        .await
+        .unwrap();
+    alice
+        .send_text(&ChatRef::Direct(user("bob")), "over tls")
+        .await
+        .unwrap();
+    assert_eq!(bob.sync().await.unwrap()[0].text, "over tls");
+    // A client that does not trust the certificate refuses to talk.
+    let c = tempfile::tempdir().unwrap();
+    let err = Client::register(c.path(), &url, "carol", ClientOptions::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(err.is_transient(), "{err}");
+}
+
+#[test]
+fn without_tls_the_server_refuses_public_addresses() {
+    let data = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(BIN)
+        .args(["server", "--listen", "0.0.0.0:0", "--data"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("without TLS"), "{stderr}");
+}
