@@ -20,7 +20,7 @@ async fn an_offline_recipient_receives_everything_later_in_order() {
     let alice = Device::register(&server.url(), "alice").await;
     let bob = Device::register(&server.url(), "bob").await;
     // Bob does nothing: he is offline while Alice writes.
-    let sent: Vec<String> = (0..300).map(|i| unique(&format!("offline-{i}"))).collect();
+    let sent: Vec<String> = (0..1000).map(|i| unique(&format!("offline-{i}"))).collect();
     for text in &sent {
         let view = alice
             .client
@@ -322,46 +322,53 @@ async fn a_submission_retried_after_a_dropped_response_is_stored_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_killed_mid_traffic_loses_nothing_and_shows_nothing_twice() {
     let mut server = TestServer::start();
-    let alice = Device::register(&server.url(), "alice").await;
+    let alice = std::sync::Arc::new(Device::register(&server.url(), "alice").await);
+    let carol = std::sync::Arc::new(Device::register(&server.url(), "carol").await);
     let bob = Device::register(&server.url(), "bob").await;
-    let chat = ChatRef::Direct(user("bob"));
-    alice.client.send_text(&chat, "hello").await.unwrap();
-    let mut sent = vec!["hello".to_string()];
+    alice.client.create_group("busy", &[user("bob"), user("carol")]).await.unwrap();
+    carol.client.sync().await.unwrap();
+    let chat = ChatRef::Group("busy".into());
 
-    for round in 0..3 {
-        for i in 0..20 {
-            let text = unique(&format!("crash-{round}-{i}"));
-            // While the server is down, sends land in the outbox ("sending").
-            alice.client.send_text(&chat, &text).await.unwrap();
-            sent.push(text);
-            if i == 10 {
-                server.kill();
+    // Two members send continuously while the server is killed and restarted under them.
+    let sender = |device: std::sync::Arc<Device>, label: &'static str| {
+        let chat = chat.clone();
+        tokio::spawn(async move {
+            let mut sent = Vec::new();
+            for i in 0..60 {
+                let text = unique(&format!("{label}-{i}"));
+                // While the server is down a message waits in the outbox ("sending").
+                device.client.send_text(&chat, &text).await.unwrap();
+                sent.push(text);
+                tokio::time::sleep(std::time::Duration::from_millis(3)).await;
             }
-        }
+            sent
+        })
+    };
+    let (from_alice, from_carol) = (sender(alice.clone(), "alice"), sender(carol.clone(), "carol"));
+    for _ in 0..3 {
+        tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+        server.kill();
+        tokio::time::sleep(std::time::Duration::from_millis(60)).await;
         server.restart();
-        alice.client.sync().await.unwrap();
-        bob.client.sync().await.unwrap();
     }
-    alice.client.sync().await.unwrap();
+    let (from_alice, from_carol) = (from_alice.await.unwrap(), from_carol.await.unwrap());
+    for device in [&alice, &carol] {
+        device.client.sync().await.unwrap();
+        let mine = device.client.history(&chat, 1000).unwrap();
+        assert!(mine.iter().filter(|m| m.sender == device.client.username().as_str()).all(|m| m.status == "sent"));
+    }
     bob.client.sync().await.unwrap();
-    let history = bob
-        .client
-        .history(&ChatRef::Direct(user("alice")), 1000)
-        .unwrap();
-    let got: Vec<&str> = texts(&history);
-    assert_eq!(got, sent.iter().map(String::as_str).collect::<Vec<_>>());
-    let mine = alice.client.history(&chat, 1000).unwrap();
-    assert!(
-        mine.iter().all(|m| m.status == "sent"),
-        "some message never reached the server"
-    );
+    let history = bob.client.history(&chat, 1000).unwrap();
+    for (sender, sent) in [("alice", &from_alice), ("carol", &from_carol)] {
+        let got: Vec<&str> = history.iter().filter(|m| m.sender == sender).map(|m| m.text.as_str()).collect();
+        assert_eq!(got, sent.iter().map(String::as_str).collect::<Vec<_>>(), "{sender}'s messages lost, doubled or reordered");
+    }
+    let ids: std::collections::HashSet<&str> = history.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids.len(), history.len());
 
     let everything = server.all_bytes();
-    for text in &sent {
-        assert!(
-            !contains(&everything, text.as_bytes()),
-            "server holds plaintext {text}"
-        );
+    for text in from_alice.iter().chain(&from_carol) {
+        assert!(!contains(&everything, text.as_bytes()), "server holds plaintext {text}");
     }
 }
 

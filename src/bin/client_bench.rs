@@ -62,7 +62,7 @@ fn create_config(ciphersuite: Ciphersuite) -> Result<MlsGroupCreateConfig> {
     Ok(MlsGroupCreateConfig::builder()
         .ciphersuite(ciphersuite)
         .wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
-        .use_ratchet_tree_extension(true)
+        .use_ratchet_tree_extension(false)
         .capabilities(suite::leaf_capabilities(ciphersuite))
         .with_group_context_extensions(suite::group_context_extensions(&Roles::with_admin(
             Username::parse("user0")?,
@@ -73,7 +73,7 @@ fn create_config(ciphersuite: Ciphersuite) -> Result<MlsGroupCreateConfig> {
 fn join_config() -> MlsGroupJoinConfig {
     MlsGroupJoinConfig::builder()
         .wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
-        .use_ratchet_tree_extension(true)
+        .use_ratchet_tree_extension(false)
         .build()
 }
 

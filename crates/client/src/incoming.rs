@@ -208,13 +208,20 @@ impl Client {
         tx: &rusqlite::Connection,
         item: &v1::QueueItem,
     ) -> Outcome {
-        let welcome = match MlsMessageIn::tls_deserialize_exact(item.payload.as_slice())
+        // The server attaches the ratchet tree; the Welcome's signed GroupInfo pins its hash.
+        let Ok(bundle) = v1::WelcomeBundle::decode(item.payload.as_slice()) else {
+            return Outcome::Rejected(Rejected::Unverifiable("welcome bundle does not parse".into()));
+        };
+        let welcome = match MlsMessageIn::tls_deserialize_exact(bundle.welcome.as_slice())
             .map(|m| m.extract())
         {
             Ok(MlsMessageBodyIn::Welcome(welcome)) => welcome,
             _ => return Outcome::Rejected(Rejected::Unverifiable("welcome does not parse".into())),
         };
-        let group = match StagedWelcome::new_from_welcome(provider, &join_config(), welcome, None)
+        let Ok(tree) = RatchetTreeIn::tls_deserialize_exact(bundle.ratchet_tree.as_slice()) else {
+            return Outcome::Rejected(Rejected::Unverifiable("ratchet tree does not parse".into()));
+        };
+        let group = match StagedWelcome::new_from_welcome(provider, &join_config(), welcome, Some(tree))
             .and_then(|staged| staged.into_group(provider))
         {
             Ok(group) => group,

@@ -17,6 +17,8 @@ use crate::provider::TxProvider;
 use crate::views::MessageView;
 use crate::{mls_error, now_ms, ChatRef, Client, ClientError};
 
+/// Most members added by one commit (a post-quantum KeyPackage is about 2.7 KB).
+const MAX_ADDS_PER_COMMIT: usize = 1000;
 /// How often a change is rebuilt after losing its epoch to a concurrent commit.
 const MAX_EPOCH_RETRIES: usize = 10;
 /// Past epochs whose message keys a member keeps, for messages that were sent just before a
@@ -38,7 +40,7 @@ pub(crate) fn wire_format_policy() -> WireFormatPolicy {
 pub(crate) fn join_config() -> MlsGroupJoinConfig {
     MlsGroupJoinConfig::builder()
         .wire_format_policy(wire_format_policy())
-        .use_ratchet_tree_extension(true)
+        .use_ratchet_tree_extension(false)
         .max_past_epochs(MAX_PAST_EPOCHS)
         .sender_ratchet_configuration(SenderRatchetConfiguration::new(100, 10_000))
         .build()
@@ -62,7 +64,7 @@ impl Client {
         Ok(MlsGroupCreateConfig::builder()
             .ciphersuite(self.ciphersuite)
             .wire_format_policy(wire_format_policy())
-            .use_ratchet_tree_extension(true)
+            .use_ratchet_tree_extension(false)
             .max_past_epochs(MAX_PAST_EPOCHS)
             .sender_ratchet_configuration(SenderRatchetConfiguration::new(100, 10_000))
             .capabilities(parley_mls::suite::leaf_capabilities(self.ciphersuite))
@@ -490,17 +492,23 @@ impl Client {
                 return Err(e);
             }
         }
-        if !key_packages.is_empty() {
-            self.run_commit(&group_id, |group, provider| {
-                let (commit, welcome, _) = group
-                    .add_members(provider, &self.signer, &key_packages)
-                    .map_err(mls_error)?;
+        self.commit_adds(&group_id, &key_packages).await?;
+        self.send_meta(&group_id, kind, name).await?;
+        Ok(group_id)
+    }
+
+    /// Adds members in commits of at most [`MAX_ADDS_PER_COMMIT`], which keeps each commit under
+    /// the server's message size limit.
+    async fn commit_adds(&self, group_id: &[u8], key_packages: &[KeyPackage]) -> Result<(), ClientError> {
+        for chunk in key_packages.chunks(MAX_ADDS_PER_COMMIT) {
+            self.run_commit(group_id, |group, provider| {
+                let (commit, welcome, _) =
+                    group.add_members(provider, &self.signer, chunk).map_err(mls_error)?;
                 Ok((commit, Some(welcome)))
             })
             .await?;
         }
-        self.send_meta(&group_id, kind, name).await?;
-        Ok(group_id)
+        Ok(())
     }
 
     fn forget_group(&self, group_id: &[u8]) -> Result<(), ClientError> {
@@ -585,13 +593,7 @@ impl Client {
             return Err(ClientError::Invalid("they are all members already".into()));
         }
         let key_packages = self.claim_key_packages(&new).await?;
-        self.run_commit(&group_id, |group, provider| {
-            let (commit, welcome, _) = group
-                .add_members(provider, &self.signer, &key_packages)
-                .map_err(mls_error)?;
-            Ok((commit, Some(welcome)))
-        })
-        .await?;
+        self.commit_adds(&group_id, &key_packages).await?;
         self.send_meta(&group_id, ChatKind::Group, &crate::parse_group_name(name)?)
             .await
     }

@@ -254,6 +254,18 @@ pub struct QueueItem {
     pub franking: Option<FrankingContext>,
 }
 
+/// The payload of a Welcome queue item: the Welcome as its committer sent it, and the group's
+/// ratchet tree after that commit, attached by the server (which holds the public tree). Keeping
+/// the tree out of the Welcome keeps commits and Welcomes small in large groups; the joiner
+/// verifies the tree against the signed GroupInfo inside the Welcome.
+#[derive(Clone, PartialEq, Message)]
+pub struct WelcomeBundle {
+    #[prost(bytes = "vec", tag = "1")]
+    pub welcome: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub ratchet_tree: Vec<u8>,
+}
+
 /// `GET /v1/queue?after=N&limit=M`.
 #[derive(Clone, PartialEq, Message)]
 pub struct QueueBatch {

@@ -13,7 +13,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
-use openmls::prelude::tls_codec::Deserialize;
+use openmls::prelude::tls_codec::{Deserialize, Serialize as _};
 use openmls::prelude::{
     ContentType, GroupId as MlsGroupId, MlsMessageBodyIn, MlsMessageIn, ProcessedMessageContent,
     ProposalStore, ProtocolMessage, PublicGroup, RatchetTreeIn,
@@ -48,6 +48,8 @@ struct HandshakeOutcome {
     members: Vec<(DeviceIdentity, Vec<u8>, u32)>,
     /// Devices that joined with this commit: they get the Welcome.
     added: Vec<DeviceId>,
+    /// The ratchet tree after the commit (TLS-serialized), for joiners.
+    ratchet_tree: Vec<u8>,
 }
 
 fn member_list(group: &PublicGroup) -> Result<Vec<(DeviceIdentity, Vec<u8>, u32)>, ApiError> {
@@ -152,16 +154,26 @@ fn process_handshake(
         .iter()
         .map(|(id, _, _)| id.device_id)
         .collect();
-    let added = members
+    let added: Vec<DeviceId> = members
         .iter()
         .map(|(id, _, _)| id.device_id)
         .filter(|d| !before.contains(d))
         .collect();
+    let ratchet_tree = if added.is_empty() {
+        Vec::new()
+    } else {
+        public
+            .group
+            .export_ratchet_tree()
+            .tls_serialize_detached()
+            .map_err(|_| ApiError::new(ErrorCode::Internal, "cannot export the ratchet tree"))?
+    };
     Ok(HandshakeOutcome {
         new_epoch: public.group.group_context().epoch().as_u64(),
         new_state: public.encode(),
         members,
         added,
+        ratchet_tree,
     })
 }
 
@@ -429,8 +441,12 @@ impl Delivery {
                             return Err(ApiError::invalid_mls("the welcome field holds no Welcome"))
                         }
                     }
+                    let bundle = v1::WelcomeBundle {
+                        welcome: welcome.clone(),
+                        ratchet_tree: outcome.ratchet_tree.clone(),
+                    };
                     Some(WelcomeDelivery {
-                        payload: welcome.clone(),
+                        payload: parley_protocol::encode(&bundle),
                         recipients: added.iter().copied().collect(),
                     })
                 }

@@ -104,6 +104,8 @@ CREATE UNIQUE INDEX submissions_replay ON submissions(group_id, fingerprint);
 "#];
 
 const DATABASE_FILE: &str = "parley.db";
+/// Payload bytes in one queue page.
+const MAX_FETCH_BYTES: usize = 16 * 1024 * 1024;
 /// Most jobs folded into one transaction.
 const MAX_BATCH: usize = 256;
 
@@ -884,7 +886,7 @@ impl Store for SqliteStore {
                  WHERE q.device_id = ?1 AND q.seq > ?2
                  ORDER BY q.seq LIMIT ?3",
             )?;
-            let entries = statement
+            let rows = statement
                 .query_map(
                     params![blob(device.as_bytes()), after as i64, limit as i64],
                     |row| {
@@ -907,8 +909,18 @@ impl Store for SqliteStore {
                             payload: row.get(8)?,
                         })
                     },
-                )?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                )?;
+            // A page stops once it holds MAX_FETCH_BYTES of payload (always at least one item).
+            let mut entries = Vec::new();
+            let mut bytes = 0;
+            for row in rows {
+                let entry = row?;
+                if !entries.is_empty() && bytes + entry.payload.len() > MAX_FETCH_BYTES {
+                    break;
+                }
+                bytes += entry.payload.len();
+                entries.push(entry);
+            }
             Ok(QueuePage {
                 entries,
                 head: head as u64,
