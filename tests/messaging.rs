@@ -325,7 +325,11 @@ async fn a_server_killed_mid_traffic_loses_nothing_and_shows_nothing_twice() {
     let alice = std::sync::Arc::new(Device::register(&server.url(), "alice").await);
     let carol = std::sync::Arc::new(Device::register(&server.url(), "carol").await);
     let bob = Device::register(&server.url(), "bob").await;
-    alice.client.create_group("busy", &[user("bob"), user("carol")]).await.unwrap();
+    alice
+        .client
+        .create_group("busy", &[user("bob"), user("carol")])
+        .await
+        .unwrap();
     carol.client.sync().await.unwrap();
     let chat = ChatRef::Group("busy".into());
 
@@ -344,7 +348,10 @@ async fn a_server_killed_mid_traffic_loses_nothing_and_shows_nothing_twice() {
             sent
         })
     };
-    let (from_alice, from_carol) = (sender(alice.clone(), "alice"), sender(carol.clone(), "carol"));
+    let (from_alice, from_carol) = (
+        sender(alice.clone(), "alice"),
+        sender(carol.clone(), "carol"),
+    );
     for _ in 0..3 {
         tokio::time::sleep(std::time::Duration::from_millis(120)).await;
         server.kill();
@@ -355,20 +362,34 @@ async fn a_server_killed_mid_traffic_loses_nothing_and_shows_nothing_twice() {
     for device in [&alice, &carol] {
         device.client.sync().await.unwrap();
         let mine = device.client.history(&chat, 1000).unwrap();
-        assert!(mine.iter().filter(|m| m.sender == device.client.username().as_str()).all(|m| m.status == "sent"));
+        assert!(mine
+            .iter()
+            .filter(|m| m.sender == device.client.username().as_str())
+            .all(|m| m.status == "sent"));
     }
     bob.client.sync().await.unwrap();
     let history = bob.client.history(&chat, 1000).unwrap();
     for (sender, sent) in [("alice", &from_alice), ("carol", &from_carol)] {
-        let got: Vec<&str> = history.iter().filter(|m| m.sender == sender).map(|m| m.text.as_str()).collect();
-        assert_eq!(got, sent.iter().map(String::as_str).collect::<Vec<_>>(), "{sender}'s messages lost, doubled or reordered");
+        let got: Vec<&str> = history
+            .iter()
+            .filter(|m| m.sender == sender)
+            .map(|m| m.text.as_str())
+            .collect();
+        assert_eq!(
+            got,
+            sent.iter().map(String::as_str).collect::<Vec<_>>(),
+            "{sender}'s messages lost, doubled or reordered"
+        );
     }
     let ids: std::collections::HashSet<&str> = history.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(ids.len(), history.len());
 
     let everything = server.all_bytes();
     for text in from_alice.iter().chain(&from_carol) {
-        assert!(!contains(&everything, text.as_bytes()), "server holds plaintext {text}");
+        assert!(
+            !contains(&everything, text.as_bytes()),
+            "server holds plaintext {text}"
+        );
     }
 }
 

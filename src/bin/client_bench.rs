@@ -134,6 +134,7 @@ struct SuiteFigures {
     ciphertext_bytes: usize,
     create_group_ms: f64,
     welcome_bytes: usize,
+    tree_bytes: usize,
     join_ms: f64,
     send_group_us: f64,
     receive_group_us: f64,
@@ -165,8 +166,9 @@ fn measure_suite(
         MlsMessageBodyIn::Welcome(w) => w,
         _ => anyhow::bail!("no welcome"),
     };
+    let tree = a_group.export_ratchet_tree().into();
     let mut b_group =
-        StagedWelcome::new_from_welcome(&bob.provider, &join_config(), welcome, None)?
+        StagedWelcome::new_from_welcome(&bob.provider, &join_config(), welcome, Some(tree))?
             .into_group(&bob.provider)?;
 
     let mut ciphertexts = Vec::with_capacity(messages);
@@ -201,6 +203,8 @@ fn measure_suite(
     let (_, welcome, _) = big.add_members(&creator.provider, &creator.signer, &packages)?;
     big.merge_pending_commit(&creator.provider)?;
     let create_group_ms = started.elapsed().as_secs_f64() * 1e3;
+    // As Parley's server does: the Welcome, plus the ratchet tree the server attaches.
+    let tree_bytes = big.export_ratchet_tree().tls_serialize_detached()?;
     let welcome_bytes = welcome.to_bytes()?.len();
     let welcome = match MlsMessageIn::from(welcome).extract() {
         MlsMessageBodyIn::Welcome(w) => w,
@@ -208,8 +212,9 @@ fn measure_suite(
     };
     let last = joiners.last().context("no joiner")?;
     let started = Instant::now();
+    let tree = RatchetTreeIn::tls_deserialize_exact(tree_bytes.as_slice())?;
     let mut joined =
-        StagedWelcome::new_from_welcome(&last.provider, &join_config(), welcome, None)?
+        StagedWelcome::new_from_welcome(&last.provider, &join_config(), welcome, Some(tree))?
             .into_group(&last.provider)?;
     let join_ms = started.elapsed().as_secs_f64() * 1e3;
     let group_messages = messages.min(500);
@@ -233,6 +238,7 @@ fn measure_suite(
         ciphertext_bytes,
         create_group_ms,
         welcome_bytes,
+        tree_bytes: tree_bytes.len(),
         join_ms,
         send_group_us,
         receive_group_us,
@@ -332,7 +338,7 @@ fn main() -> Result<()> {
         "{:<44} {:>18} {:>26}",
         "MLS only, in memory", figures[0].name, figures[1].name
     );
-    let rows: [(&str, Box<dyn Fn(&SuiteFigures) -> String>); 10] = [
+    let rows: [(&str, Box<dyn Fn(&SuiteFigures) -> String>); 11] = [
         (
             "KeyPackage generation (µs)",
             Box::new(|f| format!("{:.0}", f.key_package_us)),
@@ -360,6 +366,10 @@ fn main() -> Result<()> {
         (
             Box::leak(format!("Welcome into {group_size} (bytes)").into_boxed_str()),
             Box::new(|f| f.welcome_bytes.to_string()),
+        ),
+        (
+            Box::leak(format!("ratchet tree of {group_size} (bytes)").into_boxed_str()),
+            Box::new(|f| f.tree_bytes.to_string()),
         ),
         (
             Box::leak(format!("join a {group_size}-member group (ms)").into_boxed_str()),

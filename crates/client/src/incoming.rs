@@ -210,7 +210,9 @@ impl Client {
     ) -> Outcome {
         // The server attaches the ratchet tree; the Welcome's signed GroupInfo pins its hash.
         let Ok(bundle) = v1::WelcomeBundle::decode(item.payload.as_slice()) else {
-            return Outcome::Rejected(Rejected::Unverifiable("welcome bundle does not parse".into()));
+            return Outcome::Rejected(Rejected::Unverifiable(
+                "welcome bundle does not parse".into(),
+            ));
         };
         let welcome = match MlsMessageIn::tls_deserialize_exact(bundle.welcome.as_slice())
             .map(|m| m.extract())
@@ -221,14 +223,15 @@ impl Client {
         let Ok(tree) = RatchetTreeIn::tls_deserialize_exact(bundle.ratchet_tree.as_slice()) else {
             return Outcome::Rejected(Rejected::Unverifiable("ratchet tree does not parse".into()));
         };
-        let group = match StagedWelcome::new_from_welcome(provider, &join_config(), welcome, Some(tree))
-            .and_then(|staged| staged.into_group(provider))
-        {
-            Ok(group) => group,
-            Err(e) => {
-                return Outcome::Rejected(Rejected::Unverifiable(format!("cannot join: {e}")))
-            }
-        };
+        let group =
+            match StagedWelcome::new_from_welcome(provider, &join_config(), welcome, Some(tree))
+                .and_then(|staged| staged.into_group(provider))
+            {
+                Ok(group) => group,
+                Err(e) => {
+                    return Outcome::Rejected(Rejected::Unverifiable(format!("cannot join: {e}")))
+                }
+            };
         if Roles::from_extensions(group.extensions()).is_err() {
             return Outcome::Rejected(Rejected::Unverifiable("group has no roles".into()));
         }

@@ -499,11 +499,16 @@ impl Client {
 
     /// Adds members in commits of at most [`MAX_ADDS_PER_COMMIT`], which keeps each commit under
     /// the server's message size limit.
-    async fn commit_adds(&self, group_id: &[u8], key_packages: &[KeyPackage]) -> Result<(), ClientError> {
+    async fn commit_adds(
+        &self,
+        group_id: &[u8],
+        key_packages: &[KeyPackage],
+    ) -> Result<(), ClientError> {
         for chunk in key_packages.chunks(MAX_ADDS_PER_COMMIT) {
             self.run_commit(group_id, |group, provider| {
-                let (commit, welcome, _) =
-                    group.add_members(provider, &self.signer, chunk).map_err(mls_error)?;
+                let (commit, welcome, _) = group
+                    .add_members(provider, &self.signer, chunk)
+                    .map_err(mls_error)?;
                 Ok((commit, Some(welcome)))
             })
             .await?;

@@ -886,30 +886,29 @@ impl Store for SqliteStore {
                  WHERE q.device_id = ?1 AND q.seq > ?2
                  ORDER BY q.seq LIMIT ?3",
             )?;
-            let rows = statement
-                .query_map(
-                    params![blob(device.as_bytes()), after as i64, limit as i64],
-                    |row| {
-                        let group: Vec<u8> = row.get(2)?;
-                        let sender: Vec<u8> = row.get(4)?;
-                        let username: String = row.get(5)?;
-                        let message: Vec<u8> = row.get(6)?;
-                        Ok(QueueEntry {
-                            seq: row.get::<_, i64>(0)? as u64,
-                            kind: ItemKind::from_i64(row.get(1)?),
-                            group_id: GroupId::from_slice(&group)
-                                .map_err(|e| conversion_error(e.to_string()))?,
-                            group_seq: row.get::<_, i64>(3)? as u64,
-                            sender_device: device_id(sender)?,
-                            sender_username: Username::parse(&username)
-                                .map_err(|e| conversion_error(e.to_string()))?,
-                            message_id: MessageId::from_slice(&message)
-                                .map_err(|e| conversion_error(e.to_string()))?,
-                            accepted_at: row.get(7)?,
-                            payload: row.get(8)?,
-                        })
-                    },
-                )?;
+            let rows = statement.query_map(
+                params![blob(device.as_bytes()), after as i64, limit as i64],
+                |row| {
+                    let group: Vec<u8> = row.get(2)?;
+                    let sender: Vec<u8> = row.get(4)?;
+                    let username: String = row.get(5)?;
+                    let message: Vec<u8> = row.get(6)?;
+                    Ok(QueueEntry {
+                        seq: row.get::<_, i64>(0)? as u64,
+                        kind: ItemKind::from_i64(row.get(1)?),
+                        group_id: GroupId::from_slice(&group)
+                            .map_err(|e| conversion_error(e.to_string()))?,
+                        group_seq: row.get::<_, i64>(3)? as u64,
+                        sender_device: device_id(sender)?,
+                        sender_username: Username::parse(&username)
+                            .map_err(|e| conversion_error(e.to_string()))?,
+                        message_id: MessageId::from_slice(&message)
+                            .map_err(|e| conversion_error(e.to_string()))?,
+                        accepted_at: row.get(7)?,
+                        payload: row.get(8)?,
+                    })
+                },
+            )?;
             // A page stops once it holds MAX_FETCH_BYTES of payload (always at least one item).
             let mut entries = Vec::new();
             let mut bytes = 0;
