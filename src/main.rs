@@ -112,13 +112,15 @@ struct ServerArgs {
 fn main() {
     let cli = Cli::parse();
     let is_server = matches!(cli.command, Command::Server(_));
-    let filter = std::env::var("PARLEY_LOG").unwrap_or_else(|_| {
+    // openmls logs key material at debug level: it stays at warn whatever PARLEY_LOG says.
+    let level = std::env::var("PARLEY_LOG").unwrap_or_else(|_| {
         if is_server {
             "info".into()
         } else {
             "warn".into()
         }
     });
+    let filter = format!("{level},openmls=warn");
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)

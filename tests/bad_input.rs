@@ -94,8 +94,10 @@ async fn malformed_truncated_and_oversized_frames_get_clear_errors() {
     assert_eq!(result.unwrap_err().1, ErrorCode::Malformed);
 
     // Larger than the configured frame limit.
-    let (status, _) = raw.post_bytes("/v1/messages", vec![0; 2_000_000]).await;
+    let (status, body) = raw.post_bytes("/v1/messages", vec![0; 2_000_000]).await;
     assert_eq!(status, 413);
+    let error = v1::ErrorBody::decode(body.as_slice()).unwrap();
+    assert_eq!(ErrorCode::from_u32(error.code), ErrorCode::TooLarge);
 
     // An unknown endpoint.
     let (status, _) = raw.post_bytes("/v1/nope", vec![]).await;

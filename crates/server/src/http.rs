@@ -237,6 +237,28 @@ async fn live_hints(app: Arc<App>, device: Authenticated, mut socket: WebSocket)
     tracing::debug!(device = %device_id, "live connection closed");
 }
 
+/// Errors produced below our handlers (body too large, wrong method, bad WebSocket upgrade)
+/// become protobuf error bodies too, so that every error a client sees has the same shape.
+async fn uniform_errors(response: Response) -> Response {
+    let status = response.status();
+    let ours = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == parley_protocol::CONTENT_TYPE.as_bytes());
+    if !(status.is_client_error() || status.is_server_error()) || ours {
+        return response;
+    }
+    let (code, message) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => (ErrorCode::TooLarge, "request body too large".to_owned()),
+        StatusCode::NOT_FOUND => (ErrorCode::NotFound, "no such endpoint".to_owned()),
+        s if s.is_server_error() => (ErrorCode::Internal, "internal error".to_owned()),
+        s => (ErrorCode::Malformed, format!("bad request ({s})")),
+    };
+    let mut answer = ApiError::new(code, message).into_response();
+    *answer.status_mut() = status;
+    answer
+}
+
 async fn not_found() -> ApiError {
     ApiError::new(ErrorCode::NotFound, "no such endpoint")
 }
@@ -259,6 +281,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/ws", get(websocket))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::map_response(uniform_errors))
         .with_state(app)
 }
 
