@@ -52,6 +52,7 @@ impl Client {
         &self,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<Vec<MessageView>, ClientError> {
+        self.settle_own_commits().await?;
         let mut shown = Vec::new();
         let mut processed = 0u64;
         loop {

@@ -144,6 +144,29 @@ impl Client {
         Ok(())
     }
 
+    /// Submits our unresolved group changes before anything else is processed: messages that
+    /// follow an accepted commit of ours belong to the epoch it starts, so it must be merged
+    /// first (after a crash between the server's acceptance and our merge, for instance).
+    pub(crate) async fn settle_own_commits(&self) -> Result<(), ClientError> {
+        let rows = db::outbox(&self.db())?;
+        for row in rows.into_iter().filter(|r| r.kind != OutboxKind::Application) {
+            let submit = v1::Submit {
+                message_id: row.message_id.clone(),
+                mls_message: row.mls.clone(),
+                welcome: row.welcome.clone(),
+            };
+            match self.authed(|| self.api.post("/v1/messages", &submit, true)).await {
+                Ok(accepted) => self.on_accepted(&row, &accepted)?,
+                Err(e) if e.is_transient() => return Err(e),
+                Err(e) => {
+                    tracing::info!(error = %e, "server refused a queued group change");
+                    self.on_refused(&row)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Encrypts an application payload and puts it in the outbox, in one local transaction.
     /// `log` says whether it goes into the message log (texts do, chat metadata does not).
     pub(crate) fn queue_application(
@@ -251,6 +274,9 @@ impl Client {
     /// rest waits for the next attempt, keeping order); a permanent refusal drops that entry
     /// and is returned after the others were tried.
     pub async fn flush_outbox(&self) -> Result<(), ClientError> {
+        if db::outbox_is_empty(&self.db())? {
+            return Ok(());
+        }
         let mut first_error = None;
         let rows = db::outbox(&self.db())?;
         for row in rows {
@@ -281,7 +307,12 @@ impl Client {
                     {
                         epoch_retries += 1;
                         self.receive().await?;
-                        self.reencrypt(&current)?;
+                        if let Err(e) = self.reencrypt(&current) {
+                            // Removed from the group meanwhile: this message cannot go out.
+                            self.on_refused(&current)?;
+                            first_error.get_or_insert(e);
+                            break;
+                        }
                     }
                     Err(e) => {
                         tracing::info!(error = %e, epoch = current.epoch, "server refused a queued submission");
@@ -357,8 +388,9 @@ impl Client {
         ) -> Result<(MlsMessageOut, Option<MlsMessageOut>), ClientError>,
     {
         for _ in 0..MAX_EPOCH_RETRIES {
-            self.settle_pending_changes(group_id).await?;
-            {
+            // Nothing of ours may be queued ahead of the commit (see `settle_own_commits`).
+            self.flush_outbox().await?;
+            let built_at = {
                 let conn = self.db();
                 let tx = conn.unchecked_transaction()?;
                 let provider = TxProvider::new(&self.crypto, &tx);
@@ -385,9 +417,13 @@ impl Client {
                     group.epoch().as_u64(),
                 )?;
                 tx.commit()?;
-            }
+                group.epoch().as_u64()
+            };
             match self.flush_outbox().await {
-                Ok(()) => return Ok(()),
+                // Merged only if the server accepted it; a change discarded on the way (lost
+                // its epoch) is built again.
+                Ok(()) if self.epoch_of(group_id)? > built_at => return Ok(()),
+                Ok(()) => self.receive().await.map(|_| ())?,
                 Err(e) if is_wrong_epoch(&e) => {
                     self.receive().await?;
                     continue;
@@ -398,6 +434,12 @@ impl Client {
         Err(ClientError::Invalid(
             "the group is changing too fast; try again".into(),
         ))
+    }
+
+    fn epoch_of(&self, group_id: &[u8]) -> Result<u64, ClientError> {
+        let conn = self.db();
+        let provider = TxProvider::new(&self.crypto, &conn);
+        Ok(load_group(&provider, group_id)?.map_or(0, |g| g.epoch().as_u64()))
     }
 
     /// Claims one KeyPackage per device of each user and checks each one.
