@@ -156,3 +156,76 @@ fn sync_follow_prints_messages_as_they_arrive() {
     let _ = follower.kill();
     let _ = follower.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_killed_midway_loses_nothing_and_shows_nothing_twice() {
+    let server = TestServer::start();
+    let url = server.url();
+    let alice = Device::register(&url, "alice").await;
+    let bob_home = tempfile::tempdir().unwrap();
+    assert_eq!(cli(bob_home.path(), &url, &["register", "bob"]).0, 0);
+    let chat = parley_client::ChatRef::Direct(parley_protocol::Username::parse("bob").unwrap());
+    let total = 800;
+    for i in 0..total {
+        alice
+            .client
+            .send_text(&chat, &format!("m{i}"))
+            .await
+            .unwrap();
+    }
+    // Bob's app is killed in the middle of a long sync.
+    let mut first = Command::new(BIN)
+        .arg("--home")
+        .arg(bob_home.path())
+        .args(["--server", &url, "sync", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = first.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<String>>()
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let printed_first: Vec<String> = reader.join().unwrap();
+    let (status, out, err) = cli(bob_home.path(), &url, &["sync", "--json"]);
+    assert_eq!(status, 0, "{err}");
+    let ids = |lines: &[serde_json::Value]| -> Vec<String> {
+        lines
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let first_ids = ids(&printed_first
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect::<Vec<_>>());
+    let second_ids = ids(&json_lines(&out));
+    assert!(
+        first_ids.len() < total,
+        "the first sync finished before it was killed; nothing was tested"
+    );
+    assert!(
+        first_ids.iter().all(|id| !second_ids.contains(id)),
+        "a message was shown twice"
+    );
+    let (_, history, _) = cli(
+        bob_home.path(),
+        &url,
+        &["history", "alice", "--json", "--limit", "5000"],
+    );
+    let history = json_lines(&history);
+    let texts: Vec<&str> = history
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (0..total).map(|i| format!("m{i}")).collect();
+    assert_eq!(
+        texts,
+        expected.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+}

@@ -469,26 +469,48 @@ async fn a_commit_accepted_while_its_answer_was_lost_is_merged_before_anything_e
     let mut alice = Device::register(&server.url(), "alice").await;
     let bob = Device::register(&server.url(), "bob").await;
     let _dave = Device::register(&server.url(), "dave").await;
-    alice.client.create_group("lossy", &[user("bob")]).await.unwrap();
+    alice
+        .client
+        .create_group("lossy", &[user("bob")])
+        .await
+        .unwrap();
     bob.client.sync().await.unwrap();
     alice.reopen(Some(proxy.url()));
 
     // The server accepts Alice's commit but she never hears so (the app may even restart).
     proxy.arm("POST /v1/messages", Fault::DropResponse);
-    let err = alice.client.add_members("lossy", &[user("dave")]).await.unwrap_err();
+    let err = alice
+        .client
+        .add_members("lossy", &[user("dave")])
+        .await
+        .unwrap_err();
     assert!(err.is_transient(), "{err}");
     alice.reopen(Some(proxy.url()));
 
     // Bob is already in the new epoch and writes in it.
     bob.client.sync().await.unwrap();
-    assert_eq!(bob.client.group_state(&ChatRef::Group("lossy".into())).unwrap().members, ["alice", "bob", "dave"]);
-    bob.client.send_text(&ChatRef::Group("lossy".into()), "new epoch").await.unwrap();
+    assert_eq!(
+        bob.client
+            .group_state(&ChatRef::Group("lossy".into()))
+            .unwrap()
+            .members,
+        ["alice", "bob", "dave"]
+    );
+    bob.client
+        .send_text(&ChatRef::Group("lossy".into()), "new epoch")
+        .await
+        .unwrap();
 
     // Alice's next receive first settles her commit, then reads Bob's message.
     assert_eq!(texts(&alice.client.receive().await.unwrap()), ["new epoch"]);
     assert_eq!(
-        alice.client.group_state(&ChatRef::Group("lossy".into())).unwrap(),
-        bob.client.group_state(&ChatRef::Group("lossy".into())).unwrap()
+        alice
+            .client
+            .group_state(&ChatRef::Group("lossy".into()))
+            .unwrap(),
+        bob.client
+            .group_state(&ChatRef::Group("lossy".into()))
+            .unwrap()
     );
     assert_eq!(alice.client.unverifiable_count().unwrap(), 0);
 }

@@ -550,7 +550,11 @@ pub fn outbox(conn: &Connection) -> Result<Vec<OutboxRow>, ClientError> {
 }
 
 pub fn outbox_is_empty(conn: &Connection) -> Result<bool, ClientError> {
-    Ok(!conn.query_row("SELECT EXISTS(SELECT 1 FROM outbox)", [], |row| row.get::<_, bool>(0))?)
+    Ok(
+        !conn.query_row("SELECT EXISTS(SELECT 1 FROM outbox)", [], |row| {
+            row.get::<_, bool>(0)
+        })?,
+    )
 }
 
 pub fn delete_outbox(conn: &Connection, seq: i64) -> Result<(), ClientError> {

@@ -149,13 +149,19 @@ impl Client {
     /// first (after a crash between the server's acceptance and our merge, for instance).
     pub(crate) async fn settle_own_commits(&self) -> Result<(), ClientError> {
         let rows = db::outbox(&self.db())?;
-        for row in rows.into_iter().filter(|r| r.kind != OutboxKind::Application) {
+        for row in rows
+            .into_iter()
+            .filter(|r| r.kind != OutboxKind::Application)
+        {
             let submit = v1::Submit {
                 message_id: row.message_id.clone(),
                 mls_message: row.mls.clone(),
                 welcome: row.welcome.clone(),
             };
-            match self.authed(|| self.api.post("/v1/messages", &submit, true)).await {
+            match self
+                .authed(|| self.api.post("/v1/messages", &submit, true))
+                .await
+            {
                 Ok(accepted) => self.on_accepted(&row, &accepted)?,
                 Err(e) if e.is_transient() => return Err(e),
                 Err(e) => {
