@@ -125,6 +125,9 @@ fn per_op(total: Duration, count: usize) -> f64 {
     total.as_secs_f64() * 1e6 / count as f64
 }
 
+/// Formats one figure of a suite for the table.
+type FigureOf = fn(&SuiteFigures) -> String;
+
 struct SuiteFigures {
     name: &'static str,
     key_package_us: f64,
@@ -338,51 +341,41 @@ fn main() -> Result<()> {
         "{:<44} {:>18} {:>26}",
         "MLS only, in memory", figures[0].name, figures[1].name
     );
-    let rows: [(&str, Box<dyn Fn(&SuiteFigures) -> String>); 11] = [
-        (
-            "KeyPackage generation (µs)",
-            Box::new(|f| format!("{:.0}", f.key_package_us)),
-        ),
-        (
-            "KeyPackage size (bytes)",
-            Box::new(|f| f.key_package_bytes.to_string()),
-        ),
-        (
-            "1:1 send, per message (µs)",
-            Box::new(|f| format!("{:.1}", f.send_1to1_us)),
-        ),
-        (
-            "1:1 receive, per message (µs)",
-            Box::new(|f| format!("{:.1}", f.receive_1to1_us)),
-        ),
-        (
-            "ciphertext of a 120-byte text (bytes)",
-            Box::new(|f| f.ciphertext_bytes.to_string()),
-        ),
-        (
-            Box::leak(format!("create {group_size}-member group (ms)").into_boxed_str()),
-            Box::new(|f| format!("{:.0}", f.create_group_ms)),
-        ),
-        (
-            Box::leak(format!("Welcome into {group_size} (bytes)").into_boxed_str()),
-            Box::new(|f| f.welcome_bytes.to_string()),
-        ),
-        (
-            Box::leak(format!("ratchet tree of {group_size} (bytes)").into_boxed_str()),
-            Box::new(|f| f.tree_bytes.to_string()),
-        ),
-        (
-            Box::leak(format!("join a {group_size}-member group (ms)").into_boxed_str()),
-            Box::new(|f| format!("{:.1}", f.join_ms)),
-        ),
-        (
-            "group send, per message (µs)",
-            Box::new(|f| format!("{:.1}", f.send_group_us)),
-        ),
-        (
-            "group receive, per message (µs)",
-            Box::new(|f| format!("{:.1}", f.receive_group_us)),
-        ),
+    let n = group_size;
+    let rows: Vec<(String, FigureOf)> = vec![
+        ("KeyPackage generation (µs)".into(), |f| {
+            format!("{:.0}", f.key_package_us)
+        }),
+        ("KeyPackage size (bytes)".into(), |f| {
+            f.key_package_bytes.to_string()
+        }),
+        ("1:1 send, per message (µs)".into(), |f| {
+            format!("{:.1}", f.send_1to1_us)
+        }),
+        ("1:1 receive, per message (µs)".into(), |f| {
+            format!("{:.1}", f.receive_1to1_us)
+        }),
+        ("ciphertext of a 120-byte text (bytes)".into(), |f| {
+            f.ciphertext_bytes.to_string()
+        }),
+        (format!("create {n}-member group (ms)"), |f| {
+            format!("{:.0}", f.create_group_ms)
+        }),
+        (format!("Welcome into {n} (bytes)"), |f| {
+            f.welcome_bytes.to_string()
+        }),
+        (format!("ratchet tree of {n} (bytes)"), |f| {
+            f.tree_bytes.to_string()
+        }),
+        (format!("join a {n}-member group (ms)"), |f| {
+            format!("{:.1}", f.join_ms)
+        }),
+        ("group send, per message (µs)".into(), |f| {
+            format!("{:.1}", f.send_group_us)
+        }),
+        ("group receive, per message (µs)".into(), |f| {
+            format!("{:.1}", f.receive_group_us)
+        }),
     ];
     for (label, value) in rows.iter() {
         println!(

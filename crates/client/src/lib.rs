@@ -225,16 +225,8 @@ impl Client {
             )?;
             tx.commit()?;
         }
-        let client = Client {
-            home: home.to_owned(),
-            conn: Mutex::new(conn),
-            crypto,
-            api,
-            signer,
-            identity: DeviceIdentity::new(username, device_id),
-            user_id,
-            ciphersuite,
-        };
+        drop(conn);
+        let client = Client::open(home, options)?;
         client.login().await?;
         client.upload_key_packages(KEY_PACKAGE_BATCH, true).await?;
         Ok(client)

@@ -50,6 +50,19 @@ fn is_wrong_epoch(error: &ClientError) -> bool {
     error.server_code() == Some(ErrorCode::WrongEpoch)
 }
 
+/// The group, if we are still an active member of it.
+pub(crate) fn load_active_group(
+    provider: &TxProvider<'_>,
+    group_id: &[u8],
+) -> Result<MlsGroup, ClientError> {
+    match load_group(provider, group_id)? {
+        Some(group) if group.is_active() => Ok(group),
+        _ => Err(ClientError::Invalid(
+            "you are no longer a member of this chat".into(),
+        )),
+    }
+}
+
 pub(crate) fn load_group(
     provider: &TxProvider<'_>,
     group_id: &[u8],
@@ -206,14 +219,7 @@ impl Client {
         let conn = self.db();
         let tx = conn.unchecked_transaction()?;
         let provider = TxProvider::new(&self.crypto, &tx);
-        let mut group = load_group(&provider, group_id)?.ok_or_else(|| {
-            ClientError::Invalid("you are no longer a member of this chat".into())
-        })?;
-        if !group.is_active() {
-            return Err(ClientError::Invalid(
-                "you are no longer a member of this chat".into(),
-            ));
-        }
+        let mut group = load_active_group(&provider, group_id)?;
         group.set_aad(aad.clone());
         let ciphertext = group
             .create_message(&provider, &self.signer, &payload)
@@ -262,9 +268,7 @@ impl Client {
             .ok_or_else(|| ClientError::Protocol("queued message missing from the log".into()))?;
         let tx = conn.unchecked_transaction()?;
         let provider = TxProvider::new(&self.crypto, &tx);
-        let mut group = load_group(&provider, &row.group_id)?.ok_or_else(|| {
-            ClientError::Invalid("you are no longer a member of this chat".into())
-        })?;
+        let mut group = load_active_group(&provider, &row.group_id)?;
         group.set_aad(stored.aad.clone());
         let ciphertext = group
             .create_message(&provider, &self.signer, &stored.payload)
@@ -400,14 +404,7 @@ impl Client {
                 let conn = self.db();
                 let tx = conn.unchecked_transaction()?;
                 let provider = TxProvider::new(&self.crypto, &tx);
-                let mut group = load_group(&provider, group_id)?.ok_or_else(|| {
-                    ClientError::Invalid("you are no longer a member of this chat".into())
-                })?;
-                if !group.is_active() {
-                    return Err(ClientError::Invalid(
-                        "you are no longer a member of this chat".into(),
-                    ));
-                }
+                let mut group = load_active_group(&provider, group_id)?;
                 let (commit, welcome) = build(&mut group, &provider)?;
                 let welcome = welcome
                     .map(|w| w.to_bytes())
@@ -720,9 +717,7 @@ impl Client {
                 let conn = self.db();
                 let tx = conn.unchecked_transaction()?;
                 let provider = TxProvider::new(&self.crypto, &tx);
-                let mut group = load_group(&provider, &group_id)?.ok_or_else(|| {
-                    ClientError::Invalid("you are no longer a member of this chat".into())
-                })?;
+                let mut group = load_active_group(&provider, &group_id)?;
                 let proposal = group
                     .leave_group(&provider, &self.signer)
                     .map_err(mls_error)?;
