@@ -16,8 +16,14 @@ struct Raw {
 
 impl Raw {
     fn new(base: &str, token: Option<String>) -> Raw {
+        // No connection reuse: the server closes a connection after refusing an oversized body,
+        // and a pooled connection would then fail the next request.
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
         Raw {
-            http: reqwest::Client::new(),
+            http,
             base: base.to_owned(),
             token,
         }

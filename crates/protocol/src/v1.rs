@@ -218,8 +218,9 @@ pub enum ItemKind {
     Welcome = 2,
 }
 
-/// Franking context the server attaches to an application message (filled by the reporting
-/// feature; reserved here so the format does not change).
+/// The server's frank on an application message: `HMAC-SHA256(K[key_id], tag || ctx)`, where
+/// ctx is the queue item's sender, group, group sequence and acceptance time plus `key_id`
+/// (`parley_mls::franking::FrankContext`).
 #[derive(Clone, PartialEq, Message)]
 pub struct FrankingContext {
     #[prost(uint32, tag = "1")]
@@ -292,6 +293,61 @@ pub struct ServerFrame {
     /// The device's queue head: items up to it are waiting.
     #[prost(uint64, tag = "1")]
     pub queue_head: u64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reports (message franking)
+
+/// A received message as evidence: the exact payload bytes (with the salt) and what the server
+/// bound its tag to.
+#[derive(Clone, PartialEq, Message)]
+pub struct ReportedMessage {
+    /// The `AppPayload` bytes, as decrypted.
+    #[prost(bytes = "vec", tag = "1")]
+    pub payload: Vec<u8>,
+    #[prost(string, tag = "2")]
+    pub sender_username: String,
+    #[prost(bytes = "vec", tag = "3")]
+    pub sender_device: Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    pub group_id: Vec<u8>,
+    #[prost(uint64, tag = "5")]
+    pub group_seq: u64,
+    #[prost(int64, tag = "6")]
+    pub accepted_at_ms: i64,
+    #[prost(uint32, tag = "7")]
+    pub key_id: u32,
+    #[prost(bytes = "vec", tag = "8")]
+    pub frank: Vec<u8>,
+}
+
+/// `POST /v1/reports`.
+#[derive(Clone, PartialEq, Message)]
+pub struct ReportRequest {
+    #[prost(message, optional, tag = "1")]
+    pub message: Option<ReportedMessage>,
+    #[prost(string, tag = "2")]
+    pub reason: String,
+    /// Neighbouring messages of the same chat, each franked.
+    #[prost(message, repeated, tag = "3")]
+    pub context: Vec<ReportedMessage>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ReportResponse {
+    #[prost(uint64, tag = "1")]
+    pub report_id: u64,
+}
+
+/// `GET /v1/info`: what clients need to know about the server.
+#[derive(Clone, PartialEq, Message)]
+pub struct ServerInfo {
+    /// The server's MLS external-sender signature key (Ed25519) and credential identity: every
+    /// group lists it in its ExternalSenders extension so that moderation can propose removals.
+    #[prost(bytes = "vec", tag = "1")]
+    pub external_sender_key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub external_sender_identity: Vec<u8>,
 }
 
 // ---------------------------------------------------------------------------------------------
