@@ -64,9 +64,10 @@ fn create_config(ciphersuite: Ciphersuite) -> Result<MlsGroupCreateConfig> {
         .wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
         .use_ratchet_tree_extension(false)
         .capabilities(suite::leaf_capabilities(ciphersuite))
-        .with_group_context_extensions(suite::group_context_extensions(&Roles::with_admin(
-            Username::parse("user0")?,
-        ))?)
+        .with_group_context_extensions(suite::group_context_extensions(
+            &Roles::with_admin(Username::parse("user0")?),
+            None,
+        )?)
         .build())
 }
 

@@ -135,6 +135,10 @@ impl ServerApi {
         self.call(Method::GET, path, None, true).await
     }
 
+    pub async fn get_public<R: Message + Default>(&self, path: &str) -> Result<R, ClientError> {
+        self.call(Method::GET, path, None, false).await
+    }
+
     /// Opens the live WebSocket; each frame carries the device's queue head.
     pub async fn connect_live(&self) -> Result<LiveConnection, ClientError> {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;

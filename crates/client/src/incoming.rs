@@ -325,13 +325,18 @@ impl Client {
                 Outcome::Shown(Vec::new())
             }
             ProcessedMessageContent::ProposalMessage(proposal) => {
-                let own_removal = matches!(
+                // A member may propose its own removal (leaving); the server, as external
+                // sender, may propose removing a suspended account. Both get committed.
+                let allowed = matches!(
                     (proposal.proposal(), proposal.sender()),
                     (Proposal::Remove(remove), Sender::Member(leaf)) if remove.removed() == *leaf
+                ) || matches!(
+                    (proposal.proposal(), proposal.sender()),
+                    (Proposal::Remove(_), Sender::External(_))
                 );
-                if !own_removal {
+                if !allowed {
                     return Outcome::Rejected(Rejected::Unverifiable(
-                        "only leaving may be proposed".into(),
+                        "only leaving, or a removal by the server, may be proposed".into(),
                     ));
                 }
                 match group.store_pending_proposal(provider.storage(), *proposal) {
@@ -377,8 +382,13 @@ impl Client {
             ));
         }
         let group_id = group.group_id().as_slice().to_vec();
+        let blocked = match db::is_blocked(tx, sender.username.as_str()) {
+            Ok(blocked) => blocked,
+            Err(e) => return Outcome::Failed(e),
+        };
         let (text, hidden) = match payload.body {
-            Some(v1::app_payload::Body::Text(body)) => (body.text, false),
+            // Messages from blocked accounts are kept (they can still be reported) but not shown.
+            Some(v1::app_payload::Body::Text(body)) => (body.text, blocked),
             Some(v1::app_payload::Body::Meta(meta)) => {
                 let (kind, name) = if meta.kind == v1::ChatKind::Direct as i32 {
                     (ChatKind::Direct, sender.username.to_string())
@@ -416,7 +426,18 @@ impl Client {
             aad: aad.to_vec(),
             hidden,
         };
-        match db::insert_message(tx, &row) {
+        let inserted = db::insert_message(tx, &row);
+        if let (Ok(true), Some(franking)) = (&inserted, &item.franking) {
+            let franked = db::Franked {
+                accepted_at: item.accepted_at_ms,
+                frank: franking.frank.clone(),
+                key_id: franking.key_id,
+            };
+            if let Err(e) = db::set_franking(tx, &row.id, &franked) {
+                return Outcome::Failed(e);
+            }
+        }
+        match inserted {
             Ok(true) if !hidden => {
                 if let Err(e) = db::touch_chat(tx, &group_id, row.sent_at) {
                     return Outcome::Failed(e);

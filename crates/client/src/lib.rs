@@ -13,6 +13,7 @@ mod db;
 mod incoming;
 mod outgoing;
 pub mod provider;
+mod reports;
 mod views;
 
 use std::path::{Path, PathBuf};
@@ -30,6 +31,7 @@ use api::ServerApi;
 use provider::TxProvider;
 
 pub use db::MessageStatus;
+pub use reports::{EvidenceBundle, EvidenceMessage};
 pub use views::{ChatSummary, GroupStateView, MessageView};
 
 #[derive(Debug, thiserror::Error)]

@@ -71,9 +71,10 @@ pub(crate) fn load_group(
 }
 
 impl Client {
-    fn create_config(&self) -> Result<MlsGroupCreateConfig, ClientError> {
+    fn create_config(&self, server: ExternalSender) -> Result<MlsGroupCreateConfig, ClientError> {
         let roles = Roles::with_admin(self.identity.username.clone());
-        let extensions = parley_mls::suite::group_context_extensions(&roles).map_err(mls_error)?;
+        let extensions =
+            parley_mls::suite::group_context_extensions(&roles, Some(server)).map_err(mls_error)?;
         Ok(MlsGroupCreateConfig::builder()
             .ciphersuite(self.ciphersuite)
             .wire_format_policy(wire_format_policy())
@@ -491,7 +492,7 @@ impl Client {
         members: &[Username],
     ) -> Result<Vec<u8>, ClientError> {
         let key_packages = self.claim_key_packages(members).await?;
-        let config = self.create_config()?;
+        let config = self.create_config(self.server_as_external_sender().await?)?;
         let group_id = random_id().to_vec();
         let (group_info, ratchet_tree) = {
             let conn = self.db();
@@ -559,6 +560,22 @@ impl Client {
             .await?;
         }
         Ok(())
+    }
+
+    /// The server's external-sender identity, which every new group lists (moderation).
+    async fn server_as_external_sender(&self) -> Result<ExternalSender, ClientError> {
+        let info: v1::ServerInfo = self.api.get_public("/v1/info").await?;
+        let identity = DeviceIdentity::parse(&info.external_sender_identity)
+            .map_err(|e| ClientError::Protocol(format!("server identity: {e}")))?;
+        if identity.username.as_str() != "parley" || info.external_sender_key.len() != 32 {
+            return Err(ClientError::Protocol(
+                "the server's external-sender identity is malformed".into(),
+            ));
+        }
+        Ok(ExternalSender::new(
+            info.external_sender_key.into(),
+            identity.to_credential(),
+        ))
     }
 
     fn forget_group(&self, group_id: &[u8]) -> Result<(), ClientError> {

@@ -30,21 +30,28 @@ pub fn leaf_capabilities(ciphersuite: Ciphersuite) -> Capabilities {
     )
 }
 
-/// The GroupContext extensions of a new group: its roles, and the capabilities every member must
-/// have (our roles extension, so that the roles can later change by commit).
+/// The GroupContext extensions of a new group: its roles, the capabilities every member must
+/// have (our roles extension, so that the roles can later change by commit), and the server as
+/// external sender.
 pub fn group_context_extensions(
     roles: &crate::Roles,
+    server: Option<openmls::prelude::ExternalSender>,
 ) -> Result<
     openmls::prelude::Extensions<openmls::prelude::GroupContext>,
     openmls::prelude::InvalidExtensionError,
 > {
     use openmls::prelude::{Extension, Extensions, RequiredCapabilitiesExtension};
-    Extensions::from_vec(vec![
+    let mut extensions = vec![
         Extension::RequiredCapabilities(RequiredCapabilitiesExtension::new(
             &[ExtensionType::Unknown(ROLES_EXTENSION_TYPE)],
             &[],
             &[CredentialType::Basic],
         )),
         roles.to_extension(),
-    ])
+    ];
+    // The server, as external sender 0, may propose removals (moderation).
+    if let Some(server) = server {
+        extensions.push(Extension::ExternalSenders(vec![server]));
+    }
+    Extensions::from_vec(extensions)
 }

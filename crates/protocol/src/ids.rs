@@ -25,6 +25,10 @@ macro_rules! opaque_id {
                 $name(bytes)
             }
 
+            pub const fn from_const(bytes: [u8; $len]) -> Self {
+                $name(bytes)
+            }
+
             pub fn from_slice(bytes: &[u8]) -> Result<Self, IdError> {
                 let array: [u8; $len] = bytes.try_into().map_err(|_| IdError {
                     kind: $label,

@@ -118,6 +118,9 @@ impl Accounts {
             .device(device_id)
             .await?
             .ok_or_else(|| ApiError::unauthenticated("unknown device"))?;
+        if device.suspended {
+            return Err(ApiError::forbidden("this account is suspended"));
+        }
         let key = verifying_key(&device.signature_key)?;
         verify(
             &key,

@@ -28,9 +28,12 @@ use parley_store::{
 use sha2::{Digest, Sha256};
 
 use crate::accounts::Authenticated;
+use crate::franking::FrankingKeys;
 use crate::notify::Notifier;
 use crate::public_state::PublicGroupState;
 use crate::{now_ms, ApiError};
+use parley_mls::franking::{self, FrankContext};
+use prost::Message as _;
 
 /// How often a handshake message is re-processed when a concurrent one changed the group first.
 const STATE_RETRIES: usize = 8;
@@ -39,6 +42,9 @@ pub struct Delivery {
     store: Arc<dyn Store>,
     notifier: Arc<Notifier>,
     max_group_members: usize,
+    franking: Arc<FrankingKeys>,
+    /// The server as MLS external sender, which every group must list first.
+    external_sender: openmls::prelude::ExternalSender,
 }
 
 /// What processing a handshake message against the group's public state produced.
@@ -52,7 +58,9 @@ struct HandshakeOutcome {
     ratchet_tree: Vec<u8>,
 }
 
-fn member_list(group: &PublicGroup) -> Result<Vec<(DeviceIdentity, Vec<u8>, u32)>, ApiError> {
+pub(crate) fn member_list(
+    group: &PublicGroup,
+) -> Result<Vec<(DeviceIdentity, Vec<u8>, u32)>, ApiError> {
     group
         .members()
         .map(|m| {
@@ -63,7 +71,7 @@ fn member_list(group: &PublicGroup) -> Result<Vec<(DeviceIdentity, Vec<u8>, u32)
         .collect()
 }
 
-fn store_members(members: &[(DeviceIdentity, Vec<u8>, u32)]) -> Vec<GroupMember> {
+pub(crate) fn store_members(members: &[(DeviceIdentity, Vec<u8>, u32)]) -> Vec<GroupMember> {
     members
         .iter()
         .map(|(identity, _, leaf)| GroupMember {
@@ -188,11 +196,19 @@ fn fingerprint(request: &v1::Submit) -> Vec<u8> {
 }
 
 impl Delivery {
-    pub fn new(store: Arc<dyn Store>, notifier: Arc<Notifier>, max_group_members: usize) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        notifier: Arc<Notifier>,
+        max_group_members: usize,
+        franking: Arc<FrankingKeys>,
+        external_sender: openmls::prelude::ExternalSender,
+    ) -> Self {
         Delivery {
             store,
             notifier,
             max_group_members,
+            franking,
+            external_sender,
         }
     }
 
@@ -226,6 +242,7 @@ impl Delivery {
         request: v1::CreateGroup,
     ) -> Result<v1::CreateGroupResponse, ApiError> {
         let creator = Self::identity(device);
+        let server_key = self.external_sender.clone();
         let (group_id, epoch, state, members) = tokio::task::spawn_blocking(move || {
             let info = match parse_mls(&request.group_info)?.extract() {
                 MlsMessageBodyIn::GroupInfo(info) => info,
@@ -250,6 +267,18 @@ impl Delivery {
             }
             let roles = Roles::from_group_context(group.group_context())
                 .map_err(|e| ApiError::invalid_mls(e.to_string()))?;
+            // Moderation needs the server as external sender 0 in every group.
+            let server_listed = group
+                .group_context()
+                .extensions()
+                .external_senders()
+                .and_then(|senders| senders.first())
+                .is_some_and(|sender| *sender == server_key);
+            if !server_listed {
+                return Err(ApiError::forbidden(
+                    "a group must list the server as its external sender (GET /v1/info)",
+                ));
+            }
             if roles != Roles::with_admin(creator.username.clone()) {
                 return Err(ApiError::forbidden(
                     "the creator must be the only admin of a new group",
@@ -336,6 +365,14 @@ impl Delivery {
                         "a Welcome travels only with its commit",
                     ));
                 }
+                // Every application message carries a franking tag, so that it can be reported.
+                let franking_tag = v1::MessageAad::decode(private.aad())
+                    .ok()
+                    .map(|aad| aad.franking_tag)
+                    .filter(|tag| tag.len() == parley_mls::franking::TAG_LEN)
+                    .ok_or_else(|| {
+                        ApiError::invalid_mls("application message without a franking tag")
+                    })?;
                 self.store
                     .accept(Submission {
                         sender,
@@ -346,6 +383,7 @@ impl Delivery {
                         payload: request.mls_message,
                         accepted_at: now_ms(),
                         transition: None,
+                        franking_tag: Some(franking_tag),
                     })
                     .await?
             }
@@ -468,6 +506,7 @@ impl Delivery {
                 epoch,
                 payload: request.mls_message.clone(),
                 accepted_at: now_ms(),
+                franking_tag: None,
                 transition: Some(GroupTransition {
                     expected_state_version: record.state_version,
                     new_epoch: outcome.new_epoch,
@@ -491,6 +530,7 @@ impl Delivery {
         limit: u32,
     ) -> Result<v1::QueueBatch, ApiError> {
         let limit = limit.clamp(1, limits::MAX_FETCH_ITEMS);
+        let current_key = self.franking.current();
         let page = self
             .store
             .fetch_queue(device.0.device_id, after, limit)
@@ -510,9 +550,24 @@ impl Delivery {
                     sender_device: e.sender_device.to_vec(),
                     sender_username: e.sender_username.to_string(),
                     message_id: e.message_id.to_vec(),
+                    franking: e.franking_tag.as_ref().map(|tag| {
+                        // The frank is computed as the message goes out: no franking state kept.
+                        let (key_id, key) = current_key;
+                        let context = FrankContext {
+                            sender_username: e.sender_username.as_str(),
+                            sender_device: e.sender_device.as_bytes(),
+                            group_id: e.group_id.as_bytes(),
+                            group_seq: e.group_seq,
+                            accepted_at_ms: e.accepted_at,
+                            key_id,
+                        };
+                        v1::FrankingContext {
+                            key_id,
+                            frank: franking::frank(&key, tag, &context).to_vec(),
+                        }
+                    }),
                     accepted_at_ms: e.accepted_at,
                     payload: e.payload,
-                    franking: None,
                 })
                 .collect(),
             head: page.head,

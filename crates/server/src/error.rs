@@ -78,6 +78,7 @@ impl From<StoreError> for ApiError {
                 "too many key packages stored for this device",
             ),
             StoreError::Replay => ApiError::new(ErrorCode::Replay, "replayed message"),
+            StoreError::DuplicateReport => ApiError::new(ErrorCode::Replay, "already reported"),
             StoreError::StateChanged => {
                 ApiError::new(ErrorCode::Unavailable, "group state is busy; retry")
             }

@@ -66,38 +66,56 @@ fn random_key() -> [u8; KEY_LEN] {
 }
 
 fn read_file(path: &Path) -> Result<Keyring, FrankingKeyError> {
-    let text = std::fs::read_to_string(path).map_err(|e| FrankingKeyError::Io(path.to_owned(), e))?;
-    let file: KeyFile =
-        serde_json::from_str(&text).map_err(|e| FrankingKeyError::Malformed(path.to_owned(), e.to_string()))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| FrankingKeyError::Io(path.to_owned(), e))?;
+    let file: KeyFile = serde_json::from_str(&text)
+        .map_err(|e| FrankingKeyError::Malformed(path.to_owned(), e.to_string()))?;
     let mut keys = BTreeMap::new();
     for stored in file.keys {
         let bytes = hex::decode(&stored.key)
             .ok()
             .and_then(|b| <[u8; KEY_LEN]>::try_from(b).ok())
-            .ok_or_else(|| FrankingKeyError::Malformed(path.to_owned(), format!("key {} is not 32 hex bytes", stored.id)))?;
+            .ok_or_else(|| {
+                FrankingKeyError::Malformed(
+                    path.to_owned(),
+                    format!("key {} is not 32 hex bytes", stored.id),
+                )
+            })?;
         keys.insert(stored.id, bytes);
     }
     if !keys.contains_key(&file.current) {
-        return Err(FrankingKeyError::Malformed(path.to_owned(), "the current key is missing".into()));
+        return Err(FrankingKeyError::Malformed(
+            path.to_owned(),
+            "the current key is missing".into(),
+        ));
     }
-    Ok(Keyring { current: file.current, keys })
+    Ok(Keyring {
+        current: file.current,
+        keys,
+    })
 }
 
 fn write_file(path: &Path, file: &KeyFile) -> Result<(), FrankingKeyError> {
+    let text = serde_json::to_string_pretty(file)
+        .map_err(|e| FrankingKeyError::Malformed(path.to_owned(), e.to_string()))?;
+    write_private_file(path, text.as_bytes()).map_err(|e| FrankingKeyError::Io(path.to_owned(), e))
+}
+
+/// Writes a secret file readable by its owner only: a new file renamed over the old one, so
+/// that readers never see half a file.
+pub(crate) fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let text = serde_json::to_string_pretty(file).map_err(|e| FrankingKeyError::Malformed(path.to_owned(), e.to_string()))?;
-    // Write a new file and rename it over the old one: readers never see half a file.
-    let temporary = path.with_extension("json.tmp");
+    let temporary = path.with_extension("tmp");
     let mut out = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(&temporary)
-        .map_err(|e| FrankingKeyError::Io(temporary.clone(), e))?;
-    out.write_all(text.as_bytes()).and_then(|_| out.sync_all()).map_err(|e| FrankingKeyError::Io(temporary.clone(), e))?;
-    std::fs::rename(&temporary, path).map_err(|e| FrankingKeyError::Io(path.to_owned(), e))
+        .open(&temporary)?;
+    out.write_all(bytes)?;
+    out.sync_all()?;
+    std::fs::rename(&temporary, path)
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {
@@ -107,18 +125,27 @@ fn modified(path: &Path) -> Option<SystemTime> {
 impl FrankingKeys {
     /// Opens the key file in `data_dir`, creating it with a first key if there is none.
     pub fn open(data_dir: &Path) -> Result<FrankingKeys, FrankingKeyError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| FrankingKeyError::Io(data_dir.to_owned(), e))?;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| FrankingKeyError::Io(data_dir.to_owned(), e))?;
         let path = data_dir.join(FILE);
         if !path.exists() {
             let first = KeyFile {
                 current: 1,
-                keys: vec![StoredKey { id: 1, key: hex::encode(random_key()), created_at_ms: now_ms() }],
+                keys: vec![StoredKey {
+                    id: 1,
+                    key: hex::encode(random_key()),
+                    created_at_ms: now_ms(),
+                }],
             };
             write_file(&path, &first)?;
         }
         let keyring = read_file(&path)?;
         Ok(FrankingKeys {
-            loaded: RwLock::new(Loaded { keyring, modified: modified(&path), checked: Instant::now() }),
+            loaded: RwLock::new(Loaded {
+                keyring,
+                modified: modified(&path),
+                checked: Instant::now(),
+            }),
             path,
         })
     }
@@ -126,11 +153,16 @@ impl FrankingKeys {
     /// Adds a new key and makes it current. Returns its id.
     pub fn rotate(data_dir: &Path) -> Result<u32, FrankingKeyError> {
         let keys = Self::open(data_dir)?;
-        let text = std::fs::read_to_string(&keys.path).map_err(|e| FrankingKeyError::Io(keys.path.clone(), e))?;
-        let mut file: KeyFile =
-            serde_json::from_str(&text).map_err(|e| FrankingKeyError::Malformed(keys.path.clone(), e.to_string()))?;
+        let text = std::fs::read_to_string(&keys.path)
+            .map_err(|e| FrankingKeyError::Io(keys.path.clone(), e))?;
+        let mut file: KeyFile = serde_json::from_str(&text)
+            .map_err(|e| FrankingKeyError::Malformed(keys.path.clone(), e.to_string()))?;
         let id = file.keys.iter().map(|k| k.id).max().unwrap_or(0) + 1;
-        file.keys.push(StoredKey { id, key: hex::encode(random_key()), created_at_ms: now_ms() });
+        file.keys.push(StoredKey {
+            id,
+            key: hex::encode(random_key()),
+            created_at_ms: now_ms(),
+        });
         file.current = id;
         write_file(&keys.path, &file)?;
         Ok(id)
@@ -153,7 +185,9 @@ impl FrankingKeys {
                     loaded.modified = now;
                     tracing::info!(current = loaded.keyring.current, "franking keys reloaded");
                 }
-                Err(e) => tracing::error!(error = %e, "franking key file unreadable; keeping the keys in memory"),
+                Err(e) => {
+                    tracing::error!(error = %e, "franking key file unreadable; keeping the keys in memory")
+                }
             }
         }
         loaded.keyring.clone()
@@ -162,7 +196,11 @@ impl FrankingKeys {
     /// The key new franks are made with.
     pub fn current(&self) -> (u32, [u8; KEY_LEN]) {
         let keyring = self.keyring();
-        let key = keyring.keys.get(&keyring.current).copied().unwrap_or([0; KEY_LEN]);
+        let key = keyring
+            .keys
+            .get(&keyring.current)
+            .copied()
+            .unwrap_or([0; KEY_LEN]);
         (keyring.current, key)
     }
 
@@ -185,10 +223,17 @@ mod tests {
         assert_eq!(second_id, 2);
         let reopened = FrankingKeys::open(dir.path()).unwrap();
         assert_eq!(reopened.current().0, 2);
-        assert_eq!(reopened.key(1), Some(first_key), "old keys still verify old franks");
+        assert_eq!(
+            reopened.key(1),
+            Some(first_key),
+            "old keys still verify old franks"
+        );
         assert_ne!(reopened.key(2), Some(first_key));
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join(FILE)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join(FILE))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }

@@ -279,10 +279,28 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/queue", get(fetch_queue))
         .route("/v1/queue/ack", post(ack))
         .route("/v1/ws", get(websocket))
+        .route("/v1/info", get(server_info))
+        .route("/v1/reports", post(report))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::map_response(uniform_errors))
+        // The moderation console speaks HTML, not protobuf.
+        .merge(crate::admin::router())
+        .layer(DefaultBodyLimit::max(limit))
         .with_state(app)
+}
+
+async fn server_info(State(app): AppState) -> impl IntoResponse {
+    Proto(app.identity.info())
+}
+
+async fn report(
+    State(app): AppState,
+    device: Authenticated,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Proto(
+        app.moderation.report(&device, decode(&app, &body)?).await?,
+    ))
 }
 
 /// Housekeeping: expire old queue entries and prune rate-limit state, once a minute.

@@ -7,11 +7,14 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod admin;
 pub mod config;
 pub mod delivery;
 pub mod error;
+pub mod franking;
 pub mod http;
 pub mod keypackages;
+pub mod moderation;
 pub mod notify;
 pub mod public_state;
 pub mod rate;
@@ -30,19 +33,39 @@ pub struct App {
     pub delivery: delivery::Delivery,
     pub notifier: Arc<notify::Notifier>,
     pub rates: rate::RateLimits,
+    pub moderation: moderation::Moderation,
+    pub identity: Arc<moderation::ServerIdentity>,
 }
 
 impl App {
-    pub fn new(config: ServerConfig, store: Arc<dyn Store>) -> Arc<App> {
+    pub fn new(config: ServerConfig, store: Arc<dyn Store>) -> Result<Arc<App>, ServerError> {
         let notifier = Arc::new(notify::Notifier::default());
-        Arc::new(App {
+        let keys = Arc::new(
+            franking::FrankingKeys::open(&config.data_dir)
+                .map_err(|e| ServerError::Config(e.to_string()))?,
+        );
+        let identity = Arc::new(moderation::ServerIdentity::open(&config.data_dir)?);
+        Ok(Arc::new(App {
             accounts: accounts::Accounts::new(store.clone(), config.session_ttl),
             key_packages: keypackages::KeyPackages::new(store.clone()),
-            delivery: delivery::Delivery::new(store, notifier.clone(), config.max_group_members),
+            delivery: delivery::Delivery::new(
+                store.clone(),
+                notifier.clone(),
+                config.max_group_members,
+                keys.clone(),
+                identity.external_sender(),
+            ),
+            moderation: moderation::Moderation::new(
+                store,
+                keys,
+                identity.clone(),
+                notifier.clone(),
+            ),
+            identity,
             notifier,
             rates: rate::RateLimits::new(&config),
             config,
-        })
+        }))
     }
 }
 
@@ -59,7 +82,7 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     config.check()?;
     let store = open_sqlite_store(&config)?;
-    let app = App::new(config, store);
+    let app = App::new(config, store)?;
     http::serve(app, shutdown).await
 }
 

@@ -38,6 +38,8 @@ pub enum StoreError {
     NotMember,
     #[error("this message was already accepted under another message id (replay)")]
     Replay,
+    #[error("this message was already reported by this account")]
+    DuplicateReport,
     #[error("message id was already used for different content")]
     IdempotencyConflict,
     #[error("too many key packages stored for this device")]
@@ -100,4 +102,37 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes undelivered entries older than `before`, expired challenges and sessions, and
     /// idempotency records older than `before`. Returns how many queue entries expired.
     async fn expire(&self, before: Millis, now: Millis) -> StoreResult<u64>;
+
+    // Moderation
+    /// Stores a verified report; the same reporter reporting the same message again is refused.
+    async fn create_report(&self, report: NewReport) -> StoreResult<u64>;
+    async fn reports(&self, status: Option<ReportStatus>) -> StoreResult<Vec<Report>>;
+    async fn report(&self, id: u64) -> StoreResult<Option<Report>>;
+    /// Changes a report's status and appends `audit` in the same transaction.
+    async fn set_report_status(
+        &self,
+        id: u64,
+        status: ReportStatus,
+        audit: AuditEntry,
+    ) -> StoreResult<bool>;
+    /// Suspends (ending all sessions) or unsuspends an account, with its audit entry.
+    async fn set_suspended(
+        &self,
+        username: &Username,
+        suspended: bool,
+        audit: AuditEntry,
+    ) -> StoreResult<bool>;
+    /// The groups the user's devices are in, with their leaves.
+    async fn memberships(&self, username: &Username) -> StoreResult<Vec<Membership>>;
+    async fn add_admin_token(
+        &self,
+        token_hash: Vec<u8>,
+        label: String,
+        now: Millis,
+    ) -> StoreResult<()>;
+    /// The label of a valid admin token.
+    async fn admin_token(&self, token_hash: &[u8]) -> StoreResult<Option<String>>;
+    /// Appends to the audit log, which nothing can change or delete.
+    async fn audit(&self, entry: AuditEntry) -> StoreResult<()>;
+    async fn audit_log(&self) -> StoreResult<Vec<AuditEntry>>;
 }

@@ -20,7 +20,14 @@ pub struct DeviceRecord {
     pub user_id: UserId,
     pub username: Username,
     pub signature_key: Vec<u8>,
+    /// Suspended by a moderator: cannot log in or send.
+    pub suspended: bool,
 }
+
+/// The server's own device: the sender of moderation proposals (MLS external sender).
+pub const SYSTEM_DEVICE: DeviceId = DeviceId::from_const([0; 16]);
+/// The username behind [`SYSTEM_DEVICE`]; nobody can register it.
+pub const SYSTEM_USERNAME: &str = "parley";
 
 #[derive(Debug, Clone)]
 pub struct Challenge {
@@ -104,6 +111,8 @@ pub struct Submission {
     pub payload: Vec<u8>,
     pub accepted_at: Millis,
     pub transition: Option<GroupTransition>,
+    /// The franking tag from an application message's authenticated data.
+    pub franking_tag: Option<Vec<u8>>,
 }
 
 /// What an accepted handshake message does to the group.
@@ -152,6 +161,7 @@ pub struct QueueEntry {
     pub message_id: MessageId,
     pub accepted_at: Millis,
     pub payload: Vec<u8>,
+    pub franking_tag: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -159,4 +169,68 @@ pub struct QueuePage {
     pub entries: Vec<QueueEntry>,
     pub head: u64,
     pub expired_up_to: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportStatus {
+    Open,
+    Actioned,
+    Dismissed,
+}
+
+impl ReportStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportStatus::Open => "open",
+            ReportStatus::Actioned => "actioned",
+            ReportStatus::Dismissed => "dismissed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ReportStatus> {
+        match text {
+            "open" => Some(ReportStatus::Open),
+            "actioned" => Some(ReportStatus::Actioned),
+            "dismissed" => Some(ReportStatus::Dismissed),
+            _ => None,
+        }
+    }
+}
+
+/// A verified report: the reported text is what the accused account sent (its frank checked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewReport {
+    pub created_at: Millis,
+    pub reporter: Username,
+    pub accused: Username,
+    pub accused_device: DeviceId,
+    pub group_id: GroupId,
+    pub group_seq: u64,
+    pub message_accepted_at: Millis,
+    pub text: String,
+    pub reason: String,
+    /// JSON array of the neighbouring messages that came with the report, each verified.
+    pub context: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub id: u64,
+    pub status: ReportStatus,
+    pub report: NewReport,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub at: Millis,
+    pub moderator: String,
+    pub action: String,
+    pub subject: String,
+}
+
+/// A group a user is in, with the leaves of that user's devices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub group_id: GroupId,
+    pub leaves: Vec<u32>,
 }

@@ -18,7 +18,8 @@ use crate::model::*;
 use crate::{Store, StoreError, StoreResult};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE users (
     id          BLOB PRIMARY KEY,
     username    TEXT NOT NULL UNIQUE,
@@ -101,7 +102,46 @@ CREATE TABLE submissions (
 CREATE INDEX submissions_accepted ON submissions(accepted_at);
 -- The same ciphertext twice in a group is a replay, whatever message id it comes with.
 CREATE UNIQUE INDEX submissions_replay ON submissions(group_id, fingerprint);
-"#];
+"#,
+    r#"
+-- Message franking and moderation.
+ALTER TABLE payloads ADD COLUMN franking_tag BLOB;
+ALTER TABLE users ADD COLUMN suspended_at INTEGER;
+-- The server itself, as the sender of moderation proposals (the MLS external sender).
+INSERT INTO users (id, username, created_at) VALUES (zeroblob(16), 'parley', 0);
+INSERT INTO devices (id, user_id, signature_key, created_at) VALUES (zeroblob(16), zeroblob(16), zeroblob(32), 0);
+CREATE TABLE reports (
+    id                   INTEGER PRIMARY KEY,
+    status               TEXT NOT NULL,       -- open, actioned, dismissed
+    created_at           INTEGER NOT NULL,
+    reporter             TEXT NOT NULL,
+    accused              TEXT NOT NULL,
+    accused_device       BLOB NOT NULL,
+    group_id             BLOB NOT NULL,
+    group_seq            INTEGER NOT NULL,
+    message_accepted_at  INTEGER NOT NULL,
+    text                 TEXT NOT NULL,       -- the reported message only, verified by its frank
+    reason               TEXT NOT NULL,
+    context              TEXT NOT NULL,       -- JSON: neighbouring messages, each verified
+    UNIQUE (reporter, group_id, group_seq)
+);
+CREATE TABLE admin_tokens (
+    token_hash  BLOB PRIMARY KEY,
+    label       TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+-- Append-only: every moderator action, never changed or deleted.
+CREATE TABLE audit_log (
+    id         INTEGER PRIMARY KEY,
+    at         INTEGER NOT NULL,
+    moderator  TEXT NOT NULL,
+    action     TEXT NOT NULL,
+    subject    TEXT NOT NULL
+);
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"#,
+];
 
 const DATABASE_FILE: &str = "parley.db";
 /// Payload bytes in one queue page.
@@ -324,11 +364,12 @@ fn device_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
         user_id: UserId::from_slice(&user).map_err(|e| conversion_error(e.to_string()))?,
         username: Username::parse(&username).map_err(|e| conversion_error(e.to_string()))?,
         signature_key: row.get(3)?,
+        suspended: row.get::<_, Option<i64>>(4)?.is_some(),
     })
 }
 
 const DEVICE_COLUMNS: &str =
-    "d.id, d.user_id, u.username, d.signature_key FROM devices d JOIN users u ON u.id = d.user_id";
+    "d.id, d.user_id, u.username, d.signature_key, u.suspended_at FROM devices d JOIN users u ON u.id = d.user_id";
 
 fn count_key_packages(conn: &Connection, device: &DeviceId) -> StoreResult<KeyPackageCount> {
     let (one_time, last_resort): (i64, i64) = conn.query_row(
@@ -381,6 +422,41 @@ fn find_submission_in(
     .transpose()
 }
 
+const REPORT_COLUMNS: &str =
+    "id, status, created_at, reporter, accused, accused_device, group_id, group_seq,
+    message_accepted_at, text, reason, context";
+
+fn report_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Report> {
+    let parse_name =
+        |text: String| Username::parse(&text).map_err(|e| conversion_error(e.to_string()));
+    let status: String = row.get(1)?;
+    let group: Vec<u8> = row.get(6)?;
+    Ok(Report {
+        id: row.get::<_, i64>(0)? as u64,
+        status: ReportStatus::parse(&status).unwrap_or(ReportStatus::Open),
+        report: NewReport {
+            created_at: row.get(2)?,
+            reporter: parse_name(row.get(3)?)?,
+            accused: parse_name(row.get(4)?)?,
+            accused_device: device_id(row.get(5)?)?,
+            group_id: GroupId::from_slice(&group).map_err(|e| conversion_error(e.to_string()))?,
+            group_seq: row.get::<_, i64>(7)? as u64,
+            message_accepted_at: row.get(8)?,
+            text: row.get(9)?,
+            reason: row.get(10)?,
+            context: row.get(11)?,
+        },
+    })
+}
+
+fn append_audit(tx: &Transaction<'_>, entry: &AuditEntry) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO audit_log (at, moderator, action, subject) VALUES (?1, ?2, ?3, ?4)",
+        params![entry.at, entry.moderator, entry.action, entry.subject],
+    )?;
+    Ok(())
+}
+
 /// Appends one pointer to each device's queue.
 fn enqueue(
     tx: &Transaction<'_>,
@@ -412,8 +488,8 @@ fn insert_payload(
     refs: usize,
 ) -> StoreResult<i64> {
     tx.execute(
-        "INSERT INTO payloads (kind, group_id, group_seq, sender_device, message_id, accepted_at, refs, data)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO payloads (kind, group_id, group_seq, sender_device, message_id, accepted_at, refs, data, franking_tag)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             kind as i64,
             blob(submission.group_id.as_bytes()),
@@ -422,7 +498,8 @@ fn insert_payload(
             blob(submission.message_id.as_bytes()),
             submission.accepted_at,
             refs as i64,
-            data
+            data,
+            if kind == ItemKind::GroupMessage { submission.franking_tag.as_deref() } else { None }
         ],
     )?;
     Ok(tx.last_insert_rowid())
@@ -480,7 +557,8 @@ fn accept_in(tx: &Transaction<'_>, submission: Submission) -> StoreResult<Accept
         let all = members
             .query_map(params![group], |row| device_id(row.get(0)?))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        if !all.contains(&submission.sender) {
+        // The server itself (moderation proposals) sends into groups it is no member of.
+        if !all.contains(&submission.sender) && submission.sender != SYSTEM_DEVICE {
             return Err(StoreError::NotMember);
         }
         // Removed members receive the commit that removes them; new members get the Welcome.
@@ -705,7 +783,7 @@ impl Store for SqliteStore {
                 .query_row(
                     &format!(
                         "SELECT {DEVICE_COLUMNS} JOIN sessions s ON s.device_id = d.id
-                         WHERE s.token_hash = ?1 AND s.expires_at > ?2"
+                         WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND u.suspended_at IS NULL"
                     ),
                     params![token_hash, now],
                     device_from_row,
@@ -878,7 +956,7 @@ impl Store for SqliteStore {
                 .unwrap_or((0, 0));
             let mut statement = conn.prepare_cached(
                 "SELECT q.seq, p.kind, p.group_id, p.group_seq, p.sender_device, u.username,
-                        p.message_id, p.accepted_at, p.data
+                        p.message_id, p.accepted_at, p.data, p.franking_tag
                  FROM queue q
                  JOIN payloads p ON p.id = q.payload_id
                  JOIN devices d ON d.id = p.sender_device
@@ -906,6 +984,7 @@ impl Store for SqliteStore {
                             .map_err(|e| conversion_error(e.to_string()))?,
                         accepted_at: row.get(7)?,
                         payload: row.get(8)?,
+                        franking_tag: row.get(9)?,
                     })
                 },
             )?;
@@ -993,6 +1072,198 @@ impl Store for SqliteStore {
             tx.execute("DELETE FROM challenges WHERE expires_at < ?1", params![now])?;
             tx.execute("DELETE FROM sessions WHERE expires_at < ?1", params![now])?;
             Ok(expired.len() as u64)
+        })
+        .await
+    }
+
+    async fn create_report(&self, report: NewReport) -> StoreResult<u64> {
+        self.write(move |tx| {
+            let inserted = tx.execute(
+                "INSERT OR IGNORE INTO reports (status, created_at, reporter, accused, accused_device, group_id,
+                    group_seq, message_accepted_at, text, reason, context)
+                 VALUES ('open', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    report.created_at,
+                    report.reporter.as_str(),
+                    report.accused.as_str(),
+                    blob(report.accused_device.as_bytes()),
+                    blob(report.group_id.as_bytes()),
+                    report.group_seq as i64,
+                    report.message_accepted_at,
+                    report.text,
+                    report.reason,
+                    report.context
+                ],
+            )?;
+            if inserted == 0 {
+                return Err(StoreError::DuplicateReport);
+            }
+            Ok(tx.last_insert_rowid() as u64)
+        })
+        .await
+    }
+
+    async fn reports(&self, status: Option<ReportStatus>) -> StoreResult<Vec<Report>> {
+        self.read(move |conn| {
+            let mut statement = conn.prepare(&format!(
+                "SELECT {REPORT_COLUMNS} FROM reports WHERE (?1 IS NULL OR status = ?1) ORDER BY id"
+            ))?;
+            let rows = statement.query_map(params![status.map(|s| s.as_str())], report_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn report(&self, id: u64) -> StoreResult<Option<Report>> {
+        self.read(move |conn| {
+            Ok(conn
+                .query_row(
+                    &format!("SELECT {REPORT_COLUMNS} FROM reports WHERE id = ?1"),
+                    params![id as i64],
+                    report_from_row,
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn set_report_status(
+        &self,
+        id: u64,
+        status: ReportStatus,
+        audit: AuditEntry,
+    ) -> StoreResult<bool> {
+        self.write(move |tx| {
+            let changed = tx.execute(
+                "UPDATE reports SET status = ?2 WHERE id = ?1",
+                params![id as i64, status.as_str()],
+            )?;
+            if changed > 0 {
+                append_audit(tx, &audit)?;
+            }
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn set_suspended(
+        &self,
+        username: &Username,
+        suspended: bool,
+        audit: AuditEntry,
+    ) -> StoreResult<bool> {
+        let username = username.clone();
+        self.write(move |tx| {
+            let changed = if suspended {
+                tx.execute(
+                    "UPDATE users SET suspended_at = ?2 WHERE username = ?1 AND suspended_at IS NULL",
+                    params![username.as_str(), audit.at],
+                )?
+            } else {
+                tx.execute(
+                    "UPDATE users SET suspended_at = NULL WHERE username = ?1 AND suspended_at IS NOT NULL",
+                    params![username.as_str()],
+                )?
+            };
+            if suspended {
+                // Its sessions end now.
+                tx.execute(
+                    "DELETE FROM sessions WHERE device_id IN (
+                        SELECT d.id FROM devices d JOIN users u ON u.id = d.user_id WHERE u.username = ?1)",
+                    params![username.as_str()],
+                )?;
+            }
+            if changed > 0 {
+                append_audit(tx, &audit)?;
+            }
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn memberships(&self, username: &Username) -> StoreResult<Vec<Membership>> {
+        let username = username.clone();
+        self.read(move |conn| {
+            let mut statement = conn.prepare(
+                "SELECT m.group_id, m.leaf_index FROM group_members m
+                 JOIN devices d ON d.id = m.device_id JOIN users u ON u.id = d.user_id
+                 WHERE u.username = ?1 ORDER BY m.group_id, m.leaf_index",
+            )?;
+            let rows = statement
+                .query_map(params![username.as_str()], |row| {
+                    Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, i64>(1)? as u32))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut memberships: Vec<Membership> = Vec::new();
+            for (group, leaf) in rows {
+                let group_id =
+                    GroupId::from_slice(&group).map_err(|e| StoreError::Backend(e.to_string()))?;
+                match memberships.last_mut() {
+                    Some(last) if last.group_id == group_id => last.leaves.push(leaf),
+                    _ => memberships.push(Membership {
+                        group_id,
+                        leaves: vec![leaf],
+                    }),
+                }
+            }
+            Ok(memberships)
+        })
+        .await
+    }
+
+    async fn add_admin_token(
+        &self,
+        token_hash: Vec<u8>,
+        label: String,
+        now: Millis,
+    ) -> StoreResult<()> {
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO admin_tokens (token_hash, label, created_at) VALUES (?1, ?2, ?3)",
+                params![token_hash, label, now],
+            )?;
+            let entry = AuditEntry {
+                at: now,
+                moderator: "cli".into(),
+                action: "create admin token".into(),
+                subject: label,
+            };
+            append_audit(tx, &entry)
+        })
+        .await
+    }
+
+    async fn admin_token(&self, token_hash: &[u8]) -> StoreResult<Option<String>> {
+        let token_hash = token_hash.to_vec();
+        self.read(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT label FROM admin_tokens WHERE token_hash = ?1",
+                    params![token_hash],
+                    |row| row.get(0),
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn audit(&self, entry: AuditEntry) -> StoreResult<()> {
+        self.write(move |tx| append_audit(tx, &entry)).await
+    }
+
+    async fn audit_log(&self) -> StoreResult<Vec<AuditEntry>> {
+        self.read(|conn| {
+            let mut statement =
+                conn.prepare("SELECT at, moderator, action, subject FROM audit_log ORDER BY id")?;
+            let rows = statement.query_map([], |row| {
+                Ok(AuditEntry {
+                    at: row.get(0)?,
+                    moderator: row.get(1)?,
+                    action: row.get(2)?,
+                    subject: row.get(3)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
     }

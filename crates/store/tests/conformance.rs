@@ -45,6 +45,7 @@ fn message(sender: DeviceId, id: u8, group: GroupId, epoch: u64, payload: &[u8])
         payload: payload.to_vec(),
         accepted_at: 10,
         transition: None,
+        franking_tag: Some(vec![0xaa; 32]),
     }
 }
 
@@ -320,6 +321,73 @@ async fn undelivered_items_expire(store: Arc<dyn Store>) {
     assert_eq!(page.expired_up_to, 1, "the device learns it missed items");
 }
 
+async fn moderation_is_audited_and_append_only(store: Arc<dyn Store>) {
+    let alice = account(&*store, 1, "alice").await;
+    store
+        .create_session(NewSession {
+            token_hash: vec![5; 32],
+            device_id: alice,
+            expires_at: 100,
+        })
+        .await
+        .unwrap();
+    let report = NewReport {
+        created_at: 5,
+        reporter: Username::parse("bob").unwrap(),
+        accused: Username::parse("alice").unwrap(),
+        accused_device: alice,
+        group_id: GroupId::from_bytes([3; 16]),
+        group_seq: 7,
+        message_accepted_at: 4,
+        text: "the reported text".into(),
+        reason: "spam".into(),
+        context: "[]".into(),
+    };
+    let id = store.create_report(report.clone()).await.unwrap();
+    assert!(matches!(
+        store.create_report(report.clone()).await,
+        Err(StoreError::DuplicateReport)
+    ));
+    assert_eq!(
+        store.reports(Some(ReportStatus::Open)).await.unwrap()[0].report,
+        report
+    );
+    let audit = |action: &str| AuditEntry {
+        at: 6,
+        moderator: "mod".into(),
+        action: action.into(),
+        subject: "alice".into(),
+    };
+    assert!(store
+        .set_report_status(id, ReportStatus::Dismissed, audit("dismiss"))
+        .await
+        .unwrap());
+    assert!(store
+        .reports(Some(ReportStatus::Open))
+        .await
+        .unwrap()
+        .is_empty());
+
+    let alice_name = Username::parse("alice").unwrap();
+    assert!(store
+        .set_suspended(&alice_name, true, audit("suspend"))
+        .await
+        .unwrap());
+    assert!(
+        store.session(&[5; 32], 50).await.unwrap().is_none(),
+        "a suspension ends sessions"
+    );
+    assert!(store.device(alice).await.unwrap().unwrap().suspended);
+    assert!(store
+        .set_suspended(&alice_name, false, audit("unsuspend"))
+        .await
+        .unwrap());
+    assert!(!store.device(alice).await.unwrap().unwrap().suspended);
+    let log = store.audit_log().await.unwrap();
+    let actions: Vec<&str> = log.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["dismiss", "suspend", "unsuspend"]);
+}
+
 async fn run_all<F, Fut>(make: F)
 where
     F: Fn() -> Fut,
@@ -331,6 +399,7 @@ where
     one_commit_per_epoch(make().await).await;
     a_welcome_travels_with_its_commit(make().await).await;
     undelivered_items_expire(make().await).await;
+    moderation_is_audited_and_append_only(make().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -354,4 +423,25 @@ async fn sqlite_store_survives_reopening() {
     }
     let store = SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap();
     assert!(store.device(device(1)).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn the_sqlite_audit_log_cannot_be_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap();
+    store
+        .audit(AuditEntry {
+            at: 1,
+            moderator: "m".into(),
+            action: "a".into(),
+            subject: "s".into(),
+        })
+        .await
+        .unwrap();
+    let conn = rusqlite::Connection::open(store.database_path()).unwrap();
+    assert!(conn
+        .execute("UPDATE audit_log SET action = 'x'", [])
+        .is_err());
+    assert!(conn.execute("DELETE FROM audit_log", []).is_err());
+    assert_eq!(store.audit_log().await.unwrap().len(), 1);
 }

@@ -1,0 +1,150 @@
+//! Reporting a received message (message franking): the evidence bundle holds the exact payload
+//! bytes, with their salt, and the frank the server put on the message. The server checks both
+//! and learns nothing else.
+
+use parley_protocol::{v1, Username};
+use serde::{Deserialize, Serialize};
+
+use crate::db;
+use crate::{now_ms, Client, ClientError};
+
+/// Most neighbouring messages a report carries.
+pub const MAX_CONTEXT: u32 = 20;
+
+/// A report as a file (`parley report --export`): everything the server needs to verify it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EvidenceBundle {
+    pub version: u32,
+    pub reason: String,
+    pub message: EvidenceMessage,
+    #[serde(default)]
+    pub context: Vec<EvidenceMessage>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EvidenceMessage {
+    /// The message id (hex), for people reading the file.
+    pub id: String,
+    /// The text, for people reading the file; the server reads it from `payload`.
+    pub text: String,
+    /// The exact decrypted payload (hex), salt included.
+    pub payload: String,
+    pub sender: String,
+    pub sender_device: String,
+    pub group_id: String,
+    pub group_seq: u64,
+    pub accepted_at_ms: i64,
+    pub key_id: u32,
+    pub frank: String,
+}
+
+fn invalid(what: &str) -> ClientError {
+    ClientError::Invalid(format!("evidence bundle: {what}"))
+}
+
+impl EvidenceMessage {
+    fn from_evidence(evidence: db::Evidence) -> Result<Self, ClientError> {
+        let franked = evidence.franked.ok_or_else(|| {
+            ClientError::Invalid(
+                "this message carries no frank (only received messages can be reported)".into(),
+            )
+        })?;
+        let m = evidence.message;
+        Ok(EvidenceMessage {
+            id: hex::encode(&m.id),
+            text: m.text,
+            payload: hex::encode(&m.payload),
+            sender: m.sender,
+            sender_device: hex::encode(&m.sender_device),
+            group_id: hex::encode(&m.group_id),
+            group_seq: m.group_seq.unwrap_or(0),
+            accepted_at_ms: franked.accepted_at,
+            key_id: franked.key_id,
+            frank: hex::encode(franked.frank),
+        })
+    }
+
+    fn to_wire(&self) -> Result<v1::ReportedMessage, ClientError> {
+        let bytes = |field: &str, text: &str| {
+            hex::decode(text).map_err(|_| invalid(&format!("{field} is not hex")))
+        };
+        Ok(v1::ReportedMessage {
+            payload: bytes("payload", &self.payload)?,
+            sender_username: self.sender.clone(),
+            sender_device: bytes("sender_device", &self.sender_device)?,
+            group_id: bytes("group_id", &self.group_id)?,
+            group_seq: self.group_seq,
+            accepted_at_ms: self.accepted_at_ms,
+            key_id: self.key_id,
+            frank: bytes("frank", &self.frank)?,
+        })
+    }
+}
+
+impl Client {
+    /// Builds the evidence bundle for a received message, with up to `context` neighbouring
+    /// messages of the same chat.
+    pub fn report_bundle(
+        &self,
+        message_id: &str,
+        reason: &str,
+        context: u32,
+    ) -> Result<EvidenceBundle, ClientError> {
+        if context > MAX_CONTEXT {
+            return Err(ClientError::Invalid(format!(
+                "at most {MAX_CONTEXT} context messages"
+            )));
+        }
+        let id = hex::decode(message_id)
+            .map_err(|_| ClientError::Invalid(format!("{message_id:?} is not a message id")))?;
+        let conn = self.db();
+        let evidence = db::evidence(&conn, &id)?
+            .ok_or_else(|| ClientError::Invalid(format!("no message {message_id}")))?;
+        let (group_id, group_seq) = (
+            evidence.message.group_id.clone(),
+            evidence.message.group_seq.unwrap_or(0),
+        );
+        let neighbours = if context > 0 {
+            db::neighbours(&conn, &group_id, group_seq, context)?
+        } else {
+            Vec::new()
+        };
+        Ok(EvidenceBundle {
+            version: 1,
+            reason: reason.to_owned(),
+            message: EvidenceMessage::from_evidence(evidence)?,
+            context: neighbours
+                .into_iter()
+                .map(EvidenceMessage::from_evidence)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// Sends a report; returns the server's report id.
+    pub async fn send_report(&self, bundle: &EvidenceBundle) -> Result<u64, ClientError> {
+        if bundle.version != 1 {
+            return Err(invalid("unknown version"));
+        }
+        let request = v1::ReportRequest {
+            message: Some(bundle.message.to_wire()?),
+            reason: bundle.reason.clone(),
+            context: bundle
+                .context
+                .iter()
+                .map(EvidenceMessage::to_wire)
+                .collect::<Result<_, _>>()?,
+        };
+        let response: v1::ReportResponse = self
+            .authed(|| self.api.post("/v1/reports", &request, true))
+            .await?;
+        Ok(response.report_id)
+    }
+
+    /// Stops showing messages from an account (they are still received, kept and reportable).
+    pub fn block(&self, user: &Username) -> Result<(), ClientError> {
+        if user == self.username() {
+            return Err(ClientError::Invalid("you cannot block yourself".into()));
+        }
+        db::block(&self.db(), user.as_str(), now_ms())
+    }
+}

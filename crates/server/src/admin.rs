@@ -1,0 +1,326 @@
+//! The moderation console at `/admin`: server-rendered HTML (maud escapes every value), behind
+//! an admin token that `parley admin token` creates. A moderator sees reported messages only.
+
+use std::sync::Arc;
+
+use axum::extract::{Form, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use maud::{html, Markup, DOCTYPE};
+use parley_protocol::Username;
+use parley_store::Report;
+
+use crate::App;
+
+const COOKIE: &str = "parley_admin";
+
+fn page(title: &str, body: Markup) -> Html<String> {
+    Html(
+        html! {
+            (DOCTYPE)
+            html lang="en" {
+                head {
+                    meta charset="utf-8";
+                    title { (title) " · Parley moderation" }
+                    style { (maud::PreEscaped(STYLE)) }
+                }
+                body {
+                    header { a href="/admin/reports" { "Parley moderation" } " · " a href="/admin/audit" { "Audit log" } }
+                    main { h1 { (title) } (body) }
+                }
+            }
+        }
+        .into_string(),
+    )
+}
+
+const STYLE: &str = "body{font-family:sans-serif;margin:2em;max-width:60em}table{border-collapse:collapse}\
+td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}blockquote{background:#f4f4f4;padding:1em;\
+white-space:pre-wrap}form{display:inline-block;margin-right:1em}.error{color:#b00}";
+
+fn time(ms: i64) -> String {
+    chrono_like(ms)
+}
+
+/// RFC 3339 in UTC without pulling a date crate into the server.
+fn chrono_like(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn token_from(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_owned())
+}
+
+/// The signed-in moderator, or a redirect to the login page.
+async fn moderator(app: &App, headers: &HeaderMap) -> Result<String, Response> {
+    let token = token_from(headers).ok_or_else(|| Redirect::to("/admin").into_response())?;
+    match app.moderation.moderator(&token).await {
+        Ok(Some(name)) => Ok(name),
+        Ok(None) => Err(Redirect::to("/admin").into_response()),
+        Err(e) => Err((StatusCode::SERVICE_UNAVAILABLE, e.0.message).into_response()),
+    }
+}
+
+fn login_form(error: Option<&str>) -> Html<String> {
+    page(
+        "Sign in",
+        html! {
+            @if let Some(error) = error { p.error { (error) } }
+            form method="post" action="/admin/login" {
+                label { "Admin token " input type="password" name="token" autocomplete="off"; }
+                button type="submit" id="sign-in" { "Sign in" }
+            }
+        },
+    )
+}
+
+async fn index(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    match moderator(&app, &headers).await {
+        Ok(_) => Redirect::to("/admin/reports").into_response(),
+        Err(_) => login_form(None).into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Login {
+    token: String,
+}
+
+async fn login(State(app): State<Arc<App>>, Form(form): Form<Login>) -> Response {
+    let token = form.token.trim().to_owned();
+    match app.moderation.moderator(&token).await {
+        Ok(Some(_)) => {
+            let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/admin");
+            (
+                [(header::SET_COOKIE, cookie)],
+                Redirect::to("/admin/reports"),
+            )
+                .into_response()
+        }
+        _ => (
+            StatusCode::UNAUTHORIZED,
+            login_form(Some("That token is not valid.")),
+        )
+            .into_response(),
+    }
+}
+
+async fn logout() -> Response {
+    let cookie = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/admin; Max-Age=0");
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/admin")).into_response()
+}
+
+fn excerpt(text: &str) -> String {
+    let short: String = text.chars().take(60).collect();
+    if short.len() < text.len() {
+        format!("{short}…")
+    } else {
+        short
+    }
+}
+
+async fn reports(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Err(redirect) = moderator(&app, &headers).await {
+        return redirect;
+    }
+    let reports = match app.moderation.reports(None).await {
+        Ok(reports) => reports,
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.0.message).into_response(),
+    };
+    page(
+        "Reports",
+        html! {
+            @if reports.is_empty() { p { "No reports." } }
+            @else {
+                table {
+                    tr { th { "#" } th { "status" } th { "accused" } th { "reason" } th { "message" } th { "reported" } }
+                    @for r in &reports {
+                        tr {
+                            td { a href={ "/admin/reports/" (r.id) } class="report-link" { (r.id) } }
+                            td { (r.status.as_str()) }
+                            td { (r.report.accused) }
+                            td { (r.report.reason) }
+                            td { (excerpt(&r.report.text)) }
+                            td { (time(r.report.created_at)) }
+                        }
+                    }
+                }
+            }
+            form method="post" action="/admin/logout" { button { "Sign out" } }
+        },
+    )
+    .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct ContextMessage {
+    sender: String,
+    text: String,
+}
+
+fn report_page(report: &Report, suspended: bool) -> Html<String> {
+    let r = &report.report;
+    let context: Vec<ContextMessage> = serde_json::from_str(&r.context).unwrap_or_default();
+    page(
+        &format!("Report #{}", report.id),
+        html! {
+            p { "Status: " strong #status { (report.status.as_str()) } }
+            p { "Accused: " strong #accused { (r.accused) } @if suspended { " (suspended)" } }
+            p { "Reported by " (r.reporter) " at " (time(r.created_at)) "; reason: " em { (r.reason) } }
+            p { "Sent at " (time(r.message_accepted_at)) " in chat " code { (r.group_id) } " (message " (r.group_seq) ")" }
+            p { "Verified message (its franking tag and the server's frank match):" }
+            blockquote #reported-text { (r.text) }
+            @if !context.is_empty() {
+                p { "Context, each message verified:" }
+                ul { @for m in &context { li { strong { (m.sender) } ": " (m.text) } } }
+            }
+            form method="post" action={ "/admin/reports/" (report.id) "/dismiss" } { button #dismiss { "Dismiss" } }
+            @if suspended {
+                form method="post" action={ "/admin/users/" (r.accused) "/unsuspend" } { button #unsuspend { "Unsuspend " (r.accused) } }
+                form method="post" action={ "/admin/users/" (r.accused) "/remove-from-groups" } { button #remove { "Remove " (r.accused) " from their groups" } }
+            } @else {
+                form method="post" action={ "/admin/users/" (r.accused) "/suspend" } { button #suspend { "Suspend " (r.accused) } }
+            }
+        },
+    )
+}
+
+async fn report(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<u64>) -> Response {
+    if let Err(redirect) = moderator(&app, &headers).await {
+        return redirect;
+    }
+    match app.moderation.report_by_id(id).await {
+        Ok(Some(report)) => {
+            let suspended = app
+                .moderation
+                .is_suspended(&report.report.accused)
+                .await
+                .unwrap_or(false);
+            report_page(&report, suspended).into_response()
+        }
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            page("Not found", html! { p { "No such report." } }),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.0.message).into_response(),
+    }
+}
+
+async fn dismiss(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<u64>) -> Response {
+    let name = match moderator(&app, &headers).await {
+        Ok(name) => name,
+        Err(redirect) => return redirect,
+    };
+    match app.moderation.dismiss(&name, id).await {
+        Ok(_) => Redirect::to(&format!("/admin/reports/{id}")).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.0.message).into_response(),
+    }
+}
+
+async fn user_action(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((user, action)): Path<(String, String)>,
+) -> Response {
+    let name = match moderator(&app, &headers).await {
+        Ok(name) => name,
+        Err(redirect) => return redirect,
+    };
+    let Ok(user) = Username::parse(&user) else {
+        return (StatusCode::BAD_REQUEST, "invalid username").into_response();
+    };
+    let result = match action.as_str() {
+        "suspend" => app.moderation.suspend(&name, &user).await.map(|_| ()),
+        "unsuspend" => app.moderation.unsuspend(&name, &user).await.map(|_| ()),
+        "remove-from-groups" => app
+            .moderation
+            .remove_from_groups(&name, &user)
+            .await
+            .map(|_| ()),
+        _ => return (StatusCode::NOT_FOUND, "no such action").into_response(),
+    };
+    match result {
+        // Back to where the moderator came from (the report page).
+        Ok(()) => {
+            let back = headers
+                .get(header::REFERER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|r| r.find("/admin/").map(|i| r[i..].to_owned()))
+                .unwrap_or_else(|| "/admin/reports".into());
+            Redirect::to(&back).into_response()
+        }
+        Err(e) => (
+            StatusCode::FORBIDDEN,
+            page("Not done", html! { p.error { (e.0.message) } }),
+        )
+            .into_response(),
+    }
+}
+
+async fn audit(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Err(redirect) = moderator(&app, &headers).await {
+        return redirect;
+    }
+    let entries = app.moderation.audit_log().await.unwrap_or_default();
+    page(
+        "Audit log",
+        html! {
+            table {
+                tr { th { "time" } th { "moderator" } th { "action" } th { "subject" } }
+                @for e in &entries { tr { td { (time(e.at)) } td { (e.moderator) } td { (e.action) } td { (e.subject) } } }
+            }
+        },
+    )
+    .into_response()
+}
+
+pub fn router() -> Router<Arc<App>> {
+    Router::new()
+        .route("/admin", get(index))
+        .route("/admin/login", post(login))
+        .route("/admin/logout", post(logout))
+        .route("/admin/reports", get(reports))
+        .route("/admin/reports/{id}", get(report))
+        .route("/admin/reports/{id}/dismiss", post(dismiss))
+        .route("/admin/users/{user}/{action}", post(user_action))
+        .route("/admin/audit", get(audit))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_render_as_rfc3339() {
+        assert_eq!(chrono_like(0), "1970-01-01T00:00:00Z");
+        assert_eq!(chrono_like(1_700_000_000_000), "2023-11-14T22:13:20Z");
+    }
+}

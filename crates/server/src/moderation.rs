@@ -1,0 +1,489 @@
+//! Verifiable reports and moderation (shared/design/franking.md).
+//!
+//! A report carries the exact payload bytes of a received message and the frank the server put
+//! on it. The server recomputes the tag from the payload and its salt, and the frank from the tag
+//! and the context, in constant time; only then does it store the reported text for moderators.
+//! It never sees anything nobody reported.
+//!
+//! Moderators dismiss reports, suspend and unsuspend accounts, and remove a suspended account
+//! from its groups: the server, listed in every group's ExternalSenders extension, issues MLS
+//! Remove proposals that the remaining members' clients commit. Every action is audited.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use governor::{DefaultKeyedRateLimiter, Quota};
+use openmls::prelude::tls_codec::Deserialize as _;
+use openmls::prelude::tls_codec::Serialize as _;
+use openmls::prelude::{
+    ExternalProposal, GroupEpoch, GroupId as MlsGroupId, LeafNodeIndex, MlsMessageIn,
+    ProcessedMessageContent, SenderExtensionIndex,
+};
+use openmls_basic_credential::SignatureKeyPair;
+use openmls_rust_crypto::{OpenMlsRustCrypto, RustCrypto};
+use parley_mls::franking::{self, FrankContext};
+use parley_mls::DeviceIdentity;
+use parley_protocol::{v1, DeviceId, ErrorCode, GroupId, MessageId, Username};
+use parley_store::{
+    AuditEntry, GroupTransition, NewReport, Report, ReportStatus, Store, StoreError, Submission,
+    SYSTEM_DEVICE, SYSTEM_USERNAME,
+};
+use prost::Message as _;
+use serde::Serialize;
+
+use crate::accounts::Authenticated;
+use crate::franking::FrankingKeys;
+use crate::notify::Notifier;
+use crate::public_state::PublicGroupState;
+use crate::{now_ms, ApiError};
+
+const SIGNER_FILE: &str = "server-signer.json";
+/// Most neighbouring messages one report may carry.
+const MAX_CONTEXT: usize = 20;
+const MAX_REASON_CHARS: usize = 1000;
+
+/// The server's MLS identity as an external sender: its own signature key, kept in the data
+/// directory (mode 0600), and the credential `parley:000…0`.
+pub struct ServerIdentity {
+    pub signer: SignatureKeyPair,
+    pub identity: DeviceIdentity,
+}
+
+impl ServerIdentity {
+    pub fn open(data_dir: &Path) -> Result<ServerIdentity, crate::ServerError> {
+        let path = data_dir.join(SIGNER_FILE);
+        let signer = if path.exists() {
+            let text = std::fs::read(&path)?;
+            serde_json::from_slice(&text).map_err(|e| {
+                crate::ServerError::Config(format!("{} is malformed: {e}", path.display()))
+            })?
+        } else {
+            let signer = SignatureKeyPair::new(openmls::prelude::SignatureScheme::ED25519)
+                .map_err(|e| {
+                    crate::ServerError::Config(format!("cannot create the server key: {e:?}"))
+                })?;
+            let bytes = serde_json::to_vec(&signer).map_err(|e| {
+                crate::ServerError::Config(format!("cannot store the server key: {e}"))
+            })?;
+            crate::franking::write_private_file(&path, &bytes)?;
+            signer
+        };
+        let identity = DeviceIdentity::new(
+            Username::parse(SYSTEM_USERNAME)
+                .map_err(|e| crate::ServerError::Config(e.to_string()))?,
+            SYSTEM_DEVICE,
+        );
+        Ok(ServerIdentity { signer, identity })
+    }
+
+    pub fn external_sender(&self) -> openmls::prelude::ExternalSender {
+        openmls::prelude::ExternalSender::new(
+            self.signer.to_public_vec().into(),
+            self.identity.to_credential(),
+        )
+    }
+
+    pub fn info(&self) -> v1::ServerInfo {
+        v1::ServerInfo {
+            external_sender_key: self.signer.to_public_vec(),
+            external_sender_identity: self.identity.to_bytes(),
+        }
+    }
+}
+
+/// One verified message of a report, as the moderator sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifiedMessage {
+    pub sender: String,
+    pub text: String,
+    pub group_seq: u64,
+    pub accepted_at_ms: i64,
+}
+
+pub struct Moderation {
+    store: Arc<dyn Store>,
+    keys: Arc<FrankingKeys>,
+    identity: Arc<ServerIdentity>,
+    notifier: Arc<Notifier>,
+    reporters: DefaultKeyedRateLimiter<DeviceId>,
+}
+
+fn forged(why: &str) -> ApiError {
+    ApiError::new(ErrorCode::Forbidden, format!("report rejected: {why}"))
+}
+
+impl Moderation {
+    pub fn new(
+        store: Arc<dyn Store>,
+        keys: Arc<FrankingKeys>,
+        identity: Arc<ServerIdentity>,
+        notifier: Arc<Notifier>,
+    ) -> Self {
+        let quota =
+            Quota::per_minute(std::num::NonZeroU32::new(20).unwrap_or(std::num::NonZeroU32::MIN))
+                .allow_burst(std::num::NonZeroU32::new(20).unwrap_or(std::num::NonZeroU32::MIN));
+        Moderation {
+            store,
+            keys,
+            identity,
+            notifier,
+            reporters: DefaultKeyedRateLimiter::keyed(quota),
+        }
+    }
+
+    /// Checks one message of a report: its frank under the key it names, and that the payload
+    /// names the same sender as the context. Returns the verified text.
+    fn verify(&self, message: &v1::ReportedMessage) -> Result<VerifiedMessage, ApiError> {
+        let key = self
+            .keys
+            .key(message.key_id)
+            .ok_or_else(|| forged("unknown or retired franking key"))?;
+        let payload = v1::AppPayload::decode(message.payload.as_slice())
+            .map_err(|_| forged("payload does not parse"))?;
+        if payload.salt.len() != franking::SALT_LEN {
+            return Err(forged("bad salt"));
+        }
+        let tag = franking::franking_tag(&payload.salt, &message.payload);
+        let context = FrankContext {
+            sender_username: &message.sender_username,
+            sender_device: &message.sender_device,
+            group_id: &message.group_id,
+            group_seq: message.group_seq,
+            accepted_at_ms: message.accepted_at_ms,
+            key_id: message.key_id,
+        };
+        if !franking::verify_frank(&key, &tag, &context, &message.frank) {
+            return Err(forged("the frank does not match this message"));
+        }
+        if payload.sender_username != message.sender_username
+            || payload.sender_device != message.sender_device
+        {
+            return Err(forged("the payload names another sender"));
+        }
+        let text = match payload.body {
+            Some(v1::app_payload::Body::Text(body)) => body.text,
+            _ => return Err(forged("only text messages can be reported")),
+        };
+        Ok(VerifiedMessage {
+            sender: message.sender_username.clone(),
+            text,
+            group_seq: message.group_seq,
+            accepted_at_ms: message.accepted_at_ms,
+        })
+    }
+
+    pub async fn report(
+        &self,
+        reporter: &Authenticated,
+        request: v1::ReportRequest,
+    ) -> Result<v1::ReportResponse, ApiError> {
+        self.reporters
+            .check_key(&reporter.0.device_id)
+            .map_err(|_| {
+                ApiError::new(ErrorCode::RateLimited, "too many reports; try again later")
+            })?;
+        let message = request
+            .message
+            .as_ref()
+            .ok_or_else(|| ApiError::malformed("a report needs a message"))?;
+        if request.context.len() > MAX_CONTEXT {
+            return Err(ApiError::new(
+                ErrorCode::TooLarge,
+                format!("at most {MAX_CONTEXT} context messages"),
+            ));
+        }
+        let reason: String = request
+            .reason
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_REASON_CHARS)
+            .collect();
+        let group_id = GroupId::from_slice(&message.group_id)
+            .map_err(|e| ApiError::malformed(e.to_string()))?;
+        let accused_device = DeviceId::from_slice(&message.sender_device)
+            .map_err(|e| ApiError::malformed(e.to_string()))?;
+        let accused =
+            Username::parse(&message.sender_username).map_err(|_| forged("bad sender name"))?;
+        let verified = self.verify(message)?;
+        let mut context = Vec::new();
+        for neighbour in &request.context {
+            if neighbour.group_id != message.group_id {
+                return Err(forged("context from another chat"));
+            }
+            context.push(self.verify(neighbour)?);
+        }
+        if !self.store.is_member(group_id, reporter.0.device_id).await? {
+            return Err(ApiError::new(
+                ErrorCode::NotMember,
+                "report rejected: the reporter is not a member of that chat",
+            ));
+        }
+        let id = self
+            .store
+            .create_report(NewReport {
+                created_at: now_ms(),
+                reporter: reporter.0.username.clone(),
+                accused,
+                accused_device,
+                group_id,
+                group_seq: message.group_seq,
+                message_accepted_at: message.accepted_at_ms,
+                text: verified.text,
+                reason,
+                context: serde_json::to_string(&context).unwrap_or_else(|_| "[]".into()),
+            })
+            .await
+            .map_err(|e| match e {
+                StoreError::DuplicateReport => {
+                    ApiError::new(ErrorCode::Replay, "report rejected: already reported")
+                }
+                other => other.into(),
+            })?;
+        tracing::info!(report = id, group = %group_id, "verified report received");
+        Ok(v1::ReportResponse { report_id: id })
+    }
+
+    pub async fn reports(&self, status: Option<ReportStatus>) -> Result<Vec<Report>, ApiError> {
+        Ok(self.store.reports(status).await?)
+    }
+
+    pub async fn report_by_id(&self, id: u64) -> Result<Option<Report>, ApiError> {
+        Ok(self.store.report(id).await?)
+    }
+
+    fn audit(moderator: &str, action: &str, subject: &str) -> AuditEntry {
+        AuditEntry {
+            at: now_ms(),
+            moderator: moderator.into(),
+            action: action.into(),
+            subject: subject.into(),
+        }
+    }
+
+    pub async fn dismiss(&self, moderator: &str, id: u64) -> Result<bool, ApiError> {
+        let audit = Self::audit(moderator, "dismiss report", &id.to_string());
+        Ok(self
+            .store
+            .set_report_status(id, ReportStatus::Dismissed, audit)
+            .await?)
+    }
+
+    /// Suspends an account: its sessions end, it cannot log in or send. Open reports against it
+    /// are marked actioned.
+    pub async fn suspend(&self, moderator: &str, user: &Username) -> Result<bool, ApiError> {
+        if user.as_str() == SYSTEM_USERNAME {
+            return Err(ApiError::forbidden(
+                "the server's own account cannot be suspended",
+            ));
+        }
+        let changed = self
+            .store
+            .set_suspended(user, true, Self::audit(moderator, "suspend", user.as_str()))
+            .await?;
+        for report in self.store.reports(Some(ReportStatus::Open)).await? {
+            if report.report.accused == *user {
+                let audit = Self::audit(moderator, "action report", &report.id.to_string());
+                self.store
+                    .set_report_status(report.id, ReportStatus::Actioned, audit)
+                    .await?;
+            }
+        }
+        Ok(changed)
+    }
+
+    pub async fn unsuspend(&self, moderator: &str, user: &Username) -> Result<bool, ApiError> {
+        Ok(self
+            .store
+            .set_suspended(
+                user,
+                false,
+                Self::audit(moderator, "unsuspend", user.as_str()),
+            )
+            .await?)
+    }
+
+    /// Proposes the removal of a suspended account from every group it is in. Returns how many
+    /// groups got a proposal; the members' clients commit them.
+    pub async fn remove_from_groups(
+        &self,
+        moderator: &str,
+        user: &Username,
+    ) -> Result<usize, ApiError> {
+        let suspended = self
+            .store
+            .user_devices(user)
+            .await?
+            .first()
+            .is_some_and(|d| d.suspended);
+        if !suspended {
+            return Err(ApiError::forbidden(
+                "only a suspended account is removed from its groups",
+            ));
+        }
+        let memberships = self.store.memberships(user).await?;
+        let mut proposed = 0;
+        for membership in &memberships {
+            match self
+                .propose_removal(membership.group_id, &membership.leaves)
+                .await
+            {
+                Ok(()) => proposed += 1,
+                Err(e) => {
+                    tracing::warn!(group = %membership.group_id, error = %e.0, "removal proposal failed")
+                }
+            }
+        }
+        self.store
+            .audit(Self::audit(moderator, "remove from groups", user.as_str()))
+            .await?;
+        Ok(proposed)
+    }
+
+    async fn propose_removal(&self, group_id: GroupId, leaves: &[u32]) -> Result<(), ApiError> {
+        for leaf in leaves {
+            for _ in 0..8 {
+                let record = self
+                    .store
+                    .group(group_id)
+                    .await?
+                    .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "unknown group"))?;
+                let identity = self.identity.clone();
+                let leaf = *leaf;
+                let (proposal, new_state, members) = tokio::task::spawn_blocking(move || {
+                    external_removal(
+                        &identity.signer,
+                        group_id,
+                        record.epoch,
+                        &record.public_state,
+                        leaf,
+                    )
+                })
+                .await
+                .map_err(|_| ApiError::new(ErrorCode::Internal, "proposal failed"))??;
+                let submission = Submission {
+                    sender: SYSTEM_DEVICE,
+                    message_id: MessageId::from_bytes(rand::random()),
+                    fingerprint: proposal.clone(),
+                    group_id,
+                    epoch: record.epoch,
+                    payload: proposal,
+                    accepted_at: now_ms(),
+                    transition: Some(GroupTransition {
+                        expected_state_version: record.state_version,
+                        new_epoch: record.epoch,
+                        new_public_state: new_state,
+                        members,
+                        welcome: None,
+                    }),
+                    franking_tag: None,
+                };
+                match self.store.accept(submission).await {
+                    Ok(accepted) => {
+                        self.notifier.notify(&accepted.deliveries);
+                        break;
+                    }
+                    Err(StoreError::StateChanged) | Err(StoreError::WrongEpoch { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builds an external Remove proposal for `leaf`, signed by the server, and queues it in the
+/// group's public state so that the commit that covers it validates.
+fn external_removal(
+    signer: &SignatureKeyPair,
+    group_id: GroupId,
+    epoch: u64,
+    state: &[u8],
+    leaf: u32,
+) -> Result<(Vec<u8>, Vec<u8>, Vec<parley_store::GroupMember>), ApiError> {
+    let mls_group_id = MlsGroupId::from_slice(group_id.as_bytes());
+    let proposal = ExternalProposal::new_remove::<OpenMlsRustCrypto>(
+        LeafNodeIndex::new(leaf),
+        mls_group_id.clone(),
+        GroupEpoch::from(epoch),
+        signer,
+        SenderExtensionIndex::new(0),
+    )
+    .map_err(|e| {
+        ApiError::new(
+            ErrorCode::Internal,
+            format!("cannot build the proposal: {e}"),
+        )
+    })?
+    .tls_serialize_detached()
+    .map_err(|_| ApiError::new(ErrorCode::Internal, "cannot encode the proposal"))?;
+    let mut public = PublicGroupState::load(&mls_group_id, state)
+        .map_err(|_| ApiError::new(ErrorCode::Internal, "group state unreadable"))?;
+    let message = MlsMessageIn::tls_deserialize_exact(proposal.as_slice())
+        .ok()
+        .and_then(|m| m.try_into_protocol_message().ok())
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "own proposal does not parse"))?;
+    let processed = public
+        .group
+        .process_message(&RustCrypto::default(), message)
+        .map_err(|e| {
+            ApiError::invalid_mls(format!("the group refuses the server's proposal: {e}"))
+        })?;
+    match processed.into_content() {
+        ProcessedMessageContent::ProposalMessage(queued)
+        | ProcessedMessageContent::ExternalJoinProposalMessage(queued) => {
+            public
+                .group
+                .add_proposal(&public.storage, *queued)
+                .map_err(|_| ApiError::new(ErrorCode::Internal, "cannot queue the proposal"))?;
+        }
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::Internal,
+                "unexpected processing result",
+            ))
+        }
+    }
+    let members = crate::delivery::store_members(&crate::delivery::member_list(&public.group)?);
+    Ok((proposal, public.encode(), members))
+}
+
+impl Moderation {
+    /// Creates an admin token for the web console; only its hash is stored.
+    pub async fn create_admin_token(&self, label: &str) -> Result<String, ApiError> {
+        let token = hex::encode(rand::random::<[u8; 32]>());
+        self.store
+            .add_admin_token(
+                crate::accounts::token_hash(&token),
+                label.to_owned(),
+                now_ms(),
+            )
+            .await?;
+        Ok(token)
+    }
+
+    /// The moderator behind an admin token.
+    pub async fn moderator(&self, token: &str) -> Result<Option<String>, ApiError> {
+        if token.len() != 64 {
+            return Ok(None);
+        }
+        Ok(self
+            .store
+            .admin_token(&crate::accounts::token_hash(token))
+            .await?)
+    }
+
+    pub async fn audit_log(&self) -> Result<Vec<AuditEntry>, ApiError> {
+        Ok(self.store.audit_log().await?)
+    }
+}
+
+impl Moderation {
+    pub async fn is_suspended(&self, user: &Username) -> Result<bool, ApiError> {
+        Ok(self
+            .store
+            .user_devices(user)
+            .await?
+            .first()
+            .is_some_and(|d| d.suspended))
+    }
+}
