@@ -56,6 +56,26 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Report a received message to the server's moderators (verifiable: message franking).
+    Report {
+        /// The message id, as `sync --json` and `history --json` print it.
+        message_id: Option<String>,
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Add up to N neighbouring messages of the chat as context.
+        #[arg(long, default_value_t = 0)]
+        context: u32,
+        /// Write the evidence bundle (JSON) to FILE instead of sending it.
+        #[arg(long)]
+        export: Option<PathBuf>,
+        /// Send a bundle written earlier with --export.
+        #[arg(long, conflicts_with_all = ["message_id", "export"])]
+        from_file: Option<PathBuf>,
+    },
+    /// Stop showing messages from an account.
+    Block { username: String },
+    /// Moderation, on the server's data directory.
+    Admin(AdminArgs),
     /// Show a chat's messages (a username, or #group).
     History {
         chat: String,
@@ -78,6 +98,57 @@ enum GroupCommand {
     Leave { name: String },
     /// Make a member an admin (admins only).
     Admin { name: String, member: String },
+}
+
+#[derive(Args)]
+struct AdminArgs {
+    /// The server's data directory.
+    #[arg(long, env = "PARLEY_DATA", default_value = "parley-data")]
+    data: PathBuf,
+    /// Who is acting, for the audit log.
+    #[arg(long, default_value = "cli")]
+    moderator: String,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// List reports (open ones first by id).
+    Reports {
+        #[arg(long)]
+        json: bool,
+        /// open, actioned or dismissed.
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Dismiss a report.
+    Dismiss {
+        id: u64,
+    },
+    /// Suspend an account: its sessions end, it cannot log in or send.
+    Suspend {
+        username: String,
+    },
+    Unsuspend {
+        username: String,
+    },
+    /// Remove a suspended account from all its groups (the server proposes, members commit).
+    RemoveFromGroups {
+        username: String,
+    },
+    /// Create a token for the web moderation console at /admin.
+    Token {
+        #[arg(long, default_value = "moderator")]
+        label: String,
+    },
+    /// Add a new franking key and make it current.
+    RotateFrankingKey,
+    /// Print the audit log.
+    Audit {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -230,6 +301,43 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Report {
+            message_id,
+            reason,
+            context,
+            export,
+            from_file,
+        } => {
+            let client = open()?;
+            let bundle = match (from_file, message_id) {
+                (Some(file), _) => {
+                    let text = std::fs::read_to_string(&file)
+                        .with_context(|| format!("cannot read {}", file.display()))?;
+                    serde_json::from_str(&text)
+                        .with_context(|| format!("{} is not an evidence bundle", file.display()))?
+                }
+                (None, Some(id)) => client.report_bundle(&id, &reason, context)?,
+                (None, None) => bail!("name the message to report, or give --from-file"),
+            };
+            match export {
+                Some(file) => {
+                    std::fs::write(&file, serde_json::to_vec_pretty(&bundle)?)
+                        .with_context(|| format!("cannot write {}", file.display()))?;
+                    println!("evidence written to {}", file.display());
+                }
+                None => {
+                    let id = client.send_report(&bundle).await?;
+                    println!("report {id} received by the server");
+                }
+            }
+            Ok(())
+        }
+        Command::Block { username } => {
+            let client = open()?;
+            client.block(&usernames(&[username])?[0])?;
+            Ok(())
+        }
+        Command::Admin(args) => admin(args).await,
         Command::Chats { json } => {
             let client = open()?;
             for chat in client.chats()? {
@@ -345,4 +453,144 @@ async fn serve(args: ServerArgs) -> Result<()> {
     };
     parley_server::run(config, shutdown).await?;
     Ok(())
+}
+
+async fn admin(args: AdminArgs) -> Result<()> {
+    let moderation = parley_server::open_moderation(&args.data)?;
+    let who = args.moderator.as_str();
+    let user = |name: &str| -> Result<Username> {
+        Username::parse(name).map_err(|e| anyhow::anyhow!("{name:?}: {e}"))
+    };
+    match args.command {
+        AdminCommand::Reports { json, status } => {
+            let status = match status.as_deref() {
+                None => None,
+                Some(s) => Some(
+                    parley_store::ReportStatus::parse(s)
+                        .context("status is open, actioned or dismissed")?,
+                ),
+            };
+            for report in moderation
+                .reports(status)
+                .await
+                .map_err(|e| anyhow::anyhow!(e.0))?
+            {
+                let r = &report.report;
+                if json {
+                    let context: serde_json::Value =
+                        serde_json::from_str(&r.context).unwrap_or_default();
+                    let line = serde_json::json!({
+                        "id": report.id,
+                        "status": report.status.as_str(),
+                        "accused": r.accused.as_str(),
+                        "reporter": r.reporter.as_str(),
+                        "text": r.text,
+                        "reason": r.reason,
+                        "chat": r.group_id.to_hex(),
+                        "group_seq": r.group_seq,
+                        "sent_at": rfc3339(r.message_accepted_at),
+                        "reported_at": rfc3339(r.created_at),
+                        "context": context,
+                        "verified": true,
+                    });
+                    println!("{line}");
+                } else {
+                    println!(
+                        "#{} [{}] {} reported by {} ({}): {}",
+                        report.id,
+                        report.status.as_str(),
+                        r.accused,
+                        r.reporter,
+                        sanitize(&r.reason),
+                        sanitize(&r.text)
+                    );
+                }
+            }
+        }
+        AdminCommand::Dismiss { id } => {
+            if !moderation
+                .dismiss(who, id)
+                .await
+                .map_err(|e| anyhow::anyhow!(e.0))?
+            {
+                bail!("no report {id}");
+            }
+            println!("report {id} dismissed");
+        }
+        AdminCommand::Suspend { username } => {
+            let changed = moderation
+                .suspend(who, &user(&username)?)
+                .await
+                .map_err(|e| anyhow::anyhow!(e.0))?;
+            println!(
+                "{username} {}",
+                if changed {
+                    "suspended"
+                } else {
+                    "was already suspended (or is unknown)"
+                }
+            );
+        }
+        AdminCommand::Unsuspend { username } => {
+            let changed = moderation
+                .unsuspend(who, &user(&username)?)
+                .await
+                .map_err(|e| anyhow::anyhow!(e.0))?;
+            println!(
+                "{username} {}",
+                if changed {
+                    "unsuspended"
+                } else {
+                    "was not suspended"
+                }
+            );
+        }
+        AdminCommand::RemoveFromGroups { username } => {
+            let groups = moderation
+                .remove_from_groups(who, &user(&username)?)
+                .await
+                .map_err(|e| anyhow::anyhow!(e.0))?;
+            println!("removal of {username} proposed in {groups} group(s); members commit it when they next sync");
+        }
+        AdminCommand::Token { label } => {
+            println!(
+                "{}",
+                moderation
+                    .create_admin_token(&label)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e.0))?
+            );
+        }
+        AdminCommand::Audit { json } => {
+            for entry in moderation
+                .audit_log()
+                .await
+                .map_err(|e| anyhow::anyhow!(e.0))?
+            {
+                if json {
+                    let line = serde_json::json!({"at": rfc3339(entry.at), "moderator": entry.moderator, "action": entry.action, "subject": entry.subject});
+                    println!("{line}");
+                } else {
+                    println!(
+                        "{} {} {} {}",
+                        rfc3339(entry.at),
+                        entry.moderator,
+                        entry.action,
+                        entry.subject
+                    );
+                }
+            }
+        }
+        AdminCommand::RotateFrankingKey => {
+            let id = parley_server::franking::FrankingKeys::rotate(&args.data)?;
+            println!("franking key {id} is now current");
+        }
+    }
+    Ok(())
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

@@ -75,6 +75,22 @@ pub fn open_sqlite_store(config: &ServerConfig) -> Result<Arc<dyn Store>, Server
     Ok(Arc::new(store))
 }
 
+/// Moderation on a data directory, for the `parley admin` commands (the server may be running
+/// on the same directory: SQLite serializes the writers).
+pub fn open_moderation(data_dir: &std::path::Path) -> Result<moderation::Moderation, ServerError> {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(data_dir, SqliteOptions::default())?);
+    let keys = Arc::new(
+        franking::FrankingKeys::open(data_dir).map_err(|e| ServerError::Config(e.to_string()))?,
+    );
+    let identity = Arc::new(moderation::ServerIdentity::open(data_dir)?);
+    Ok(moderation::Moderation::new(
+        store,
+        keys,
+        identity,
+        Arc::new(notify::Notifier::default()),
+    ))
+}
+
 /// Runs the server until `shutdown` resolves.
 pub async fn run(
     config: ServerConfig,
