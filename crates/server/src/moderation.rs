@@ -349,7 +349,11 @@ impl Moderation {
                     .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "unknown group"))?;
                 let identity = self.identity.clone();
                 let leaf = *leaf;
-                let (proposal, new_state, members) = tokio::task::spawn_blocking(move || {
+                let ExternalRemoval {
+                    proposal,
+                    new_state,
+                    members,
+                } = tokio::task::spawn_blocking(move || {
                     external_removal(
                         &identity.signer,
                         group_id,
@@ -391,6 +395,13 @@ impl Moderation {
     }
 }
 
+/// A server proposal with the group's public state after queueing it, and its (unchanged) members.
+struct ExternalRemoval {
+    proposal: Vec<u8>,
+    new_state: Vec<u8>,
+    members: Vec<parley_store::GroupMember>,
+}
+
 /// Builds an external Remove proposal for `leaf`, signed by the server, and queues it in the
 /// group's public state so that the commit that covers it validates.
 fn external_removal(
@@ -399,7 +410,7 @@ fn external_removal(
     epoch: u64,
     state: &[u8],
     leaf: u32,
-) -> Result<(Vec<u8>, Vec<u8>, Vec<parley_store::GroupMember>), ApiError> {
+) -> Result<ExternalRemoval, ApiError> {
     let mls_group_id = MlsGroupId::from_slice(group_id.as_bytes());
     let proposal = ExternalProposal::new_remove::<OpenMlsRustCrypto>(
         LeafNodeIndex::new(leaf),
@@ -444,7 +455,11 @@ fn external_removal(
         }
     }
     let members = crate::delivery::store_members(&crate::delivery::member_list(&public.group)?);
-    Ok((proposal, public.encode(), members))
+    Ok(ExternalRemoval {
+        proposal,
+        new_state: public.encode(),
+        members,
+    })
 }
 
 impl Moderation {
