@@ -149,6 +149,33 @@ async fn reported_messages_reach_moderators_verified_and_forgeries_do_not() {
     let back: EvidenceBundle = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     assert_eq!(back, fresh);
 
+    // A moderator dismisses the group report.
+    let (status, out, _) = admin(&server, &["dismiss", &queue[1]["id"].to_string()]);
+    assert_eq!(status, 0, "{out}");
+    assert_eq!(reports(&server)[1]["status"], "dismissed");
+    let (_, human, _) = admin(&server, &["reports"]);
+    assert!(
+        human.contains("[open] alice reported by bob (spam): buy cheap pills now"),
+        "{human}"
+    );
+
+    // Reporters are rate-limited.
+    let mut limited = false;
+    for _ in 0..30 {
+        if bob
+            .client
+            .send_report(&bundle)
+            .await
+            .unwrap_err()
+            .server_code()
+            == Some(ErrorCode::RateLimited)
+        {
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "30 reports in a row were never rate-limited");
+
     // Only reported texts (and the context the reporter chose) are on the server.
     let never = unique("unreported");
     alice
