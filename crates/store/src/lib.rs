@@ -2,7 +2,8 @@
 //!
 //! [`Store`] is the whole interface: operations at the level of the Delivery Service ("accept this
 //! submission", "fetch this device's queue"), each one transaction. [`SqliteStore`] implements it
-//! on an embedded SQLite database; a PostgreSQL implementation will sit beside it.
+//! on an embedded SQLite database (the default); [`PgStore`] on PostgreSQL, shared by several
+//! server nodes.
 //!
 //! Architecture invariant: only this crate contains SQL. The server's services call [`Store`]
 //! methods; HTTP handlers never see a connection.
@@ -12,9 +13,11 @@
 #![forbid(unsafe_code)]
 
 mod model;
+mod postgres;
 mod sqlite;
 
 pub use model::*;
+pub use postgres::PgStore;
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 use async_trait::async_trait;

@@ -445,3 +445,38 @@ async fn the_sqlite_audit_log_cannot_be_rewritten() {
     assert!(conn.execute("DELETE FROM audit_log", []).is_err());
     assert_eq!(store.audit_log().await.unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_conforms() {
+    let postgres = parley_testkit::TestPostgres::start();
+    let url = postgres.url();
+    run_all(|| {
+        let url = url.clone();
+        async move {
+            PgStore::reset(&url).await.unwrap();
+            Arc::new(PgStore::connect(&url).await.unwrap()) as Arc<dyn Store>
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_audit_log_cannot_be_rewritten() {
+    let postgres = parley_testkit::TestPostgres::start();
+    let store = PgStore::connect(&postgres.url()).await.unwrap();
+    store
+        .audit(AuditEntry {
+            at: 1,
+            moderator: "m".into(),
+            action: "a".into(),
+            subject: "s".into(),
+        })
+        .await
+        .unwrap();
+    assert!(store
+        .raw_execute("UPDATE audit_log SET action = 'x'")
+        .await
+        .is_err());
+    assert!(store.raw_execute("DELETE FROM audit_log").await.is_err());
+    assert_eq!(store.audit_log().await.unwrap().len(), 1);
+}

@@ -1,0 +1,276 @@
+//! Throwaway PostgreSQL servers and NATS clusters for tests: real processes on loopback, on
+//! free ports and temporary directories, killed when dropped.
+#![forbid(unsafe_code)]
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn wait_for_port(port: u16, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// uid and gid of a system account, from /etc/passwd.
+fn account(name: &str) -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.first() == Some(&name))
+            .then(|| Some((fields.get(2)?.parse().ok()?, fields.get(3)?.parse().ok()?)))?
+    })
+}
+
+fn postgres_bin() -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is not installed: apt-get install postgresql (.ci/run does)")
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|p| p.join("postgres").exists())
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .expect("no PostgreSQL server binaries under /usr/lib/postgresql")
+}
+
+/// A PostgreSQL server of its own. PostgreSQL refuses to run as root, so under root it runs as
+/// the `postgres` account.
+pub struct TestPostgres {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    bin: PathBuf,
+    pub port: u16,
+    user: Option<(u32, u32)>,
+    child: Option<Child>,
+}
+
+impl TestPostgres {
+    pub fn start() -> TestPostgres {
+        let bin = postgres_bin();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("pgdata");
+        let user = if is_root() {
+            Some(account("postgres").expect("a postgres account"))
+        } else {
+            None
+        };
+        if let Some((uid, gid)) = user {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown");
+        }
+        let mut initdb = Command::new(bin.join("initdb"));
+        initdb.args(["-D"]).arg(&data).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ]);
+        as_user(&mut initdb, user);
+        let status = initdb
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run initdb");
+        assert!(status.success(), "initdb failed");
+        let mut pg = TestPostgres {
+            _dir: dir,
+            data,
+            bin,
+            port: free_port(),
+            user,
+            child: None,
+        };
+        pg.spawn();
+        pg
+    }
+
+    fn spawn(&mut self) {
+        let mut command = Command::new(self.bin.join("postgres"));
+        command
+            .arg("-D")
+            .arg(&self.data)
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=on",
+            ])
+            .arg("-k")
+            .arg(&self.data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        as_user(&mut command, self.user);
+        self.child = Some(command.spawn().expect("start postgres"));
+        assert!(
+            wait_for_port(self.port, Duration::from_secs(30)),
+            "postgres did not start"
+        );
+        // Accepting TCP is not yet accepting queries; give recovery a moment.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // The postmaster's children exit when it dies; wait until the port is free.
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = std::fs::remove_file(self.data.join("postmaster.pid"));
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        std::thread::sleep(Duration::from_millis(200));
+        self.spawn();
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+fn as_user(command: &mut Command, user: Option<(u32, u32)>) {
+    if let Some((uid, gid)) = user {
+        command.uid(uid).gid(gid);
+    }
+}
+
+impl Drop for TestPostgres {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A NATS cluster of `size` nodes routed to each other.
+pub struct TestNats {
+    dir: tempfile::TempDir,
+    pub client_ports: Vec<u16>,
+    route_ports: Vec<u16>,
+    children: Vec<Option<Child>>,
+}
+
+impl TestNats {
+    pub fn start(size: usize) -> TestNats {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let client_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let route_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let mut nats = TestNats {
+            dir,
+            client_ports,
+            route_ports,
+            children: (0..size).map(|_| None).collect(),
+        };
+        for node in 0..size {
+            nats.spawn(node);
+        }
+        for port in &nats.client_ports {
+            assert!(
+                wait_for_port(*port, Duration::from_secs(10)),
+                "nats-server did not start"
+            );
+        }
+        // Let the routes form.
+        std::thread::sleep(Duration::from_millis(700));
+        nats
+    }
+
+    fn spawn(&mut self, node: usize) {
+        let routes: Vec<String> = self
+            .route_ports
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != node)
+            .map(|(_, p)| format!("nats-route://127.0.0.1:{p}"))
+            .collect();
+        let child = Command::new("nats-server")
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.client_ports[node].to_string(),
+            ])
+            .args(["--cluster_name", "parley-test"])
+            .args([
+                "--cluster",
+                &format!("nats://127.0.0.1:{}", self.route_ports[node]),
+            ])
+            .args(["--routes", &routes.join(",")])
+            .args([
+                "--pid",
+                &self
+                    .dir
+                    .path()
+                    .join(format!("n{node}.pid"))
+                    .to_string_lossy(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server (apt-get install nats-server; .ci/run does)");
+        self.children[node] = Some(child);
+    }
+
+    /// All nodes, as a comma-separated list of URLs.
+    pub fn urls(&self) -> String {
+        self.client_ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn url(&self, node: usize) -> String {
+        format!("nats://127.0.0.1:{}", self.client_ports[node])
+    }
+
+    pub fn stop(&mut self, node: usize) {
+        if let Some(mut child) = self.children[node].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for TestNats {
+    fn drop(&mut self) {
+        for node in 0..self.children.len() {
+            self.stop(node);
+        }
+    }
+}
