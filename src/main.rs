@@ -105,6 +105,9 @@ struct AdminArgs {
     /// The server's data directory.
     #[arg(long, env = "PARLEY_DATA", default_value = "parley-data")]
     data: PathBuf,
+    /// The deployment's PostgreSQL database, if it does not use the embedded SQLite.
+    #[arg(long, env = "PARLEY_DATABASE_URL")]
+    database_url: Option<String>,
     /// Who is acting, for the audit log.
     #[arg(long, default_value = "cli")]
     moderator: String,
@@ -158,6 +161,13 @@ struct ServerArgs {
     data: PathBuf,
     #[arg(long, default_value = "127.0.0.1:7878")]
     listen: SocketAddr,
+    /// PostgreSQL (e.g. postgres://user@host/db) instead of the embedded SQLite; several server
+    /// nodes can share it.
+    #[arg(long, env = "PARLEY_DATABASE_URL")]
+    database_url: Option<String>,
+    /// NATS servers for delivery hints between nodes: nats://host:4222[,nats://...].
+    #[arg(long, env = "PARLEY_NATS", value_delimiter = ',')]
+    nats: Option<Vec<String>>,
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     #[arg(long, requires = "tls_cert")]
@@ -430,6 +440,8 @@ fn sanitize(text: &str) -> String {
 async fn serve(args: ServerArgs) -> Result<()> {
     let mut config = ServerConfig::new(args.data);
     config.listen = args.listen;
+    config.database_url = args.database_url;
+    config.nats = args.nats;
     config.tls = match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
         _ => None,
@@ -456,7 +468,8 @@ async fn serve(args: ServerArgs) -> Result<()> {
 }
 
 async fn admin(args: AdminArgs) -> Result<()> {
-    let moderation = parley_server::open_moderation(&args.data)?;
+    let moderation =
+        parley_server::open_moderation(&args.data, args.database_url.as_deref()).await?;
     let who = args.moderator.as_str();
     let user = |name: &str| -> Result<Username> {
         Username::parse(name).map_err(|e| anyhow::anyhow!("{name:?}: {e}"))

@@ -21,6 +21,8 @@ pub struct TestServer {
     pub port: u16,
     child: Option<Child>,
     extra_args: Vec<String>,
+    /// A data directory shared with other nodes, instead of one of its own.
+    shared_data: Option<PathBuf>,
 }
 
 impl TestServer {
@@ -35,13 +37,30 @@ impl TestServer {
             port: 0,
             child: None,
             extra_args: args.iter().map(|s| s.to_string()).collect(),
+            shared_data: None,
+        };
+        server.spawn();
+        server
+    }
+
+    /// One node of a multi-node deployment: nodes share their key files (data directory).
+    pub fn start_node(shared_data: &Path, args: &[&str]) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut server = TestServer {
+            dir,
+            port: 0,
+            child: None,
+            extra_args: args.iter().map(|s| s.to_string()).collect(),
+            shared_data: Some(shared_data.to_owned()),
         };
         server.spawn();
         server
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.shared_data
+            .clone()
+            .unwrap_or_else(|| self.dir.path().join("data"))
     }
 
     pub fn log_path(&self) -> PathBuf {

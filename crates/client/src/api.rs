@@ -36,19 +36,33 @@ pub fn tls_config(
     Ok(Arc::new(config))
 }
 
+/// The server, reached at one of several addresses (nodes of one deployment): a request that
+/// cannot connect moves on to the next node.
 pub struct ServerApi {
-    base: String,
+    bases: Vec<String>,
+    current: std::sync::atomic::AtomicUsize,
     http: reqwest::Client,
     tls: Arc<rustls::ClientConfig>,
     token: Mutex<Option<String>>,
 }
 
 impl ServerApi {
-    pub fn new(base: &str, tls: Arc<rustls::ClientConfig>) -> Result<Self, ClientError> {
-        let base = base.trim_end_matches('/').to_owned();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
+    /// `bases` is one address or several, comma-separated.
+    pub fn new(bases: &str, tls: Arc<rustls::ClientConfig>) -> Result<Self, ClientError> {
+        let bases: Vec<String> = bases
+            .split(',')
+            .map(|b| b.trim().trim_end_matches('/').to_owned())
+            .filter(|b| !b.is_empty())
+            .collect();
+        if bases.is_empty() {
+            return Err(ClientError::Config("no server address".into()));
+        }
+        if let Some(bad) = bases
+            .iter()
+            .find(|b| !(b.starts_with("http://") || b.starts_with("https://")))
+        {
             return Err(ClientError::Config(format!(
-                "server address must start with http:// or https://: {base}"
+                "server address must start with http:// or https://: {bad}"
             )));
         }
         let http = reqwest::Client::builder()
@@ -58,15 +72,26 @@ impl ServerApi {
             .build()
             .map_err(|e| ClientError::Config(e.to_string()))?;
         Ok(ServerApi {
-            base,
+            bases,
+            current: std::sync::atomic::AtomicUsize::new(0),
             http,
             tls,
             token: Mutex::new(None),
         })
     }
 
-    pub fn base(&self) -> &str {
-        &self.base
+    /// All addresses, as stored (comma-separated).
+    pub fn base(&self) -> String {
+        self.bases.join(",")
+    }
+
+    fn current_base(&self) -> &str {
+        &self.bases[self.current.load(std::sync::atomic::Ordering::Relaxed) % self.bases.len()]
+    }
+
+    fn fail_over(&self) {
+        self.current
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn set_token(&self, token: Option<String>) {
@@ -84,7 +109,35 @@ impl ServerApi {
         body: Option<Vec<u8>>,
         authenticated: bool,
     ) -> Result<R, ClientError> {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self
+                .call_once(method.clone(), path, body.clone(), authenticated)
+                .await
+            {
+                // Only a request that never connected is safe to send elsewhere blindly; any
+                // other is retried by its caller with the same message id anyway.
+                Err(ClientError::Network(e))
+                    if e.starts_with(CONNECT_FAILED) && attempts < self.bases.len() =>
+                {
+                    self.fail_over();
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn call_once<R: Message + Default>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        authenticated: bool,
+    ) -> Result<R, ClientError> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.current_base()));
         if let Some(body) = body {
             request = request
                 .header(reqwest::header::CONTENT_TYPE, parley_protocol::CONTENT_TYPE)
@@ -142,7 +195,7 @@ impl ServerApi {
     /// Opens the live WebSocket; each frame carries the device's queue head.
     pub async fn connect_live(&self) -> Result<LiveConnection, ClientError> {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let url = format!("{}/v1/ws", self.base.replacen("http", "ws", 1));
+        let url = format!("{}/v1/ws", self.current_base().replacen("http", "ws", 1));
         let mut request = url
             .into_client_request()
             .map_err(|e| ClientError::Config(e.to_string()))?;
@@ -155,20 +208,26 @@ impl ServerApi {
         let (stream, _) =
             tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(connector))
                 .await
-                .map_err(|e| ClientError::Network(format!("live connection failed: {e}")))?;
+                .map_err(|e| {
+                    // Next time, another node.
+                    self.fail_over();
+                    ClientError::Network(format!("live connection failed: {e}"))
+                })?;
         Ok(LiveConnection { stream })
     }
 }
 
 fn describe(error: &reqwest::Error) -> String {
     if error.is_connect() {
-        "cannot connect to the server".into()
+        CONNECT_FAILED.into()
     } else if error.is_timeout() {
         "the server did not answer in time".into()
     } else {
         format!("request failed: {error}")
     }
 }
+
+const CONNECT_FAILED: &str = "cannot connect to the server";
 
 pub struct LiveConnection {
     stream: tokio_tungstenite::WebSocketStream<

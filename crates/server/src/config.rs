@@ -14,7 +14,13 @@ pub struct TlsFiles {
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
+    /// Key files (franking keys, the server's signing key) and, without `database_url`, the
+    /// SQLite database. Nodes of one deployment share the same key files.
     pub data_dir: PathBuf,
+    /// PostgreSQL instead of the embedded SQLite.
+    pub database_url: Option<String>,
+    /// NATS servers carrying delivery hints between nodes (in-process hints without).
+    pub nats: Option<Vec<String>>,
     pub listen: SocketAddr,
     pub tls: Option<TlsFiles>,
     /// Allow a non-loopback address without TLS (e.g. behind a TLS-terminating proxy).
@@ -36,6 +42,8 @@ impl ServerConfig {
     pub fn new(data_dir: PathBuf) -> Self {
         ServerConfig {
             data_dir,
+            database_url: None,
+            nats: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
             tls: None,
             allow_plaintext_public: false,

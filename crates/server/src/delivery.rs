@@ -28,8 +28,8 @@ use parley_store::{
 use sha2::{Digest, Sha256};
 
 use crate::accounts::Authenticated;
+use crate::fanout::Fanout;
 use crate::franking::FrankingKeys;
-use crate::notify::Notifier;
 use crate::public_state::PublicGroupState;
 use crate::{now_ms, ApiError};
 use parley_mls::franking::{self, FrankContext};
@@ -40,7 +40,7 @@ const STATE_RETRIES: usize = 8;
 
 pub struct Delivery {
     store: Arc<dyn Store>,
-    notifier: Arc<Notifier>,
+    fanout: Arc<dyn Fanout>,
     max_group_members: usize,
     franking: Arc<FrankingKeys>,
     /// The server as MLS external sender, which every group must list first.
@@ -198,14 +198,14 @@ fn fingerprint(request: &v1::Submit) -> Vec<u8> {
 impl Delivery {
     pub fn new(
         store: Arc<dyn Store>,
-        notifier: Arc<Notifier>,
+        fanout: Arc<dyn Fanout>,
         max_group_members: usize,
         franking: Arc<FrankingKeys>,
         external_sender: openmls::prelude::ExternalSender,
     ) -> Self {
         Delivery {
             store,
-            notifier,
+            fanout,
             max_group_members,
             franking,
             external_sender,
@@ -400,7 +400,7 @@ impl Delivery {
                 .await?
             }
         };
-        self.notifier.notify(&accepted.deliveries);
+        self.fanout.publish(accepted.deliveries.clone());
         tracing::debug!(
             group = %group_id, device = %sender, seq = accepted.group_seq, epoch = accepted.epoch,
             recipients = accepted.deliveries.len(), "message accepted"

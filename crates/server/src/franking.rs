@@ -101,6 +101,38 @@ fn write_file(path: &Path, file: &KeyFile) -> Result<(), FrankingKeyError> {
     write_private_file(path, text.as_bytes()).map_err(|e| FrankingKeyError::Io(path.to_owned(), e))
 }
 
+fn read_with_retries(path: &Path) -> Result<Keyring, FrankingKeyError> {
+    let mut last = None;
+    for _ in 0..20 {
+        match read_file(path) {
+            Ok(keyring) => return Ok(keyring),
+            // Another node may be writing it this instant.
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    Err(last.unwrap_or_else(|| FrankingKeyError::Malformed(path.to_owned(), "unreadable".into())))
+}
+
+/// Creates a secret file (owner-only) unless it exists already, in which case nothing happens.
+pub(crate) fn create_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(mut out) => {
+            out.write_all(bytes)?;
+            out.sync_all()
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Writes a secret file readable by its owner only: a new file renamed over the old one, so
 /// that readers never see half a file.
 pub(crate) fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -137,9 +169,12 @@ impl FrankingKeys {
                     created_at_ms: now_ms(),
                 }],
             };
-            write_file(&path, &first)?;
+            let text = serde_json::to_vec_pretty(&first)
+                .map_err(|e| FrankingKeyError::Malformed(path.clone(), e.to_string()))?;
+            // Nodes starting together on a shared directory: the first one creates the file.
+            create_private_file(&path, &text).map_err(|e| FrankingKeyError::Io(path.clone(), e))?;
         }
-        let keyring = read_file(&path)?;
+        let keyring = read_with_retries(&path)?;
         Ok(FrankingKeys {
             loaded: RwLock::new(Loaded {
                 keyring,

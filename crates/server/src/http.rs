@@ -206,7 +206,7 @@ async fn live_hints(app: Arc<App>, device: Authenticated, mut socket: WebSocket)
         Ok(head) => head,
         Err(_) => return,
     };
-    let mut heads = app.notifier.subscribe(device_id, head);
+    let mut heads = app.fanout.subscribe(device_id, head).await;
     let mut last_sent = None;
     loop {
         let current = *heads.borrow_and_update();
@@ -234,6 +234,8 @@ async fn live_hints(app: Arc<App>, device: Authenticated, mut socket: WebSocket)
             },
         }
     }
+    drop(heads);
+    app.fanout.release(device_id);
     tracing::debug!(device = %device_id, "live connection closed");
 }
 

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod config;
 pub mod delivery;
 pub mod error;
+pub mod fanout;
 pub mod franking;
 pub mod http;
 pub mod keypackages;
@@ -23,7 +24,7 @@ use std::sync::Arc;
 
 pub use config::{ServerConfig, TlsFiles};
 pub use error::{ApiError, ServerError};
-use parley_store::{SqliteOptions, SqliteStore, Store};
+use parley_store::{PgStore, SqliteOptions, SqliteStore, Store};
 
 /// Everything a request handler can reach.
 pub struct App {
@@ -31,15 +32,18 @@ pub struct App {
     pub accounts: accounts::Accounts,
     pub key_packages: keypackages::KeyPackages,
     pub delivery: delivery::Delivery,
-    pub notifier: Arc<notify::Notifier>,
+    pub fanout: Arc<dyn fanout::Fanout>,
     pub rates: rate::RateLimits,
     pub moderation: moderation::Moderation,
     pub identity: Arc<moderation::ServerIdentity>,
 }
 
 impl App {
-    pub fn new(config: ServerConfig, store: Arc<dyn Store>) -> Result<Arc<App>, ServerError> {
-        let notifier = Arc::new(notify::Notifier::default());
+    pub fn new(
+        config: ServerConfig,
+        store: Arc<dyn Store>,
+        fanout: Arc<dyn fanout::Fanout>,
+    ) -> Result<Arc<App>, ServerError> {
         let keys = Arc::new(
             franking::FrankingKeys::open(&config.data_dir)
                 .map_err(|e| ServerError::Config(e.to_string()))?,
@@ -50,19 +54,14 @@ impl App {
             key_packages: keypackages::KeyPackages::new(store.clone()),
             delivery: delivery::Delivery::new(
                 store.clone(),
-                notifier.clone(),
+                fanout.clone(),
                 config.max_group_members,
                 keys.clone(),
                 identity.external_sender(),
             ),
-            moderation: moderation::Moderation::new(
-                store,
-                keys,
-                identity.clone(),
-                notifier.clone(),
-            ),
+            moderation: moderation::Moderation::new(store, keys, identity.clone(), fanout.clone()),
             identity,
-            notifier,
+            fanout,
             rates: rate::RateLimits::new(&config),
             config,
         }))
@@ -77,18 +76,21 @@ pub fn open_sqlite_store(config: &ServerConfig) -> Result<Arc<dyn Store>, Server
 
 /// Moderation on a data directory, for the `parley admin` commands (the server may be running
 /// on the same directory: SQLite serializes the writers).
-pub fn open_moderation(data_dir: &std::path::Path) -> Result<moderation::Moderation, ServerError> {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(data_dir, SqliteOptions::default())?);
+pub async fn open_moderation(
+    data_dir: &std::path::Path,
+    database_url: Option<&str>,
+) -> Result<moderation::Moderation, ServerError> {
+    let store: Arc<dyn Store> = match database_url {
+        Some(url) => Arc::new(PgStore::connect(url).await?),
+        None => Arc::new(SqliteStore::open(data_dir, SqliteOptions::default())?),
+    };
     let keys = Arc::new(
         franking::FrankingKeys::open(data_dir).map_err(|e| ServerError::Config(e.to_string()))?,
     );
     let identity = Arc::new(moderation::ServerIdentity::open(data_dir)?);
-    Ok(moderation::Moderation::new(
-        store,
-        keys,
-        identity,
-        Arc::new(notify::Notifier::default()),
-    ))
+    // Hints from here are lost: members learn of a removal on their next sync.
+    let fanout: Arc<dyn fanout::Fanout> = Arc::new(fanout::InProcessFanout::default());
+    Ok(moderation::Moderation::new(store, keys, identity, fanout))
 }
 
 /// Runs the server until `shutdown` resolves.
@@ -97,8 +99,15 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     config.check()?;
-    let store = open_sqlite_store(&config)?;
-    let app = App::new(config, store)?;
+    let store: Arc<dyn Store> = match &config.database_url {
+        Some(url) => Arc::new(PgStore::connect(url).await?),
+        None => open_sqlite_store(&config)?,
+    };
+    let fanout: Arc<dyn fanout::Fanout> = match &config.nats {
+        Some(servers) => Arc::new(fanout::NatsFanout::connect(servers).await?),
+        None => Arc::new(fanout::InProcessFanout::default()),
+    };
+    let app = App::new(config, store, fanout)?;
     http::serve(app, shutdown).await
 }
 

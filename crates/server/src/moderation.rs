@@ -32,8 +32,8 @@ use prost::Message as _;
 use serde::Serialize;
 
 use crate::accounts::Authenticated;
+use crate::fanout::Fanout;
 use crate::franking::FrankingKeys;
-use crate::notify::Notifier;
 use crate::public_state::PublicGroupState;
 use crate::{now_ms, ApiError};
 
@@ -52,12 +52,7 @@ pub struct ServerIdentity {
 impl ServerIdentity {
     pub fn open(data_dir: &Path) -> Result<ServerIdentity, crate::ServerError> {
         let path = data_dir.join(SIGNER_FILE);
-        let signer = if path.exists() {
-            let text = std::fs::read(&path)?;
-            serde_json::from_slice(&text).map_err(|e| {
-                crate::ServerError::Config(format!("{} is malformed: {e}", path.display()))
-            })?
-        } else {
+        if !path.exists() {
             let signer = SignatureKeyPair::new(openmls::prelude::SignatureScheme::ED25519)
                 .map_err(|e| {
                     crate::ServerError::Config(format!("cannot create the server key: {e:?}"))
@@ -65,9 +60,26 @@ impl ServerIdentity {
             let bytes = serde_json::to_vec(&signer).map_err(|e| {
                 crate::ServerError::Config(format!("cannot store the server key: {e}"))
             })?;
-            crate::franking::write_private_file(&path, &bytes)?;
-            signer
-        };
+            // Nodes starting together on a shared directory: the first one creates the key.
+            crate::franking::create_private_file(&path, &bytes)?;
+        }
+        let mut signer = None;
+        for _ in 0..20 {
+            match std::fs::read(&path)
+                .ok()
+                .and_then(|text| serde_json::from_slice::<SignatureKeyPair>(&text).ok())
+            {
+                Some(found) => {
+                    signer = Some(found);
+                    break;
+                }
+                // Another node may be writing it this instant.
+                None => std::thread::sleep(std::time::Duration::from_millis(25)),
+            }
+        }
+        let signer = signer.ok_or_else(|| {
+            crate::ServerError::Config(format!("{} is malformed", path.display()))
+        })?;
         let identity = DeviceIdentity::new(
             Username::parse(SYSTEM_USERNAME)
                 .map_err(|e| crate::ServerError::Config(e.to_string()))?,
@@ -104,7 +116,7 @@ pub struct Moderation {
     store: Arc<dyn Store>,
     keys: Arc<FrankingKeys>,
     identity: Arc<ServerIdentity>,
-    notifier: Arc<Notifier>,
+    fanout: Arc<dyn Fanout>,
     reporters: DefaultKeyedRateLimiter<DeviceId>,
 }
 
@@ -117,7 +129,7 @@ impl Moderation {
         store: Arc<dyn Store>,
         keys: Arc<FrankingKeys>,
         identity: Arc<ServerIdentity>,
-        notifier: Arc<Notifier>,
+        fanout: Arc<dyn Fanout>,
     ) -> Self {
         let quota =
             Quota::per_minute(std::num::NonZeroU32::new(20).unwrap_or(std::num::NonZeroU32::MIN))
@@ -126,7 +138,7 @@ impl Moderation {
             store,
             keys,
             identity,
-            notifier,
+            fanout,
             reporters: DefaultKeyedRateLimiter::keyed(quota),
         }
     }
@@ -383,7 +395,7 @@ impl Moderation {
                 };
                 match self.store.accept(submission).await {
                     Ok(accepted) => {
-                        self.notifier.notify(&accepted.deliveries);
+                        self.fanout.publish(accepted.deliveries.clone());
                         break;
                     }
                     Err(StoreError::StateChanged) | Err(StoreError::WrongEpoch { .. }) => continue,

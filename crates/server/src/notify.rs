@@ -53,6 +53,12 @@ impl Notifier {
         }
     }
 
+    /// Live watchers of one device in this process.
+    pub fn watchers(&self, device: DeviceId) -> usize {
+        let devices = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+        devices.get(&device).map_or(0, |s| s.receiver_count())
+    }
+
     pub fn connected_devices(&self) -> usize {
         let devices = self.devices.lock().unwrap_or_else(|p| p.into_inner());
         devices.values().filter(|s| s.receiver_count() > 0).count()

@@ -1,0 +1,153 @@
+//! Live delivery hints across server nodes.
+//!
+//! A hint says "device X's queue head is now N". It carries no message and is never the truth:
+//! the database holds the queues and clients read them by cursor, so a lost hint costs latency,
+//! never data. [`InProcessFanout`] serves a single node; [`NatsFanout`] carries hints between
+//! nodes over a NATS cluster, on one subject per device that only the node holding that device's
+//! live connection subscribes to.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use parley_protocol::DeviceId;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::notify::Notifier;
+
+#[async_trait]
+pub trait Fanout: Send + Sync + 'static {
+    /// Announces new queue heads. Returns at once; large fan-outs run in the background.
+    fn publish(&self, deliveries: Vec<(DeviceId, u64)>);
+    /// Hints for a device with a live connection on this node, starting from `head`.
+    async fn subscribe(&self, device: DeviceId, head: u64) -> watch::Receiver<u64>;
+    /// Called when one of the device's live connections on this node closed.
+    fn release(&self, device: DeviceId);
+    /// Devices with a live connection on this node.
+    fn connected_devices(&self) -> usize;
+}
+
+/// Hints within one process.
+#[derive(Default)]
+pub struct InProcessFanout {
+    local: Notifier,
+}
+
+#[async_trait]
+impl Fanout for InProcessFanout {
+    fn publish(&self, deliveries: Vec<(DeviceId, u64)>) {
+        self.local.notify(&deliveries);
+    }
+
+    async fn subscribe(&self, device: DeviceId, head: u64) -> watch::Receiver<u64> {
+        self.local.subscribe(device, head)
+    }
+
+    fn release(&self, _device: DeviceId) {}
+
+    fn connected_devices(&self) -> usize {
+        self.local.connected_devices()
+    }
+}
+
+fn subject(device: &DeviceId) -> String {
+    format!("parley.hint.{}", device.to_hex())
+}
+
+/// Hints between nodes over NATS. Publishing goes to the device's subject; each node
+/// subscribes to the subjects of the devices connected to it and feeds its local watchers.
+pub struct NatsFanout {
+    client: async_nats::Client,
+    local: Arc<Notifier>,
+    subscriptions: Mutex<HashMap<DeviceId, JoinHandle<()>>>,
+}
+
+impl NatsFanout {
+    /// Connects to any of the given servers; the client fails over between them by itself.
+    pub async fn connect(servers: &[String]) -> Result<NatsFanout, crate::ServerError> {
+        let addresses = servers
+            .iter()
+            .map(|s| s.parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| crate::ServerError::Config(format!("bad NATS address: {e}")))?;
+        let client = async_nats::ConnectOptions::new()
+            .name("parley-server")
+            .retry_on_initial_connect()
+            .connect(addresses)
+            .await
+            .map_err(|e| crate::ServerError::Config(format!("cannot connect to NATS: {e}")))?;
+        Ok(NatsFanout {
+            client,
+            local: Arc::new(Notifier::default()),
+            subscriptions: Mutex::new(HashMap::new()),
+        })
+    }
+}
+
+#[async_trait]
+impl Fanout for NatsFanout {
+    fn publish(&self, deliveries: Vec<(DeviceId, u64)>) {
+        // Devices on this node hear it at once; the others through NATS.
+        self.local.notify(&deliveries);
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            for (device, head) in deliveries {
+                if let Err(e) = client
+                    .publish(subject(&device), head.to_be_bytes().to_vec().into())
+                    .await
+                {
+                    tracing::warn!(error = %e, "hint not published; the device will catch up by its cursor");
+                }
+            }
+        });
+    }
+
+    async fn subscribe(&self, device: DeviceId, head: u64) -> watch::Receiver<u64> {
+        let receiver = self.local.subscribe(device, head);
+        let needs_subscription = {
+            let subscriptions = self.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+            subscriptions
+                .get(&device)
+                .is_none_or(|task| task.is_finished())
+        };
+        if needs_subscription {
+            match self.client.subscribe(subject(&device)).await {
+                Ok(mut subscriber) => {
+                    let local = self.local.clone();
+                    let task = tokio::spawn(async move {
+                        while let Some(message) = subscriber.next().await {
+                            if let Ok(bytes) = <[u8; 8]>::try_from(message.payload.as_ref()) {
+                                local.notify(&[(device, u64::from_be_bytes(bytes))]);
+                            }
+                        }
+                    });
+                    let mut subscriptions =
+                        self.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(previous) = subscriptions.insert(device, task) {
+                        previous.abort();
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "NATS subscription failed; hints for this device are local only")
+                }
+            }
+        }
+        receiver
+    }
+
+    fn release(&self, device: DeviceId) {
+        if self.local.watchers(device) == 0 {
+            let mut subscriptions = self.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(task) = subscriptions.remove(&device) {
+                // Dropping the subscriber unsubscribes.
+                task.abort();
+            }
+        }
+    }
+
+    fn connected_devices(&self) -> usize {
+        self.local.connected_devices()
+    }
+}

@@ -1,0 +1,277 @@
+//! Several stateless server nodes on one PostgreSQL database and a three-node NATS cluster, all
+//! real processes on loopback.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use parley_client::{ChatRef, Client, ClientOptions};
+use parley_protocol::Username;
+use parley_testkit::{TestNats, TestPostgres};
+use tokio::sync::mpsc;
+
+fn user(name: &str) -> Username {
+    Username::parse(name).unwrap()
+}
+
+struct Deployment {
+    postgres: TestPostgres,
+    nats: TestNats,
+    shared: tempfile::TempDir,
+    nodes: Vec<TestServer>,
+}
+
+impl Deployment {
+    fn start(nodes: usize) -> Deployment {
+        let postgres = TestPostgres::start();
+        let nats = TestNats::start(3);
+        let shared = tempfile::tempdir().unwrap();
+        let mut deployment = Deployment {
+            postgres,
+            nats,
+            shared,
+            nodes: Vec::new(),
+        };
+        for node in 0..nodes {
+            deployment.add_node(node);
+        }
+        deployment
+    }
+
+    fn add_node(&mut self, node: usize) {
+        // Each node prefers a different NATS server and knows them all.
+        let mut nats: Vec<String> = (0..3).map(|i| self.nats.url((i + node) % 3)).collect();
+        nats.dedup();
+        let url = self.postgres.url();
+        let nats = nats.join(",");
+        let server = TestServer::start_node(
+            self.shared.path(),
+            &["--database-url", &url, "--nats", &nats],
+        );
+        self.nodes.push(server);
+    }
+
+    fn url(&self, node: usize) -> String {
+        self.nodes[node].url()
+    }
+}
+
+async fn register_at(servers: &str, name: &str) -> Device {
+    let home = tempfile::tempdir().unwrap();
+    let client = Client::register(home.path(), servers, name, ClientOptions::default())
+        .await
+        .unwrap();
+    Device { home, client }
+}
+
+/// Follows a device's live connection, forwarding message texts.
+fn follow(
+    device: std::sync::Arc<Device>,
+) -> (
+    mpsc::UnboundedReceiver<String>,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = device
+            .client
+            .follow(
+                move |m| {
+                    let _ = tx.send(m.text.clone());
+                },
+                |_| {},
+                async {
+                    let _ = stop_rx.await;
+                },
+            )
+            .await;
+    });
+    (rx, stop_tx)
+}
+
+async fn next(rx: &mut mpsc::UnboundedReceiver<String>, within: Duration) -> String {
+    tokio::time::timeout(within, rx.recv())
+        .await
+        .expect("message in time")
+        .expect("follower alive")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_through_node_one_reaches_a_follower_on_node_two_at_once() {
+    let deployment = Deployment::start(2);
+    let alice = register_at(&deployment.url(0), "alice").await;
+    let bob = std::sync::Arc::new(register_at(&deployment.url(1), "bob").await);
+    alice
+        .client
+        .send_text(&ChatRef::Direct(user("bob")), "first")
+        .await
+        .unwrap();
+    let (mut texts, stop) = follow(bob.clone());
+    assert_eq!(next(&mut texts, Duration::from_secs(20)).await, "first");
+    // Live: the follower only syncs when a hint arrives, and the hint crosses nodes over NATS.
+    for i in 0..5 {
+        let sent = std::time::Instant::now();
+        alice
+            .client
+            .send_text(&ChatRef::Direct(user("bob")), &format!("live {i}"))
+            .await
+            .unwrap();
+        assert_eq!(
+            next(&mut texts, Duration::from_secs(3)).await,
+            format!("live {i}")
+        );
+        assert!(sent.elapsed() < Duration::from_secs(3));
+    }
+    let _ = stop.send(());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn competing_commits_on_two_nodes_converge() {
+    let deployment = Deployment::start(2);
+    let alice = register_at(&deployment.url(0), "alice").await;
+    let bob = register_at(&deployment.url(1), "bob").await;
+    for name in ["carol", "dave", "erin", "frank"] {
+        register_at(&deployment.url(0), name).await;
+    }
+    alice
+        .client
+        .create_group("race", &[user("bob")])
+        .await
+        .unwrap();
+    bob.client.sync().await.unwrap();
+    let race = ChatRef::Group("race".into());
+    for (a, b) in [("carol", "dave"), ("erin", "frank")] {
+        let (a, b) = ([user(a)], [user(b)]);
+        let (ra, rb) = tokio::join!(
+            alice.client.add_members("race", &a),
+            bob.client.add_members("race", &b)
+        );
+        ra.unwrap();
+        rb.unwrap();
+    }
+    alice.client.sync().await.unwrap();
+    bob.client.sync().await.unwrap();
+    let state = alice.client.group_state(&race).unwrap();
+    assert_eq!(state, bob.client.group_state(&race).unwrap());
+    assert_eq!(
+        state.members,
+        ["alice", "bob", "carol", "dave", "erin", "frank"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_of_a_killed_node_reconnect_to_another_and_lose_nothing() {
+    let mut deployment = Deployment::start(2);
+    let both = format!("{},{}", deployment.url(1), deployment.url(0));
+    let alice = register_at(&deployment.url(0), "alice").await;
+    // Bob's app knows both nodes and starts on node two.
+    let bob = std::sync::Arc::new(register_at(&both, "bob").await);
+    alice
+        .client
+        .send_text(&ChatRef::Direct(user("bob")), "before")
+        .await
+        .unwrap();
+    let (mut texts, stop) = follow(bob.clone());
+    assert_eq!(next(&mut texts, Duration::from_secs(20)).await, "before");
+
+    deployment.nodes[1].kill();
+    let mut sent = Vec::new();
+    for i in 0..10 {
+        let text = format!("after {i}");
+        alice
+            .client
+            .send_text(&ChatRef::Direct(user("bob")), &text)
+            .await
+            .unwrap();
+        sent.push(text);
+    }
+    let mut got = Vec::new();
+    while got.len() < sent.len() {
+        got.push(next(&mut texts, Duration::from_secs(30)).await);
+    }
+    assert_eq!(got, sent);
+    let _ = stop.send(());
+    let history = bob
+        .client
+        .history(&ChatRef::Direct(user("alice")), 100)
+        .unwrap();
+    assert_eq!(history.len(), 11, "nothing lost, nothing twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_restart_loses_no_acknowledged_message() {
+    let mut deployment = Deployment::start(1);
+    let alice = register_at(&deployment.url(0), "alice").await;
+    let bob = register_at(&deployment.url(0), "bob").await;
+    let chat = ChatRef::Direct(user("bob"));
+    let mut sent = Vec::new();
+    for i in 0..10 {
+        let text = format!("before restart {i}");
+        assert_eq!(
+            alice.client.send_text(&chat, &text).await.unwrap().status,
+            "sent"
+        );
+        sent.push(text);
+    }
+    deployment.postgres.restart();
+    for i in 0..10 {
+        let text = format!("after restart {i}");
+        // The server reconnects to the database; at worst a message waits in the outbox.
+        alice.client.send_text(&chat, &text).await.unwrap();
+        sent.push(text);
+    }
+    for _ in 0..20 {
+        if alice.client.sync().await.is_ok()
+            && alice
+                .client
+                .history(&chat, 100)
+                .unwrap()
+                .iter()
+                .all(|m| m.status == "sent")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let mut received = Vec::new();
+    for _ in 0..20 {
+        if let Ok(batch) = bob.client.sync().await {
+            received.extend(batch.into_iter().map(|m| m.text));
+        }
+        if received.len() >= sent.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(received, sent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_continues_when_a_nats_node_stops() {
+    let mut deployment = Deployment::start(2);
+    let alice = register_at(&deployment.url(0), "alice").await;
+    let bob = std::sync::Arc::new(register_at(&deployment.url(1), "bob").await);
+    alice
+        .client
+        .send_text(&ChatRef::Direct(user("bob")), "warm-up")
+        .await
+        .unwrap();
+    let (mut texts, stop) = follow(bob.clone());
+    assert_eq!(next(&mut texts, Duration::from_secs(20)).await, "warm-up");
+    // Node one's preferred NATS server goes away (node zero's is another one).
+    deployment.nats.stop(1);
+    for i in 0..5 {
+        alice
+            .client
+            .send_text(&ChatRef::Direct(user("bob")), &format!("still live {i}"))
+            .await
+            .unwrap();
+        assert_eq!(
+            next(&mut texts, Duration::from_secs(10)).await,
+            format!("still live {i}")
+        );
+    }
+    let _ = stop.send(());
+}
