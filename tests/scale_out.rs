@@ -125,6 +125,34 @@ async fn a_message_through_node_one_reaches_a_follower_on_node_two_at_once() {
         assert!(sent.elapsed() < Duration::from_secs(3));
     }
     let _ = stop.send(());
+
+    // Operators see it in Prometheus' text format.
+    let metrics = reqwest::get(format!("{}/metrics", deployment.url(0)))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counter = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+    };
+    assert!(counter("parley_messages_in_total") >= 6, "{metrics}");
+    assert!(
+        metrics.contains("parley_request_seconds_bucket{route=\"/v1/messages\""),
+        "{metrics}"
+    );
+    assert!(metrics.contains("parley_queue_depth"));
+    let node_two = reqwest::get(format!("{}/metrics", deployment.url(1)))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(node_two.contains("parley_messages_out_total"), "{node_two}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -579,6 +579,10 @@ impl Delivery {
         Ok(self.store.ack(device.0.device_id, up_to).await?)
     }
 
+    pub async fn queue_depth(&self) -> Result<u64, ApiError> {
+        Ok(self.store.queue_depth().await?)
+    }
+
     pub async fn queue_head(&self, device: DeviceId) -> Result<u64, ApiError> {
         Ok(self.store.queue_head(device).await?)
     }

@@ -143,8 +143,16 @@ async fn submit(
 ) -> Result<impl IntoResponse, ApiError> {
     app.rates.check_submission(&device.0.user_id)?;
     let result = app.delivery.submit(&device, decode(&app, &body)?).await;
-    if let Err(e) = &result {
-        tracing::debug!(device = %device.0.device_id, code = ?e.code(), "submission refused");
+    match &result {
+        Ok(accepted) if !accepted.duplicate => app.metrics.messages_in.inc(),
+        Ok(_) => {}
+        Err(e) => {
+            app.metrics
+                .rejections
+                .with_label_values(&[format!("{:?}", e.code()).as_str()])
+                .inc();
+            tracing::debug!(device = %device.0.device_id, code = ?e.code(), "submission refused");
+        }
     }
     Ok(Proto(result?))
 }
@@ -166,11 +174,12 @@ async fn fetch_queue(
     device: Authenticated,
     Query(params): Query<FetchParams>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Proto(
-        app.delivery
-            .fetch(&device, params.after, params.limit)
-            .await?,
-    ))
+    let batch = app
+        .delivery
+        .fetch(&device, params.after, params.limit)
+        .await?;
+    app.metrics.messages_out.inc_by(batch.items.len() as u64);
+    Ok(Proto(batch))
 }
 
 async fn ack(
@@ -185,6 +194,37 @@ async fn ack(
 
 async fn healthz() -> &'static str {
     "ok"
+}
+
+async fn metrics(State(app): AppState) -> Response {
+    if let Ok(depth) = app.delivery.queue_depth().await {
+        app.metrics.queue_depth.set(depth as i64);
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Times every request by its route (the pattern, never the concrete path with its ids).
+async fn timed(
+    State(app): AppState,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    app.metrics
+        .request_seconds
+        .with_label_values(&[route.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    response
 }
 
 /// `GET /v1/ws`: pushes the device's queue head whenever it moves. Clients send nothing but
@@ -207,6 +247,7 @@ async fn live_hints(app: Arc<App>, device: Authenticated, mut socket: WebSocket)
         Err(_) => return,
     };
     let mut heads = app.fanout.subscribe(device_id, head).await;
+    app.metrics.live_connections.inc();
     let mut last_sent = None;
     loop {
         let current = *heads.borrow_and_update();
@@ -235,6 +276,7 @@ async fn live_hints(app: Arc<App>, device: Authenticated, mut socket: WebSocket)
         }
     }
     drop(heads);
+    app.metrics.live_connections.dec();
     app.fanout.release(device_id);
     tracing::debug!(device = %device_id, "live connection closed");
 }
@@ -269,6 +311,7 @@ pub fn router(app: Arc<App>) -> Router {
     let limit = app.config.max_frame_bytes;
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/v1/accounts", post(register))
         .route("/v1/auth/challenge", post(challenge))
         .route("/v1/auth/login", post(login))
@@ -288,6 +331,7 @@ pub fn router(app: Arc<App>) -> Router {
         // The moderation console speaks HTML, not protobuf.
         .merge(crate::admin::router())
         .layer(DefaultBodyLimit::max(limit))
+        .route_layer(axum::middleware::from_fn_with_state(app.clone(), timed))
         .with_state(app)
 }
 

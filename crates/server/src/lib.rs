@@ -15,6 +15,7 @@ pub mod fanout;
 pub mod franking;
 pub mod http;
 pub mod keypackages;
+pub mod metrics;
 pub mod moderation;
 pub mod notify;
 pub mod public_state;
@@ -33,6 +34,7 @@ pub struct App {
     pub key_packages: keypackages::KeyPackages,
     pub delivery: delivery::Delivery,
     pub fanout: Arc<dyn fanout::Fanout>,
+    pub metrics: Arc<metrics::Metrics>,
     pub rates: rate::RateLimits,
     pub moderation: moderation::Moderation,
     pub identity: Arc<moderation::ServerIdentity>,
@@ -62,6 +64,7 @@ impl App {
             moderation: moderation::Moderation::new(store, keys, identity.clone(), fanout.clone()),
             identity,
             fanout,
+            metrics: Arc::new(metrics::Metrics::default()),
             rates: rate::RateLimits::new(&config),
             config,
         }))

@@ -102,6 +102,8 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes the device's queue entries up to `up_to`, and payloads nobody needs any more.
     async fn ack(&self, device: DeviceId, up_to: u64) -> StoreResult<()>;
     async fn queue_head(&self, device: DeviceId) -> StoreResult<u64>;
+    /// Undelivered queue items over all devices (for metrics).
+    async fn queue_depth(&self) -> StoreResult<u64>;
     /// Deletes undelivered entries older than `before`, expired challenges and sessions, and
     /// idempotency records older than `before`. Returns how many queue entries expired.
     async fn expire(&self, before: Millis, now: Millis) -> StoreResult<u64>;

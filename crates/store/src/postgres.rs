@@ -1055,6 +1055,14 @@ impl Store for PgStore {
         Ok(head.unwrap_or(0) as u64)
     }
 
+    async fn queue_depth(&self) -> StoreResult<u64> {
+        let depth: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM queue")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(sql_error)?;
+        Ok(depth as u64)
+    }
+
     async fn expire(&self, before: Millis, now: Millis) -> StoreResult<u64> {
         transaction!(self, |tx| {
             let rows = sqlx::query(

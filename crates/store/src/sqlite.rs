@@ -1040,6 +1040,16 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn queue_depth(&self) -> StoreResult<u64> {
+        self.read(|conn| {
+            Ok(
+                conn.query_row("SELECT COUNT(*) FROM queue", [], |row| row.get::<_, i64>(0))?
+                    as u64,
+            )
+        })
+        .await
+    }
+
     async fn expire(&self, before: Millis, now: Millis) -> StoreResult<u64> {
         self.write(move |tx| {
             let expired = {
