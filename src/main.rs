@@ -156,11 +156,15 @@ enum AdminCommand {
 
 #[derive(Args)]
 struct ServerArgs {
-    /// Data directory (SQLite database).
-    #[arg(long, env = "PARLEY_DATA", default_value = "parley-data")]
-    data: PathBuf,
-    #[arg(long, default_value = "127.0.0.1:7878")]
-    listen: SocketAddr,
+    /// A TOML configuration file (see docs/parley.toml); flags override it.
+    #[arg(long, env = "PARLEY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory: key files, and the SQLite database [default: parley-data].
+    #[arg(long, env = "PARLEY_DATA")]
+    data: Option<PathBuf>,
+    /// [default: 127.0.0.1:7878]
+    #[arg(long)]
+    listen: Option<SocketAddr>,
     /// PostgreSQL (e.g. postgres://user@host/db) instead of the embedded SQLite; several server
     /// nodes can share it.
     #[arg(long, env = "PARLEY_DATABASE_URL")]
@@ -175,19 +179,21 @@ struct ServerArgs {
     /// Listen on a non-loopback address without TLS (only behind a TLS-terminating proxy).
     #[arg(long)]
     allow_plaintext_public: bool,
-    #[arg(long, default_value_t = parley_protocol::limits::DEFAULT_MAX_GROUP_MEMBERS)]
-    max_group_members: usize,
-    #[arg(long, default_value_t = parley_protocol::limits::MAX_FRAME_BYTES)]
-    max_frame_bytes: usize,
-    /// Days an undelivered item is kept.
-    #[arg(long, default_value_t = 30)]
-    retention_days: u64,
-    /// Sustained submissions per second per account.
-    #[arg(long, default_value_t = 200)]
-    rate_per_second: u32,
-    /// Registrations and logins per second per client address.
-    #[arg(long, default_value_t = 50)]
-    auth_rate_per_second: u32,
+    /// [default: 10000]
+    #[arg(long)]
+    max_group_members: Option<usize>,
+    /// [default: 8388608]
+    #[arg(long)]
+    max_frame_bytes: Option<usize>,
+    /// Days an undelivered item is kept [default: 30].
+    #[arg(long)]
+    retention_days: Option<u64>,
+    /// Sustained submissions per second per account [default: 200].
+    #[arg(long)]
+    rate_per_second: Option<u32>,
+    /// Registrations and logins per second per client address [default: 50].
+    #[arg(long)]
+    auth_rate_per_second: Option<u32>,
 }
 
 fn main() {
@@ -438,22 +444,52 @@ fn sanitize(text: &str) -> String {
 }
 
 async fn serve(args: ServerArgs) -> Result<()> {
-    let mut config = ServerConfig::new(args.data);
-    config.listen = args.listen;
-    config.database_url = args.database_url;
-    config.nats = args.nats;
-    config.tls = match (args.tls_cert, args.tls_key) {
-        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
-        _ => None,
+    let file = match &args.config {
+        Some(path) => parley_server::config::FileConfig::load(path)?,
+        None => Default::default(),
     };
-    config.allow_plaintext_public = args.allow_plaintext_public;
-    config.max_group_members = args.max_group_members;
-    config.max_frame_bytes = args.max_frame_bytes;
-    config.retention = Duration::from_secs(args.retention_days * 24 * 3600);
-    config.submit_per_second = args.rate_per_second;
-    config.submit_burst = args.rate_per_second.saturating_mul(10);
-    config.auth_per_second = args.auth_rate_per_second;
-    config.auth_burst = args.auth_rate_per_second.saturating_mul(10);
+    let data = args
+        .data
+        .or(file.data)
+        .unwrap_or_else(|| PathBuf::from("parley-data"));
+    let mut config = ServerConfig::new(data);
+    let defaults = ServerConfig::new(PathBuf::new());
+    config.listen = args.listen.or(file.listen).unwrap_or(defaults.listen);
+    config.database_url = args.database_url.or(file.database_url);
+    config.nats = args.nats.or(file.nats);
+    config.tls = match (
+        args.tls_cert.or(file.tls_cert),
+        args.tls_key.or(file.tls_key),
+    ) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (None, None) => None,
+        _ => bail!("give both a TLS certificate and its key, or neither"),
+    };
+    config.allow_plaintext_public =
+        args.allow_plaintext_public || file.allow_plaintext_public.unwrap_or(false);
+    config.max_group_members = args
+        .max_group_members
+        .or(file.max_group_members)
+        .unwrap_or(defaults.max_group_members);
+    config.max_frame_bytes = args
+        .max_frame_bytes
+        .or(file.max_frame_bytes)
+        .unwrap_or(defaults.max_frame_bytes);
+    if let Some(days) = args.retention_days.or(file.retention_days) {
+        config.retention = Duration::from_secs(days * 24 * 3600);
+    }
+    let rate = args
+        .rate_per_second
+        .or(file.rate_per_second)
+        .unwrap_or(defaults.submit_per_second);
+    config.submit_per_second = rate;
+    config.submit_burst = rate.saturating_mul(10);
+    let auth_rate = args
+        .auth_rate_per_second
+        .or(file.auth_rate_per_second)
+        .unwrap_or(defaults.auth_per_second);
+    config.auth_per_second = auth_rate;
+    config.auth_burst = auth_rate.saturating_mul(10);
     let shutdown = async {
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();

@@ -229,3 +229,53 @@ async fn a_sync_killed_midway_loses_nothing_and_shows_nothing_twice() {
         expected.iter().map(String::as_str).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn the_server_reads_a_configuration_file_and_flags_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("parley.toml");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &config,
+        format!(
+            "data = {:?}\nlisten = \"127.0.0.1:0\"\nmax_group_members = 3\n",
+            data.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let mut server = Command::new(BIN)
+        .args(["server", "--config"])
+        .arg(&config)
+        .args(["--rate-per-second", "5"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(
+        line.starts_with("parley server listening on http://127.0.0.1:"),
+        "{line}"
+    );
+    assert!(
+        data.join("parley.db").exists(),
+        "the data directory from the file was not used"
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+
+    std::fs::write(&config, "lisen = \"127.0.0.1:0\"\n").unwrap();
+    let output = Command::new(BIN)
+        .args(["server", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("unknown field"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

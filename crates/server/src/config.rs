@@ -81,3 +81,56 @@ impl ServerConfig {
         Ok(())
     }
 }
+
+/// `parley server --config FILE`: the same settings as the command line, in TOML. Every key is
+/// optional; command-line flags override the file.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub database_url: Option<String>,
+    pub nats: Option<Vec<String>>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub allow_plaintext_public: Option<bool>,
+    pub max_group_members: Option<usize>,
+    pub max_frame_bytes: Option<usize>,
+    pub retention_days: Option<u64>,
+    pub rate_per_second: Option<u32>,
+    pub auth_rate_per_second: Option<u32>,
+}
+
+impl FileConfig {
+    pub fn parse(text: &str) -> Result<FileConfig, ServerError> {
+        toml::from_str(text).map_err(|e| ServerError::Config(format!("configuration file: {e}")))
+    }
+
+    pub fn load(path: &std::path::Path) -> Result<FileConfig, ServerError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ServerError::Config(format!("cannot read {}: {e}", path.display())))?;
+        Self::parse(&text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_configuration_parses() {
+        let sample = include_str!("../../../docs/parley.toml");
+        let config = FileConfig::parse(sample).unwrap();
+        assert_eq!(
+            config.listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 7878)))
+        );
+        assert_eq!(config.max_group_members, Some(10_000));
+        assert!(config.database_url.is_none());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(FileConfig::parse("lisen = \"127.0.0.1:1\"").is_err());
+    }
+}
