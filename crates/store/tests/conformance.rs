@@ -480,3 +480,110 @@ async fn the_postgres_audit_log_cannot_be_rewritten() {
     assert!(store.raw_execute("DELETE FROM audit_log").await.is_err());
     assert_eq!(store.audit_log().await.unwrap().len(), 1);
 }
+
+/// One message into a group of 10,000: stored once, 9,999 pointers, and a 1:1 message sent at
+/// the same moment is not held up for long.
+async fn large_group_fan_out(store: Arc<dyn Store>) -> std::time::Duration {
+    const MEMBERS: u32 = 10_000;
+    let mut devices = Vec::new();
+    for chunk in (0..MEMBERS).collect::<Vec<_>>().chunks(500) {
+        let creations = chunk.iter().map(|n| {
+            let store = store.clone();
+            let n = *n;
+            tokio::spawn(async move {
+                let mut bytes = [0u8; 16];
+                bytes[12..].copy_from_slice(&n.to_be_bytes());
+                bytes[0] = 0x42;
+                let device = DeviceId::from_bytes(bytes);
+                bytes[1] = 1;
+                store
+                    .create_account(NewAccount {
+                        user_id: UserId::from_bytes(bytes),
+                        username: Username::parse(&format!("member{n}")).unwrap(),
+                        device_id: device,
+                        signature_key: [bytes, bytes].concat(),
+                        now: 1,
+                    })
+                    .await
+                    .unwrap();
+                device
+            })
+        });
+        for creation in creations.collect::<Vec<_>>() {
+            devices.push(creation.await.unwrap());
+        }
+    }
+    let big = GroupId::from_bytes([0x77; 16]);
+    group_of(&*store, big, &devices).await;
+    let pair = GroupId::from_bytes([0x78; 16]);
+    group_of(&*store, pair, &devices[..2]).await;
+
+    let fan_out = {
+        let store = store.clone();
+        let sender = devices[0];
+        tokio::spawn(async move {
+            store
+                .accept(message(sender, 1, big, 1, b"to ten thousand"))
+                .await
+                .unwrap()
+        })
+    };
+    let started = std::time::Instant::now();
+    let small = store
+        .accept(message(devices[1], 2, pair, 1, b"meanwhile, one to one"))
+        .await
+        .unwrap();
+    let small_latency = started.elapsed();
+    let accepted = fan_out.await.unwrap();
+    assert_eq!(accepted.deliveries.len(), MEMBERS as usize - 1);
+    assert_eq!(small.deliveries.len(), 1);
+    assert_eq!(store.queue_depth().await.unwrap(), MEMBERS as u64 - 1 + 1);
+    let last = store
+        .fetch_queue(devices[MEMBERS as usize - 1], 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(last.entries[0].payload, b"to ten thousand");
+    assert!(
+        small_latency < std::time::Duration::from_secs(2),
+        "a 1:1 message waited {small_latency:?}"
+    );
+    small_latency
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_stores_a_large_group_message_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
+    let latency = large_group_fan_out(store.clone()).await;
+    println!("1:1 latency during a 10,000-member fan-out (SQLite): {latency:?}");
+    let conn = rusqlite::Connection::open(store.database_path()).unwrap();
+    let payloads: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM payloads WHERE data = ?1",
+            [b"to ten thousand".as_slice()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        payloads, 1,
+        "the payload is stored once, not once per member"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stores_a_large_group_message_once() {
+    let postgres = parley_testkit::TestPostgres::start();
+    let store = Arc::new(PgStore::connect(&postgres.url()).await.unwrap());
+    let latency = large_group_fan_out(store.clone()).await;
+    println!("1:1 latency during a 10,000-member fan-out (PostgreSQL): {latency:?}");
+    let pool = sqlx::PgPool::connect(&postgres.url()).await.unwrap();
+    let payloads: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM payloads WHERE data = $1")
+        .bind(b"to ten thousand".as_slice())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        payloads, 1,
+        "the payload is stored once, not once per member"
+    );
+}
