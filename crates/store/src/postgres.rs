@@ -612,27 +612,41 @@ impl PgStore {
     }
 
     async fn migrate(&self) -> StoreResult<()> {
+        // Nodes starting together race to create the version table: the loser retries.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.migrate_once().await {
+                Err(e) if attempt < 5 => {
+                    tracing::debug!(error = %e, "schema migration raced another node; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn migrate_once(&self) -> StoreResult<()> {
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS parley_schema (id INT PRIMARY KEY, version BIGINT NOT NULL);
+             INSERT INTO parley_schema (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;",
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(sql_error)?;
         let mut tx = self.pool.begin().await.map_err(sql_error)?;
-        sqlx::query("CREATE TABLE IF NOT EXISTS parley_schema (version BIGINT NOT NULL)")
-            .execute(&mut *tx)
-            .await
-            .map_err(sql_error)?;
-        // One migrator at a time across nodes: lock the version table.
-        sqlx::query("LOCK TABLE parley_schema IN EXCLUSIVE MODE")
-            .execute(&mut *tx)
-            .await
-            .map_err(sql_error)?;
-        let applied: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM parley_schema")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(sql_error)?;
-        let applied = applied.unwrap_or(0) as usize;
-        for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
+        // One migrator at a time across nodes: a row lock (no LOCK TABLE, no advisory locks).
+        let applied: i64 =
+            sqlx::query_scalar("SELECT version FROM parley_schema WHERE id = 1 FOR UPDATE")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(sql_error)?;
+        for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied.max(0) as usize) {
             sqlx::raw_sql(migration)
                 .execute(&mut *tx)
                 .await
                 .map_err(sql_error)?;
-            sqlx::query("INSERT INTO parley_schema (version) VALUES ($1)")
+            sqlx::query("UPDATE parley_schema SET version = $1 WHERE id = 1")
                 .bind((index + 1) as i64)
                 .execute(&mut *tx)
                 .await
