@@ -99,18 +99,52 @@ impl Browser {
         self.call("POST", "/url", json!({ "url": url })).await;
     }
 
+    /// Finds an element, waiting up to five seconds for it (a click may still be navigating).
     async fn find(&self, css: &str) -> String {
-        let found = self
-            .call(
-                "POST",
-                "/element",
-                json!({"using": "css selector", "value": css}),
-            )
-            .await;
-        found[ELEMENT]
-            .as_str()
-            .unwrap_or_else(|| panic!("no element {css}: {found}"))
-            .to_owned()
+        let url = format!("{}/session/{}/element", self.base, self.session);
+        let body = json!({"using": "css selector", "value": css}).to_string();
+        let mut last = Value::Null;
+        for _ in 0..50 {
+            let response = self
+                .http
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await;
+            if let Ok(response) = response {
+                last = serde_json::from_slice(&response.bytes().await.unwrap_or_default())
+                    .unwrap_or_default();
+                if let Some(element) = last["value"][ELEMENT].as_str() {
+                    return element.to_owned();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no element {css}: {last}")
+    }
+
+    /// Waits until an element's text is `expected` (the page may still be the previous one).
+    async fn wait_text(&self, css: &str, expected: &str) {
+        let mut seen = String::new();
+        for _ in 0..50 {
+            let element = self.find(css).await;
+            let url = format!(
+                "{}/session/{}/element/{element}/text",
+                self.base, self.session
+            );
+            if let Ok(response) = self.http.get(url).send().await {
+                let value: Value =
+                    serde_json::from_slice(&response.bytes().await.unwrap_or_default())
+                        .unwrap_or_default();
+                seen = value["value"].as_str().unwrap_or_default().to_owned();
+                if seen == expected {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{css} shows {seen:?}, not {expected:?}");
     }
 
     async fn type_into(&self, css: &str, text: &str) {
@@ -204,13 +238,12 @@ async fn a_moderator_signs_in_opens_a_report_and_suspends_the_account() {
     browser.click("#sign-in").await;
     browser.click("a.report-link").await;
     // The reported text is shown exactly, as text (the markup is escaped, not run).
-    assert_eq!(
-        browser.text("#reported-text").await,
-        "<script>alert('x')</script> buy pills"
-    );
+    browser
+        .wait_text("#reported-text", "<script>alert('x')</script> buy pills")
+        .await;
     assert_eq!(browser.text("#accused").await, "alice");
     browser.click("#suspend").await;
-    assert_eq!(browser.text("#status").await, "actioned");
+    browser.wait_text("#status", "actioned").await;
     assert!(browser.text("#accused").await.contains("alice"));
     browser.find("#remove").await;
 
