@@ -72,6 +72,10 @@ enum Command {
         #[arg(long, conflicts_with_all = ["message_id", "export"])]
         from_file: Option<PathBuf>,
     },
+    /// The full-screen terminal client.
+    Tui,
+    /// Show the safety number shared with a contact (compare it in person).
+    SafetyNumber { username: String },
     /// Stop showing messages from an account.
     Block { username: String },
     /// Moderation, on the server's data directory.
@@ -208,9 +212,17 @@ fn main() {
         }
     });
     let filter = format!("{level},openmls=warn");
+    // The terminal UI owns the screen: nothing may be printed beside it.
+    let quiet = matches!(cli.command, Command::Tui);
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
+        .with_writer(move || -> Box<dyn std::io::Write> {
+            if quiet {
+                Box::new(std::io::sink())
+            } else {
+                Box::new(std::io::stderr())
+            }
+        })
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -354,6 +366,13 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Admin(args) => admin(args).await,
+        Command::Tui => Ok(parley_tui::run(open()?).await?),
+        Command::SafetyNumber { username } => {
+            let client = open()?;
+            let number = client.safety_number(&usernames(&[username])?[0])?;
+            println!("{}", number.digits);
+            Ok(())
+        }
         Command::Chats { json } => {
             let client = open()?;
             for chat in client.chats()? {

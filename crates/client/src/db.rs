@@ -70,6 +70,10 @@ CREATE TABLE blocked (
     blocked_at  INTEGER NOT NULL
 );
 "#,
+    r#"
+-- What the user has seen: messages received after this time count as unread.
+ALTER TABLE chats ADD COLUMN last_read INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), ClientError> {
@@ -682,4 +686,23 @@ pub fn is_blocked(conn: &Connection, username: &str) -> Result<bool, ClientError
         params![username],
         |row| row.get(0),
     )?)
+}
+
+pub fn mark_read(conn: &Connection, group_ids: &[Vec<u8>], now: i64) -> Result<(), ClientError> {
+    for group in group_ids {
+        conn.execute(
+            "UPDATE chats SET last_read = MAX(last_read, ?2) WHERE group_id = ?1",
+            params![group, now],
+        )?;
+    }
+    Ok(())
+}
+
+pub fn unread(conn: &Connection, group_id: &[u8]) -> Result<u64, ClientError> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*) FROM messages m JOIN chats c ON c.group_id = m.group_id
+         WHERE m.group_id = ?1 AND m.hidden = 0 AND m.status = 2 AND m.received_at > c.last_read",
+        params![group_id],
+        |row| row.get::<_, i64>(0),
+    )? as u64)
 }

@@ -32,7 +32,7 @@ use provider::TxProvider;
 
 pub use db::MessageStatus;
 pub use reports::{EvidenceBundle, EvidenceMessage};
-pub use views::{ChatSummary, GroupStateView, MessageView};
+pub use views::{ChatSummary, GroupStateView, MessageView, SafetyNumber};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -295,6 +295,10 @@ impl Client {
 
     pub(crate) fn db(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn signer_public(&self) -> Vec<u8> {
+        self.signer.to_public_vec()
     }
 
     pub(crate) fn credential(&self) -> CredentialWithKey {

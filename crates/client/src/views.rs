@@ -31,6 +31,8 @@ pub struct ChatSummary {
     pub state: String,
     pub last_activity: String,
     pub last_message: Option<MessageView>,
+    /// Received messages not yet marked read.
+    pub unread: u64,
 }
 
 pub(crate) fn rfc3339(ms: i64) -> String {
@@ -95,6 +97,7 @@ impl Client {
                     .into(),
                     last_activity: rfc3339(chat.last_activity),
                     last_message,
+                    unread: db::unread(&conn, &chat.group_id)?,
                 })
             })
             .collect()
@@ -153,5 +156,97 @@ impl Client {
             admins,
             epoch_authenticator: hex::encode(group.epoch_authenticator().as_slice()),
         })
+    }
+}
+
+/// A safety number: a fingerprint of two accounts' identity keys that both compute alike, to
+/// compare in person (as digits, or by scanning the QR code of `qr_payload`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SafetyNumber {
+    pub peer: String,
+    /// 60 digits in 12 groups of five.
+    pub digits: String,
+    pub qr_payload: String,
+}
+
+/// 30 digits for one account: SHA-256 over a label, the username and its signature key.
+fn party_digits(username: &str, key: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(b"parley/v1/safety-number\0");
+    hasher.update(username.as_bytes());
+    hasher.update([0]);
+    hasher.update(key);
+    let digest = hasher.finalize();
+    digest[..30]
+        .chunks(5)
+        .map(|chunk| {
+            let value = chunk.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+            format!("{:05}", value % 100_000)
+        })
+        .collect()
+}
+
+impl Client {
+    /// The safety number shared with `peer`, from the keys in a group both are in.
+    pub fn safety_number(
+        &self,
+        peer: &parley_protocol::Username,
+    ) -> Result<SafetyNumber, ClientError> {
+        let conn = self.db();
+        let provider = crate::provider::TxProvider::new(&self.crypto, &conn);
+        let mut peer_key = None;
+        for chat in db::all_chats(&conn)?
+            .into_iter()
+            .filter(|c| c.state == ChatState::Active)
+        {
+            if let Some(group) = crate::outgoing::load_group(&provider, &chat.group_id)? {
+                peer_key = group.members().find_map(|m| {
+                    parley_mls::DeviceIdentity::from_credential(&m.credential)
+                        .ok()
+                        .filter(|id| id.username == *peer)
+                        .map(|_| m.signature_key)
+                });
+                if peer_key.is_some() {
+                    break;
+                }
+            }
+        }
+        let peer_key =
+            peer_key.ok_or_else(|| ClientError::Invalid(format!("no chat with {peer} yet")))?;
+        let own = (self.username().to_string(), self.signer_public());
+        let theirs = (peer.to_string(), peer_key);
+        let (first, second) = if own.0 <= theirs.0 {
+            (own, theirs)
+        } else {
+            (theirs, own)
+        };
+        let all = format!(
+            "{}{}",
+            party_digits(&first.0, &first.1),
+            party_digits(&second.0, &second.1)
+        );
+        let digits = all
+            .as_bytes()
+            .chunks(5)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        Ok(SafetyNumber {
+            peer: peer.to_string(),
+            qr_payload: format!("parley-safety:{all}"),
+            digits,
+        })
+    }
+
+    /// Marks a chat's messages as read now.
+    pub fn mark_read(&self, chat: &ChatRef) -> Result<(), ClientError> {
+        let conn = self.db();
+        let chats = match chat {
+            ChatRef::Direct(peer) => db::chats_named(&conn, ChatKind::Direct, peer.as_str())?,
+            ChatRef::Group(name) => db::chats_named(&conn, ChatKind::Group, name)?,
+        };
+        let groups: Vec<Vec<u8>> = chats.into_iter().map(|c| c.group_id).collect();
+        db::mark_read(&conn, &groups, crate::now_ms())
     }
 }

@@ -1,0 +1,591 @@
+//! The terminal UI as a state machine: keys and client events go in, commands for the client
+//! come out. No terminal and no network here, so that all of it is unit-tested.
+
+use parley_client::{ChatSummary, MessageView, SafetyNumber};
+
+/// A key press, reduced to what the UI distinguishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    Char(char),
+    Enter,
+    /// Alt+Enter or Ctrl+J: a new line in the compose box.
+    NewLine,
+    Backspace,
+    Esc,
+    Tab,
+    Up,
+    Down,
+    CtrlC,
+}
+
+/// Something the client library must do for the UI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Send { chat: String, text: String },
+    OpenChat { chat: String },
+    NewDirect { user: String, text: String },
+    NewGroup { name: String, members: Vec<String> },
+    AddMember { group: String, user: String },
+    RemoveMember { group: String, user: String },
+    Leave { group: String },
+    Report { message_id: String, reason: String },
+    Block { user: String },
+    SafetyNumber { user: String },
+    Quit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    Chats,
+    Messages,
+    Compose,
+}
+
+/// A one-line question: what it asks, what is typed so far, and what it leads to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prompt {
+    NewDirect,
+    NewGroup,
+    AddMember,
+    RemoveMember,
+    ReportReason { message_id: String },
+}
+
+impl Prompt {
+    pub fn question(&self) -> &'static str {
+        match self {
+            Prompt::NewDirect => "Chat with (username)",
+            Prompt::NewGroup => "New group: name and members (team bob carol)",
+            Prompt::AddMember => "Add to this group (username)",
+            Prompt::RemoveMember => "Remove from this group (username)",
+            Prompt::ReportReason { .. } => "Report this message: reason",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Overlay {
+    None,
+    Help,
+    Prompt { prompt: Prompt, input: String },
+    ConfirmLeave { group: String },
+    Safety(SafetyNumber),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connection {
+    Connecting,
+    Online,
+    Offline,
+}
+
+pub struct App {
+    pub me: String,
+    pub chats: Vec<ChatSummary>,
+    pub selected_chat: usize,
+    pub messages: Vec<MessageView>,
+    pub selected_message: Option<usize>,
+    pub compose: String,
+    pub focus: Focus,
+    pub overlay: Overlay,
+    pub connection: Connection,
+    pub status: String,
+    /// (processed, total) while a long sync runs.
+    pub progress: Option<(u64, u64)>,
+    /// A new 1:1 chat whose first message is being written.
+    pub pending_direct: Option<String>,
+}
+
+impl App {
+    pub fn new(me: &str) -> App {
+        App {
+            me: me.to_owned(),
+            chats: Vec::new(),
+            selected_chat: 0,
+            messages: Vec::new(),
+            selected_message: None,
+            compose: String::new(),
+            focus: Focus::Chats,
+            overlay: Overlay::None,
+            connection: Connection::Connecting,
+            status: "Press ? for help".into(),
+            progress: None,
+            pending_direct: None,
+        }
+    }
+
+    pub fn current_chat(&self) -> Option<&ChatSummary> {
+        self.chats.get(self.selected_chat)
+    }
+
+    fn current_group(&self) -> Option<String> {
+        self.current_chat()
+            .and_then(|c| c.chat.strip_prefix('#').map(str::to_owned))
+    }
+
+    /// New chat list from the client. Keeps the selection on the same chat.
+    pub fn set_chats(&mut self, chats: Vec<ChatSummary>) {
+        let selected = self.current_chat().map(|c| c.chat.clone());
+        self.chats = chats;
+        self.selected_chat = selected
+            .and_then(|name| self.chats.iter().position(|c| c.chat == name))
+            .unwrap_or(0)
+            .min(self.chats.len().saturating_sub(1));
+    }
+
+    pub fn set_messages(&mut self, messages: Vec<MessageView>) {
+        self.messages = messages;
+        if let Some(selected) = self.selected_message {
+            self.selected_message = if self.messages.is_empty() {
+                None
+            } else {
+                Some(selected.min(self.messages.len() - 1))
+            };
+        }
+    }
+
+    /// Selects the chat with this name (a new chat the user just started).
+    pub fn select_chat(&mut self, name: &str) {
+        if let Some(index) = self.chats.iter().position(|c| c.chat == name) {
+            self.selected_chat = index;
+        }
+    }
+
+    pub fn set_connection(&mut self, connection: Connection) {
+        self.connection = connection;
+    }
+
+    pub fn show_error(&mut self, error: &str) {
+        self.status = format!("Error: {error}");
+    }
+
+    pub fn show_safety_number(&mut self, number: SafetyNumber) {
+        self.overlay = Overlay::Safety(number);
+    }
+
+    fn open_current(&self) -> Vec<Command> {
+        self.current_chat()
+            .map(|c| {
+                vec![Command::OpenChat {
+                    chat: c.chat.clone(),
+                }]
+            })
+            .unwrap_or_default()
+    }
+
+    /// Handles one key; returns what the client must do.
+    pub fn key(&mut self, key: Key) -> Vec<Command> {
+        if key == Key::CtrlC {
+            return vec![Command::Quit];
+        }
+        match std::mem::replace(&mut self.overlay, Overlay::None) {
+            Overlay::None => self.key_main(key),
+            Overlay::Help | Overlay::Safety(_) => Vec::new(),
+            Overlay::ConfirmLeave { group } => match key {
+                Key::Char('y') => vec![Command::Leave { group }],
+                _ => Vec::new(),
+            },
+            Overlay::Prompt { prompt, mut input } => match key {
+                Key::Esc => Vec::new(),
+                Key::Enter => self.answer(prompt, input.trim().to_owned()),
+                Key::Backspace => {
+                    input.pop();
+                    self.overlay = Overlay::Prompt { prompt, input };
+                    Vec::new()
+                }
+                Key::Char(c) => {
+                    if input.chars().count() < 200 {
+                        input.push(c);
+                    }
+                    self.overlay = Overlay::Prompt { prompt, input };
+                    Vec::new()
+                }
+                _ => {
+                    self.overlay = Overlay::Prompt { prompt, input };
+                    Vec::new()
+                }
+            },
+        }
+    }
+
+    fn answer(&mut self, prompt: Prompt, input: String) -> Vec<Command> {
+        if input.is_empty() {
+            return Vec::new();
+        }
+        match prompt {
+            Prompt::NewDirect => {
+                // The chat exists once its first message goes out.
+                self.focus = Focus::Compose;
+                self.status = format!("Write your first message to {input}, then Enter");
+                self.compose.clear();
+                self.pending_direct = Some(input);
+                Vec::new()
+            }
+            Prompt::NewGroup => {
+                let mut words = input.split_whitespace().map(str::to_owned);
+                let name = words.next().unwrap_or_default();
+                let members: Vec<String> = words.collect();
+                if members.is_empty() {
+                    self.status = "Name the group and at least one member".into();
+                    return Vec::new();
+                }
+                vec![Command::NewGroup {
+                    name: name.trim_start_matches('#').to_owned(),
+                    members,
+                }]
+            }
+            Prompt::AddMember => match self.current_group() {
+                Some(group) => vec![Command::AddMember { group, user: input }],
+                None => Vec::new(),
+            },
+            Prompt::RemoveMember => match self.current_group() {
+                Some(group) => vec![Command::RemoveMember { group, user: input }],
+                None => Vec::new(),
+            },
+            Prompt::ReportReason { message_id } => vec![Command::Report {
+                message_id,
+                reason: input,
+            }],
+        }
+    }
+
+    fn key_main(&mut self, key: Key) -> Vec<Command> {
+        if self.focus == Focus::Compose {
+            return self.key_compose(key);
+        }
+        match key {
+            Key::Char('q') => vec![Command::Quit],
+            Key::Char('?') => {
+                self.overlay = Overlay::Help;
+                Vec::new()
+            }
+            Key::Tab => {
+                self.focus = match self.focus {
+                    Focus::Chats => Focus::Messages,
+                    _ => Focus::Chats,
+                };
+                if self.focus == Focus::Messages
+                    && self.selected_message.is_none()
+                    && !self.messages.is_empty()
+                {
+                    self.selected_message = Some(self.messages.len() - 1);
+                }
+                Vec::new()
+            }
+            Key::Up | Key::Char('k') => self.move_selection(-1),
+            Key::Down | Key::Char('j') => self.move_selection(1),
+            Key::Enter | Key::Char('i') => {
+                if self.current_chat().is_some() {
+                    self.focus = Focus::Compose;
+                }
+                Vec::new()
+            }
+            Key::Char('n') => self.prompt(Prompt::NewDirect),
+            Key::Char('g') => self.prompt(Prompt::NewGroup),
+            Key::Char('a') if self.current_group().is_some() => self.prompt(Prompt::AddMember),
+            Key::Char('r') if self.current_group().is_some() => self.prompt(Prompt::RemoveMember),
+            Key::Char('l') => {
+                if let Some(group) = self.current_group() {
+                    self.overlay = Overlay::ConfirmLeave { group };
+                }
+                Vec::new()
+            }
+            Key::Char('R') => match self.selected_received_message() {
+                Some(message) => {
+                    let message_id = message.id.clone();
+                    self.prompt(Prompt::ReportReason { message_id })
+                }
+                None => {
+                    self.status = "Select a received message first (Tab, then ↑/↓)".into();
+                    Vec::new()
+                }
+            },
+            Key::Char('b') => match self.other_party() {
+                Some(user) => vec![Command::Block { user }],
+                None => Vec::new(),
+            },
+            Key::Char('s') => match self.other_party() {
+                Some(user) => vec![Command::SafetyNumber { user }],
+                None => Vec::new(),
+            },
+            _ => Vec::new(),
+        }
+    }
+
+    fn key_compose(&mut self, key: Key) -> Vec<Command> {
+        match key {
+            Key::Esc => {
+                self.focus = Focus::Chats;
+                self.pending_direct = None;
+                Vec::new()
+            }
+            Key::NewLine => {
+                self.compose.push('\n');
+                Vec::new()
+            }
+            Key::Backspace => {
+                self.compose.pop();
+                Vec::new()
+            }
+            Key::Char(c) => {
+                if self.compose.len() < parley_protocol::limits::MAX_TEXT_BYTES {
+                    self.compose.push(c);
+                }
+                Vec::new()
+            }
+            Key::Enter => {
+                let text = std::mem::take(&mut self.compose);
+                if text.trim().is_empty() {
+                    return Vec::new();
+                }
+                match (self.pending_direct.take(), self.current_chat()) {
+                    (Some(user), _) => vec![Command::NewDirect { user, text }],
+                    (None, Some(chat)) => vec![Command::Send {
+                        chat: chat.chat.clone(),
+                        text,
+                    }],
+                    (None, None) => Vec::new(),
+                }
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn prompt(&mut self, prompt: Prompt) -> Vec<Command> {
+        self.overlay = Overlay::Prompt {
+            prompt,
+            input: String::new(),
+        };
+        Vec::new()
+    }
+
+    fn move_selection(&mut self, delta: i64) -> Vec<Command> {
+        match self.focus {
+            Focus::Chats if !self.chats.is_empty() => {
+                let next = (self.selected_chat as i64 + delta).clamp(0, self.chats.len() as i64 - 1)
+                    as usize;
+                if next != self.selected_chat {
+                    self.selected_chat = next;
+                    self.selected_message = None;
+                    return self.open_current();
+                }
+                Vec::new()
+            }
+            Focus::Messages if !self.messages.is_empty() => {
+                let current = self.selected_message.unwrap_or(self.messages.len() - 1) as i64;
+                self.selected_message =
+                    Some((current + delta).clamp(0, self.messages.len() as i64 - 1) as usize);
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn selected_received_message(&self) -> Option<&MessageView> {
+        self.selected_message
+            .and_then(|i| self.messages.get(i))
+            .filter(|m| m.sender != self.me)
+    }
+
+    /// Whom `b` (block) and `s` (safety number) are about: the selected message's sender, or
+    /// the peer of a 1:1 chat.
+    fn other_party(&self) -> Option<String> {
+        if let Some(message) = self.selected_received_message() {
+            return Some(message.sender.clone());
+        }
+        self.current_chat()
+            .filter(|c| !c.chat.starts_with('#'))
+            .map(|c| c.chat.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chat(name: &str, unread: u64) -> ChatSummary {
+        ChatSummary {
+            chat: name.into(),
+            kind: if name.starts_with('#') {
+                "group"
+            } else {
+                "direct"
+            }
+            .into(),
+            state: "active".into(),
+            last_activity: "2026-01-01T00:00:00.000Z".into(),
+            last_message: None,
+            unread,
+        }
+    }
+
+    fn message(id: &str, sender: &str, text: &str) -> MessageView {
+        MessageView {
+            id: id.into(),
+            chat: "bob".into(),
+            sender: sender.into(),
+            text: text.into(),
+            sent_at: "2026-01-01T00:00:00.000Z".into(),
+            status: "received".into(),
+            group_seq: Some(1),
+        }
+    }
+
+    fn typed(app: &mut App, text: &str) -> Vec<Command> {
+        text.chars().flat_map(|c| app.key(Key::Char(c))).collect()
+    }
+
+    #[test]
+    fn enter_in_the_compose_box_sends_to_the_selected_chat_and_alt_enter_breaks_lines() {
+        let mut app = App::new("alice");
+        app.set_chats(vec![chat("bob", 0), chat("#team", 2)]);
+        assert_eq!(
+            app.key(Key::Down),
+            vec![Command::OpenChat {
+                chat: "#team".into()
+            }]
+        );
+        app.key(Key::Enter);
+        assert_eq!(app.focus, Focus::Compose);
+        typed(&mut app, "hi");
+        app.key(Key::NewLine);
+        typed(&mut app, "all");
+        assert_eq!(
+            app.key(Key::Enter),
+            vec![Command::Send {
+                chat: "#team".into(),
+                text: "hi\nall".into()
+            }]
+        );
+        assert!(app.compose.is_empty());
+        assert!(
+            app.key(Key::Enter).is_empty(),
+            "an empty message is not sent"
+        );
+    }
+
+    #[test]
+    fn a_new_direct_chat_starts_with_its_first_message() {
+        let mut app = App::new("alice");
+        app.key(Key::Char('n'));
+        assert!(matches!(
+            app.overlay,
+            Overlay::Prompt {
+                prompt: Prompt::NewDirect,
+                ..
+            }
+        ));
+        typed(&mut app, "bob");
+        assert!(app.key(Key::Enter).is_empty());
+        assert_eq!(app.focus, Focus::Compose);
+        typed(&mut app, "hello");
+        assert_eq!(
+            app.key(Key::Enter),
+            vec![Command::NewDirect {
+                user: "bob".into(),
+                text: "hello".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn group_dialogs_produce_group_commands() {
+        let mut app = App::new("alice");
+        app.key(Key::Char('g'));
+        typed(&mut app, "team bob carol");
+        assert_eq!(
+            app.key(Key::Enter),
+            vec![Command::NewGroup {
+                name: "team".into(),
+                members: vec!["bob".into(), "carol".into()]
+            }]
+        );
+        app.set_chats(vec![chat("#team", 0)]);
+        app.key(Key::Char('a'));
+        typed(&mut app, "dave");
+        assert_eq!(
+            app.key(Key::Enter),
+            vec![Command::AddMember {
+                group: "team".into(),
+                user: "dave".into()
+            }]
+        );
+        app.key(Key::Char('r'));
+        typed(&mut app, "carol");
+        assert_eq!(
+            app.key(Key::Enter),
+            vec![Command::RemoveMember {
+                group: "team".into(),
+                user: "carol".into()
+            }]
+        );
+        app.key(Key::Char('l'));
+        assert_eq!(
+            app.key(Key::Char('y')),
+            vec![Command::Leave {
+                group: "team".into()
+            }]
+        );
+        // Escape abandons a dialog.
+        app.key(Key::Char('a'));
+        typed(&mut app, "erin");
+        assert!(app.key(Key::Esc).is_empty());
+        assert_eq!(app.overlay, Overlay::None);
+    }
+
+    #[test]
+    fn a_selected_received_message_can_be_reported_and_its_sender_blocked() {
+        let mut app = App::new("alice");
+        app.set_chats(vec![chat("bob", 1)]);
+        app.set_messages(vec![
+            message("m1", "bob", "spam"),
+            message("m2", "alice", "mine"),
+        ]);
+        app.key(Key::Tab);
+        assert_eq!(app.selected_message, Some(1));
+        // One's own message cannot be reported.
+        assert!(app.key(Key::Char('R')).is_empty());
+        assert_eq!(app.overlay, Overlay::None);
+        app.key(Key::Up);
+        app.key(Key::Char('R'));
+        typed(&mut app, "spam");
+        assert_eq!(
+            app.key(Key::Enter),
+            vec![Command::Report {
+                message_id: "m1".into(),
+                reason: "spam".into()
+            }]
+        );
+        assert_eq!(
+            app.key(Key::Char('b')),
+            vec![Command::Block { user: "bob".into() }]
+        );
+        assert_eq!(
+            app.key(Key::Char('s')),
+            vec![Command::SafetyNumber { user: "bob".into() }]
+        );
+    }
+
+    #[test]
+    fn help_shows_on_question_mark_and_any_key_closes_it() {
+        let mut app = App::new("alice");
+        app.key(Key::Char('?'));
+        assert_eq!(app.overlay, Overlay::Help);
+        assert!(app.key(Key::Char('x')).is_empty());
+        assert_eq!(app.overlay, Overlay::None);
+        assert_eq!(app.key(Key::Char('q')), vec![Command::Quit]);
+        assert_eq!(app.key(Key::CtrlC), vec![Command::Quit]);
+    }
+
+    #[test]
+    fn the_selection_follows_its_chat_when_the_list_changes() {
+        let mut app = App::new("alice");
+        app.set_chats(vec![chat("bob", 0), chat("carol", 0)]);
+        app.key(Key::Down);
+        app.set_chats(vec![chat("dave", 1), chat("bob", 0), chat("carol", 0)]);
+        assert_eq!(app.current_chat().unwrap().chat, "carol");
+        app.set_chats(Vec::new());
+        assert!(app.current_chat().is_none());
+        assert!(app.key(Key::Down).is_empty());
+    }
+}

@@ -1,0 +1,309 @@
+//! The terminal side: raw mode and the alternate screen, keys from crossterm, the client's live
+//! connection, and commands run against the client library.
+
+use std::io::Stdout;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use parley_client::{ChatRef, Client, SafetyNumber};
+use parley_protocol::Username;
+use ratatui::backend::CrosstermBackend;
+use ratatui::crossterm::event::{
+    Event, EventStream, KeyCode, KeyEvent, KeyEventKind, KeyModifiers,
+};
+use ratatui::crossterm::execute;
+use ratatui::crossterm::terminal::{
+    disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen,
+};
+use ratatui::Terminal;
+use tokio::sync::mpsc;
+
+use crate::app::{App, Command, Connection, Key};
+use crate::ui;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TuiError {
+    #[error("terminal: {0}")]
+    Terminal(#[from] std::io::Error),
+}
+
+enum UiEvent {
+    Key(Key),
+    Redraw,
+    Arrived,
+    Connection(bool),
+    Progress(u64, u64),
+    Done(Result<String, String>, Option<String>),
+    Safety(Result<SafetyNumber, String>),
+}
+
+/// Restores the terminal however the UI ends.
+struct TerminalGuard;
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        let _ = disable_raw_mode();
+        let _ = execute!(std::io::stdout(), LeaveAlternateScreen);
+    }
+}
+
+fn key_of(event: KeyEvent) -> Option<Key> {
+    if event.kind == KeyEventKind::Release {
+        return None;
+    }
+    let ctrl = event.modifiers.contains(KeyModifiers::CONTROL);
+    let alt = event.modifiers.contains(KeyModifiers::ALT);
+    Some(match event.code {
+        KeyCode::Char('c') if ctrl => Key::CtrlC,
+        KeyCode::Char('j') if ctrl => Key::NewLine,
+        KeyCode::Enter if alt || event.modifiers.contains(KeyModifiers::SHIFT) => Key::NewLine,
+        KeyCode::Enter => Key::Enter,
+        KeyCode::Char(c) => Key::Char(c),
+        KeyCode::Backspace => Key::Backspace,
+        KeyCode::Esc => Key::Esc,
+        KeyCode::Tab => Key::Tab,
+        KeyCode::Up => Key::Up,
+        KeyCode::Down => Key::Down,
+        _ => return None,
+    })
+}
+
+fn chat_ref(name: &str) -> Result<ChatRef, String> {
+    ChatRef::parse(name).map_err(|e| e.to_string())
+}
+
+/// Reloads the chat list and the open chat from the local database (cheap: no network).
+fn refresh(client: &Client, app: &mut App) {
+    match client.chats() {
+        Ok(chats) => app.set_chats(chats),
+        Err(e) => app.show_error(&e.to_string()),
+    }
+    let Some(chat) = app.current_chat().map(|c| c.chat.clone()) else {
+        app.set_messages(Vec::new());
+        return;
+    };
+    if let Ok(chat) = ChatRef::parse(&chat) {
+        match client.history(&chat, 500) {
+            Ok(messages) => app.set_messages(messages),
+            Err(e) => app.show_error(&e.to_string()),
+        }
+        // The open chat is read; its count in the list goes to zero.
+        if app.current_chat().is_some_and(|c| c.unread > 0) && client.mark_read(&chat).is_ok() {
+            if let Ok(chats) = client.chats() {
+                app.set_chats(chats);
+            }
+        }
+    }
+}
+
+fn spawn_command(client: Arc<Client>, command: Command, events: mpsc::UnboundedSender<UiEvent>) {
+    tokio::spawn(async move {
+        let (result, select) = match command {
+            Command::Send { chat, text } => match chat_ref(&chat) {
+                Ok(target) => (
+                    client
+                        .send_text(&target, &text)
+                        .await
+                        .map(|_| String::new())
+                        .map_err(|e| e.to_string()),
+                    None,
+                ),
+                Err(e) => (Err(e), None),
+            },
+            Command::NewDirect { user, text } => match Username::parse(&user) {
+                Ok(peer) => (
+                    client
+                        .send_text(&ChatRef::Direct(peer), &text)
+                        .await
+                        .map(|_| format!("Chat with {user} started"))
+                        .map_err(|e| e.to_string()),
+                    Some(user),
+                ),
+                Err(e) => (Err(e.to_string()), None),
+            },
+            Command::NewGroup { name, members } => {
+                let members: Result<Vec<Username>, String> = members
+                    .iter()
+                    .map(|m| Username::parse(m).map_err(|e| format!("{m}: {e}")))
+                    .collect();
+                match members {
+                    Ok(members) => (
+                        client
+                            .create_group(&name, &members)
+                            .await
+                            .map(|_| format!("Group #{name} created"))
+                            .map_err(|e| e.to_string()),
+                        Some(format!("#{name}")),
+                    ),
+                    Err(e) => (Err(e), None),
+                }
+            }
+            Command::AddMember { group, user } => match Username::parse(&user) {
+                Ok(u) => (
+                    client
+                        .add_members(&group, &[u])
+                        .await
+                        .map(|_| format!("{user} added"))
+                        .map_err(|e| e.to_string()),
+                    None,
+                ),
+                Err(e) => (Err(e.to_string()), None),
+            },
+            Command::RemoveMember { group, user } => match Username::parse(&user) {
+                Ok(u) => (
+                    client
+                        .remove_members(&group, &[u])
+                        .await
+                        .map(|_| format!("{user} removed"))
+                        .map_err(|e| e.to_string()),
+                    None,
+                ),
+                Err(e) => (Err(e.to_string()), None),
+            },
+            Command::Leave { group } => (
+                client
+                    .leave_group(&group)
+                    .await
+                    .map(|_| format!("You left #{group}"))
+                    .map_err(|e| e.to_string()),
+                None,
+            ),
+            Command::Report { message_id, reason } => {
+                let sent = match client.report_bundle(&message_id, &reason, 3) {
+                    Ok(bundle) => client.send_report(&bundle).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                (
+                    sent.map(|id| format!("Reported (report {id}); the moderators can verify it")),
+                    None,
+                )
+            }
+            Command::Block { user } => match Username::parse(&user) {
+                Ok(u) => (
+                    client
+                        .block(&u)
+                        .map(|_| format!("{user} blocked"))
+                        .map_err(|e| e.to_string()),
+                    None,
+                ),
+                Err(e) => (Err(e.to_string()), None),
+            },
+            Command::SafetyNumber { user } => {
+                let number = Username::parse(&user)
+                    .map_err(|e| e.to_string())
+                    .and_then(|u| client.safety_number(&u).map_err(|e| e.to_string()));
+                let _ = events.send(UiEvent::Safety(number));
+                return;
+            }
+            Command::OpenChat { .. } => (Ok(String::new()), None),
+            Command::Quit => return,
+        };
+        let _ = events.send(UiEvent::Done(result, select));
+    });
+}
+
+/// Runs the full-screen client until the user quits.
+pub async fn run(client: Client) -> Result<(), TuiError> {
+    let client = Arc::new(client);
+    let (events, mut inbox) = mpsc::unbounded_channel::<UiEvent>();
+
+    enable_raw_mode()?;
+    let _guard = TerminalGuard;
+    execute!(std::io::stdout(), EnterAlternateScreen)?;
+    let mut terminal: Terminal<CrosstermBackend<Stdout>> =
+        Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
+
+    let mut app = App::new(client.username().as_str());
+    refresh(&client, &mut app);
+
+    // Keys.
+    let key_events = events.clone();
+    tokio::spawn(async move {
+        let mut stream = EventStream::new();
+        while let Some(Ok(event)) = stream.next().await {
+            let sent = match event {
+                Event::Key(key) => key_of(key).map(|k| key_events.send(UiEvent::Key(k))),
+                Event::Resize(_, _) => Some(key_events.send(UiEvent::Redraw)),
+                _ => None,
+            };
+            if matches!(sent, Some(Err(_))) {
+                break;
+            }
+        }
+    });
+
+    // The live connection: a first sync with progress, then messages as they arrive.
+    let (live_client, live_events) = (client.clone(), events.clone());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let progress_events = live_events.clone();
+        let first = live_client
+            .receive_with_progress(|done, total| {
+                let _ = progress_events.send(UiEvent::Progress(done, total));
+            })
+            .await;
+        if let Ok(messages) = first {
+            let _ = (messages, live_events.send(UiEvent::Arrived));
+        }
+        let (message_events, state_events) = (live_events.clone(), live_events.clone());
+        let _ = live_client
+            .follow(
+                move |m| {
+                    let _ = (m, message_events.send(UiEvent::Arrived));
+                },
+                move |up| {
+                    let _ = state_events.send(UiEvent::Connection(up));
+                },
+                async {
+                    let _ = stop_rx.await;
+                },
+            )
+            .await;
+    });
+
+    terminal.draw(|frame| ui::draw(frame, &app))?;
+    while let Some(event) = inbox.recv().await {
+        match event {
+            UiEvent::Key(key) => {
+                let chat_before = app.current_chat().map(|c| c.chat.clone());
+                for command in app.key(key) {
+                    if command == Command::Quit {
+                        let _ = stop_tx.send(());
+                        return Ok(());
+                    }
+                    spawn_command(client.clone(), command, events.clone());
+                }
+                if app.current_chat().map(|c| c.chat.clone()) != chat_before {
+                    refresh(&client, &mut app);
+                }
+            }
+            UiEvent::Redraw => {}
+            UiEvent::Arrived => {
+                app.progress = None;
+                refresh(&client, &mut app);
+            }
+            UiEvent::Connection(up) => app.set_connection(if up {
+                Connection::Online
+            } else {
+                Connection::Offline
+            }),
+            UiEvent::Progress(done, total) => app.progress = (total > 20).then_some((done, total)),
+            UiEvent::Done(result, select) => {
+                match result {
+                    Ok(status) if !status.is_empty() => app.status = status,
+                    Ok(_) => {}
+                    Err(e) => app.show_error(&e),
+                }
+                refresh(&client, &mut app);
+                if let Some(chat) = select {
+                    app.select_chat(&chat);
+                    refresh(&client, &mut app);
+                }
+            }
+            UiEvent::Safety(Ok(number)) => app.show_safety_number(number),
+            UiEvent::Safety(Err(e)) => app.show_error(&e),
+        }
+        terminal.draw(|frame| ui::draw(frame, &app))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,329 @@
+//! Drawing the [`App`] with ratatui. Works down to 80x24 and at any size above; smaller
+//! terminals get what fits (ratatui clips; nothing here indexes by size).
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragraph, Wrap};
+use ratatui::Frame;
+
+use crate::app::{App, Connection, Focus, Overlay};
+
+pub const HELP: &[(&str, &str)] = &[
+    ("↑/↓ j/k", "select a chat, or a message"),
+    ("Tab", "switch between chats and messages"),
+    ("Enter, i", "write in the selected chat"),
+    ("Enter", "send (in the compose box)"),
+    ("Alt+Enter, Ctrl+J", "new line in the compose box"),
+    ("Esc", "leave the compose box or a dialog"),
+    ("n", "new 1:1 chat"),
+    ("g", "new group"),
+    ("a / r", "add / remove a group member"),
+    ("l", "leave the group"),
+    ("R", "report the selected message"),
+    ("b", "block the selected sender or the peer"),
+    ("s", "safety number of the selected sender or the peer"),
+    ("?", "this help"),
+    ("q, Ctrl+C", "quit"),
+];
+
+fn time_of(rfc3339: &str) -> &str {
+    // "2026-11-29T21:47:29.133Z" → "21:47"
+    rfc3339.get(11..16).unwrap_or(rfc3339)
+}
+
+fn focused(block: Block<'_>, on: bool) -> Block<'_> {
+    if on {
+        block.border_style(Style::default().fg(Color::Cyan))
+    } else {
+        block
+    }
+}
+
+pub fn draw(frame: &mut Frame<'_>, app: &App) {
+    let [top, body, compose, bottom] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(3),
+        Constraint::Length(compose_height(app)),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+    draw_title(frame, app, top);
+    let [chats, messages] =
+        Layout::horizontal([Constraint::Length(26), Constraint::Min(20)]).areas(body);
+    draw_chats(frame, app, chats);
+    draw_messages(frame, app, messages);
+    draw_compose(frame, app, compose);
+    frame.render_widget(
+        Paragraph::new(app.status.as_str()).style(Style::default().fg(Color::Gray)),
+        bottom,
+    );
+    draw_overlay(frame, app);
+}
+
+fn compose_height(app: &App) -> u16 {
+    (app.compose.lines().count().max(1) as u16 + usize::from(app.compose.ends_with('\n')) as u16)
+        .min(5)
+        + 2
+}
+
+fn draw_title(frame: &mut Frame<'_>, app: &App, area: Rect) {
+    let (state, color) = match app.connection {
+        Connection::Online => ("● online", Color::Green),
+        Connection::Connecting => ("◌ connecting", Color::Yellow),
+        Connection::Offline => ("○ offline, reconnecting", Color::Red),
+    };
+    let mut spans = vec![
+        Span::styled(" Parley ", Style::default().add_modifier(Modifier::BOLD)),
+        Span::raw(format!("— {}  ", app.me)),
+        Span::styled(state, Style::default().fg(color)),
+    ];
+    if let Some((done, total)) = app.progress {
+        spans.push(Span::raw(format!("  syncing {done}/{total}")));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn draw_chats(frame: &mut Frame<'_>, app: &App, area: Rect) {
+    let items: Vec<ListItem> = app
+        .chats
+        .iter()
+        .map(|chat| {
+            let mut first = vec![Span::styled(
+                chat.chat.clone(),
+                Style::default().add_modifier(Modifier::BOLD),
+            )];
+            if chat.unread > 0 {
+                first.push(Span::styled(
+                    format!(" ({})", chat.unread),
+                    Style::default().fg(Color::Yellow),
+                ));
+            }
+            if chat.state != "active" {
+                first.push(Span::raw(format!(" [{}]", chat.state)));
+            }
+            let last = chat
+                .last_message
+                .as_ref()
+                .map(|m| format!("{}: {}", m.sender, m.text.replace('\n', " ")))
+                .unwrap_or_default();
+            ListItem::new(vec![
+                Line::from(first),
+                Line::from(Span::styled(last, Style::default().fg(Color::Gray))),
+            ])
+        })
+        .collect();
+    let mut state = ListState::default();
+    if !app.chats.is_empty() {
+        state.select(Some(app.selected_chat));
+    }
+    let list = List::new(items)
+        .block(focused(
+            Block::default().borders(Borders::ALL).title("Chats"),
+            app.focus == Focus::Chats,
+        ))
+        .highlight_style(Style::default().bg(Color::DarkGray));
+    frame.render_stateful_widget(list, area, &mut state);
+}
+
+fn draw_messages(frame: &mut Frame<'_>, app: &App, area: Rect) {
+    let title = app
+        .pending_direct
+        .as_deref()
+        .or(app.current_chat().map(|c| c.chat.as_str()))
+        .unwrap_or("No chat — press n for a new one")
+        .to_owned();
+    let items: Vec<ListItem> = app
+        .messages
+        .iter()
+        .map(|m| {
+            let state = match m.status.as_str() {
+                "sending" => " ⧗ sending",
+                "sent" => " ✓ sent",
+                "failed" => " ✗ failed",
+                _ => "",
+            };
+            let mut lines = vec![Line::from(vec![
+                Span::styled(
+                    time_of(&m.sent_at).to_owned(),
+                    Style::default().fg(Color::Gray),
+                ),
+                Span::raw(" "),
+                Span::styled(
+                    m.sender.clone(),
+                    Style::default()
+                        .fg(Color::Cyan)
+                        .add_modifier(Modifier::BOLD),
+                ),
+                Span::styled(state, Style::default().fg(Color::Gray)),
+            ])];
+            lines.extend(m.text.lines().map(|l| Line::from(format!("  {l}"))));
+            ListItem::new(lines)
+        })
+        .collect();
+    let mut state = ListState::default();
+    // Without a selection, show the newest messages.
+    state.select(app.selected_message.or(app.messages.len().checked_sub(1)));
+    let list = List::new(items)
+        .block(focused(
+            Block::default().borders(Borders::ALL).title(title),
+            app.focus == Focus::Messages,
+        ))
+        .highlight_style(if app.focus == Focus::Messages {
+            Style::default().bg(Color::DarkGray)
+        } else {
+            Style::default()
+        });
+    frame.render_stateful_widget(list, area, &mut state);
+}
+
+fn draw_compose(frame: &mut Frame<'_>, app: &App, area: Rect) {
+    let title = if app.focus == Focus::Compose {
+        "Message (Enter sends, Alt+Enter new line)"
+    } else {
+        "Message (Enter to write)"
+    };
+    let text = if app.focus == Focus::Compose {
+        format!("{}▏", app.compose)
+    } else {
+        app.compose.clone()
+    };
+    let paragraph = Paragraph::new(text)
+        .wrap(Wrap { trim: false })
+        .block(focused(
+            Block::default().borders(Borders::ALL).title(title),
+            app.focus == Focus::Compose,
+        ));
+    frame.render_widget(paragraph, area);
+}
+
+fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let width = width.min(area.width);
+    let height = height.min(area.height);
+    Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    }
+}
+
+fn draw_overlay(frame: &mut Frame<'_>, app: &App) {
+    let area = frame.area();
+    match &app.overlay {
+        Overlay::None => {}
+        Overlay::Help => {
+            let lines: Vec<Line> = HELP
+                .iter()
+                .map(|(keys, what)| {
+                    Line::from(vec![
+                        Span::styled(format!("{keys:<18}"), Style::default().fg(Color::Cyan)),
+                        Span::raw(*what),
+                    ])
+                })
+                .collect();
+            let popup = centered(area, 70, HELP.len() as u16 + 2);
+            frame.render_widget(Clear, popup);
+            frame.render_widget(
+                Paragraph::new(lines).block(
+                    Block::default()
+                        .borders(Borders::ALL)
+                        .title("Keys (any key closes)"),
+                ),
+                popup,
+            );
+        }
+        Overlay::Prompt { prompt, input } => {
+            let popup = centered(area, 60, 3);
+            frame.render_widget(Clear, popup);
+            frame.render_widget(
+                Paragraph::new(format!("{input}▏")).block(
+                    Block::default()
+                        .borders(Borders::ALL)
+                        .title(prompt.question()),
+                ),
+                popup,
+            );
+        }
+        Overlay::ConfirmLeave { group } => {
+            let popup = centered(area, 50, 3);
+            frame.render_widget(Clear, popup);
+            frame.render_widget(
+                Paragraph::new("y to leave, any other key to stay").block(
+                    Block::default()
+                        .borders(Borders::ALL)
+                        .title(format!("Leave #{group}?")),
+                ),
+                popup,
+            );
+        }
+        Overlay::Safety(number) => {
+            let qr = qrcode::QrCode::new(number.qr_payload.as_bytes())
+                .map(|code| {
+                    code.render::<qrcode::render::unicode::Dense1x2>()
+                        .quiet_zone(false)
+                        .build()
+                })
+                .unwrap_or_default();
+            let mut lines = vec![
+                Line::from(format!("Compare with {} in person:", number.peer)),
+                Line::from(Span::styled(
+                    number.digits.clone(),
+                    Style::default().add_modifier(Modifier::BOLD),
+                )),
+                Line::from(""),
+            ];
+            lines.extend(qr.lines().map(|l| Line::from(l.to_owned())));
+            let popup = centered(area, 76, lines.len() as u16 + 2);
+            frame.render_widget(Clear, popup);
+            frame.render_widget(
+                Paragraph::new(lines).block(
+                    Block::default()
+                        .borders(Borders::ALL)
+                        .title("Safety number (any key closes)"),
+                ),
+                popup,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::Key;
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+
+    fn screen(app: &App, width: u16, height: u16) -> String {
+        let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+        terminal.draw(|frame| draw(frame, app)).unwrap();
+        let buffer = terminal.backend().buffer().clone();
+        let mut out = String::new();
+        for y in 0..height {
+            for x in 0..width {
+                out.push_str(buffer[(x, y)].symbol());
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    #[test]
+    fn every_size_renders_without_panicking() {
+        let mut app = App::new("alice");
+        app.key(Key::Char('?'));
+        for (width, height) in [(80, 24), (1, 1), (0, 0), (10, 3), (200, 60), (40, 100)] {
+            let _ = screen(&app, width, height);
+        }
+    }
+
+    #[test]
+    fn the_main_screen_fits_80_by_24() {
+        let app = App::new("alice");
+        let text = screen(&app, 80, 24);
+        assert!(text.contains("Parley"));
+        assert!(text.contains("Chats"));
+        assert!(text.contains("Press ? for help"));
+    }
+}

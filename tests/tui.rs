@@ -1,0 +1,142 @@
+//! `parley tui` end to end: two users in two tmux sessions (80x24) against the real server; a
+//! message typed by one appears on the other's screen.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+struct Tmux {
+    socket: String,
+    sessions: Vec<String>,
+}
+
+impl Tmux {
+    fn new() -> Tmux {
+        assert!(
+            Command::new("tmux").arg("-V").output().is_ok(),
+            "tmux is not installed: apt-get install tmux (.ci/run does)"
+        );
+        Tmux {
+            socket: format!("parley-test-{}", std::process::id()),
+            sessions: Vec::new(),
+        }
+    }
+
+    fn tmux(&self, args: &[&str]) -> String {
+        let output = Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("run tmux");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn start(&mut self, name: &str, command: &str) {
+        self.tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            name,
+            "-x",
+            "80",
+            "-y",
+            "24",
+            command,
+        ]);
+        self.sessions.push(name.to_owned());
+    }
+
+    fn keys(&self, session: &str, keys: &[&str]) {
+        for key in keys {
+            self.tmux(&["send-keys", "-t", session, key]);
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+
+    fn type_text(&self, session: &str, text: &str) {
+        self.tmux(&["send-keys", "-t", session, "-l", text]);
+        std::thread::sleep(Duration::from_millis(150));
+    }
+
+    fn screen(&self, session: &str) -> String {
+        self.tmux(&["capture-pane", "-p", "-t", session])
+    }
+
+    fn wait_for(&self, session: &str, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let screen = self.screen(session);
+            if screen.contains(needle) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{needle:?} never appeared on {session}'s screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.tmux(&["kill-server"]);
+    }
+}
+
+#[test]
+fn a_message_typed_in_one_tui_appears_in_the_other() {
+    let server = TestServer::start();
+    let (alice, bob) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    assert_eq!(
+        cli(alice.path(), &server.url(), &["register", "alice"]).0,
+        0
+    );
+    assert_eq!(cli(bob.path(), &server.url(), &["register", "bob"]).0, 0);
+
+    let mut tmux = Tmux::new();
+    tmux.start(
+        "alice",
+        &format!("{BIN} --home {} tui", alice.path().display()),
+    );
+    tmux.start("bob", &format!("{BIN} --home {} tui", bob.path().display()));
+    tmux.wait_for("alice", "online", Duration::from_secs(20));
+    tmux.wait_for("bob", "online", Duration::from_secs(20));
+
+    // Alice starts a chat with Bob and writes.
+    tmux.keys("alice", &["n"]);
+    tmux.wait_for("alice", "Chat with (username)", Duration::from_secs(5));
+    tmux.type_text("alice", "bob");
+    tmux.keys("alice", &["Enter"]);
+    tmux.type_text("alice", "hello from the terminal");
+    tmux.keys("alice", &["Enter"]);
+    tmux.wait_for("alice", "✓ sent", Duration::from_secs(20));
+
+    // It appears on Bob's screen, live, with the sender and an unread mark in the chat list.
+    let screen = tmux.wait_for("bob", "hello from the terminal", Duration::from_secs(20));
+    assert!(screen.contains("alice"), "{screen}");
+
+    // Bob answers with two lines; Alice sees both.
+    tmux.keys("bob", &["Enter"]);
+    tmux.type_text("bob", "first line");
+    tmux.keys("bob", &["C-j"]);
+    tmux.type_text("bob", "second line");
+    tmux.keys("bob", &["Enter"]);
+    tmux.wait_for("alice", "second line", Duration::from_secs(20));
+    let screen = tmux.wait_for("alice", "first line", Duration::from_secs(5));
+    assert!(screen.contains("bob"), "{screen}");
+
+    // Help, and a resize to something tiny and back, do not break it.
+    tmux.keys("bob", &["Escape", "?"]);
+    tmux.wait_for("bob", "Keys (any key closes)", Duration::from_secs(5));
+    tmux.keys("bob", &["x"]);
+    tmux.tmux(&["resize-window", "-t", "bob", "-x", "20", "-y", "5"]);
+    std::thread::sleep(Duration::from_millis(300));
+    tmux.tmux(&["resize-window", "-t", "bob", "-x", "80", "-y", "24"]);
+    tmux.wait_for("bob", "Chats", Duration::from_secs(5));
+    tmux.keys("bob", &["q"]);
+    tmux.keys("alice", &["C-c"]);
+}
