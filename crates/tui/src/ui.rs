@@ -319,6 +319,16 @@ mod tests {
     }
 
     #[test]
+    fn a_long_sync_shows_its_progress_and_the_connection_state_shows() {
+        let mut app = App::new("alice");
+        app.progress = Some((120, 4000));
+        app.set_connection(Connection::Offline);
+        let text = screen(&app, 80, 24);
+        assert!(text.contains("syncing 120/4000"), "{text}");
+        assert!(text.contains("offline, reconnecting"), "{text}");
+    }
+
+    #[test]
     fn the_main_screen_fits_80_by_24() {
         let app = App::new("alice");
         let text = screen(&app, 80, 24);
