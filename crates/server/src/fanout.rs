@@ -27,6 +27,14 @@ pub trait Fanout: Send + Sync + 'static {
     fn release(&self, device: DeviceId);
     /// Devices with a live connection on this node.
     fn connected_devices(&self) -> usize;
+    /// Resolves each time hints may have been lost (the NATS connection came back after a
+    /// failure); the caller then re-reads the heads of [`Fanout::local_devices`] from the
+    /// database. Never resolves for in-process hints, which cannot be lost.
+    async fn hints_lost(&self);
+    /// Devices with live connections on this node, to refresh after [`Fanout::hints_lost`].
+    fn local_devices(&self) -> Vec<DeviceId>;
+    /// Gives local watchers a head read from the database.
+    fn refresh_local(&self, device: DeviceId, head: u64);
 }
 
 /// Hints within one process.
@@ -50,6 +58,18 @@ impl Fanout for InProcessFanout {
     fn connected_devices(&self) -> usize {
         self.local.connected_devices()
     }
+
+    async fn hints_lost(&self) {
+        std::future::pending::<()>().await
+    }
+
+    fn local_devices(&self) -> Vec<DeviceId> {
+        self.local.devices()
+    }
+
+    fn refresh_local(&self, device: DeviceId, head: u64) {
+        self.local.notify(&[(device, head)]);
+    }
 }
 
 fn subject(device: &DeviceId) -> String {
@@ -62,6 +82,7 @@ pub struct NatsFanout {
     client: async_nats::Client,
     local: Arc<Notifier>,
     subscriptions: Mutex<HashMap<DeviceId, JoinHandle<()>>>,
+    reconnected: Arc<tokio::sync::Notify>,
 }
 
 impl NatsFanout {
@@ -72,8 +93,19 @@ impl NatsFanout {
             .map(|s| s.parse::<async_nats::ServerAddr>())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| crate::ServerError::Config(format!("bad NATS address: {e}")))?;
+        let reconnected = Arc::new(tokio::sync::Notify::new());
+        let signal = reconnected.clone();
         let client = async_nats::ConnectOptions::new()
             .name("parley-server")
+            .event_callback(move |event| {
+                let signal = signal.clone();
+                async move {
+                    if matches!(event, async_nats::Event::Connected) {
+                        tracing::info!("NATS connection (re)established");
+                        signal.notify_one();
+                    }
+                }
+            })
             .retry_on_initial_connect()
             .connect(addresses)
             .await
@@ -82,6 +114,7 @@ impl NatsFanout {
             client,
             local: Arc::new(Notifier::default()),
             subscriptions: Mutex::new(HashMap::new()),
+            reconnected,
         })
     }
 }
@@ -149,5 +182,17 @@ impl Fanout for NatsFanout {
 
     fn connected_devices(&self) -> usize {
         self.local.connected_devices()
+    }
+
+    async fn hints_lost(&self) {
+        self.reconnected.notified().await
+    }
+
+    fn local_devices(&self) -> Vec<DeviceId> {
+        self.local.devices()
+    }
+
+    fn refresh_local(&self, device: DeviceId, head: u64) {
+        self.local.notify(&[(device, head)]);
     }
 }

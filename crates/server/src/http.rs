@@ -349,6 +349,26 @@ async fn report(
     ))
 }
 
+/// When hints may have been lost (NATS failed over), re-reads the queue heads of this node's
+/// connected devices from the database, so that nobody waits for the next message to learn of
+/// the ones before it.
+fn spawn_hint_recovery(app: Arc<App>) {
+    tokio::spawn(async move {
+        loop {
+            app.fanout.hints_lost().await;
+            // Twice: the resubscriptions may still be on their way the first time.
+            for delay in [Duration::ZERO, Duration::from_secs(1)] {
+                tokio::time::sleep(delay).await;
+                for device in app.fanout.local_devices() {
+                    if let Ok(head) = app.delivery.queue_head(device).await {
+                        app.fanout.refresh_local(device, head);
+                    }
+                }
+            }
+        }
+    });
+}
+
 /// Housekeeping: expire old queue entries and prune rate-limit state, once a minute.
 fn spawn_housekeeping(app: Arc<App>) {
     tokio::spawn(async move {
@@ -371,6 +391,7 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     spawn_housekeeping(app.clone());
+    spawn_hint_recovery(app.clone());
     let listen = app.config.listen;
     let tls = app.config.tls.clone();
     let service = router(app).into_make_service_with_connect_info::<SocketAddr>();

@@ -53,6 +53,16 @@ impl Notifier {
         }
     }
 
+    /// Devices with live watchers in this process.
+    pub fn devices(&self) -> Vec<DeviceId> {
+        let devices = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+        devices
+            .iter()
+            .filter(|(_, s)| s.receiver_count() > 0)
+            .map(|(d, _)| *d)
+            .collect()
+    }
+
     /// Live watchers of one device in this process.
     pub fn watchers(&self, device: DeviceId) -> usize {
         let devices = self.devices.lock().unwrap_or_else(|p| p.into_inner());
