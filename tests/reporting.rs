@@ -203,30 +203,7 @@ async fn a_message_with_a_wrong_franking_tag_is_never_shown() {
     assert_eq!(bob.client.sync().await.unwrap().len(), 1);
 
     // Alice's modified client puts a tag that does not commit to the payload.
-    let forged = {
-        let conn = rusqlite::Connection::open(alice.home.path().join("parley.db")).unwrap();
-        let (group_id, key): (Vec<u8>, Vec<u8>) = conn
-            .query_row(
-                "SELECT c.group_id, a.signature_key FROM chats c, account a WHERE c.name = 'bob'",
-                [],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .unwrap();
-        let crypto = openmls_rust_crypto::RustCrypto::default();
-        let provider = parley_client::provider::TxProvider::new(&crypto, &conn);
-        use openmls_traits::OpenMlsProvider;
-        let signer = openmls_basic_credential::SignatureKeyPair::read(
-            provider.storage(),
-            &key,
-            openmls::prelude::SignatureScheme::ED25519,
-        )
-        .unwrap();
-        let mut group = openmls::prelude::MlsGroup::load(
-            provider.storage(),
-            &openmls::prelude::GroupId::from_slice(&group_id),
-        )
-        .unwrap()
-        .unwrap();
+    let forged = with_stored_group(&alice, "bob", |group, provider, signer| {
         let payload = v1::AppPayload {
             salt: vec![1; 16],
             sender_username: "alice".into(),
@@ -246,11 +223,11 @@ async fn a_message_with_a_wrong_franking_tag_is_never_shown() {
             .encode_to_vec(),
         );
         group
-            .create_message(&provider, &signer, &payload)
+            .create_message(provider, signer, &payload)
             .unwrap()
             .to_bytes()
             .unwrap()
-    };
+    });
     let submit = v1::Submit {
         message_id: vec![9; 16],
         mls_message: forged,

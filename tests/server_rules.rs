@@ -16,41 +16,6 @@ fn user(name: &str) -> Username {
     Username::parse(name).unwrap()
 }
 
-/// Builds a commit straight from a device's stored MLS state, bypassing the client library's
-/// own checks: what a modified client could send.
-fn forge_commit(
-    device: &Device,
-    group_name: &str,
-    build: impl Fn(&mut openmls::prelude::MlsGroup, &TxProvider<'_>, &SignatureKeyPair) -> Vec<u8>,
-) -> Vec<u8> {
-    let conn = rusqlite::Connection::open(device.home.path().join("parley.db")).unwrap();
-    let (group_id, key): (Vec<u8>, Vec<u8>) = conn
-        .query_row(
-            "SELECT c.group_id, a.signature_key FROM chats c, account a WHERE c.name = ?1",
-            [group_name],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .unwrap();
-    let crypto = RustCrypto::default();
-    // Rolled back when dropped: Bob's real client state stays as it was.
-    let tx = conn.unchecked_transaction().unwrap();
-    let provider = TxProvider::new(&crypto, &tx);
-    use openmls_traits::OpenMlsProvider;
-    let signer = SignatureKeyPair::read(
-        provider.storage(),
-        &key,
-        openmls::prelude::SignatureScheme::ED25519,
-    )
-    .unwrap();
-    let mut group = openmls::prelude::MlsGroup::load(
-        provider.storage(),
-        &openmls::prelude::GroupId::from_slice(&group_id),
-    )
-    .unwrap()
-    .unwrap();
-    build(&mut group, &provider, &signer)
-}
-
 async fn submit_raw(
     server: &str,
     token: &str,
@@ -107,7 +72,7 @@ async fn the_server_refuses_commits_that_break_the_roles() {
         .epoch;
 
     // Bob is not an admin: removing Carol is refused by the server itself.
-    let commit = forge_commit(&bob, "rules", |group, provider, signer| {
+    let commit = with_stored_group(&bob, "rules", |group, provider, signer| {
         let carol_leaf = group
             .members()
             .find(|m| String::from_utf8_lossy(m.credential.serialized_content()).contains("carol"))
@@ -135,7 +100,7 @@ async fn the_server_refuses_commits_that_break_the_roles() {
     assert!(message.contains("admin"), "{message}");
 
     // Nor may Bob make himself an admin.
-    let commit = forge_commit(&bob, "rules", |group, provider, signer| {
+    let commit = with_stored_group(&bob, "rules", |group, provider, signer| {
         let roles = parley_mls::Roles::with_admin(user("alice")).with_added_admin(user("bob"));
         let mut extensions = group.extensions().clone();
         extensions.add_or_replace(roles.to_extension()).unwrap();

@@ -327,3 +327,42 @@ pub fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
         .collect()
 }
+
+/// Runs `build` on a device's stored MLS group for a chat, bypassing the client library's own
+/// checks (what a modified client could send), in a transaction that is rolled back: the
+/// device's real state stays as it was.
+pub fn with_stored_group<T>(
+    device: &Device,
+    chat_name: &str,
+    build: impl FnOnce(
+        &mut openmls::prelude::MlsGroup,
+        &parley_client::provider::TxProvider<'_>,
+        &openmls_basic_credential::SignatureKeyPair,
+    ) -> T,
+) -> T {
+    use openmls_traits::OpenMlsProvider;
+    let conn = rusqlite::Connection::open(device.home.path().join("parley.db")).unwrap();
+    let (group_id, key): (Vec<u8>, Vec<u8>) = conn
+        .query_row(
+            "SELECT c.group_id, a.signature_key FROM chats c, account a WHERE c.name = ?1",
+            [chat_name],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    let crypto = openmls_rust_crypto::RustCrypto::default();
+    let tx = conn.unchecked_transaction().unwrap();
+    let provider = parley_client::provider::TxProvider::new(&crypto, &tx);
+    let signer = openmls_basic_credential::SignatureKeyPair::read(
+        provider.storage(),
+        &key,
+        openmls::prelude::SignatureScheme::ED25519,
+    )
+    .unwrap();
+    let mut group = openmls::prelude::MlsGroup::load(
+        provider.storage(),
+        &openmls::prelude::GroupId::from_slice(&group_id),
+    )
+    .unwrap()
+    .unwrap();
+    build(&mut group, &provider, &signer)
+}
