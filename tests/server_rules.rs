@@ -5,9 +5,6 @@ mod common;
 
 use common::*;
 use openmls::prelude::LeafNodeIndex;
-use openmls_basic_credential::SignatureKeyPair;
-use openmls_rust_crypto::RustCrypto;
-use parley_client::provider::TxProvider;
 use parley_client::{ChatRef, Client, ClientOptions};
 use parley_protocol::{v1, ErrorCode, Username};
 use prost::Message;
