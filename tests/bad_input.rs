@@ -190,6 +190,38 @@ async fn sessions_and_usernames_are_checked() {
     let result: Result<v1::LoginResponse, _> = raw.post("/v1/auth/login", &login).await;
     assert_eq!(result.unwrap_err().1, ErrorCode::Unauthenticated);
 
+    // Nobody logs in as the server's own device (all-zero id, which moderation uses), not even
+    // with a signature crafted for its all-zero (small-order) key, which non-strict Ed25519
+    // verification would accept for one challenge in four.
+    let mut forged = vec![1u8];
+    forged.extend([0u8; 63]);
+    for _ in 0..8 {
+        let challenge: v1::ChallengeResponse = raw
+            .post(
+                "/v1/auth/challenge",
+                &v1::ChallengeRequest {
+                    device_id: vec![0; 16],
+                },
+            )
+            .await
+            .unwrap();
+        let login = v1::LoginRequest {
+            device_id: vec![0; 16],
+            challenge: challenge.challenge,
+            signature: forged.clone(),
+        };
+        let result: Result<v1::LoginResponse, _> = raw.post("/v1/auth/login", &login).await;
+        assert_eq!(result.unwrap_err().1, ErrorCode::Unauthenticated);
+    }
+    // Nor registers a small-order key.
+    let request = v1::RegisterRequest {
+        username: "weakling".into(),
+        signature_key: vec![0; 32],
+        proof: forged,
+    };
+    let result: Result<v1::RegisterResponse, _> = raw.post("/v1/accounts", &request).await;
+    assert_eq!(result.unwrap_err().1, ErrorCode::Malformed);
+
     // Unknown users.
     let alice_raw = Raw::new(&server.url(), _alice.client.api().token());
     let claim = v1::ClaimKeyPackages {

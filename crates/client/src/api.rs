@@ -166,10 +166,14 @@ impl ServerApi {
         let error = v1::ErrorBody::decode(bytes.as_ref())
             .map(WireError::from_wire)
             .unwrap_or_else(|_| {
-                WireError::new(
-                    ErrorCode::Internal,
-                    format!("server answered HTTP {status}"),
-                )
+                // Not from Parley's own handlers (a proxy, say): a 4xx will not go away by
+                // retrying, a 5xx may.
+                let code = match status.as_u16() {
+                    413 => ErrorCode::TooLarge,
+                    400..=499 => ErrorCode::Malformed,
+                    _ => ErrorCode::Unavailable,
+                };
+                WireError::new(code, format!("server answered HTTP {status}"))
             });
         Err(ClientError::Server(error))
     }

@@ -224,8 +224,9 @@ pub fn insert_chat(
     now: i64,
 ) -> Result<(), ClientError> {
     conn.execute(
-        "INSERT OR IGNORE INTO chats (group_id, kind, name, state, created_at, last_activity)
-         VALUES (?1, ?2, ?3, 0, ?4, ?4)",
+        "INSERT INTO chats (group_id, kind, name, state, created_at, last_activity)
+         VALUES (?1, ?2, ?3, 0, ?4, ?4)
+         ON CONFLICT (group_id) DO UPDATE SET state = 0",
         params![group_id, kind as i64, name, now],
     )?;
     Ok(())

@@ -52,6 +52,7 @@ impl Client {
         &self,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<Vec<MessageView>, ClientError> {
+        let _one_at_a_time = self.receive_lock.lock().await;
         self.settle_own_commits().await?;
         let mut shown = Vec::new();
         let mut processed = 0u64;
@@ -237,6 +238,10 @@ impl Client {
             return Outcome::Rejected(Rejected::Unverifiable("group has no roles".into()));
         }
         let group_id = group.group_id().as_slice().to_vec();
+        // Parley group ids are 16 bytes; anything else did not come from a Parley client.
+        if group_id.len() != parley_protocol::GroupId::LEN {
+            return Outcome::Rejected(Rejected::Unverifiable("group id is not 16 bytes".into()));
+        }
         if let Err(e) = db::insert_chat(
             tx,
             &group_id,
@@ -402,6 +407,25 @@ impl Client {
                         }
                     }
                 };
+                // A chat's kind is set once; "direct" only fits a group of two people.
+                let people: std::collections::BTreeSet<String> = group
+                    .members()
+                    .filter_map(|m| DeviceIdentity::from_credential(&m.credential).ok())
+                    .map(|id| id.username.to_string())
+                    .collect();
+                let current = match db::chat(tx, &group_id) {
+                    Ok(chat) => chat.map(|c| c.kind),
+                    Err(e) => return Outcome::Failed(e),
+                };
+                let fits = match kind {
+                    ChatKind::Direct => people.len() == 2,
+                    _ => true,
+                };
+                if !fits || current.is_some_and(|c| c != ChatKind::Unknown && c != kind) {
+                    return Outcome::Rejected(Rejected::Unverifiable(
+                        "chat metadata does not fit the group".into(),
+                    ));
+                }
                 if let Err(e) = db::set_chat_meta(tx, &group_id, kind, &name) {
                     return Outcome::Failed(e);
                 }

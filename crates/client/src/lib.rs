@@ -149,6 +149,10 @@ pub struct Client {
     identity: DeviceIdentity,
     user_id: UserId,
     ciphersuite: Ciphersuite,
+    /// One flush of the outbox at a time, and one pass over the queue at a time (a front end may
+    /// sync in the background while the user sends).
+    flush_lock: tokio::sync::Mutex<()>,
+    receive_lock: tokio::sync::Mutex<()>,
 }
 
 fn open_database(home: &Path) -> Result<Connection, ClientError> {
@@ -274,6 +278,8 @@ impl Client {
             identity: DeviceIdentity::new(username, device_id),
             user_id,
             ciphersuite,
+            flush_lock: tokio::sync::Mutex::new(()),
+            receive_lock: tokio::sync::Mutex::new(()),
         })
     }
 

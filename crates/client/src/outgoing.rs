@@ -288,6 +288,7 @@ impl Client {
         if db::outbox_is_empty(&self.db())? {
             return Ok(());
         }
+        let _one_at_a_time = self.flush_lock.lock().await;
         let mut first_error = None;
         let rows = db::outbox(&self.db())?;
         for row in rows {

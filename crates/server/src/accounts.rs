@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, VerifyingKey};
 use parley_protocol::{v1, DeviceId, ErrorCode, UserId, Username};
 use parley_store::{Challenge, DeviceRecord, NewAccount, NewSession, Store};
 use rand::RngCore;
@@ -27,13 +27,19 @@ fn verifying_key(bytes: &[u8]) -> Result<VerifyingKey, ApiError> {
     let array: [u8; 32] = bytes
         .try_into()
         .map_err(|_| ApiError::malformed("signature key must be a 32-byte Ed25519 public key"))?;
-    VerifyingKey::from_bytes(&array).map_err(|_| ApiError::malformed("invalid Ed25519 public key"))
+    let key = VerifyingKey::from_bytes(&array)
+        .map_err(|_| ApiError::malformed("invalid Ed25519 public key"))?;
+    // A small-order key accepts forged signatures under non-strict verification.
+    if key.is_weak() {
+        return Err(ApiError::malformed("weak Ed25519 public key"));
+    }
+    Ok(key)
 }
 
 fn verify(key: &VerifyingKey, message: &[u8], signature: &[u8]) -> Result<(), ApiError> {
     let signature = Signature::from_slice(signature)
         .map_err(|_| ApiError::malformed("signature must be 64 bytes"))?;
-    key.verify(message, &signature)
+    key.verify_strict(message, &signature)
         .map_err(|_| ApiError::unauthenticated("signature does not verify"))
 }
 
@@ -103,6 +109,10 @@ impl Accounts {
     pub async fn login(&self, request: v1::LoginRequest) -> Result<v1::LoginResponse, ApiError> {
         let device_id = DeviceId::from_slice(&request.device_id)
             .map_err(|e| ApiError::malformed(e.to_string()))?;
+        // The server's own device (moderation's external sender) never has sessions.
+        if device_id == parley_store::SYSTEM_DEVICE {
+            return Err(ApiError::unauthenticated("unknown device"));
+        }
         let challenge = self
             .store
             .take_challenge(&request.challenge)
@@ -150,6 +160,7 @@ impl Accounts {
         self.store
             .session(&token_hash(token), now_ms())
             .await?
+            .filter(|device| device.device_id != parley_store::SYSTEM_DEVICE)
             .map(Authenticated)
             .ok_or_else(|| ApiError::unauthenticated("unknown or expired session token"))
     }

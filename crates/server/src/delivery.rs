@@ -54,6 +54,8 @@ struct HandshakeOutcome {
     members: Vec<(DeviceIdentity, Vec<u8>, u32)>,
     /// Devices that joined with this commit: they get the Welcome.
     added: Vec<DeviceId>,
+    /// Leaves whose (device, key) the group did not have before.
+    changed: Vec<(DeviceIdentity, Vec<u8>, u32)>,
     /// The ratchet tree after the commit (TLS-serialized), for joiners.
     ratchet_tree: Vec<u8>,
 }
@@ -99,6 +101,7 @@ fn process_handshake(
     message: ProtocolMessage,
     sender: &DeviceIdentity,
     max_members: usize,
+    server: &openmls::prelude::ExternalSender,
 ) -> Result<HandshakeOutcome, ApiError> {
     let crypto = RustCrypto::default();
     let mut public = PublicGroupState::load(group_id, state).map_err(|e| {
@@ -151,6 +154,19 @@ fn process_handshake(
         }
         _ => return Err(ApiError::invalid_mls("expected a commit or a proposal")),
     }
+    // Moderation depends on the server staying external sender 0: no commit may drop it.
+    let server_listed = public
+        .group
+        .group_context()
+        .extensions()
+        .external_senders()
+        .and_then(|senders| senders.first())
+        .is_some_and(|sender| sender == server);
+    if !server_listed {
+        return Err(ApiError::forbidden(
+            "a group must keep the server as its external sender",
+        ));
+    }
     let members = member_list(&public.group)?;
     if members.len() > max_members {
         return Err(ApiError::new(
@@ -167,6 +183,17 @@ fn process_handshake(
         .map(|(id, _, _)| id.device_id)
         .filter(|d| !before.contains(d))
         .collect();
+    // Every leaf that is new as (identity, key) must be checked against the directory, also one
+    // that replaces an existing device's leaf in the same commit.
+    let known: HashSet<(DeviceId, Vec<u8>)> = members_before
+        .iter()
+        .map(|(id, key, _)| (id.device_id, key.clone()))
+        .collect();
+    let changed: Vec<(DeviceIdentity, Vec<u8>, u32)> = members
+        .iter()
+        .filter(|(id, key, _)| !known.contains(&(id.device_id, key.clone())))
+        .cloned()
+        .collect();
     let ratchet_tree = if added.is_empty() {
         Vec::new()
     } else {
@@ -181,6 +208,7 @@ fn process_handshake(
         new_state: public.encode(),
         members,
         added,
+        changed,
         ratchet_tree,
     })
 }
@@ -347,7 +375,8 @@ impl Delivery {
         let group_id = group_id_of(&mls_group_id)?;
         let epoch = message.epoch().as_u64();
 
-        let accepted = match &message {
+        let submitted_fingerprint = fingerprint.clone();
+        let outcome: Result<parley_store::Accepted, ApiError> = match &message {
             ProtocolMessage::PrivateMessage(private) => {
                 if private.content_type() != ContentType::Application {
                     return Err(ApiError::invalid_mls(
@@ -385,7 +414,8 @@ impl Delivery {
                         transition: None,
                         franking_tag: Some(franking_tag),
                     })
-                    .await?
+                    .await
+                    .map_err(ApiError::from)
             }
             ProtocolMessage::PublicMessage(_) => {
                 self.submit_handshake(
@@ -397,8 +427,27 @@ impl Delivery {
                     message,
                     request,
                 )
-                .await?
+                .await
             }
+        };
+        let accepted = match outcome {
+            Ok(accepted) => accepted,
+            Err(e)
+                if matches!(
+                    e.code(),
+                    ErrorCode::WrongEpoch | ErrorCode::NotMember | ErrorCode::Replay
+                ) =>
+            {
+                // A concurrent copy of this very submission may have been accepted meanwhile:
+                // then this is a retry, and it gets the first result.
+                match self.store.find_submission(sender, message_id).await? {
+                    Some(previous) if previous.fingerprint == submitted_fingerprint => {
+                        return Ok(response(&previous.accepted))
+                    }
+                    _ => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
         };
         self.fanout.publish(accepted.deliveries.clone());
         tracing::debug!(
@@ -439,6 +488,7 @@ impl Delivery {
             let (message, sender_identity, mls_group_id) =
                 (message.clone(), sender.clone(), mls_group_id.clone());
             let max = self.max_group_members;
+            let server = self.external_sender.clone();
             let outcome = tokio::task::spawn_blocking(move || {
                 process_handshake(
                     &mls_group_id,
@@ -446,19 +496,14 @@ impl Delivery {
                     message,
                     &sender_identity,
                     max,
+                    &server,
                 )
             })
             .await
             .map_err(|_| ApiError::new(ErrorCode::Internal, "commit validation failed"))??;
 
             let added: BTreeSet<DeviceId> = outcome.added.iter().copied().collect();
-            let new_leaves: Vec<_> = outcome
-                .members
-                .iter()
-                .filter(|(id, _, _)| added.contains(&id.device_id))
-                .cloned()
-                .collect();
-            self.check_registered(&new_leaves).await?;
+            self.check_registered(&outcome.changed).await?;
             // The committer may have changed its own leaf (update path): same identity, same key.
             if let Some(own) = outcome
                 .members

@@ -353,6 +353,7 @@ impl Moderation {
 
     async fn propose_removal(&self, group_id: GroupId, leaves: &[u32]) -> Result<(), ApiError> {
         for leaf in leaves {
+            let mut proposed = false;
             for _ in 0..8 {
                 let record = self
                     .store
@@ -396,11 +397,18 @@ impl Moderation {
                 match self.store.accept(submission).await {
                     Ok(accepted) => {
                         self.fanout.publish(accepted.deliveries.clone());
+                        proposed = true;
                         break;
                     }
                     Err(StoreError::StateChanged) | Err(StoreError::WrongEpoch { .. }) => continue,
                     Err(e) => return Err(e.into()),
                 }
+            }
+            if !proposed {
+                return Err(ApiError::new(
+                    ErrorCode::Unavailable,
+                    "the group kept changing; removal not proposed",
+                ));
             }
         }
         Ok(())

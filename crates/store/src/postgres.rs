@@ -402,14 +402,6 @@ async fn release_payloads(tx: &mut Tx<'_>, released: &[(Vec<u8>, i64, i16)]) -> 
 }
 
 async fn accept_in(tx: &mut Tx<'_>, submission: &Submission) -> StoreResult<Accepted> {
-    if let Some(previous) =
-        find_submission_in(&mut **tx, &submission.sender, &submission.message_id).await?
-    {
-        if previous.fingerprint != submission.fingerprint {
-            return Err(StoreError::IdempotencyConflict);
-        }
-        return Ok(previous.accepted);
-    }
     let group = id(submission.group_id.as_bytes());
     // The row lock that orders everything accepted into this group, across all nodes.
     let row =
@@ -422,6 +414,15 @@ async fn accept_in(tx: &mut Tx<'_>, submission: &Submission) -> StoreResult<Acce
     let epoch: i64 = row.try_get(0).map_err(sql_error)?;
     let next_seq: i64 = row.try_get(1).map_err(sql_error)?;
     let state_version: i64 = row.try_get(2).map_err(sql_error)?;
+    // Under the group's lock, so that a concurrent copy of this submission is seen as one.
+    if let Some(previous) =
+        find_submission_in(&mut **tx, &submission.sender, &submission.message_id).await?
+    {
+        if previous.fingerprint != submission.fingerprint {
+            return Err(StoreError::IdempotencyConflict);
+        }
+        return Ok(previous.accepted);
+    }
     if epoch as u64 != submission.epoch {
         return Err(StoreError::WrongEpoch {
             current: epoch as u64,
@@ -461,26 +462,29 @@ async fn accept_in(tx: &mut Tx<'_>, submission: &Submission) -> StoreResult<Acce
         return Err(StoreError::Replay);
     }
     let group_seq = next_seq as u64;
-    insert_payload(
-        tx,
-        ItemKind::GroupMessage,
-        submission,
-        group_seq,
-        &submission.payload,
-        recipients.len(),
-    )
-    .await?;
     let mut deliveries = Vec::with_capacity(recipients.len());
-    enqueue(
-        tx,
-        &recipients,
-        &submission.group_id,
-        group_seq,
-        ItemKind::GroupMessage,
-        submission.accepted_at,
-        &mut deliveries,
-    )
-    .await?;
+    // Nobody to deliver to (a group of one): nothing to store but the order and the record.
+    if !recipients.is_empty() {
+        insert_payload(
+            tx,
+            ItemKind::GroupMessage,
+            submission,
+            group_seq,
+            &submission.payload,
+            recipients.len(),
+        )
+        .await?;
+        enqueue(
+            tx,
+            &recipients,
+            &submission.group_id,
+            group_seq,
+            ItemKind::GroupMessage,
+            submission.accepted_at,
+            &mut deliveries,
+        )
+        .await?;
+    }
     let mut new_epoch = epoch as u64;
     if let Some(transition) = &submission.transition {
         new_epoch = transition.new_epoch;

@@ -575,22 +575,25 @@ fn accept_in(tx: &Transaction<'_>, submission: Submission) -> StoreResult<Accept
         return Err(StoreError::Replay);
     }
     let group_seq = next_seq as u64;
-    let payload_id = insert_payload(
-        tx,
-        ItemKind::GroupMessage,
-        &submission,
-        group_seq,
-        &submission.payload,
-        recipients.len(),
-    )?;
     let mut deliveries = Vec::with_capacity(recipients.len());
-    enqueue(
-        tx,
-        &recipients,
-        payload_id,
-        submission.accepted_at,
-        &mut deliveries,
-    )?;
+    // Nobody to deliver to (a group of one): nothing to store but the order and the record.
+    if !recipients.is_empty() {
+        let payload_id = insert_payload(
+            tx,
+            ItemKind::GroupMessage,
+            &submission,
+            group_seq,
+            &submission.payload,
+            recipients.len(),
+        )?;
+        enqueue(
+            tx,
+            &recipients,
+            payload_id,
+            submission.accepted_at,
+            &mut deliveries,
+        )?;
+    }
 
     let mut new_epoch = epoch as u64;
     if let Some(transition) = &submission.transition {
