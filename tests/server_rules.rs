@@ -222,3 +222,90 @@ fn without_tls_the_server_refuses_public_addresses() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("without TLS"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_cannot_swap_a_members_leaf_for_an_unregistered_key() {
+    use openmls_traits::OpenMlsProvider;
+    let server = TestServer::start();
+    let alice = Device::register(&server.url(), "alice").await;
+    let bob = Device::register(&server.url(), "bob").await;
+    let carol = Device::register(&server.url(), "carol").await;
+    alice
+        .client
+        .create_group("swap", &[user("bob"), user("carol")])
+        .await
+        .unwrap();
+    bob.client.sync().await.unwrap();
+
+    // Alice (an admin) removes Carol's leaf and adds one that claims to be Carol's device but
+    // carries a key Alice made: an impersonation only the directory check can catch.
+    let (commit, welcome) = with_stored_group(&alice, "swap", |group, provider, signer| {
+        let ciphersuite = group.ciphersuite();
+        let impostor_key =
+            openmls_basic_credential::SignatureKeyPair::new(ciphersuite.signature_algorithm())
+                .unwrap();
+        impostor_key.store(provider.storage()).unwrap();
+        let carol_identity =
+            parley_mls::DeviceIdentity::new(user("carol"), carol.client.device_id());
+        let credential = openmls::prelude::CredentialWithKey {
+            credential: carol_identity.to_credential(),
+            signature_key: impostor_key.to_public_vec().into(),
+        };
+        let package = openmls::prelude::KeyPackage::builder()
+            .leaf_node_capabilities(parley_mls::suite::leaf_capabilities(ciphersuite))
+            .build(ciphersuite, provider, &impostor_key, credential)
+            .unwrap()
+            .key_package()
+            .clone();
+        let carol_leaf = group
+            .members()
+            .find(|m| {
+                String::from_utf8_lossy(m.credential.serialized_content()).starts_with("carol:")
+            })
+            .unwrap()
+            .index;
+        let bundle = group
+            .commit_builder()
+            .propose_removals([carol_leaf])
+            .propose_adds([package])
+            .load_psks(provider.storage())
+            .unwrap()
+            .build(provider.rand(), provider.crypto(), signer, |_| true)
+            .unwrap()
+            .stage_commit(provider)
+            .unwrap();
+        let welcome = bundle.to_welcome_msg().unwrap().to_bytes().unwrap();
+        let (commit, _, _) = bundle.into_contents();
+        (commit.to_bytes().unwrap(), welcome)
+    });
+    let body = v1::Submit {
+        message_id: rand_id(),
+        mls_message: commit,
+        welcome: Some(welcome),
+    }
+    .encode_to_vec();
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/messages", server.url()))
+        .bearer_auth(alice.client.api().token().unwrap())
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 403);
+    let error = v1::ErrorBody::decode(response.bytes().await.unwrap().as_ref()).unwrap();
+    assert!(
+        error.message.contains("registered identity"),
+        "{}",
+        error.message
+    );
+    // Carol is still herself in the group.
+    alice
+        .client
+        .send_text(&ChatRef::Group("swap".into()), "still carol?")
+        .await
+        .unwrap();
+    assert_eq!(
+        carol.client.sync().await.unwrap().last().unwrap().text,
+        "still carol?"
+    );
+}
