@@ -315,6 +315,14 @@ impl Client {
                         "commit breaks the group's rules: {e}"
                     )));
                 }
+                // The server stays the group's external sender (moderation relies on it).
+                if extensions_before.external_senders()
+                    != staged.group_context().extensions().external_senders()
+                {
+                    return Outcome::Rejected(Rejected::Unverifiable(
+                        "commit changes the group's external senders".into(),
+                    ));
+                }
                 let removed = staged.self_removed();
                 if let Err(e) = group.merge_staged_commit(provider, *staged) {
                     return Outcome::Failed(mls_error(e));
