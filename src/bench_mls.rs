@@ -1,0 +1,110 @@
+//! MLS pieces shared by the benchmark binaries: members on in-memory openmls providers, and
+//! Parley's send and receive paths (payload, franking tag in the AAD, encrypt; decrypt, check).
+
+use anyhow::Result;
+use openmls::prelude::tls_codec::Deserialize as _;
+use openmls::prelude::*;
+use openmls_basic_credential::SignatureKeyPair;
+use openmls_rust_crypto::OpenMlsRustCrypto;
+use parley_mls::{franking, suite, DeviceIdentity, Roles};
+use parley_protocol::{v1, DeviceId, Username};
+use prost::Message as _;
+
+pub struct Member {
+    pub provider: OpenMlsRustCrypto,
+    pub signer: SignatureKeyPair,
+    pub credential: CredentialWithKey,
+}
+
+pub fn member(index: usize, ciphersuite: Ciphersuite) -> Result<Member> {
+    let provider = OpenMlsRustCrypto::default();
+    let signer = SignatureKeyPair::new(ciphersuite.signature_algorithm())?;
+    signer.store(provider.storage())?;
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&(index as u64).to_be_bytes());
+    let identity = DeviceIdentity::new(
+        Username::parse(&format!("user{index}"))?,
+        DeviceId::from_bytes(id),
+    );
+    let credential = CredentialWithKey {
+        credential: identity.to_credential(),
+        signature_key: signer.to_public_vec().into(),
+    };
+    Ok(Member {
+        provider,
+        signer,
+        credential,
+    })
+}
+
+pub fn key_package(m: &Member, ciphersuite: Ciphersuite) -> Result<KeyPackage> {
+    Ok(KeyPackage::builder()
+        .leaf_node_capabilities(suite::leaf_capabilities(ciphersuite))
+        .build(ciphersuite, &m.provider, &m.signer, m.credential.clone())?
+        .key_package()
+        .clone())
+}
+
+pub fn create_config(ciphersuite: Ciphersuite) -> Result<MlsGroupCreateConfig> {
+    Ok(MlsGroupCreateConfig::builder()
+        .ciphersuite(ciphersuite)
+        .wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
+        .use_ratchet_tree_extension(false)
+        .capabilities(suite::leaf_capabilities(ciphersuite))
+        .with_group_context_extensions(suite::group_context_extensions(
+            &Roles::with_admin(Username::parse("user0")?),
+            None,
+        )?)
+        .build())
+}
+
+pub fn join_config() -> MlsGroupJoinConfig {
+    MlsGroupJoinConfig::builder()
+        .wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
+        .use_ratchet_tree_extension(false)
+        .build()
+}
+
+/// What Parley's client does to send: payload with salt, franking tag in the AAD, encrypt.
+pub fn send(m: &Member, group: &mut MlsGroup, text: &str) -> Result<Vec<u8>> {
+    let salt = [7u8; franking::SALT_LEN];
+    let payload = v1::AppPayload {
+        salt: salt.to_vec(),
+        sender_username: "user0".into(),
+        sender_device: vec![0; 16],
+        message_id: vec![1; 16],
+        sent_at_ms: 0,
+        body: Some(v1::app_payload::Body::Text(v1::TextBody {
+            text: text.into(),
+            ..Default::default()
+        })),
+    }
+    .encode_to_vec();
+    let aad = v1::MessageAad {
+        franking_tag: franking::franking_tag(&salt, &payload).to_vec(),
+    }
+    .encode_to_vec();
+    group.set_aad(aad);
+    Ok(group
+        .create_message(&m.provider, &m.signer, &payload)?
+        .to_bytes()?)
+}
+
+/// What Parley's client does to receive: decrypt, decode, check the franking tag.
+pub fn receive(m: &Member, group: &mut MlsGroup, bytes: &[u8]) -> Result<()> {
+    let message = MlsMessageIn::tls_deserialize_exact(bytes)?.try_into_protocol_message()?;
+    let processed = group.process_message(&m.provider, message)?;
+    let aad = v1::MessageAad::decode(processed.aad())?;
+    if let ProcessedMessageContent::ApplicationMessage(app) = processed.into_content() {
+        let plaintext = app.into_bytes();
+        let payload = v1::AppPayload::decode(plaintext.as_slice())?;
+        anyhow::ensure!(franking::verify_franking_tag(
+            &payload.salt,
+            &plaintext,
+            &aad.franking_tag
+        ));
+        Ok(())
+    } else {
+        anyhow::bail!("expected an application message")
+    }
+}
