@@ -223,6 +223,74 @@ async fn loopback_echo(seconds: f64) -> Result<(f64, f64)> {
     Ok((all.len() as f64 / seconds, p99.as_secs_f64() * 1e3))
 }
 
+/// B0: the NATS routing ceiling: one publisher, `subscribers` subscriber connections, 64-byte
+/// messages, through a nats-server started here. Returns deliveries per second.
+async fn nats_fan_out(subscribers: usize, messages: usize) -> Result<f64> {
+    use futures_util::StreamExt;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut server = std::process::Command::new("nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            anyhow::anyhow!("nats-server not available ({e}); apt-get install nats-server")
+        })?;
+    let result = async {
+        let url = format!("nats://127.0.0.1:{port}");
+        let mut connected = None;
+        for _ in 0..50 {
+            if let Ok(client) = async_nats::connect(&url).await {
+                connected = Some(client);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let publisher = connected.ok_or_else(|| anyhow::anyhow!("nats-server did not start"))?;
+        let received = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut listeners = Vec::new();
+        for _ in 0..subscribers {
+            let client = async_nats::connect(&url).await?;
+            let mut subscription = client.subscribe("bench.fanout").await?;
+            client.flush().await?;
+            let received = received.clone();
+            listeners.push(tokio::spawn(async move {
+                let _keep = client;
+                let mut count = 0;
+                while count < messages {
+                    if subscription.next().await.is_none() {
+                        break;
+                    }
+                    count += 1;
+                    received.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }));
+        }
+        let payload = bytes::Bytes::from(vec![0u8; 64]);
+        let started = Instant::now();
+        for _ in 0..messages {
+            publisher.publish("bench.fanout", payload.clone()).await?;
+        }
+        publisher.flush().await?;
+        // A slow consumer may have lost messages: wait a while, then count what arrived.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        for listener in listeners {
+            let abort = listener.abort_handle();
+            if tokio::time::timeout_at(deadline, listener).await.is_err() {
+                abort.abort();
+            }
+        }
+        let total = received.load(std::sync::atomic::Ordering::Relaxed);
+        Ok::<f64, anyhow::Error>(total as f64 / started.elapsed().as_secs_f64())
+    }
+    .await;
+    let _ = server.kill();
+    let _ = server.wait();
+    result
+}
+
 /// B0: raw SQLite insert rate of a 200-byte payload row plus one pointer row per message.
 fn sqlite_inserts(full: bool, per_transaction: usize, messages: usize) -> Result<f64> {
     let dir = tempfile::tempdir()?;
@@ -287,6 +355,19 @@ fn main() -> Result<()> {
         unit: "ms",
         target: None,
     });
+    for (subscribers, messages) in [(1usize, 200_000usize), (100, 5_000), (1_000, 500)] {
+        let messages = if quick { messages / 10 } else { messages };
+        match runtime.block_on(nats_fan_out(subscribers, messages)) {
+            Ok(rate) => rows.push(Row {
+                figure: format!("B0 NATS fan-out, 1 to {subscribers}, 64 B"),
+                parley: rate,
+                reference: None,
+                unit: "deliveries/s",
+                target: None,
+            }),
+            Err(e) => println!("B0 NATS fan-out skipped: {e}"),
+        }
+    }
     for (full, label) in [(true, "FULL"), (false, "NORMAL")] {
         for per in [1usize, 16, 256] {
             let count = if per == 1 { 1_000 } else { 20_000 };
