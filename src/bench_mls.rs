@@ -108,3 +108,19 @@ pub fn receive(m: &Member, group: &mut MlsGroup, bytes: &[u8]) -> Result<()> {
         anyhow::bail!("expected an application message")
     }
 }
+
+/// A creator and `group_size - 1` joiners with one KeyPackage each, ready for one big add.
+pub fn big_group_members(
+    group_size: usize,
+    ciphersuite: Ciphersuite,
+) -> Result<(Member, Vec<Member>, Vec<KeyPackage>)> {
+    let creator = member(0, ciphersuite)?;
+    let joiners: Vec<Member> = (1..group_size)
+        .map(|i| member(i, ciphersuite))
+        .collect::<Result<_>>()?;
+    let packages: Vec<KeyPackage> = joiners
+        .iter()
+        .map(|m| key_package(m, ciphersuite))
+        .collect::<Result<_>>()?;
+    Ok((creator, joiners, packages))
+}

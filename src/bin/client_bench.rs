@@ -15,7 +15,9 @@
 #[path = "../bench_mls.rs"]
 mod bench_mls;
 
-use bench_mls::{create_config, join_config, key_package, member, receive, send, Member};
+use bench_mls::{
+    big_group_members, create_config, join_config, key_package, member, receive, send,
+};
 
 use std::time::{Duration, Instant};
 
@@ -92,14 +94,7 @@ fn measure_suite(
     let receive_1to1_us = per_op(started.elapsed(), messages);
 
     // A group of `group_size`: one commit adds everyone.
-    let creator = member(0, ciphersuite)?;
-    let joiners: Vec<Member> = (1..group_size)
-        .map(|i| member(i, ciphersuite))
-        .collect::<Result<_>>()?;
-    let packages: Vec<KeyPackage> = joiners
-        .iter()
-        .map(|m| key_package(m, ciphersuite))
-        .collect::<Result<_>>()?;
+    let (creator, joiners, packages) = big_group_members(group_size, ciphersuite)?;
     let started = Instant::now();
     let mut big = MlsGroup::new(
         &creator.provider,

@@ -11,7 +11,9 @@ mod bench_mls;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use bench_mls::{create_config, join_config, key_package, member, receive, send, Member};
+use bench_mls::{
+    big_group_members, create_config, join_config, key_package, member, receive, send,
+};
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
 use parley_mls::suite;
@@ -134,14 +136,7 @@ fn b5(rows: &mut Vec<Row>, messages: usize, group_size: usize) -> Result<()> {
         target: Some("≤ 1.15x"),
     });
 
-    let creator = member(0, ciphersuite)?;
-    let joiners: Vec<Member> = (1..group_size)
-        .map(|i| member(i, ciphersuite))
-        .collect::<Result<_>>()?;
-    let packages: Vec<KeyPackage> = joiners
-        .iter()
-        .map(|m| key_package(m, ciphersuite))
-        .collect::<Result<_>>()?;
+    let (creator, joiners, packages) = big_group_members(group_size, ciphersuite)?;
     let mut group = MlsGroup::new(
         &creator.provider,
         &creator.signer,

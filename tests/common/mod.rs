@@ -31,27 +31,21 @@ impl TestServer {
     }
 
     pub fn start_with(args: &[&str]) -> TestServer {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut server = TestServer {
-            dir,
-            port: 0,
-            child: None,
-            extra_args: args.iter().map(|s| s.to_string()).collect(),
-            shared_data: None,
-        };
-        server.spawn();
-        server
+        Self::launch(args, None)
     }
 
     /// One node of a multi-node deployment: nodes share their key files (data directory).
     pub fn start_node(shared_data: &Path, args: &[&str]) -> TestServer {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Self::launch(args, Some(shared_data.to_owned()))
+    }
+
+    fn launch(args: &[&str], shared_data: Option<PathBuf>) -> TestServer {
         let mut server = TestServer {
-            dir,
+            dir: tempfile::tempdir().expect("tempdir"),
             port: 0,
             child: None,
             extra_args: args.iter().map(|s| s.to_string()).collect(),
-            shared_data: Some(shared_data.to_owned()),
+            shared_data,
         };
         server.spawn();
         server

@@ -549,22 +549,35 @@ pub fn replace_outbox_mls(
     Ok(())
 }
 
+const OUTBOX_COLUMNS: &str = "seq, message_id, group_id, kind, mls, welcome, epoch FROM outbox";
+
+fn outbox_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
+    Ok(OutboxRow {
+        seq: row.get(0)?,
+        message_id: row.get(1)?,
+        group_id: row.get(2)?,
+        kind: OutboxKind::from_i64(row.get(3)?),
+        mls: row.get(4)?,
+        welcome: row.get(5)?,
+        epoch: row.get::<_, i64>(6)? as u64,
+    })
+}
+
 pub fn outbox(conn: &Connection) -> Result<Vec<OutboxRow>, ClientError> {
-    let mut statement = conn.prepare(
-        "SELECT seq, message_id, group_id, kind, mls, welcome, epoch FROM outbox ORDER BY seq",
-    )?;
-    let rows = statement.query_map([], |row| {
-        Ok(OutboxRow {
-            seq: row.get(0)?,
-            message_id: row.get(1)?,
-            group_id: row.get(2)?,
-            kind: OutboxKind::from_i64(row.get(3)?),
-            mls: row.get(4)?,
-            welcome: row.get(5)?,
-            epoch: row.get::<_, i64>(6)? as u64,
-        })
-    })?;
+    let mut statement = conn.prepare(&format!("SELECT {OUTBOX_COLUMNS} ORDER BY seq"))?;
+    let rows = statement.query_map([], outbox_from_row)?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// One outbox entry as it is now (re-encryption may have replaced its ciphertext).
+pub fn outbox_entry(conn: &Connection, seq: i64) -> Result<Option<OutboxRow>, ClientError> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {OUTBOX_COLUMNS} WHERE seq = ?1"),
+            params![seq],
+            outbox_from_row,
+        )
+        .optional()?)
 }
 
 pub fn outbox_is_empty(conn: &Connection) -> Result<bool, ClientError> {

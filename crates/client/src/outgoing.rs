@@ -294,9 +294,7 @@ impl Client {
         for row in rows {
             let mut epoch_retries = 0;
             loop {
-                let current = db::outbox(&self.db())?
-                    .into_iter()
-                    .find(|r| r.seq == row.seq);
+                let current = db::outbox_entry(&self.db(), row.seq)?;
                 let Some(current) = current else { break };
                 let submit = v1::Submit {
                     message_id: current.message_id.clone(),
