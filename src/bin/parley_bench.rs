@@ -7,6 +7,10 @@
 
 #[path = "../bench_mls.rs"]
 mod bench_mls;
+#[path = "../bench_parley.rs"]
+mod bench_parley;
+#[path = "../bench_xmpp.rs"]
+mod bench_xmpp;
 
 use std::time::{Duration, Instant};
 
@@ -27,25 +31,46 @@ struct Row {
     target: Option<&'static str>,
 }
 
+/// A figure with as many decimals as it needs.
+fn figure(value: f64) -> String {
+    if !value.is_finite() {
+        "-".into()
+    } else if value.abs() >= 100.0 {
+        let whole = format!("{:.0}", value);
+        // Thousands separators, for reading at a glance.
+        let mut out = String::new();
+        for (i, c) in whole.chars().enumerate() {
+            if i > 0 && (whole.len() - i) % 3 == 0 && c != '-' {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    } else if value.abs() >= 1.0 {
+        format!("{value:.2}")
+    } else {
+        format!("{value:.3}")
+    }
+}
+
+/// The table as Markdown: it reads in a terminal and pastes into docs/performance.md.
 fn print(rows: &[Row]) {
-    println!(
-        "{:<52} {:>14} {:>14} {:>8}  target",
-        "figure", "Parley", "reference", "ratio"
-    );
+    println!();
+    println!("| figure | Parley | peer | ratio | target |");
+    println!("|---|---:|---:|---:|---|");
     for row in rows {
-        let reference = row
-            .reference
-            .map(|r| format!("{r:.1}"))
-            .unwrap_or_else(|| "-".into());
+        let peer = row.reference.map(figure).unwrap_or_else(|| "-".into());
         let ratio = row
             .reference
+            .filter(|r| *r != 0.0)
             .map(|r| format!("{:.2}", row.parley / r))
             .unwrap_or_else(|| "-".into());
         println!(
-            "{:<52} {:>14.1} {:>14} {:>8}  {}",
-            format!("{} ({})", row.figure, row.unit),
-            row.parley,
-            reference,
+            "| {} ({}) | {} | {} | {} | {} |",
+            row.figure,
+            row.unit,
+            figure(row.parley),
+            peer,
             ratio,
             row.target.unwrap_or("")
         );
@@ -315,15 +340,445 @@ fn sqlite_inserts(full: bool, per_transaction: usize, messages: usize) -> Result
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
+/// B0: raw SQLite read rate of queued messages: pointer rows joined to 200-byte payload rows,
+/// read device by device in sequence order (what an offline drain reads).
+fn sqlite_reads(devices: usize, per_device: usize) -> Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let conn = rusqlite::Connection::open(dir.path().join("raw.db"))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.execute_batch(
+        "CREATE TABLE p (id INTEGER PRIMARY KEY, data BLOB NOT NULL);
+         CREATE TABLE q (device BLOB NOT NULL, seq INTEGER NOT NULL, p INTEGER NOT NULL, PRIMARY KEY (device, seq)) WITHOUT ROWID;",
+    )?;
+    let payload = vec![0u8; 200];
+    let tx = conn.unchecked_transaction()?;
+    for device in 0..devices {
+        for seq in 0..per_device {
+            tx.execute("INSERT INTO p (data) VALUES (?1)", [&payload])?;
+            let id = tx.last_insert_rowid();
+            tx.execute(
+                "INSERT INTO q (device, seq, p) VALUES (?1, ?2, ?3)",
+                rusqlite::params![(device as u64).to_be_bytes().as_slice(), seq as i64, id],
+            )?;
+        }
+    }
+    tx.commit()?;
+    let started = Instant::now();
+    let mut statement = conn.prepare(
+        "SELECT q.seq, p.data FROM q JOIN p ON p.id = q.p WHERE q.device = ?1 AND q.seq > ?2 ORDER BY q.seq",
+    )?;
+    let mut rows_read = 0usize;
+    let mut bytes = 0usize;
+    for device in 0..devices {
+        let mut rows = statement.query(rusqlite::params![
+            (device as u64).to_be_bytes().as_slice(),
+            -1i64
+        ])?;
+        while let Some(row) = rows.next()? {
+            let data = row.get_ref(1)?.as_blob()?;
+            bytes += data.len();
+            rows_read += 1;
+        }
+    }
+    anyhow::ensure!(rows_read == devices * per_device && bytes > 0);
+    Ok(rows_read as f64 / started.elapsed().as_secs_f64())
+}
+
+/// What to run and how long.
+struct Plan {
+    quick: bool,
+    only: Option<Vec<String>>,
+    /// Seconds each B1 rate is held.
+    hold: Duration,
+    users: usize,
+    /// B1 at these rates instead of a ramp.
+    rates: Option<Vec<u32>>,
+    /// Skip the peers (for profiling Parley alone).
+    no_peers: bool,
+}
+
+impl Plan {
+    fn wants(&self, workload: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|w| w == workload))
+    }
+}
+
+/// The server runs on core 0 and this load generator on core 1: re-run ourselves pinned.
+fn pin_to_load_core() -> Result<()> {
+    use std::os::unix::process::CommandExt as _;
+    if std::env::var_os("PARLEY_BENCH_PINNED").is_some() {
+        return Ok(());
+    }
+    let exe = std::env::current_exe()?;
+    let error = std::process::Command::new("taskset")
+        .args(["-c", "1"])
+        .arg(exe)
+        .args(std::env::args().skip(1))
+        .env("PARLEY_BENCH_PINNED", "1")
+        .exec();
+    Err(anyhow::anyhow!(
+        "cannot re-run pinned with taskset: {error}"
+    ))
+}
+
+/// B1's ramp: rates grow by half until one fails (p99 over 50 ms, or anything lost or
+/// refused), then four steps between the last that held and the first that failed. Returns the
+/// highest rate that held, with its figures.
+async fn ramp(
+    name: &str,
+    start: u32,
+    hold: Duration,
+    load: &mut impl RelayLoad,
+) -> Result<Option<(u32, Relay)>> {
+    let mut best: Option<(u32, Relay)> = None;
+    let mut rate = start;
+    let failed_at = loop {
+        let figures = load.relay(rate, hold).await?;
+        println!("  {name:<9} {rate:>7} msgs/s: {figures}");
+        if !figures.held() {
+            break rate;
+        }
+        best = Some((rate, figures));
+        rate = rate * 3 / 2;
+    };
+    let low = best.as_ref().map_or(0, |(r, _)| *r);
+    let step = (failed_at - low) / 5;
+    for i in 1..5 {
+        let rate = low + step * i;
+        if step == 0 || rate == 0 {
+            break;
+        }
+        let figures = load.relay(rate, hold).await?;
+        println!("  {name:<9} {rate:>7} msgs/s: {figures}");
+        if !figures.held() {
+            break;
+        }
+        best = Some((rate, figures));
+    }
+    Ok(best)
+}
+
+/// Either system's B1 load.
+trait RelayLoad {
+    async fn relay(&mut self, rate: u32, hold: Duration) -> Result<Relay>;
+}
+
+impl RelayLoad for bench_xmpp::XmppPairs {
+    async fn relay(&mut self, rate: u32, hold: Duration) -> Result<Relay> {
+        let f = self.run(rate, hold).await?;
+        Ok(Relay {
+            sent: f.sent,
+            delivered: f.delivered,
+            refused: 0,
+            p50_ms: f.p50_ms,
+            p99_ms: f.p99_ms,
+            cpu_s_per_1000: f.server_cpu_s_per_1000,
+        })
+    }
+}
+
+impl RelayLoad for bench_parley::Pairs {
+    async fn relay(&mut self, rate: u32, hold: Duration) -> Result<Relay> {
+        let f = self.run(rate, hold).await?;
+        Ok(Relay {
+            sent: f.sent,
+            delivered: f.delivered,
+            refused: f.sent - f.accepted,
+            p50_ms: f.p50_ms,
+            p99_ms: f.p99_ms,
+            cpu_s_per_1000: f.server_cpu_s_per_1000,
+        })
+    }
+}
+
+/// B1 figures of either system at one rate.
+struct Relay {
+    sent: u64,
+    delivered: u64,
+    refused: u64,
+    p50_ms: f64,
+    p99_ms: f64,
+    cpu_s_per_1000: f64,
+}
+
+impl Relay {
+    fn held(&self) -> bool {
+        self.p99_ms <= 50.0 && self.delivered == self.sent && self.refused == 0
+    }
+}
+
+impl std::fmt::Display for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "sent {} delivered {} refused {} p50 {:.2} ms p99 {:.2} ms, server CPU {:.3} s/1000",
+            self.sent, self.delivered, self.refused, self.p50_ms, self.p99_ms, self.cpu_s_per_1000
+        )
+    }
+}
+
+fn row(
+    rows: &mut Vec<Row>,
+    figure: impl Into<String>,
+    parley: f64,
+    reference: Option<f64>,
+    unit: &'static str,
+    target: Option<&'static str>,
+) {
+    rows.push(Row {
+        figure: figure.into(),
+        parley,
+        reference,
+        unit,
+        target,
+    });
+}
+
+async fn b1(plan: &Plan, rows: &mut Vec<Row>) -> Result<()> {
+    println!(
+        "B1: 1:1 relay, {} users in pairs, 200-byte messages, open loop, each rate held {} s",
+        plan.users,
+        plan.hold.as_secs()
+    );
+    let hold = plan.hold;
+    if let Some(rates) = &plan.rates {
+        let mut pairs = bench_parley::Pairs::start(plan.users).await?;
+        for &rate in rates {
+            println!(
+                "  Parley    {rate:>7} msgs/s: {}",
+                pairs.relay(rate, hold).await?
+            );
+        }
+        return Ok(());
+    }
+    let ejabberd = if plan.no_peers {
+        None
+    } else {
+        let server = bench_xmpp::Ejabberd::start(0)?;
+        let mut pairs = bench_xmpp::XmppPairs::connect(&server, plan.users).await?;
+        ramp("ejabberd", 2_000, hold, &mut pairs).await?
+    };
+    let parley = {
+        let mut pairs = bench_parley::Pairs::start(plan.users).await?;
+        ramp("Parley", 2_000, hold, &mut pairs).await?
+    };
+    let rate = |r: &Option<(u32, Relay)>| r.as_ref().map_or(0.0, |(rate, _)| *rate as f64);
+    row(
+        rows,
+        "B1 1:1 relay: highest rate at p99 <= 50 ms, no loss",
+        rate(&parley),
+        Some(rate(&ejabberd)),
+        "msgs/s",
+        Some(">= 2.00 (peer: ejabberd)"),
+    );
+    if let (Some((_, p)), Some((_, e))) = (&parley, &ejabberd) {
+        row(
+            rows,
+            "B1 p50 delivery latency at that rate",
+            p.p50_ms,
+            Some(e.p50_ms),
+            "ms",
+            None,
+        );
+        row(
+            rows,
+            "B1 p99 delivery latency at that rate",
+            p.p99_ms,
+            Some(e.p99_ms),
+            "ms",
+            Some("<= 50 ms"),
+        );
+        row(
+            rows,
+            "B1 server CPU per 1,000 messages",
+            p.cpu_s_per_1000,
+            Some(e.cpu_s_per_1000),
+            "s",
+            None,
+        );
+        row(
+            rows,
+            "B1 messages lost at that rate",
+            (p.sent - p.delivered) as f64,
+            Some((e.sent - e.delivered) as f64),
+            "msgs",
+            Some("0"),
+        );
+    }
+    Ok(())
+}
+
+async fn b2(plan: &Plan, rows: &mut Vec<Row>, nats: &[(usize, f64)]) -> Result<()> {
+    for (members, messages) in [(100usize, 1_000u64), (1_000, 200)] {
+        let messages = if plan.quick { messages / 4 } else { messages };
+        println!("B2: fan-out into a group of {members} online members, {messages} messages");
+        let parley = bench_parley::group_fan_out(members, messages, 16).await?;
+        println!(
+            "  Parley   {:.0} deliveries/s ({} of {}), time to last recipient {:.1} ms",
+            parley.deliveries_per_s,
+            parley.deliveries,
+            parley.messages * (members as u64 - 1),
+            parley.time_to_last_ms
+        );
+        let server = bench_xmpp::Ejabberd::start(0)?;
+        let ejabberd = bench_xmpp::b2_room(&server, members, messages).await?;
+        drop(server);
+        println!(
+            "  ejabberd {:.0} deliveries/s ({}), time to last recipient {:.1} ms",
+            ejabberd.deliveries_per_s, ejabberd.deliveries, ejabberd.time_to_last_ms
+        );
+        row(
+            rows,
+            format!("B2 fan-out into {members} members"),
+            parley.deliveries_per_s,
+            Some(ejabberd.deliveries_per_s),
+            "deliveries/s",
+            None,
+        );
+        if let Some((_, ceiling)) = nats.iter().find(|(n, _)| *n == members) {
+            row(
+                rows,
+                format!("B2 fan-out into {members} members vs NATS 1 to {members}"),
+                parley.deliveries_per_s,
+                Some(*ceiling),
+                "deliveries/s",
+                (members == 1_000).then_some(">= 0.50 (peer: NATS)"),
+            );
+        }
+        row(
+            rows,
+            format!("B2 time to last recipient, {members} members"),
+            parley.time_to_last_ms,
+            Some(ejabberd.time_to_last_ms),
+            "ms",
+            None,
+        );
+    }
+    Ok(())
+}
+
+async fn b3(plan: &Plan, rows: &mut Vec<Row>) -> Result<()> {
+    let count = if plan.quick { 2_000 } else { 19_000 };
+    println!("B3: {count} authenticated idle live connections");
+    let f = bench_parley::connection_density(count).await?;
+    println!(
+        "  {:.0} bytes per connection, {:.0} registrations+logins/s, idle CPU {:.2} %",
+        f.bytes_per_connection, f.logins_per_s, f.idle_cpu_percent
+    );
+    row(
+        rows,
+        format!("B3 server memory per idle connection ({count})"),
+        f.bytes_per_connection,
+        None,
+        "bytes",
+        Some("<= 8,192"),
+    );
+    row(
+        rows,
+        "B3 registrations with login",
+        f.logins_per_s,
+        None,
+        "per s",
+        None,
+    );
+    row(
+        rows,
+        "B3 idle CPU with all connected",
+        f.idle_cpu_percent,
+        None,
+        "% of a core",
+        None,
+    );
+    Ok(())
+}
+
+async fn b4(plan: &Plan, rows: &mut Vec<Row>, raw_read: f64) -> Result<()> {
+    let (users, per_user) = if plan.quick { (200, 20) } else { (1_000, 100) };
+    println!(
+        "B4: {} offline recipients, {per_user} messages each, then all reconnect",
+        users / 2
+    );
+    let parley = bench_parley::offline_drain(users, per_user).await?;
+    println!(
+        "  Parley   enqueue {:.0}/s, drain {:.0}/s, {:.0} bytes stored per message",
+        parley.enqueue_per_s, parley.drain_per_s, parley.bytes_per_message
+    );
+    let server = bench_xmpp::Ejabberd::start(0)?;
+    let ejabberd = bench_xmpp::b4_offline(&server, users / 2, per_user).await?;
+    drop(server);
+    println!(
+        "  ejabberd enqueue {:.0}/s, drain {:.0}/s",
+        ejabberd.enqueue_per_s, ejabberd.drain_per_s
+    );
+    row(
+        rows,
+        "B4 offline enqueue (durable acknowledgements)",
+        parley.enqueue_per_s,
+        Some(ejabberd.enqueue_per_s),
+        "msgs/s",
+        None,
+    );
+    row(
+        rows,
+        "B4 offline drain",
+        parley.drain_per_s,
+        Some(ejabberd.drain_per_s),
+        "msgs/s",
+        None,
+    );
+    row(
+        rows,
+        "B4 offline drain vs raw SQLite read rate",
+        parley.drain_per_s,
+        Some(raw_read),
+        "msgs/s",
+        Some(">= 0.50 (peer: raw SQLite)"),
+    );
+    row(
+        rows,
+        "B4 bytes stored per queued message (200-byte text)",
+        parley.bytes_per_message,
+        None,
+        "bytes",
+        None,
+    );
+    Ok(())
+}
+
 fn main() -> Result<()> {
-    let quick = std::env::args().any(|a| a == "--quick");
+    pin_to_load_core()?;
+    let args: Vec<String> = std::env::args().collect();
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    let quick = args.iter().any(|a| a == "--quick");
+    let plan = Plan {
+        quick,
+        only: value("--only").map(|o| o.split(',').map(str::to_owned).collect()),
+        hold: Duration::from_secs(
+            value("--hold").map_or(Ok(if quick { 3 } else { 10 }), |v| v.parse())?,
+        ),
+        users: value("--users").map_or(Ok(1_000), |v| v.parse())?,
+        rates: value("--rates")
+            .map(|r| {
+                r.split(',')
+                    .map(str::parse)
+                    .collect::<Result<Vec<u32>, _>>()
+            })
+            .transpose()?,
+        no_peers: args.iter().any(|a| a == "--no-peers"),
+    };
     let (messages, group_size, echo_seconds) = if quick {
         (1_000, 100, 0.5)
     } else {
         (5_000, 1_000, 2.0)
     };
     println!(
-        "parley-bench ({} build): B0 references and B5 client crypto",
+        "parley-bench ({} build): server on core 0, load on core 1",
         if cfg!(debug_assertions) {
             "debug"
         } else {
@@ -332,50 +787,78 @@ fn main() -> Result<()> {
     );
     let mut rows = Vec::new();
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .enable_all()
         .build()?;
-    let (round_trips, p99) = runtime.block_on(loopback_echo(echo_seconds))?;
-    rows.push(Row {
-        figure: "B0 loopback echo, 100 connections, 64 B".into(),
-        parley: round_trips,
-        reference: None,
-        unit: "round trips/s",
-        target: None,
-    });
-    rows.push(Row {
-        figure: "B0 loopback echo p99".into(),
-        parley: p99,
-        reference: None,
-        unit: "ms",
-        target: None,
-    });
-    for (subscribers, messages) in [(1usize, 200_000usize), (100, 5_000), (1_000, 500)] {
-        let messages = if quick { messages / 10 } else { messages };
-        match runtime.block_on(nats_fan_out(subscribers, messages)) {
-            Ok(rate) => rows.push(Row {
-                figure: format!("B0 NATS fan-out, 1 to {subscribers}, 64 B"),
-                parley: rate,
-                reference: None,
-                unit: "deliveries/s",
-                target: None,
-            }),
-            Err(e) => println!("B0 NATS fan-out skipped: {e}"),
+    let mut nats = Vec::new();
+    let mut raw_read = 0.0;
+    if plan.wants("b0") || plan.wants("b2") || plan.wants("b4") {
+        let (round_trips, p99) = runtime.block_on(loopback_echo(echo_seconds))?;
+        row(
+            &mut rows,
+            "B0 loopback echo, 100 connections, 64 B",
+            round_trips,
+            None,
+            "round trips/s",
+            None,
+        );
+        row(&mut rows, "B0 loopback echo p99", p99, None, "ms", None);
+        for (subscribers, messages) in [(1usize, 200_000usize), (100, 5_000), (1_000, 500)] {
+            let messages = if quick { messages / 10 } else { messages };
+            match runtime.block_on(nats_fan_out(subscribers, messages)) {
+                Ok(rate) => {
+                    nats.push((subscribers, rate));
+                    row(
+                        &mut rows,
+                        format!("B0 NATS fan-out, 1 to {subscribers}, 64 B"),
+                        rate,
+                        None,
+                        "deliveries/s",
+                        None,
+                    );
+                }
+                Err(e) => println!("B0 NATS fan-out skipped: {e}"),
+            }
         }
-    }
-    for (full, label) in [(true, "FULL"), (false, "NORMAL")] {
-        for per in [1usize, 16, 256] {
-            let count = if per == 1 { 1_000 } else { 20_000 };
-            rows.push(Row {
-                figure: format!("B0 SQLite {label}, {per} message(s) per transaction"),
-                parley: sqlite_inserts(full, per, if quick { count / 4 } else { count })?,
-                reference: None,
-                unit: "msgs/s",
-                target: None,
-            });
+        for (full, label) in [(true, "FULL"), (false, "NORMAL")] {
+            for per in [1usize, 16, 256] {
+                let count = if per == 1 { 1_000 } else { 20_000 };
+                let rate = sqlite_inserts(full, per, if quick { count / 4 } else { count })?;
+                row(
+                    &mut rows,
+                    format!("B0 SQLite {label}, {per} message(s) per transaction"),
+                    rate,
+                    None,
+                    "msgs/s",
+                    None,
+                );
+            }
         }
+        raw_read = sqlite_reads(1_000, if quick { 20 } else { 200 })?;
+        row(
+            &mut rows,
+            "B0 SQLite read, queue rows joined to payloads",
+            raw_read,
+            None,
+            "rows/s",
+            None,
+        );
     }
-    b5(&mut rows, messages, group_size)?;
+    if plan.wants("b1") {
+        runtime.block_on(b1(&plan, &mut rows))?;
+    }
+    if plan.wants("b2") {
+        runtime.block_on(b2(&plan, &mut rows, &nats))?;
+    }
+    if plan.wants("b3") {
+        runtime.block_on(b3(&plan, &mut rows))?;
+    }
+    if plan.wants("b4") {
+        runtime.block_on(b4(&plan, &mut rows, raw_read))?;
+    }
+    if plan.wants("b5") {
+        b5(&mut rows, messages, group_size)?;
+    }
     print(&rows);
     Ok(())
 }

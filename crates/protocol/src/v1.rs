@@ -287,12 +287,73 @@ pub struct Ack {
     pub up_to: u64,
 }
 
-/// Frames the server sends on the WebSocket (`GET /v1/ws`). They are hints: the queue is the truth.
+/// Frames the server sends on the WebSocket (`GET /v1/ws`). The queue in the server's store is
+/// the truth: a frame may carry the items themselves (after [`StartPush`]) or only the head.
 #[derive(Clone, PartialEq, Message)]
 pub struct ServerFrame {
     /// The device's queue head: items up to it are waiting.
     #[prost(uint64, tag = "1")]
     pub queue_head: u64,
+    /// Queue items in order, after the client asked for them with [`StartPush`]. They stay in
+    /// the queue until the client acknowledges them ([`ClientFrame`] `ack`).
+    #[prost(message, repeated, tag = "2")]
+    pub items: Vec<QueueItem>,
+    /// Answers to submissions made on this connection, in any order.
+    #[prost(message, repeated, tag = "3")]
+    pub results: Vec<LiveResult>,
+    /// Items at or below this sequence expired unread (as in [`QueueBatch`]).
+    #[prost(uint64, tag = "4")]
+    pub expired_up_to: u64,
+}
+
+/// Frames a client sends on the WebSocket. Every frame is optional: a client that sends none
+/// gets queue-head hints only and fetches over HTTP.
+#[derive(Clone, PartialEq, Message)]
+pub struct ClientFrame {
+    #[prost(oneof = "client_frame::Body", tags = "1, 2, 3")]
+    pub body: Option<client_frame::Body>,
+}
+
+pub mod client_frame {
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Body {
+        /// A submission, answered by a [`super::LiveResult`] with the same request id.
+        #[prost(message, tag = "1")]
+        Submit(super::LiveSubmit),
+        /// Everything up to this sequence is stored on the device: the server may drop it.
+        #[prost(message, tag = "2")]
+        Ack(super::Ack),
+        /// Push queue items after this sequence on this connection from now on.
+        #[prost(message, tag = "3")]
+        StartPush(super::StartPush),
+    }
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct LiveSubmit {
+    /// Chosen by the client to match the answer; not an idempotency key (the message id is).
+    #[prost(uint64, tag = "1")]
+    pub request_id: u64,
+    #[prost(message, optional, tag = "2")]
+    pub submit: Option<Submit>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct StartPush {
+    /// The last sequence the client holds; the server pushes from the next one.
+    #[prost(uint64, tag = "1")]
+    pub after: u64,
+}
+
+/// The answer to one [`LiveSubmit`]: exactly one of `accepted` and `error` is set.
+#[derive(Clone, PartialEq, Message)]
+pub struct LiveResult {
+    #[prost(uint64, tag = "1")]
+    pub request_id: u64,
+    #[prost(message, optional, tag = "2")]
+    pub accepted: Option<SubmitResponse>,
+    #[prost(message, optional, tag = "3")]
+    pub error: Option<ErrorBody>,
 }
 
 // ---------------------------------------------------------------------------------------------

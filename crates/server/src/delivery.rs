@@ -23,7 +23,8 @@ use openmls_rust_crypto::RustCrypto;
 use parley_mls::{authorize_commit, DeviceIdentity, Roles};
 use parley_protocol::{limits, v1, DeviceId, ErrorCode, GroupId, MessageId};
 use parley_store::{
-    GroupMember, GroupTransition, NewGroup, Store, StoreError, Submission, WelcomeDelivery,
+    GroupMember, GroupTransition, ItemKind, NewGroup, QueueEntry, Store, StoreError, Submission,
+    WelcomeDelivery,
 };
 use sha2::{Digest, Sha256};
 
@@ -361,21 +362,28 @@ impl Delivery {
         }
         let fingerprint = fingerprint(&request);
         let sender = device.0.device_id;
-        // A retry answers with the first result before any validation: the group has moved on.
-        if let Some(previous) = self.store.find_submission(sender, message_id).await? {
-            if previous.fingerprint != fingerprint {
-                return Err(StoreError::IdempotencyConflict.into());
-            }
-            return Ok(response(&previous.accepted));
-        }
         let message = parse_mls(&request.mls_message)?
             .try_into_protocol_message()
             .map_err(|_| ApiError::invalid_mls("expected a PublicMessage or PrivateMessage"))?;
+        // A retried commit answers with the first result before it is validated again: the
+        // group has moved on. (Application messages need no look-up here: the store finds a
+        // retry inside the transaction that would accept it.)
+        if matches!(message, ProtocolMessage::PublicMessage(_)) {
+            if let Some(previous) = self.store.find_submission(sender, message_id).await? {
+                if previous.fingerprint != fingerprint {
+                    return Err(StoreError::IdempotencyConflict.into());
+                }
+                return Ok(response(&previous.accepted));
+            }
+        }
         let mls_group_id = message.group_id().clone();
         let group_id = group_id_of(&mls_group_id)?;
         let epoch = message.epoch().as_u64();
 
         let submitted_fingerprint = fingerprint.clone();
+        // What live connections on this node push without reading it back: the application
+        // message as stored (a commit's recipients may get a Welcome instead, so not those).
+        let mut live_copy = None;
         let outcome: Result<parley_store::Accepted, ApiError> = match &message {
             ProtocolMessage::PrivateMessage(private) => {
                 if private.content_type() != ContentType::Application {
@@ -402,6 +410,7 @@ impl Delivery {
                     .ok_or_else(|| {
                         ApiError::invalid_mls("application message without a franking tag")
                     })?;
+                live_copy = Some((request.mls_message.clone(), franking_tag.clone()));
                 self.store
                     .accept(Submission {
                         sender,
@@ -449,7 +458,23 @@ impl Delivery {
             }
             Err(e) => return Err(e),
         };
-        self.fanout.publish(accepted.deliveries.clone());
+        let entry = live_copy
+            .filter(|_| !accepted.duplicate)
+            .map(|(payload, tag)| {
+                Arc::new(QueueEntry {
+                    seq: 0,
+                    kind: ItemKind::GroupMessage,
+                    group_id,
+                    group_seq: accepted.group_seq,
+                    sender_device: sender,
+                    sender_username: device.0.username.clone(),
+                    message_id,
+                    accepted_at: accepted.accepted_at,
+                    payload,
+                    franking_tag: Some(tag),
+                })
+            });
+        self.fanout.publish(accepted.deliveries.clone(), entry);
         tracing::debug!(
             group = %group_id, device = %sender, seq = accepted.group_seq, epoch = accepted.epoch,
             recipients = accepted.deliveries.len(), "message accepted"
@@ -575,7 +600,7 @@ impl Delivery {
         limit: u32,
     ) -> Result<v1::QueueBatch, ApiError> {
         let limit = limit.clamp(1, limits::MAX_FETCH_ITEMS);
-        let current_key = self.franking.current();
+        let key = self.franking.current();
         let page = self
             .store
             .fetch_queue(device.0.device_id, after, limit)
@@ -583,41 +608,42 @@ impl Delivery {
         Ok(v1::QueueBatch {
             items: page
                 .entries
-                .into_iter()
-                .map(|e| v1::QueueItem {
-                    seq: e.seq,
-                    kind: match e.kind {
-                        parley_store::ItemKind::GroupMessage => v1::ItemKind::GroupMessage as i32,
-                        parley_store::ItemKind::Welcome => v1::ItemKind::Welcome as i32,
-                    },
-                    group_id: e.group_id.to_vec(),
-                    group_seq: e.group_seq,
-                    sender_device: e.sender_device.to_vec(),
-                    sender_username: e.sender_username.to_string(),
-                    message_id: e.message_id.to_vec(),
-                    franking: e.franking_tag.as_ref().map(|tag| {
-                        // The frank is computed as the message goes out: no franking state kept.
-                        let (key_id, key) = current_key;
-                        let context = FrankContext {
-                            sender_username: e.sender_username.as_str(),
-                            sender_device: e.sender_device.as_bytes(),
-                            group_id: e.group_id.as_bytes(),
-                            group_seq: e.group_seq,
-                            accepted_at_ms: e.accepted_at,
-                            key_id,
-                        };
-                        v1::FrankingContext {
-                            key_id,
-                            frank: franking::frank(&key, tag, &context).to_vec(),
-                        }
-                    }),
-                    accepted_at_ms: e.accepted_at,
-                    payload: e.payload,
-                })
+                .iter()
+                .map(|e| queue_item(e, e.seq, &key))
                 .collect(),
             head: page.head,
             expired_up_to: page.expired_up_to,
         })
+    }
+
+    /// The next items for a live connection that pushed up to `after` and knows of `head`:
+    /// from what this node just accepted when it holds all of them, else from the store.
+    pub async fn push_batch(
+        &self,
+        device: &Authenticated,
+        after: u64,
+        head: u64,
+        limit: u32,
+    ) -> Result<v1::QueueBatch, ApiError> {
+        let device_id = device.0.device_id;
+        let batch = match self.fanout.recent(device_id, after, head, limit as usize) {
+            Some(recent) => {
+                let key = self.franking.current();
+                v1::QueueBatch {
+                    items: recent
+                        .iter()
+                        .map(|(seq, entry)| queue_item(entry, *seq, &key))
+                        .collect(),
+                    head,
+                    expired_up_to: 0,
+                }
+            }
+            None => self.fetch(device, after, limit).await?,
+        };
+        if let Some(last) = batch.items.last() {
+            self.fanout.pushed(device_id, last.seq);
+        }
+        Ok(batch)
     }
 
     pub async fn ack(&self, device: &Authenticated, up_to: u64) -> Result<(), ApiError> {
@@ -639,6 +665,44 @@ impl Delivery {
             .store
             .expire(now - retention.as_millis() as i64, now)
             .await?)
+    }
+}
+
+/// A queue entry as the recipient at `seq` gets it. The frank is computed as the message goes
+/// out: no franking state is kept.
+fn queue_item(
+    e: &QueueEntry,
+    seq: u64,
+    key: &(u32, [u8; crate::franking::KEY_LEN]),
+) -> v1::QueueItem {
+    v1::QueueItem {
+        seq,
+        kind: match e.kind {
+            ItemKind::GroupMessage => v1::ItemKind::GroupMessage as i32,
+            ItemKind::Welcome => v1::ItemKind::Welcome as i32,
+        },
+        group_id: e.group_id.to_vec(),
+        group_seq: e.group_seq,
+        sender_device: e.sender_device.to_vec(),
+        sender_username: e.sender_username.to_string(),
+        message_id: e.message_id.to_vec(),
+        franking: e.franking_tag.as_ref().map(|tag| {
+            let (key_id, key) = key;
+            let context = FrankContext {
+                sender_username: e.sender_username.as_str(),
+                sender_device: e.sender_device.as_bytes(),
+                group_id: e.group_id.as_bytes(),
+                group_seq: e.group_seq,
+                accepted_at_ms: e.accepted_at,
+                key_id: *key_id,
+            };
+            v1::FrankingContext {
+                key_id: *key_id,
+                frank: franking::frank(key, tag, &context).to_vec(),
+            }
+        }),
+        accepted_at_ms: e.accepted_at,
+        payload: e.payload.clone(),
     }
 }
 

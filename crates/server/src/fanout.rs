@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use parley_protocol::DeviceId;
+use parley_store::QueueEntry;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -19,8 +20,20 @@ use crate::notify::Notifier;
 
 #[async_trait]
 pub trait Fanout: Send + Sync + 'static {
-    /// Announces new queue heads. Returns at once; large fan-outs run in the background.
-    fn publish(&self, deliveries: Vec<(DeviceId, u64)>);
+    /// Announces new queue heads; `entry` is the message they hold, for connections on this
+    /// node. Returns at once; large fan-outs run in the background.
+    fn publish(&self, deliveries: Vec<(DeviceId, u64)>, entry: Option<Arc<QueueEntry>>);
+    /// Messages this node accepted for `device` at sequences `after + 1 ..= up_to` (at most
+    /// `limit`), if it holds all of them.
+    fn recent(
+        &self,
+        device: DeviceId,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+    ) -> Option<Vec<(u64, Arc<QueueEntry>)>>;
+    /// A connection on this node pushed everything up to `up_to` to `device`.
+    fn pushed(&self, device: DeviceId, up_to: u64);
     /// Hints for a device with a live connection on this node, starting from `head`.
     async fn subscribe(&self, device: DeviceId, head: u64) -> watch::Receiver<u64>;
     /// Called when one of the device's live connections on this node closed.
@@ -45,8 +58,22 @@ pub struct InProcessFanout {
 
 #[async_trait]
 impl Fanout for InProcessFanout {
-    fn publish(&self, deliveries: Vec<(DeviceId, u64)>) {
-        self.local.notify(&deliveries);
+    fn publish(&self, deliveries: Vec<(DeviceId, u64)>, entry: Option<Arc<QueueEntry>>) {
+        self.local.notify(&deliveries, entry.as_ref());
+    }
+
+    fn recent(
+        &self,
+        device: DeviceId,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+    ) -> Option<Vec<(u64, Arc<QueueEntry>)>> {
+        self.local.recent(device, after, up_to, limit)
+    }
+
+    fn pushed(&self, device: DeviceId, up_to: u64) {
+        self.local.pushed(device, up_to)
     }
 
     async fn subscribe(&self, device: DeviceId, head: u64) -> watch::Receiver<u64> {
@@ -64,11 +91,11 @@ impl Fanout for InProcessFanout {
     }
 
     fn local_devices(&self) -> Vec<DeviceId> {
-        self.local.devices()
+        self.local.devices_live()
     }
 
     fn refresh_local(&self, device: DeviceId, head: u64) {
-        self.local.notify(&[(device, head)]);
+        self.local.notify(&[(device, head)], None);
     }
 }
 
@@ -121,9 +148,10 @@ impl NatsFanout {
 
 #[async_trait]
 impl Fanout for NatsFanout {
-    fn publish(&self, deliveries: Vec<(DeviceId, u64)>) {
-        // Devices on this node hear it at once; the others through NATS.
-        self.local.notify(&deliveries);
+    fn publish(&self, deliveries: Vec<(DeviceId, u64)>, entry: Option<Arc<QueueEntry>>) {
+        // Devices on this node hear it at once; the others through NATS (hints only: the
+        // message itself is in the database they share).
+        self.local.notify(&deliveries, entry.as_ref());
         let client = self.client.clone();
         tokio::spawn(async move {
             for (device, head) in deliveries {
@@ -135,6 +163,20 @@ impl Fanout for NatsFanout {
                 }
             }
         });
+    }
+
+    fn recent(
+        &self,
+        device: DeviceId,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+    ) -> Option<Vec<(u64, Arc<QueueEntry>)>> {
+        self.local.recent(device, after, up_to, limit)
+    }
+
+    fn pushed(&self, device: DeviceId, up_to: u64) {
+        self.local.pushed(device, up_to)
     }
 
     async fn subscribe(&self, device: DeviceId, head: u64) -> watch::Receiver<u64> {
@@ -152,7 +194,7 @@ impl Fanout for NatsFanout {
                     let task = tokio::spawn(async move {
                         while let Some(message) = subscriber.next().await {
                             if let Ok(bytes) = <[u8; 8]>::try_from(message.payload.as_ref()) {
-                                local.notify(&[(device, u64::from_be_bytes(bytes))]);
+                                local.notify(&[(device, u64::from_be_bytes(bytes))], None);
                             }
                         }
                     });
@@ -189,10 +231,10 @@ impl Fanout for NatsFanout {
     }
 
     fn local_devices(&self) -> Vec<DeviceId> {
-        self.local.devices()
+        self.local.devices_live()
     }
 
     fn refresh_local(&self, device: DeviceId, head: u64) {
-        self.local.notify(&[(device, head)]);
+        self.local.notify(&[(device, head)], None);
     }
 }

@@ -13,7 +13,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 const FILE: &str = "franking-keys.json";
-const KEY_LEN: usize = 32;
+pub(crate) const KEY_LEN: usize = 32;
 /// How often the file's modification time is looked at.
 const RECHECK: Duration = Duration::from_secs(1);
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
@@ -141,8 +141,19 @@ async fn submit(
     device: Authenticated,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
+    Ok(Proto(
+        submit_counted(&app, &device, decode(&app, &body)?).await?,
+    ))
+}
+
+/// A submission from either transport, rate-limited and counted in the metrics.
+pub(crate) async fn submit_counted(
+    app: &App,
+    device: &Authenticated,
+    submit: v1::Submit,
+) -> Result<v1::SubmitResponse, ApiError> {
     app.rates.check_submission(&device.0.user_id)?;
-    let result = app.delivery.submit(&device, decode(&app, &body)?).await;
+    let result = app.delivery.submit(device, submit).await;
     match &result {
         Ok(accepted) if !accepted.duplicate => app.metrics.messages_in.inc(),
         Ok(_) => {}
@@ -154,7 +165,7 @@ async fn submit(
             tracing::debug!(device = %device.0.device_id, code = ?e.code(), "submission refused");
         }
     }
-    Ok(Proto(result?))
+    result
 }
 
 #[derive(serde::Deserialize)]
@@ -227,58 +238,25 @@ async fn timed(
     response
 }
 
-/// `GET /v1/ws`: pushes the device's queue head whenever it moves. Clients send nothing but
-/// pings and close frames; anything else is ignored, and inbound frames are capped small.
+/// Read buffer of a live connection.
+const LIVE_READ_BUFFER: usize = 1024;
+
+/// `GET /v1/ws`: the live connection (see [`crate::live`]). Inbound frames are bounded like
+/// HTTP bodies.
 async fn websocket(
     State(app): AppState,
     device: Authenticated,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    let limit = app.config.max_frame_bytes;
     upgrade
-        .max_message_size(4096)
-        .max_frame_size(4096)
-        .on_upgrade(move |socket| live_hints(app, device, socket))
-}
-
-async fn live_hints(app: Arc<App>, device: Authenticated, mut socket: WebSocket) {
-    let device_id = device.0.device_id;
-    let head = match app.delivery.queue_head(device_id).await {
-        Ok(head) => head,
-        Err(_) => return,
-    };
-    let mut heads = app.fanout.subscribe(device_id, head).await;
-    app.metrics.live_connections.inc();
-    let mut last_sent = None;
-    loop {
-        let current = *heads.borrow_and_update();
-        if last_sent != Some(current) {
-            let frame = parley_protocol::encode(&v1::ServerFrame {
-                queue_head: current,
-            });
-            // A slow client never holds more than one frame of ours: the send is awaited.
-            if tokio::time::timeout(
-                Duration::from_secs(30),
-                socket.send(WsMessage::Binary(frame.into())),
-            )
-            .await
-            .map_or(true, |r| r.is_err())
-            {
-                break;
-            }
-            last_sent = Some(current);
-        }
-        tokio::select! {
-            changed = heads.changed() => if changed.is_err() { break },
-            inbound = socket.recv() => match inbound {
-                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => break,
-                Some(Ok(_)) => {}
-            },
-        }
-    }
-    drop(heads);
-    app.metrics.live_connections.dec();
-    app.fanout.release(device_id);
-    tracing::debug!(device = %device_id, "live connection closed");
+        // tungstenite zero-fills its read buffer's spare room before every read: a small
+        // buffer keeps that cheap, and an idle connection small (large frames still arrive,
+        // in several reads).
+        .read_buffer_size(LIVE_READ_BUFFER)
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| crate::live::session(app, device, socket))
 }
 
 /// Errors produced below our handlers (body too large, wrong method, bad WebSocket upgrade)
@@ -421,6 +399,13 @@ pub async fn serve(
         None => {
             let listener = tokio::net::TcpListener::bind(listen).await?;
             announce(listener.local_addr()?, false);
+            // Small frames must leave at once: with Nagle's algorithm a push waits for the
+            // acknowledgement of the previous one, which the client may delay by 40 ms.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                }
+            });
             axum::serve(listener, service)
                 .with_graceful_shutdown(shutdown)
                 .await?;

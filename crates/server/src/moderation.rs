@@ -396,7 +396,7 @@ impl Moderation {
                 };
                 match self.store.accept(submission).await {
                     Ok(accepted) => {
-                        self.fanout.publish(accepted.deliveries.clone());
+                        self.fanout.publish(accepted.deliveries.clone(), None);
                         proposed = true;
                         break;
                     }

@@ -1,78 +1,143 @@
-//! Live delivery hints inside one server process: "device X's queue head is now N".
+//! Live delivery inside one server process: "device X's queue head is now N", and, when the
+//! message was accepted by this process, the message itself.
 //!
 //! A hint may be lost or coalesced (a `watch` channel keeps only the newest value), which costs
-//! latency, never data: the queue in the store is the truth and clients read it by cursor.
+//! latency, never data: the queue in the store is the truth and clients read it by cursor. The
+//! recent messages kept per device only spare the live connection a read of what this process
+//! just wrote; whenever they do not cover a connection's gap exactly, it reads the store.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 
 use parley_protocol::DeviceId;
+use parley_store::QueueEntry;
 use tokio::sync::watch;
+
+/// Recent messages kept per connected device. Live connections take them within moments; a
+/// connection that falls further behind reads the store instead.
+const RECENT_PER_DEVICE: usize = 128;
+/// Larger payloads (big commits, Welcomes) are never kept: they are rare and the store has them.
+pub const MAX_RECENT_PAYLOAD: usize = 64 * 1024;
+
+struct DeviceLive {
+    head: watch::Sender<u64>,
+    /// (queue sequence, message), ascending by sequence.
+    recent: VecDeque<(u64, Arc<QueueEntry>)>,
+}
 
 #[derive(Default)]
 pub struct Notifier {
-    devices: Mutex<HashMap<DeviceId, watch::Sender<u64>>>,
+    devices: Mutex<HashMap<DeviceId, DeviceLive>>,
 }
 
 impl Notifier {
-    /// Subscribes to a device's queue head, starting from `head`.
-    pub fn subscribe(&self, device: DeviceId, head: u64) -> watch::Receiver<u64> {
-        let mut devices = self.devices.lock().unwrap_or_else(|p| p.into_inner());
-        let sender = devices
-            .entry(device)
-            .or_insert_with(|| watch::channel(head).0);
-        sender.send_if_modified(|current| {
-            let newer = head > *current;
-            if newer {
-                *current = head;
-            }
-            newer
-        });
-        sender.subscribe()
+    fn devices(&self) -> std::sync::MutexGuard<'_, HashMap<DeviceId, DeviceLive>> {
+        self.devices.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn notify(&self, deliveries: &[(DeviceId, u64)]) {
+    /// Subscribes to a device's queue head, starting from `head`.
+    pub fn subscribe(&self, device: DeviceId, head: u64) -> watch::Receiver<u64> {
+        let mut devices = self.devices();
+        let live = devices.entry(device).or_insert_with(|| DeviceLive {
+            head: watch::channel(head).0,
+            recent: VecDeque::new(),
+        });
+        advance(&live.head, head);
+        live.head.subscribe()
+    }
+
+    /// New queue heads; with `entry`, the message that each of these sequences holds.
+    pub fn notify(&self, deliveries: &[(DeviceId, u64)], entry: Option<&Arc<QueueEntry>>) {
         if deliveries.is_empty() {
             return;
         }
-        let mut devices = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = entry.filter(|e| e.payload.len() <= MAX_RECENT_PAYLOAD);
+        let mut devices = self.devices();
         for (device, head) in deliveries {
-            if let Some(sender) = devices.get(device) {
-                if sender.receiver_count() == 0 {
+            if let Some(live) = devices.get_mut(device) {
+                if live.head.receiver_count() == 0 {
                     devices.remove(device);
                     continue;
                 }
-                sender.send_if_modified(|current| {
-                    let newer = *head > *current;
-                    if newer {
-                        *current = *head;
+                if let Some(entry) = entry {
+                    // Concurrent acceptances may announce their sequences out of order.
+                    let at = live.recent.partition_point(|(seq, _)| seq < head);
+                    if live.recent.get(at).is_none_or(|(seq, _)| seq != head) {
+                        live.recent.insert(at, (*head, entry.clone()));
                     }
-                    newer
-                });
+                    if live.recent.len() > RECENT_PER_DEVICE {
+                        live.recent.pop_front();
+                    }
+                }
+                advance(&live.head, *head);
+            }
+        }
+    }
+
+    /// The messages at sequences `after + 1 ..= up_to` if every one of them is held here, so
+    /// that a connection can push them without reading the store.
+    pub fn recent(
+        &self,
+        device: DeviceId,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+    ) -> Option<Vec<(u64, Arc<QueueEntry>)>> {
+        let devices = self.devices();
+        let recent = &devices.get(&device)?.recent;
+        let start = recent.partition_point(|(seq, _)| *seq <= after);
+        let wanted = ((up_to - after) as usize).min(limit);
+        let found: Vec<_> = recent.range(start..).take(wanted).cloned().collect();
+        let contiguous = found.len() == wanted
+            && found
+                .iter()
+                .enumerate()
+                .all(|(i, (seq, _))| *seq == after + 1 + i as u64);
+        (wanted > 0 && contiguous).then_some(found)
+    }
+
+    /// A connection pushed everything up to `up_to`: those messages need not be kept.
+    pub fn pushed(&self, device: DeviceId, up_to: u64) {
+        if let Some(live) = self.devices().get_mut(&device) {
+            while live.recent.front().is_some_and(|(seq, _)| *seq <= up_to) {
+                live.recent.pop_front();
             }
         }
     }
 
     /// Devices with live watchers in this process.
-    pub fn devices(&self) -> Vec<DeviceId> {
-        let devices = self.devices.lock().unwrap_or_else(|p| p.into_inner());
-        devices
+    pub fn devices_live(&self) -> Vec<DeviceId> {
+        self.devices()
             .iter()
-            .filter(|(_, s)| s.receiver_count() > 0)
+            .filter(|(_, l)| l.head.receiver_count() > 0)
             .map(|(d, _)| *d)
             .collect()
     }
 
     /// Live watchers of one device in this process.
     pub fn watchers(&self, device: DeviceId) -> usize {
-        let devices = self.devices.lock().unwrap_or_else(|p| p.into_inner());
-        devices.get(&device).map_or(0, |s| s.receiver_count())
+        self.devices()
+            .get(&device)
+            .map_or(0, |l| l.head.receiver_count())
     }
 
     pub fn connected_devices(&self) -> usize {
-        let devices = self.devices.lock().unwrap_or_else(|p| p.into_inner());
-        devices.values().filter(|s| s.receiver_count() > 0).count()
+        self.devices()
+            .values()
+            .filter(|l| l.head.receiver_count() > 0)
+            .count()
     }
+}
+
+/// Moves a head forward, never back.
+fn advance(sender: &watch::Sender<u64>, head: u64) {
+    sender.send_if_modified(|current| {
+        let newer = head > *current;
+        if newer {
+            *current = head;
+        }
+        newer
+    });
 }
 
 #[cfg(test)]
@@ -84,10 +149,59 @@ mod tests {
         let notifier = Notifier::default();
         let device = DeviceId::from_bytes([1; 16]);
         let mut rx = notifier.subscribe(device, 3);
-        notifier.notify(&[(device, 5)]);
+        notifier.notify(&[(device, 5)], None);
         rx.changed().await.unwrap();
         assert_eq!(*rx.borrow_and_update(), 5);
-        notifier.notify(&[(device, 4)]);
+        notifier.notify(&[(device, 4)], None);
         assert!(!rx.has_changed().unwrap());
+    }
+
+    fn entry(payload_len: usize) -> Arc<QueueEntry> {
+        Arc::new(QueueEntry {
+            seq: 0,
+            kind: parley_store::ItemKind::GroupMessage,
+            group_id: parley_protocol::GroupId::from_bytes([2; 16]),
+            group_seq: 1,
+            sender_device: DeviceId::from_bytes([3; 16]),
+            sender_username: parley_protocol::Username::parse("alice").unwrap(),
+            message_id: parley_protocol::MessageId::from_bytes([4; 16]),
+            accepted_at: 0,
+            payload: vec![0; payload_len],
+            franking_tag: None,
+        })
+    }
+
+    #[tokio::test]
+    async fn recent_messages_serve_a_gap_only_when_they_cover_all_of_it() {
+        let notifier = Notifier::default();
+        let device = DeviceId::from_bytes([1; 16]);
+        let _rx = notifier.subscribe(device, 0);
+        // Announced out of order, as concurrent acceptances may be.
+        notifier.notify(&[(device, 2)], Some(&entry(10)));
+        assert!(notifier.recent(device, 0, 2, 10).is_none(), "1 is missing");
+        notifier.notify(&[(device, 1)], Some(&entry(10)));
+        let both = notifier.recent(device, 0, 2, 10).expect("1 and 2 held");
+        assert_eq!(both.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(notifier.recent(device, 0, 2, 1).unwrap().len(), 1, "limit");
+        // A head announced without its message (another node's hint) leaves a gap.
+        notifier.notify(&[(device, 3)], None);
+        assert!(notifier.recent(device, 2, 3, 10).is_none());
+        // Pushed messages are dropped; large ones are never kept.
+        notifier.pushed(device, 2);
+        assert!(notifier.recent(device, 0, 2, 10).is_none());
+        notifier.notify(&[(device, 4)], Some(&entry(MAX_RECENT_PAYLOAD + 1)));
+        assert!(notifier.recent(device, 3, 4, 10).is_none());
+    }
+
+    #[tokio::test]
+    async fn nothing_is_kept_for_devices_without_a_live_connection() {
+        let notifier = Notifier::default();
+        let device = DeviceId::from_bytes([1; 16]);
+        notifier.notify(&[(device, 1)], Some(&entry(10)));
+        assert!(notifier.recent(device, 0, 1, 10).is_none());
+        let rx = notifier.subscribe(device, 0);
+        drop(rx);
+        notifier.notify(&[(device, 1)], Some(&entry(10)));
+        assert_eq!(notifier.connected_devices(), 0);
     }
 }

@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use parley_protocol::{DeviceId, GroupId, MessageId, UserId, Username};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
-use tokio::sync::{mpsc, oneshot};
+use std::time::Instant;
+
+use tokio::sync::oneshot;
 
 use crate::model::*;
 use crate::{Store, StoreError, StoreResult};
@@ -148,6 +150,13 @@ const DATABASE_FILE: &str = "parley.db";
 const MAX_FETCH_BYTES: usize = 16 * 1024 * 1024;
 /// Most jobs folded into one transaction.
 const MAX_BATCH: usize = 256;
+/// How long a busy writer waits for more jobs before it commits.
+const BATCH_LINGER: std::time::Duration = std::time::Duration::from_micros(1000);
+/// How often the WAL is copied back into the database. Queue rows live briefly, so a page
+/// written, rewritten and freed within one interval is copied once.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+/// The WAL file is cut back to this size after a checkpoint.
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
@@ -205,7 +214,9 @@ where
 
 pub struct SqliteStore {
     path: PathBuf,
-    writer: mpsc::UnboundedSender<Box<dyn WriteJob>>,
+    writer: std::sync::mpsc::Sender<Box<dyn WriteJob>>,
+    /// Dropped with the store, which ends the checkpoint thread.
+    _stop_checkpoints: std::sync::mpsc::Sender<()>,
     readers: Arc<Mutex<Vec<Connection>>>,
 }
 
@@ -245,7 +256,17 @@ impl SqliteStore {
         let path = dir.join(DATABASE_FILE);
         let mut conn = open_connection(&path, &options)?;
         migrate(&mut conn)?;
-        let (writer, jobs) = mpsc::unbounded_channel();
+        // Checkpoints run on their own thread (below), never inside a commit that submitters
+        // are waiting for.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
+        let checkpointer = open_connection(&path, &options)?;
+        let (stop_checkpoints, stopped) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("parley-sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpointer, stopped))
+            .map_err(|e| StoreError::Backend(format!("cannot start checkpoint thread: {e}")))?;
+        let (writer, jobs) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("parley-sqlite-writer".into())
             .spawn(move || writer_loop(conn, jobs))
@@ -256,6 +277,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             path,
             writer,
+            _stop_checkpoints: stop_checkpoints,
             readers: Arc::new(Mutex::new(readers)),
         })
     }
@@ -309,15 +331,31 @@ fn poisoned() -> StoreError {
     StoreError::Backend("reader pool lock poisoned".into())
 }
 
-fn writer_loop(mut conn: Connection, mut jobs: mpsc::UnboundedReceiver<Box<dyn WriteJob>>) {
-    while let Some(first) = jobs.blocking_recv() {
+fn writer_loop(mut conn: Connection, jobs: std::sync::mpsc::Receiver<Box<dyn WriteJob>>) {
+    let mut busy = false;
+    while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
+        // Under load, linger a moment so that more submissions share the commit (and its fsync):
+        // a commit costs about as much for 1 job as for 50. An idle server commits at once.
+        let linger_until = busy.then(|| Instant::now() + BATCH_LINGER);
         while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+            let next = match linger_until {
+                Some(until) => {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        jobs.try_recv().ok()
+                    } else {
+                        jobs.recv_timeout(left).ok()
+                    }
+                }
+                None => jobs.try_recv().ok(),
+            };
+            match next {
+                Some(job) => batch.push(job),
+                None => break,
             }
         }
+        busy = batch.len() > 1;
         let outcome = run_batch(&mut conn, &mut batch);
         for job in batch {
             job.finish(outcome.clone());
@@ -325,19 +363,43 @@ fn writer_loop(mut conn: Connection, mut jobs: mpsc::UnboundedReceiver<Box<dyn W
     }
 }
 
+/// Copies committed WAL pages into the database beside the writer (a PASSIVE checkpoint never
+/// blocks it). The thread ends with the store; what it did not copy yet stays safe in the WAL.
+fn checkpoint_loop(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY)
+    {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "WAL checkpoint failed; retrying later");
+        }
+    }
+}
+
 fn run_batch(conn: &mut Connection, batch: &mut [Box<dyn WriteJob>]) -> Result<(), String> {
     let tx = conn.transaction().map_err(|e| e.to_string())?;
     for job in batch.iter_mut() {
-        tx.execute_batch("SAVEPOINT job")
-            .map_err(|e| e.to_string())?;
-        if job.run(&tx) {
-            tx.execute_batch("RELEASE job").map_err(|e| e.to_string())?;
-        } else {
-            tx.execute_batch("ROLLBACK TO job; RELEASE job")
-                .map_err(|e| e.to_string())?;
+        exec(&tx, "SAVEPOINT job", []).map_err(|e| e.to_string())?;
+        if !job.run(&tx) {
+            exec(&tx, "ROLLBACK TO job", []).map_err(|e| e.to_string())?;
         }
+        exec(&tx, "RELEASE job", []).map_err(|e| e.to_string())?;
     }
     tx.commit().map_err(|e| e.to_string())
+}
+
+/// Runs a statement through the connection's statement cache: parsing SQL costs more than
+/// running these small statements, and the hot paths run them for every message.
+fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
+}
+
+/// [`exec`] for a statement that returns one row.
+fn query_one<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.prepare_cached(sql)?.query_row(params, row)
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -389,22 +451,22 @@ fn find_submission_in(
     device: &DeviceId,
     message: &MessageId,
 ) -> StoreResult<Option<StoredSubmission>> {
-    let row = conn
-        .query_row(
-            "SELECT fingerprint, group_id, group_seq, epoch, accepted_at FROM submissions
+    let row = query_one(
+        conn,
+        "SELECT fingerprint, group_id, group_seq, epoch, accepted_at FROM submissions
              WHERE device_id = ?1 AND message_id = ?2",
-            params![blob(device.as_bytes()), blob(message.as_bytes())],
-            |row| {
-                Ok((
-                    row.get::<_, Vec<u8>>(0)?,
-                    row.get::<_, Vec<u8>>(1)?,
-                    row.get::<_, i64>(2)?,
-                    row.get::<_, i64>(3)?,
-                    row.get::<_, i64>(4)?,
-                ))
-            },
-        )
-        .optional()?;
+        params![blob(device.as_bytes()), blob(message.as_bytes())],
+        |row| {
+            Ok((
+                row.get::<_, Vec<u8>>(0)?,
+                row.get::<_, Vec<u8>>(1)?,
+                row.get::<_, i64>(2)?,
+                row.get::<_, i64>(3)?,
+                row.get::<_, i64>(4)?,
+            ))
+        },
+    )
+    .optional()?;
     row.map(|(fingerprint, group, seq, epoch, at)| {
         Ok(StoredSubmission {
             fingerprint,
@@ -487,7 +549,7 @@ fn insert_payload(
     data: &[u8],
     refs: usize,
 ) -> StoreResult<i64> {
-    tx.execute(
+    exec(tx,
         "INSERT INTO payloads (kind, group_id, group_seq, sender_device, message_id, accepted_at, refs, data, franking_tag)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
@@ -566,7 +628,8 @@ fn accept_in(tx: &Transaction<'_>, submission: Submission) -> StoreResult<Accept
             .filter(|d| *d != submission.sender)
             .collect()
     };
-    let replay: bool = tx.query_row(
+    let replay: bool = query_one(
+        tx,
         "SELECT EXISTS(SELECT 1 FROM submissions WHERE group_id = ?1 AND fingerprint = ?2)",
         params![group, submission.fingerprint],
         |row| row.get(0),
@@ -598,12 +661,14 @@ fn accept_in(tx: &Transaction<'_>, submission: Submission) -> StoreResult<Accept
     let mut new_epoch = epoch as u64;
     if let Some(transition) = &submission.transition {
         new_epoch = transition.new_epoch;
-        tx.execute(
+        exec(
+            tx,
             "UPDATE groups SET epoch = ?2, public_state = ?3, state_version = state_version + 1
              WHERE id = ?1",
             params![group, new_epoch as i64, transition.new_public_state],
         )?;
-        tx.execute(
+        exec(
+            tx,
             "DELETE FROM group_members WHERE group_id = ?1",
             params![group],
         )?;
@@ -635,11 +700,12 @@ fn accept_in(tx: &Transaction<'_>, submission: Submission) -> StoreResult<Accept
             )?;
         }
     }
-    tx.execute(
+    exec(
+        tx,
         "UPDATE groups SET next_seq = ?2 WHERE id = ?1",
         params![group, next_seq + 1],
     )?;
-    tx.execute(
+    exec(tx,
         "INSERT INTO submissions (device_id, message_id, fingerprint, group_id, group_seq, epoch, accepted_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![

@@ -1,0 +1,249 @@
+//! The live connection (`GET /v1/ws`): one WebSocket per device that carries, both ways, what
+//! would otherwise take three HTTP requests per message (hint, fetch, ack).
+//!
+//! - Without a `StartPush` the server sends queue heads only (hints); the client fetches over
+//!   HTTP. Old clients keep working.
+//! - After `StartPush { after }` the server pushes the queue items themselves, in order, in
+//!   batches; they stay queued until the client acknowledges them with an `Ack` frame, so a
+//!   connection that drops loses nothing (the next one starts from the client's cursor).
+//! - `LiveSubmit` frames are submissions answered by `LiveResult`s. Several may be in flight,
+//!   which is what lets the store's group commit gather them into one transaction.
+//!
+//! Like the HTTP handlers, this module holds no rules: submissions, fetches and acks go to the
+//! delivery service, which owns them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{Message as WsMessage, WebSocket};
+use parley_protocol::v1;
+use parley_protocol::v1::client_frame::Body;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::accounts::Authenticated;
+use crate::{ApiError, App};
+
+/// Submissions in flight per connection. Past it the connection stops reading, which pushes
+/// back on the client through TCP instead of queueing without bound here.
+const SUBMISSIONS_IN_FLIGHT: usize = 256;
+/// Most items in one pushed frame (the store also caps a page's bytes).
+const PUSH_BATCH: u32 = 512;
+/// A client that does not take a frame within this time is dropped.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where pushing stands on one connection.
+enum Push {
+    /// Hints only: the client fetches over HTTP.
+    Off,
+    /// Items up to `sent` went out on this connection.
+    On { sent: u64 },
+}
+
+pub(crate) async fn session(app: Arc<App>, device: Authenticated, socket: WebSocket) {
+    let device_id = device.0.device_id;
+    let Ok(head) = app.delivery.queue_head(device_id).await else {
+        return;
+    };
+    let mut heads = app.fanout.subscribe(device_id, head).await;
+    app.metrics.live_connections.inc();
+    let outcome = Session {
+        app: app.clone(),
+        device: Arc::new(device),
+        socket,
+        push: Push::Off,
+        last_head_sent: None,
+        in_flight: 0,
+        ack: AckState::default(),
+    }
+    .run(&mut heads)
+    .await;
+    drop(heads);
+    app.metrics.live_connections.dec();
+    app.fanout.release(device_id);
+    tracing::debug!(device = %device_id, reason = outcome, "live connection closed");
+}
+
+/// One acknowledgement writes at a time per connection; later ones while it runs collapse into
+/// the highest, so a flood of acks costs one write, not one task each.
+#[derive(Default)]
+struct AckState {
+    running: Option<JoinHandle<()>>,
+    pending: Option<u64>,
+}
+
+struct Session {
+    app: Arc<App>,
+    device: Arc<Authenticated>,
+    socket: WebSocket,
+    push: Push,
+    last_head_sent: Option<u64>,
+    in_flight: usize,
+    ack: AckState,
+}
+
+impl Session {
+    async fn run(mut self, heads: &mut tokio::sync::watch::Receiver<u64>) -> &'static str {
+        // Boxed: the channel allocates its first block of slots up front, and most connections
+        // never submit anything (an idle connection should cost little).
+        let (results_tx, mut results_rx) =
+            mpsc::channel::<Box<v1::LiveResult>>(SUBMISSIONS_IN_FLIGHT);
+        let mut results = Vec::new();
+        loop {
+            let head = *heads.borrow_and_update();
+            let mut frame = v1::ServerFrame {
+                queue_head: head,
+                ..Default::default()
+            };
+            let mut more_to_push = false;
+            if let Push::On { sent } = self.push {
+                if head > sent {
+                    match self
+                        .app
+                        .delivery
+                        .push_batch(&self.device, sent, head, PUSH_BATCH)
+                        .await
+                    {
+                        Ok(batch) => {
+                            let pushed_up_to = batch.items.last().map_or(batch.head, |i| i.seq);
+                            self.app
+                                .metrics
+                                .messages_out
+                                .inc_by(batch.items.len() as u64);
+                            frame.items = batch.items;
+                            frame.expired_up_to = batch.expired_up_to;
+                            frame.queue_head = frame.queue_head.max(batch.head);
+                            self.push = Push::On {
+                                sent: pushed_up_to.max(sent),
+                            };
+                            more_to_push = pushed_up_to < frame.queue_head;
+                        }
+                        // The store is unavailable: the items stay queued, the next hint retries.
+                        Err(e) => tracing::warn!(error = %e.0, "push fetch failed"),
+                    }
+                }
+            }
+            while let Ok(result) = results_rx.try_recv() {
+                results.push(*result);
+            }
+            self.in_flight -= results.len();
+            frame.results = std::mem::take(&mut results);
+            if self.last_head_sent != Some(frame.queue_head)
+                || !frame.items.is_empty()
+                || !frame.results.is_empty()
+            {
+                let bytes = parley_protocol::encode(&frame);
+                // A slow client never holds more than one frame of ours: the send is awaited.
+                match tokio::time::timeout(
+                    SEND_TIMEOUT,
+                    self.socket.send(WsMessage::Binary(bytes.into())),
+                )
+                .await
+                {
+                    Ok(Ok(())) => self.last_head_sent = Some(frame.queue_head),
+                    Ok(Err(_)) => return "send failed",
+                    Err(_) => return "client too slow",
+                }
+            }
+            tokio::select! {
+                // Answers first: they free capacity and the client is waiting for them.
+                biased;
+                result = results_rx.recv() => match result {
+                    Some(result) => results.push(*result),
+                    None => return "results channel closed",
+                },
+                () = std::future::ready(()), if more_to_push => {}
+                changed = heads.changed() => if changed.is_err() { return "hints closed" },
+                () = wait_for(&mut self.ack.running), if self.ack.running.is_some() => {
+                    self.ack.running = None;
+                    if let Some(up_to) = self.ack.pending.take() {
+                        self.start_ack(up_to);
+                    }
+                }
+                inbound = self.socket.recv(), if self.in_flight < SUBMISSIONS_IN_FLIGHT => {
+                    match inbound {
+                        Some(Ok(WsMessage::Binary(bytes))) => {
+                            if let Err(e) = self.handle(&bytes, head, &results_tx) {
+                                return e;
+                            }
+                        }
+                        Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return "closed",
+                        // Pings are answered below us; text frames mean nothing here.
+                        Some(Ok(_)) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// One client frame. A frame that does not parse ends the connection: the client is broken
+    /// or hostile, and nothing it sent before is lost (accepted submissions are stored).
+    fn handle(
+        &mut self,
+        bytes: &[u8],
+        head: u64,
+        results: &mpsc::Sender<Box<v1::LiveResult>>,
+    ) -> Result<(), &'static str> {
+        let frame: v1::ClientFrame =
+            parley_protocol::decode(bytes, self.app.config.max_frame_bytes)
+                .map_err(|_| "malformed client frame")?;
+        match frame.body {
+            Some(Body::StartPush(start)) => {
+                // A cursor past the head cannot be the client's: it would skip items.
+                self.push = Push::On {
+                    sent: start.after.min(head),
+                };
+            }
+            Some(Body::Ack(ack)) => {
+                if self.ack.running.is_some() {
+                    self.ack.pending = Some(self.ack.pending.unwrap_or(0).max(ack.up_to));
+                } else {
+                    self.start_ack(ack.up_to);
+                }
+            }
+            Some(Body::Submit(live)) => {
+                self.in_flight += 1;
+                let (app, device, results) =
+                    (self.app.clone(), self.device.clone(), results.clone());
+                tokio::spawn(async move {
+                    let outcome = match live.submit {
+                        None => Err(ApiError::malformed("a live submission without a body")),
+                        Some(submit) => crate::http::submit_counted(&app, &device, submit).await,
+                    };
+                    let result = match outcome {
+                        Ok(accepted) => v1::LiveResult {
+                            request_id: live.request_id,
+                            accepted: Some(accepted),
+                            error: None,
+                        },
+                        Err(e) => v1::LiveResult {
+                            request_id: live.request_id,
+                            accepted: None,
+                            error: Some(e.0.to_wire()),
+                        },
+                    };
+                    // The connection is gone: the outcome is stored and a retry finds it.
+                    let _ = results.send(Box::new(result)).await;
+                });
+            }
+            None => return Err("empty client frame"),
+        }
+        Ok(())
+    }
+
+    fn start_ack(&mut self, up_to: u64) {
+        let (app, device) = (self.app.clone(), self.device.clone());
+        self.ack.running = Some(tokio::spawn(async move {
+            if let Err(e) = app.delivery.ack(&device, up_to).await {
+                // Unacknowledged items are pushed again on the next connection: nothing lost.
+                tracing::warn!(error = %e.0, "live acknowledgement failed");
+            }
+        }));
+    }
+}
+
+async fn wait_for(task: &mut Option<JoinHandle<()>>) {
+    if let Some(task) = task {
+        let _ = task.await;
+    }
+}

@@ -1,0 +1,1063 @@
+//! Parley's side of `parley-bench`: the real server binary pinned to one core, and a load
+//! generator that speaks Parley's wire protocol like a client would: devices registered and
+//! logged in over HTTP, MLS groups in memory (openmls, the default hybrid suite, the server as
+//! external sender), and live WebSocket sessions that submit, take pushed items and acknowledge
+//! them. The generator never decrypts what it receives: it is the load, not a client under test.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use futures_util::{SinkExt, StreamExt};
+use openmls::prelude::tls_codec::Serialize as _;
+use openmls::prelude::*;
+use openmls_basic_credential::SignatureKeyPair;
+use openmls_rust_crypto::OpenMlsRustCrypto;
+use openmls_traits::signatures::Signer as _;
+use parley_mls::{franking, suite, DeviceIdentity, Roles};
+use parley_protocol::{v1, DeviceId, Username};
+use prost::Message as _;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use crate::bench_xmpp::{cpu_seconds, rss_bytes};
+
+/// The real `parley` binary (next to this one), on a fresh data directory and a free port.
+pub struct ParleyServer {
+    child: Child,
+    data: tempfile::TempDir,
+    pub base: String,
+}
+
+impl ParleyServer {
+    /// Starts the server pinned to `core`. Rate limits are lifted: the load comes from a few
+    /// addresses and accounts at rates no single person sends at.
+    pub fn start(core: usize) -> Result<ParleyServer> {
+        let exe = std::env::current_exe()?.with_file_name("parley");
+        anyhow::ensure!(
+            exe.exists(),
+            "{} not found: build it with `cargo build --release`",
+            exe.display()
+        );
+        let data = tempfile::tempdir()?;
+        let mut child = Command::new("taskset")
+            .args(["-c", &core.to_string()])
+            .arg(&exe)
+            .args(["server", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data.path())
+            .args(["--rate-per-second", "10000000"])
+            .args(["--auth-rate-per-second", "10000000"])
+            .env("PARLEY_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("cannot start the parley server (is taskset installed?)")?;
+        let stdout = child.stdout.take().context("no server stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            let line = lines
+                .next()
+                .ok_or_else(|| anyhow!("the server exited before listening"))??;
+            if let Some(address) = line.strip_prefix("parley server listening on ") {
+                break address.trim().to_owned();
+            }
+        };
+        Ok(ParleyServer { child, data, base })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ParleyServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// HTTP calls
+
+#[derive(Clone)]
+pub struct Http {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Http {
+    pub fn new(base: &str) -> Result<Http> {
+        Ok(Http {
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(256)
+                .build()?,
+            base: base.to_owned(),
+        })
+    }
+
+    async fn call<R: prost::Message + Default>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        token: Option<&str>,
+    ) -> Result<R> {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .header("content-type", parley_protocol::CONTENT_TYPE);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let bytes = response.bytes().await?;
+        if !status.is_success() {
+            let error = v1::ErrorBody::decode(bytes.as_ref()).unwrap_or_default();
+            bail!("{path}: {status}: {}", error.message);
+        }
+        Ok(R::decode(bytes.as_ref())?)
+    }
+
+    async fn post<Q: prost::Message, R: prost::Message + Default>(
+        &self,
+        path: &str,
+        body: &Q,
+        token: Option<&str>,
+    ) -> Result<R> {
+        self.call(
+            reqwest::Method::POST,
+            path,
+            Some(body.encode_to_vec()),
+            token,
+        )
+        .await
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// Devices and groups
+
+/// A registered, logged-in device with its MLS state in memory.
+pub struct Device {
+    pub username: Username,
+    pub device_id: DeviceId,
+    pub token: String,
+    provider: OpenMlsRustCrypto,
+    signer: SignatureKeyPair,
+    credential: CredentialWithKey,
+    group: Option<MlsGroup>,
+}
+
+impl Device {
+    /// Registers `username` with a fresh signature key and logs in.
+    pub async fn register(http: &Http, username: &str) -> Result<Device> {
+        let ciphersuite = suite::DEFAULT_CIPHERSUITE;
+        let username = Username::parse(username)?;
+        let signer = SignatureKeyPair::new(ciphersuite.signature_algorithm())?;
+        let public = signer.to_public_vec();
+        let proof = signer
+            .sign(&v1::register_proof_input(username.as_str(), &public))
+            .map_err(|e| anyhow!("signing: {e:?}"))?;
+        let registered: v1::RegisterResponse = http
+            .post(
+                "/v1/accounts",
+                &v1::RegisterRequest {
+                    username: username.to_string(),
+                    signature_key: public.clone(),
+                    proof,
+                },
+                None,
+            )
+            .await?;
+        let device_id = DeviceId::from_slice(&registered.device_id)?;
+        let challenge: v1::ChallengeResponse = http
+            .post(
+                "/v1/auth/challenge",
+                &v1::ChallengeRequest {
+                    device_id: device_id.to_vec(),
+                },
+                None,
+            )
+            .await?;
+        let signature = signer
+            .sign(&v1::login_signature_input(
+                device_id.as_bytes(),
+                &challenge.challenge,
+            ))
+            .map_err(|e| anyhow!("signing: {e:?}"))?;
+        let login: v1::LoginResponse = http
+            .post(
+                "/v1/auth/login",
+                &v1::LoginRequest {
+                    device_id: device_id.to_vec(),
+                    challenge: challenge.challenge,
+                    signature,
+                },
+                None,
+            )
+            .await?;
+        let provider = OpenMlsRustCrypto::default();
+        signer.store(provider.storage())?;
+        let credential = CredentialWithKey {
+            credential: DeviceIdentity::new(username.clone(), device_id).to_credential(),
+            signature_key: public.into(),
+        };
+        Ok(Device {
+            username,
+            device_id,
+            token: login.token,
+            provider,
+            signer,
+            credential,
+            group: None,
+        })
+    }
+
+    fn key_package(&self) -> Result<KeyPackage> {
+        let ciphersuite = suite::DEFAULT_CIPHERSUITE;
+        Ok(KeyPackage::builder()
+            .leaf_node_capabilities(suite::leaf_capabilities(ciphersuite))
+            .build(
+                ciphersuite,
+                &self.provider,
+                &self.signer,
+                self.credential.clone(),
+            )?
+            .key_package()
+            .clone())
+    }
+
+    /// One application message as Parley's client builds it (payload with a fresh salt and the
+    /// franking tag in the AAD), wrapped in a live submission frame.
+    fn submission_frame(&mut self, message_id: [u8; 16], text: &str) -> Result<Vec<u8>> {
+        let group = self.group.as_mut().context("not in a group")?;
+        let salt: [u8; franking::SALT_LEN] = rand_bytes(&self.provider)?;
+        let payload = v1::AppPayload {
+            salt: salt.to_vec(),
+            sender_username: self.username.to_string(),
+            sender_device: self.device_id.to_vec(),
+            message_id: message_id.to_vec(),
+            sent_at_ms: 0,
+            body: Some(v1::app_payload::Body::Text(v1::TextBody {
+                text: text.into(),
+                ..Default::default()
+            })),
+        }
+        .encode_to_vec();
+        group.set_aad(
+            v1::MessageAad {
+                franking_tag: franking::franking_tag(&salt, &payload).to_vec(),
+            }
+            .encode_to_vec(),
+        );
+        let mls_message = group
+            .create_message(&self.provider, &self.signer, &payload)?
+            .to_bytes()?;
+        Ok(v1::ClientFrame {
+            body: Some(v1::client_frame::Body::Submit(v1::LiveSubmit {
+                request_id: u64::from_be_bytes(message_id[8..].try_into()?),
+                submit: Some(v1::Submit {
+                    message_id: message_id.to_vec(),
+                    mls_message,
+                    welcome: None,
+                }),
+            })),
+        }
+        .encode_to_vec())
+    }
+}
+
+fn rand_bytes<const N: usize>(provider: &OpenMlsRustCrypto) -> Result<[u8; N]> {
+    use openmls_traits::random::OpenMlsRand as _;
+    provider
+        .rand()
+        .random_array()
+        .map_err(|e| anyhow!("randomness: {e:?}"))
+}
+
+/// Creates a group held by `creator` on the server and adds `members` in commits of at most
+/// `chunk`; with `join`, the members also build their MLS state from the Welcome (they can
+/// then send too).
+pub async fn create_group(
+    http: &Http,
+    creator: &mut Device,
+    members: &mut [Device],
+    chunk: usize,
+    join: bool,
+) -> Result<()> {
+    let info: v1::ServerInfo = http
+        .call(reqwest::Method::GET, "/v1/info", None, None)
+        .await?;
+    let server = ExternalSender::new(
+        info.external_sender_key.into(),
+        DeviceIdentity::parse(&info.external_sender_identity)?.to_credential(),
+    );
+    let ciphersuite = suite::DEFAULT_CIPHERSUITE;
+    let config = MlsGroupCreateConfig::builder()
+        .ciphersuite(ciphersuite)
+        .wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
+        .use_ratchet_tree_extension(false)
+        .sender_ratchet_configuration(SenderRatchetConfiguration::new(100, 100_000))
+        .capabilities(suite::leaf_capabilities(ciphersuite))
+        .with_group_context_extensions(suite::group_context_extensions(
+            &Roles::with_admin(creator.username.clone()),
+            Some(server),
+        )?)
+        .build();
+    let group_id: [u8; 16] = rand_bytes(&creator.provider)?;
+    let mut group = MlsGroup::new_with_group_id(
+        &creator.provider,
+        &creator.signer,
+        &config,
+        GroupId::from_slice(&group_id),
+        creator.credential.clone(),
+    )?;
+    let _: v1::CreateGroupResponse = http
+        .post(
+            "/v1/groups",
+            &v1::CreateGroup {
+                group_info: group
+                    .export_group_info(creator.provider.crypto(), &creator.signer, false)?
+                    .to_bytes()?,
+                ratchet_tree: group.export_ratchet_tree().tls_serialize_detached()?,
+            },
+            Some(&creator.token),
+        )
+        .await?;
+    for members in members.chunks_mut(chunk) {
+        let packages = members
+            .iter()
+            .map(Device::key_package)
+            .collect::<Result<Vec<_>>>()?;
+        let (commit, welcome, _) =
+            group.add_members(&creator.provider, &creator.signer, &packages)?;
+        let message_id: [u8; 16] = rand_bytes(&creator.provider)?;
+        let _: v1::SubmitResponse = http
+            .post(
+                "/v1/messages",
+                &v1::Submit {
+                    message_id: message_id.to_vec(),
+                    mls_message: commit.to_bytes()?,
+                    welcome: Some(welcome.to_bytes()?),
+                },
+                Some(&creator.token),
+            )
+            .await?;
+        group.merge_pending_commit(&creator.provider)?;
+        if join {
+            let welcome = match MlsMessageIn::from(welcome).extract() {
+                MlsMessageBodyIn::Welcome(welcome) => welcome,
+                _ => bail!("add_members returned no Welcome"),
+            };
+            let tree = group.export_ratchet_tree();
+            let join_config = MlsGroupJoinConfig::builder()
+                .wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
+                .use_ratchet_tree_extension(false)
+                .sender_ratchet_configuration(SenderRatchetConfiguration::new(100, 100_000))
+                .build();
+            for member in members.iter_mut() {
+                let joined = StagedWelcome::new_from_welcome(
+                    &member.provider,
+                    &join_config,
+                    welcome.clone(),
+                    Some(tree.clone().into()),
+                )?
+                .into_group(&member.provider)?;
+                member.group = Some(joined);
+            }
+        }
+    }
+    creator.group = Some(group);
+    Ok(())
+}
+
+/// Registers `count` devices named `{prefix}{i}`, `parallel` at a time.
+pub async fn register_many(
+    http: &Http,
+    prefix: &str,
+    count: usize,
+    parallel: usize,
+) -> Result<Vec<Device>> {
+    futures_util::stream::iter(0..count)
+        .map(|i| {
+            let http = http.clone();
+            let name = format!("{prefix}{i}");
+            async move { Device::register(&http, &name).await }
+        })
+        .buffered(parallel)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
+// ----------------------------------------------------------------------------------------------
+// Live connections and measurement
+
+/// Message ids of the load: step, sending device, and the message's index within the step.
+/// The receiver finds the scheduled send time from them.
+fn message_id(step: u32, sender: u32, index: u64) -> [u8; 16] {
+    let mut id = [0u8; 16];
+    id[..4].copy_from_slice(&step.to_be_bytes());
+    id[4..8].copy_from_slice(&sender.to_be_bytes());
+    id[8..].copy_from_slice(&index.to_be_bytes());
+    id
+}
+
+/// Latencies in 50 µs buckets up to 20 s.
+pub struct Histogram {
+    buckets: Vec<AtomicU64>,
+}
+
+const BUCKET_NS: u64 = 50_000;
+
+impl Histogram {
+    fn new() -> Histogram {
+        Histogram {
+            buckets: (0..400_000).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn record(&self, nanos: u64) {
+        let bucket = ((nanos / BUCKET_NS) as usize).min(self.buckets.len() - 1);
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The latency (ms) at or below which `quantile` of the recorded ones fall.
+    fn quantile_ms(&self, quantile: f64) -> f64 {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return f64::NAN;
+        }
+        let wanted = (quantile * total as f64).ceil() as u64;
+        let mut seen = 0;
+        for (i, count) in counts.iter().enumerate() {
+            seen += count;
+            if seen >= wanted {
+                return ((i as u64 + 1) * BUCKET_NS) as f64 / 1e6;
+            }
+        }
+        f64::NAN
+    }
+}
+
+/// What one measured run expects and has seen so far.
+pub struct Step {
+    id: u32,
+    /// Messages each sending device sends in this step.
+    per_sender: u64,
+    /// Scheduled send time (ns since the load's epoch), by sender * per_sender + index.
+    scheduled: Vec<AtomicU64>,
+    /// Deliveries still expected per message (1 for a pair, members - 1 in a group).
+    expected_per_message: u64,
+    seen: Vec<AtomicU64>,
+    pub latency: Histogram,
+    pub delivered: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub accepted: AtomicU64,
+    pub refused: AtomicU64,
+    last_delivery_ns: AtomicU64,
+}
+
+impl Step {
+    pub fn new(id: u32, senders: usize, per_sender: u64, expected_per_message: u64) -> Step {
+        let slots = senders * per_sender as usize;
+        Step {
+            id,
+            per_sender,
+            scheduled: (0..slots).map(|_| AtomicU64::new(0)).collect(),
+            expected_per_message,
+            seen: (0..slots).map(|_| AtomicU64::new(0)).collect(),
+            latency: Histogram::new(),
+            delivered: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            last_delivery_ns: AtomicU64::new(0),
+        }
+    }
+
+    fn slot(&self, sender: u32, index: u64) -> usize {
+        sender as usize * self.per_sender as usize + index as usize
+    }
+
+    pub fn expected(&self) -> u64 {
+        self.scheduled.len() as u64 * self.expected_per_message
+    }
+}
+
+/// The load's clock and the current step, shared by every connection's reader.
+pub struct Load {
+    epoch: Instant,
+    step: RwLock<Arc<Step>>,
+    /// Connections whose acknowledgements are all written: the load waits for them.
+    pub unacked_connections: AtomicU64,
+}
+
+impl Load {
+    pub fn new() -> Arc<Load> {
+        Arc::new(Load {
+            epoch: Instant::now(),
+            step: RwLock::new(Arc::new(Step::new(0, 0, 0, 0))),
+            unacked_connections: AtomicU64::new(0),
+        })
+    }
+
+    pub fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    pub fn set_step(&self, step: Arc<Step>) {
+        *self.step.write().unwrap_or_else(|p| p.into_inner()) = step;
+    }
+
+    fn step(&self) -> Arc<Step> {
+        self.step.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn delivered(&self, message_id: &[u8]) {
+        let step = self.step();
+        let Ok(id) = <[u8; 16]>::try_from(message_id) else {
+            return;
+        };
+        let step_id = u32::from_be_bytes([id[0], id[1], id[2], id[3]]);
+        let sender = u32::from_be_bytes([id[4], id[5], id[6], id[7]]);
+        let index =
+            u64::from_be_bytes([id[8], id[9], id[10], id[11], id[12], id[13], id[14], id[15]]);
+        if step_id != step.id || index >= step.per_sender {
+            return;
+        }
+        let slot = step.slot(sender, index);
+        let Some(seen) = step.seen.get(slot) else {
+            return;
+        };
+        if seen.fetch_add(1, Ordering::Relaxed) >= step.expected_per_message {
+            step.duplicates.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let now = self.now_ns();
+        let scheduled = step.scheduled[slot].load(Ordering::Relaxed);
+        step.latency.record(now.saturating_sub(scheduled));
+        step.delivered.fetch_add(1, Ordering::Relaxed);
+        step.last_delivery_ns.fetch_max(now, Ordering::Relaxed);
+    }
+
+    fn result(&self, result: &v1::LiveResult) {
+        let step = self.step();
+        if result.accepted.is_some() {
+            step.accepted.fetch_add(1, Ordering::Relaxed);
+        } else {
+            step.refused.fetch_add(1, Ordering::Relaxed);
+            if let Some(error) = &result.error {
+                eprintln!("refused: {}", error.message);
+            }
+        }
+    }
+}
+
+/// A device's live connection: frames to send go into `outbox`; a reader task records what
+/// arrives and acknowledges pushed items.
+pub struct Connection {
+    pub outbox: mpsc::UnboundedSender<Vec<u8>>,
+}
+
+/// How a connection acknowledges: after this many items or this long after the oldest
+/// unacknowledged one, whichever comes first.
+const ACK_EVERY_ITEMS: u64 = 256;
+const ACK_EVERY: Duration = Duration::from_millis(500);
+
+/// Whether and from where a connection asks the server to push items.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    /// Hints only (an idle client).
+    Off,
+    /// Everything queued, from the first item.
+    Backlog,
+    /// Only what arrives from now on (the load skips the Welcomes of its own setup).
+    New,
+}
+
+pub async fn connect(
+    base: &str,
+    token: &str,
+    load: Arc<Load>,
+    push: Push,
+    small_buffers: bool,
+) -> Result<Connection> {
+    let url = format!("{}/v1/ws", base.replacen("http", "ws", 1));
+    let mut request = url.into_client_request()?;
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    // tungstenite zero-fills the spare room of its read buffer before each read: keep it small.
+    let config = Some(
+        tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(if small_buffers { 4096 } else { 16 * 1024 })
+            .write_buffer_size(0),
+    );
+    let (stream, _) = tokio_tungstenite::connect_async_with_config(request, config, true).await?;
+    let (mut sink, mut source) = stream.split();
+    let (outbox, mut frames) = mpsc::unbounded_channel::<Vec<u8>>();
+    let after = match push {
+        Push::Off => None,
+        Push::Backlog => Some(0),
+        // The server's first frame on a connection announces the queue head.
+        Push::New => loop {
+            match source.next().await {
+                Some(Ok(WsMessage::Binary(bytes))) => {
+                    break Some(v1::ServerFrame::decode(bytes.as_ref())?.queue_head)
+                }
+                Some(Ok(_)) => continue,
+                _ => bail!("the live connection closed before its first frame"),
+            }
+        },
+    };
+    if let Some(after) = after {
+        outbox.send(
+            v1::ClientFrame {
+                body: Some(v1::client_frame::Body::StartPush(v1::StartPush { after })),
+            }
+            .encode_to_vec(),
+        )?;
+    }
+    tokio::spawn(async move {
+        while let Some(frame) = frames.recv().await {
+            if sink.feed(WsMessage::Binary(frame.into())).await.is_err() {
+                return;
+            }
+            // Everything already waiting goes out in the same write.
+            while let Ok(frame) = frames.try_recv() {
+                if sink.feed(WsMessage::Binary(frame.into())).await.is_err() {
+                    return;
+                }
+            }
+            if sink.flush().await.is_err() {
+                return;
+            }
+        }
+    });
+    let acks = outbox.clone();
+    tokio::spawn(async move {
+        let mut received_up_to = 0u64;
+        let mut acked_up_to = 0u64;
+        let mut unacked = 0u64;
+        let mut ack_due: Option<tokio::time::Instant> = None;
+        let ack = |up_to: u64| {
+            acks.send(
+                v1::ClientFrame {
+                    body: Some(v1::client_frame::Body::Ack(v1::Ack { up_to })),
+                }
+                .encode_to_vec(),
+            )
+        };
+        loop {
+            let next = match ack_due {
+                Some(due) => tokio::select! {
+                    frame = source.next() => frame,
+                    () = tokio::time::sleep_until(due) => {
+                        if ack(received_up_to).is_err() { return; }
+                        acked_up_to = received_up_to;
+                        unacked = 0;
+                        ack_due = None;
+                        load.unacked_connections.fetch_sub(1, Ordering::Relaxed);
+                        continue;
+                    }
+                },
+                None => source.next().await,
+            };
+            let Some(Ok(WsMessage::Binary(bytes))) = next else {
+                match next {
+                    Some(Ok(_)) => continue,
+                    _ => return,
+                }
+            };
+            let Ok(frame) = v1::ServerFrame::decode(bytes.as_ref()) else {
+                eprintln!("malformed server frame");
+                return;
+            };
+            for result in &frame.results {
+                load.result(result);
+            }
+            for item in &frame.items {
+                if item.kind == v1::ItemKind::GroupMessage as i32 {
+                    load.delivered(&item.message_id);
+                }
+                received_up_to = received_up_to.max(item.seq);
+                unacked += 1;
+            }
+            if received_up_to > acked_up_to {
+                if unacked >= ACK_EVERY_ITEMS {
+                    if ack(received_up_to).is_err() {
+                        return;
+                    }
+                    acked_up_to = received_up_to;
+                    unacked = 0;
+                    if ack_due.take().is_some() {
+                        load.unacked_connections.fetch_sub(1, Ordering::Relaxed);
+                    }
+                } else if ack_due.is_none() {
+                    ack_due = Some(tokio::time::Instant::now() + ACK_EVERY);
+                    load.unacked_connections.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    });
+    Ok(Connection { outbox })
+}
+
+// ----------------------------------------------------------------------------------------------
+// Workloads
+
+/// B1's world: devices in pairs, each pair a two-member MLS group, every device connected live.
+pub struct Pairs {
+    pub server: ParleyServer,
+    devices: Vec<Device>,
+    connections: Vec<Connection>,
+    load: Arc<Load>,
+    steps: u32,
+}
+
+/// The text of every load message: 200 bytes, as in the peers' runs.
+fn load_text() -> String {
+    "x".repeat(200)
+}
+
+pub struct RelayFigures {
+    pub sent: u64,
+    pub accepted: u64,
+    pub delivered: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub server_cpu_s_per_1000: f64,
+}
+
+impl Pairs {
+    pub async fn start(users: usize) -> Result<Pairs> {
+        anyhow::ensure!(users >= 2 && users.is_multiple_of(2), "users come in pairs");
+        let server = ParleyServer::start(0)?;
+        let http = Http::new(&server.base)?;
+        let mut devices = register_many(&http, "pair", users, 64).await?;
+        for pair in devices.chunks_mut(2) {
+            let (first, second) = pair.split_at_mut(1);
+            create_group(&http, &mut first[0], second, 1, true).await?;
+        }
+        let load = Load::new();
+        let mut connections = Vec::with_capacity(users);
+        for device in &devices {
+            connections
+                .push(connect(&server.base, &device.token, load.clone(), Push::New, false).await?);
+        }
+        Ok(Pairs {
+            server,
+            devices,
+            connections,
+            load,
+            steps: 0,
+        })
+    }
+
+    /// Open loop at `rate` messages per second for `duration`: message i is due at i / rate
+    /// and goes from device i mod users to its partner. Latency runs from the due time (so a
+    /// stalled sender shows up as latency) to the pushed item's arrival at the partner.
+    pub async fn run(&mut self, rate: u32, duration: Duration) -> Result<RelayFigures> {
+        self.steps += 1;
+        let users = self.devices.len();
+        let total = (rate as f64 * duration.as_secs_f64()) as u64;
+        let per_sender = total.div_ceil(users as u64);
+        let total = per_sender * users as u64;
+        // Encrypting is the clients' work, not the server's: done before the clock starts.
+        let text = load_text();
+        let step_id = self.steps;
+        let frames: Vec<Vec<Vec<u8>>> = self
+            .devices
+            .iter_mut()
+            .enumerate()
+            .map(|(sender, device)| {
+                (0..per_sender)
+                    .map(|index| {
+                        device.submission_frame(message_id(step_id, sender as u32, index), &text)
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<_>>()?;
+        let step = Arc::new(Step::new(step_id, users, per_sender, 1));
+        self.load.set_step(step.clone());
+        // For attaching a profiler to the server while the load runs.
+        eprintln!(
+            "  (step {step_id}: {rate} msgs/s for {duration:?}, server pid {})",
+            self.server.pid()
+        );
+        let cpu_before = cpu_seconds(self.server.pid())?;
+        let start = self.load.now_ns();
+        let mut frames: Vec<std::vec::IntoIter<Vec<u8>>> =
+            frames.into_iter().map(Vec::into_iter).collect();
+        let mut sent = 0u64;
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        while sent < total {
+            tick.tick().await;
+            let elapsed = self.load.now_ns() - start;
+            let due = ((elapsed as f64 / 1e9) * rate as f64).min(total as f64) as u64;
+            while sent < due {
+                let sender = (sent % users as u64) as usize;
+                let index = sent / users as u64;
+                let scheduled = start + (sent as f64 * 1e9 / rate as f64) as u64;
+                step.scheduled[step.slot(sender as u32, index)].store(scheduled, Ordering::Relaxed);
+                let frame = frames[sender].next().context("ran out of frames")?;
+                self.connections[sender]
+                    .outbox
+                    .send(frame)
+                    .map_err(|_| anyhow!("connection {sender} closed"))?;
+                sent += 1;
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while (step.delivered.load(Ordering::Relaxed) < total
+            || step.accepted.load(Ordering::Relaxed) + step.refused.load(Ordering::Relaxed) < total)
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let cpu = cpu_seconds(self.server.pid())? - cpu_before;
+        // Let the last acknowledgements land before the next step.
+        while self.load.unacked_connections.load(Ordering::Relaxed) > 0 && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let delivered = step.delivered.load(Ordering::Relaxed);
+        Ok(RelayFigures {
+            sent: total,
+            accepted: step.accepted.load(Ordering::Relaxed),
+            delivered,
+            p50_ms: step.latency.quantile_ms(0.50),
+            p99_ms: step.latency.quantile_ms(0.99),
+            server_cpu_s_per_1000: cpu / total as f64 * 1000.0,
+        })
+    }
+}
+
+pub struct GroupFigures {
+    pub messages: u64,
+    pub deliveries: u64,
+    pub deliveries_per_s: f64,
+    pub time_to_last_ms: f64,
+}
+
+/// B2: one sender and `members - 1` online receivers in one group; the sender keeps `window`
+/// submissions in flight. Deliveries per second run from the first send to the last delivery.
+pub async fn group_fan_out(members: usize, messages: u64, window: u64) -> Result<GroupFigures> {
+    let server = ParleyServer::start(0)?;
+    let http = Http::new(&server.base)?;
+    let mut devices = register_many(&http, "member", members, 64).await?;
+    let (creator, others) = devices.split_at_mut(1);
+    create_group(&http, &mut creator[0], others, 250, false).await?;
+    let load = Load::new();
+    let mut connections = Vec::with_capacity(members);
+    for device in &devices {
+        connections
+            .push(connect(&server.base, &device.token, load.clone(), Push::New, false).await?);
+    }
+    // Let the Welcomes drain before the clock starts.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let text = load_text();
+    let frames = (0..messages)
+        .map(|index| devices[0].submission_frame(message_id(1, 0, index), &text))
+        .collect::<Result<Vec<_>>>()?;
+    let step = Arc::new(Step::new(1, 1, messages, members as u64 - 1));
+    load.set_step(step.clone());
+    let start = load.now_ns();
+    let mut sent = 0u64;
+    let mut frames = frames.into_iter();
+    while sent < messages {
+        let answered = step.accepted.load(Ordering::Relaxed) + step.refused.load(Ordering::Relaxed);
+        if sent - answered >= window {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+            continue;
+        }
+        step.scheduled[step.slot(0, sent)].store(load.now_ns(), Ordering::Relaxed);
+        connections[0]
+            .outbox
+            .send(frames.next().context("ran out of frames")?)
+            .map_err(|_| anyhow!("sender connection closed"))?;
+        sent += 1;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while step.delivered.load(Ordering::Relaxed) < step.expected() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let deliveries = step.delivered.load(Ordering::Relaxed);
+    let elapsed = (step.last_delivery_ns.load(Ordering::Relaxed) - start) as f64 / 1e9;
+    drop(connections);
+    Ok(GroupFigures {
+        messages,
+        deliveries,
+        deliveries_per_s: deliveries as f64 / elapsed,
+        time_to_last_ms: step.latency.quantile_ms(1.0),
+    })
+}
+
+pub struct DensityFigures {
+    pub bytes_per_connection: f64,
+    pub logins_per_s: f64,
+    pub idle_cpu_percent: f64,
+}
+
+/// B3: `count` devices register and log in, then each opens its live connection and stays
+/// idle. Memory per connection is the server's RSS growth from before the first connection to
+/// after the last, divided by their number.
+pub async fn connection_density(count: usize) -> Result<DensityFigures> {
+    let server = ParleyServer::start(0)?;
+    let http = Http::new(&server.base)?;
+    let started = Instant::now();
+    let devices = register_many(&http, "idle", count, 128).await?;
+    let logins_per_s = count as f64 / started.elapsed().as_secs_f64();
+    let tokens: Vec<String> = devices.into_iter().map(|d| d.token).collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = rss_bytes(server.pid())?;
+    let load = Load::new();
+    let connections = futures_util::stream::iter(tokens.iter())
+        .map(|token| connect(&server.base, token, load.clone(), Push::Off, true))
+        .buffered(64)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_bytes(server.pid())?;
+    let cpu_before = cpu_seconds(server.pid())?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let idle_cpu_percent = (cpu_seconds(server.pid())? - cpu_before) / 5.0 * 100.0;
+    drop(connections);
+    Ok(DensityFigures {
+        bytes_per_connection: after.saturating_sub(before) as f64 / count as f64,
+        logins_per_s,
+        idle_cpu_percent,
+    })
+}
+
+pub struct OfflineFigures {
+    pub enqueue_per_s: f64,
+    pub drain_per_s: f64,
+    pub bytes_per_message: f64,
+}
+
+/// B4: `users` devices in pairs; the second of each pair is offline while the first sends it
+/// `per_user` messages (enqueue rate: durable acknowledgements per second, 64 in flight per
+/// sender); then all recipients connect at once and drain (drain rate: items pushed and
+/// received per second until the last one).
+pub async fn offline_drain(users: usize, per_user: u64) -> Result<OfflineFigures> {
+    anyhow::ensure!(users >= 2 && users.is_multiple_of(2), "users come in pairs");
+    let server = ParleyServer::start(0)?;
+    let http = Http::new(&server.base)?;
+    let mut devices = register_many(&http, "offline", users, 64).await?;
+    for pair in devices.chunks_mut(2) {
+        let (first, second) = pair.split_at_mut(1);
+        create_group(&http, &mut first[0], second, 1, true).await?;
+    }
+    let load = Load::new();
+    let senders: Vec<usize> = (0..users).step_by(2).collect();
+    let text = load_text();
+    let frames: Vec<Vec<Vec<u8>>> = senders
+        .iter()
+        .map(|&sender| {
+            (0..per_user)
+                .map(|index| {
+                    devices[sender].submission_frame(message_id(1, sender as u32, index), &text)
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect::<Result<_>>()?;
+    let step = Arc::new(Step::new(1, users, per_user, 1));
+    load.set_step(step.clone());
+    let mut connections = Vec::new();
+    for &sender in &senders {
+        connections.push(
+            connect(
+                &server.base,
+                &devices[sender].token,
+                load.clone(),
+                Push::New,
+                false,
+            )
+            .await?,
+        );
+    }
+    let db_before = dir_bytes(server.data.path())?;
+    let start = Instant::now();
+    let total = senders.len() as u64 * per_user;
+    for (connection, frames) in connections.iter().zip(frames) {
+        for frame in frames {
+            connection
+                .outbox
+                .send(frame)
+                .map_err(|_| anyhow!("sender connection closed"))?;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while step.accepted.load(Ordering::Relaxed) + step.refused.load(Ordering::Relaxed) < total
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let enqueue_per_s = total as f64 / start.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        step.refused.load(Ordering::Relaxed) == 0,
+        "the server refused submissions"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let bytes_per_message =
+        dir_bytes(server.data.path())?.saturating_sub(db_before) as f64 / total as f64;
+    let started_drain = load.now_ns();
+    let _receivers = futures_util::stream::iter(devices.iter().skip(1).step_by(2))
+        .map(|device| {
+            connect(
+                &server.base,
+                &device.token,
+                load.clone(),
+                Push::Backlog,
+                false,
+            )
+        })
+        .buffered(64)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?;
+    while step.delivered.load(Ordering::Relaxed) < total && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let delivered = step.delivered.load(Ordering::Relaxed);
+    anyhow::ensure!(delivered == total, "{delivered} of {total} drained");
+    let drain_s = (step.last_delivery_ns.load(Ordering::Relaxed) - started_drain) as f64 / 1e9;
+    Ok(OfflineFigures {
+        enqueue_per_s,
+        drain_per_s: total as f64 / drain_s,
+        bytes_per_message,
+    })
+}
+
+fn dir_bytes(dir: &std::path::Path) -> Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.is_file() {
+            total += meta.len();
+        }
+    }
+    Ok(total)
+}
