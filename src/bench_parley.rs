@@ -879,6 +879,7 @@ pub async fn group_fan_out(members: usize, messages: u64, window: u64) -> Result
         .collect::<Result<Vec<_>>>()?;
     let step = Arc::new(Step::new(1, 1, messages, members as u64 - 1));
     load.set_step(step.clone());
+    eprintln!("  (fan-out into {members}: server pid {})", server.pid());
     let start = load.now_ns();
     let mut sent = 0u64;
     let mut frames = frames.into_iter();
@@ -1021,6 +1022,7 @@ pub async fn offline_drain(users: usize, per_user: u64) -> Result<OfflineFigures
     tokio::time::sleep(Duration::from_millis(500)).await;
     let bytes_per_message =
         dir_bytes(server.data.path())?.saturating_sub(db_before) as f64 / total as f64;
+    eprintln!("  (drain: server pid {})", server.pid());
     let started_drain = load.now_ns();
     let _receivers = futures_util::stream::iter(devices.iter().skip(1).step_by(2))
         .map(|device| {

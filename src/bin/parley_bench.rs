@@ -622,6 +622,9 @@ async fn b2(plan: &Plan, rows: &mut Vec<Row>, nats: &[(usize, f64)]) -> Result<(
             parley.messages * (members as u64 - 1),
             parley.time_to_last_ms
         );
+        if plan.no_peers {
+            continue;
+        }
         let server = bench_xmpp::Ejabberd::start(0)?;
         let ejabberd = bench_xmpp::b2_room(&server, members, messages).await?;
         drop(server);
@@ -705,6 +708,9 @@ async fn b4(plan: &Plan, rows: &mut Vec<Row>, raw_read: f64) -> Result<()> {
         "  Parley   enqueue {:.0}/s, drain {:.0}/s, {:.0} bytes stored per message",
         parley.enqueue_per_s, parley.drain_per_s, parley.bytes_per_message
     );
+    if plan.no_peers {
+        return Ok(());
+    }
     let server = bench_xmpp::Ejabberd::start(0)?;
     let ejabberd = bench_xmpp::b4_offline(&server, users / 2, per_user).await?;
     drop(server);
