@@ -156,13 +156,12 @@ const DATABASE_FILE: &str = "parley.db";
 const MAX_FETCH_BYTES: usize = 16 * 1024 * 1024;
 /// Most jobs folded into one transaction.
 const MAX_BATCH: usize = 256;
+/// Up to this many recipients a message is enqueued one recipient at a time.
+const FEW_RECIPIENTS: usize = 4;
 /// How long a busy writer waits for more jobs before it commits.
 const BATCH_LINGER: std::time::Duration = std::time::Duration::from_micros(1000);
-/// How often the WAL is copied back into the database. Queue rows live briefly, so a page
-/// written, rewritten and freed within one interval is copied once.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 /// The WAL file is cut back to this size after a checkpoint.
-const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+const WAL_SIZE_LIMIT: i64 = 16 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
@@ -221,8 +220,6 @@ where
 pub struct SqliteStore {
     path: PathBuf,
     writer: std::sync::mpsc::Sender<Box<dyn WriteJob>>,
-    /// Dropped with the store, which ends the checkpoint thread.
-    _stop_checkpoints: std::sync::mpsc::Sender<()>,
     readers: Arc<Mutex<Vec<Connection>>>,
 }
 
@@ -265,16 +262,11 @@ impl SqliteStore {
         let path = dir.join(DATABASE_FILE);
         let mut conn = open_connection(&path, &options)?;
         migrate(&mut conn)?;
-        // Checkpoints run on their own thread (below), never inside a commit that submitters
-        // are waiting for.
-        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // The writer checkpoints (SQLite's automatic checkpoint, every 1,000 pages) between its
+        // own transactions, so each checkpoint completes and the WAL starts over small. (A
+        // checkpoint on another connection never catches up with a busy writer: the WAL then
+        // grows to hundreds of megabytes and every restart of it stalls the writer.)
         conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
-        let checkpointer = open_connection(&path, &options)?;
-        let (stop_checkpoints, stopped) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("parley-sqlite-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpointer, stopped))
-            .map_err(|e| StoreError::Backend(format!("cannot start checkpoint thread: {e}")))?;
         let (writer, jobs) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("parley-sqlite-writer".into())
@@ -286,7 +278,6 @@ impl SqliteStore {
         Ok(SqliteStore {
             path,
             writer,
-            _stop_checkpoints: stop_checkpoints,
             readers: Arc::new(Mutex::new(readers)),
         })
     }
@@ -368,17 +359,6 @@ fn writer_loop(mut conn: Connection, jobs: std::sync::mpsc::Receiver<Box<dyn Wri
         let outcome = run_batch(&mut conn, &mut batch);
         for job in batch {
             job.finish(outcome.clone());
-        }
-    }
-}
-
-/// Copies committed WAL pages into the database beside the writer (a PASSIVE checkpoint never
-/// blocks it). The thread ends with the store; what it did not copy yet stays safe in the WAL.
-fn checkpoint_loop(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
-    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY)
-    {
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "WAL checkpoint failed; retrying later");
         }
     }
 }
@@ -685,14 +665,25 @@ fn accept_in(tx: &Transaction<'_>, submission: Submission) -> StoreResult<Accept
             &submission.payload,
             recipients.len(),
         )?;
-        enqueue_members(
-            tx,
-            group,
-            &submission.sender,
-            payload_id,
-            submission.accepted_at,
-            &mut deliveries,
-        )?;
+        // A few recipients (a 1:1 chat): one statement each is cheapest. A group: two in all.
+        if recipients.len() <= FEW_RECIPIENTS {
+            enqueue(
+                tx,
+                &recipients,
+                payload_id,
+                submission.accepted_at,
+                &mut deliveries,
+            )?;
+        } else {
+            enqueue_members(
+                tx,
+                group,
+                &submission.sender,
+                payload_id,
+                submission.accepted_at,
+                &mut deliveries,
+            )?;
+        }
         debug_assert_eq!(deliveries.len(), recipients.len());
     }
 
