@@ -313,9 +313,7 @@ async fn nats_fan_out(subscribers: usize, messages: usize) -> Result<f64> {
             }
         }
         let total = received.load(std::sync::atomic::Ordering::Relaxed);
-        let last = Duration::from_micros(
-            last_delivery.load(std::sync::atomic::Ordering::Relaxed),
-        );
+        let last = Duration::from_micros(last_delivery.load(std::sync::atomic::Ordering::Relaxed));
         Ok::<f64, anyhow::Error>(total as f64 / (last - publish_from).as_secs_f64())
     }
     .await;

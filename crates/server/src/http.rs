@@ -387,7 +387,12 @@ pub async fn serve(
                 shutdown.await;
                 stopper.graceful_shutdown(Some(Duration::from_secs(5)));
             });
-            let server = axum_server::bind_rustls(listen, config).handle(handle.clone());
+            // TCP_NODELAY, as for plain connections below.
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
+                .acceptor(axum_server::accept::NoDelayAcceptor::new());
+            let server = axum_server::bind(listen)
+                .acceptor(acceptor)
+                .handle(handle.clone());
             let serving = tokio::spawn(async move { server.serve(service).await });
             if let Some(address) = handle.listening().await {
                 announce(address, true);
