@@ -380,6 +380,17 @@ pub async fn create_group(
     Ok(())
 }
 
+/// `users` devices in pairs, each pair a two-member group whose members can both send.
+pub async fn register_pairs(http: &Http, prefix: &str, users: usize) -> Result<Vec<Device>> {
+    anyhow::ensure!(users >= 2 && users.is_multiple_of(2), "users come in pairs");
+    let mut devices = register_many(http, prefix, users, 64).await?;
+    for pair in devices.chunks_mut(2) {
+        let (first, second) = pair.split_at_mut(1);
+        create_group(http, &mut first[0], second, 1, true).await?;
+    }
+    Ok(devices)
+}
+
 /// Registers `count` devices named `{prefix}{i}`, `parallel` at a time.
 pub async fn register_many(
     http: &Http,
@@ -747,14 +758,9 @@ pub struct RelayFigures {
 
 impl Pairs {
     pub async fn start(users: usize) -> Result<Pairs> {
-        anyhow::ensure!(users >= 2 && users.is_multiple_of(2), "users come in pairs");
         let server = ParleyServer::start(0)?;
         let http = Http::new(&server.base)?;
-        let mut devices = register_many(&http, "pair", users, 64).await?;
-        for pair in devices.chunks_mut(2) {
-            let (first, second) = pair.split_at_mut(1);
-            create_group(&http, &mut first[0], second, 1, true).await?;
-        }
+        let devices = register_pairs(&http, "pair", users).await?;
         let load = Load::new();
         let mut connections = Vec::with_capacity(users);
         for device in &devices {
@@ -961,14 +967,9 @@ pub struct OfflineFigures {
 /// sender); then all recipients connect at once and drain (drain rate: items pushed and
 /// received per second until the last one).
 pub async fn offline_drain(users: usize, per_user: u64) -> Result<OfflineFigures> {
-    anyhow::ensure!(users >= 2 && users.is_multiple_of(2), "users come in pairs");
     let server = ParleyServer::start(0)?;
     let http = Http::new(&server.base)?;
-    let mut devices = register_many(&http, "offline", users, 64).await?;
-    for pair in devices.chunks_mut(2) {
-        let (first, second) = pair.split_at_mut(1);
-        create_group(&http, &mut first[0], second, 1, true).await?;
-    }
+    let mut devices = register_pairs(&http, "offline", users).await?;
     let load = Load::new();
     let senders: Vec<usize> = (0..users).step_by(2).collect();
     let text = load_text();

@@ -23,6 +23,8 @@ pub trait Fanout: Send + Sync + 'static {
     /// Announces new queue heads; `entry` is the message they hold, for connections on this
     /// node. Returns at once; large fan-outs run in the background.
     fn publish(&self, deliveries: Vec<(DeviceId, u64)>, entry: Option<Arc<QueueEntry>>);
+    /// This node's live connections and what it just accepted for them.
+    fn local(&self) -> &Notifier;
     /// Messages this node accepted for `device` at sequences `after + 1 ..= up_to` (at most
     /// `limit`), if it holds all of them.
     fn recent(
@@ -31,23 +33,33 @@ pub trait Fanout: Send + Sync + 'static {
         after: u64,
         up_to: u64,
         limit: usize,
-    ) -> Option<Vec<(u64, Arc<QueueEntry>)>>;
+    ) -> Option<Vec<(u64, Arc<QueueEntry>)>> {
+        self.local().recent(device, after, up_to, limit)
+    }
     /// A connection on this node pushed everything up to `up_to` to `device`.
-    fn pushed(&self, device: DeviceId, up_to: u64);
+    fn pushed(&self, device: DeviceId, up_to: u64) {
+        self.local().pushed(device, up_to)
+    }
     /// Hints for a device with a live connection on this node, starting from `head`.
     async fn subscribe(&self, device: DeviceId, head: u64) -> watch::Receiver<u64>;
     /// Called when one of the device's live connections on this node closed.
     fn release(&self, device: DeviceId);
     /// Devices with a live connection on this node.
-    fn connected_devices(&self) -> usize;
+    fn connected_devices(&self) -> usize {
+        self.local().connected_devices()
+    }
     /// Resolves each time hints may have been lost (the NATS connection came back after a
     /// failure); the caller then re-reads the heads of [`Fanout::local_devices`] from the
     /// database. Never resolves for in-process hints, which cannot be lost.
     async fn hints_lost(&self);
     /// Devices with live connections on this node, to refresh after [`Fanout::hints_lost`].
-    fn local_devices(&self) -> Vec<DeviceId>;
+    fn local_devices(&self) -> Vec<DeviceId> {
+        self.local().devices_live()
+    }
     /// Gives local watchers a head read from the database.
-    fn refresh_local(&self, device: DeviceId, head: u64);
+    fn refresh_local(&self, device: DeviceId, head: u64) {
+        self.local().notify(&[(device, head)], None);
+    }
 }
 
 /// Hints within one process.
@@ -58,22 +70,12 @@ pub struct InProcessFanout {
 
 #[async_trait]
 impl Fanout for InProcessFanout {
+    fn local(&self) -> &Notifier {
+        &self.local
+    }
+
     fn publish(&self, deliveries: Vec<(DeviceId, u64)>, entry: Option<Arc<QueueEntry>>) {
         self.local.notify(&deliveries, entry.as_ref());
-    }
-
-    fn recent(
-        &self,
-        device: DeviceId,
-        after: u64,
-        up_to: u64,
-        limit: usize,
-    ) -> Option<Vec<(u64, Arc<QueueEntry>)>> {
-        self.local.recent(device, after, up_to, limit)
-    }
-
-    fn pushed(&self, device: DeviceId, up_to: u64) {
-        self.local.pushed(device, up_to)
     }
 
     async fn subscribe(&self, device: DeviceId, head: u64) -> watch::Receiver<u64> {
@@ -82,20 +84,8 @@ impl Fanout for InProcessFanout {
 
     fn release(&self, _device: DeviceId) {}
 
-    fn connected_devices(&self) -> usize {
-        self.local.connected_devices()
-    }
-
     async fn hints_lost(&self) {
         std::future::pending::<()>().await
-    }
-
-    fn local_devices(&self) -> Vec<DeviceId> {
-        self.local.devices_live()
-    }
-
-    fn refresh_local(&self, device: DeviceId, head: u64) {
-        self.local.notify(&[(device, head)], None);
     }
 }
 
@@ -148,6 +138,10 @@ impl NatsFanout {
 
 #[async_trait]
 impl Fanout for NatsFanout {
+    fn local(&self) -> &Notifier {
+        &self.local
+    }
+
     fn publish(&self, deliveries: Vec<(DeviceId, u64)>, entry: Option<Arc<QueueEntry>>) {
         // Devices on this node hear it at once; the others through NATS (hints only: the
         // message itself is in the database they share).
@@ -163,20 +157,6 @@ impl Fanout for NatsFanout {
                 }
             }
         });
-    }
-
-    fn recent(
-        &self,
-        device: DeviceId,
-        after: u64,
-        up_to: u64,
-        limit: usize,
-    ) -> Option<Vec<(u64, Arc<QueueEntry>)>> {
-        self.local.recent(device, after, up_to, limit)
-    }
-
-    fn pushed(&self, device: DeviceId, up_to: u64) {
-        self.local.pushed(device, up_to)
     }
 
     async fn subscribe(&self, device: DeviceId, head: u64) -> watch::Receiver<u64> {
@@ -222,19 +202,7 @@ impl Fanout for NatsFanout {
         }
     }
 
-    fn connected_devices(&self) -> usize {
-        self.local.connected_devices()
-    }
-
     async fn hints_lost(&self) {
         self.reconnected.notified().await
-    }
-
-    fn local_devices(&self) -> Vec<DeviceId> {
-        self.local.devices_live()
-    }
-
-    fn refresh_local(&self, device: DeviceId, head: u64) {
-        self.local.notify(&[(device, head)], None);
     }
 }
