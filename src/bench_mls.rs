@@ -65,6 +65,35 @@ pub fn join_config() -> MlsGroupJoinConfig {
         .build()
 }
 
+/// Alice's group with Bob added from `bob_key_package`, and Bob's joined copy of it.
+pub fn two_member_group(
+    alice: &Member,
+    bob: &Member,
+    bob_key_package: KeyPackage,
+    ciphersuite: Ciphersuite,
+) -> Result<(MlsGroup, MlsGroup)> {
+    let mut a = MlsGroup::new(
+        &alice.provider,
+        &alice.signer,
+        &create_config(ciphersuite)?,
+        alice.credential.clone(),
+    )?;
+    let (_, welcome, _) = a.add_members(&alice.provider, &alice.signer, &[bob_key_package])?;
+    a.merge_pending_commit(&alice.provider)?;
+    let welcome = match MlsMessageIn::from(welcome).extract() {
+        MlsMessageBodyIn::Welcome(w) => w,
+        _ => anyhow::bail!("no welcome"),
+    };
+    let b = StagedWelcome::new_from_welcome(
+        &bob.provider,
+        &join_config(),
+        welcome,
+        Some(a.export_ratchet_tree().into()),
+    )?
+    .into_group(&bob.provider)?;
+    Ok((a, b))
+}
+
 /// What Parley's client does to send: payload with salt, franking tag in the AAD, encrypt.
 pub fn send(m: &Member, group: &mut MlsGroup, text: &str) -> Result<Vec<u8>> {
     let salt = [7u8; franking::SALT_LEN];

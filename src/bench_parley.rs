@@ -7,7 +7,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use crate::bench_xmpp::{cpu_seconds, rss_bytes};
+use crate::bench_xmpp::{cpu_seconds, percentile, rss_bytes};
 
 /// The real `parley` binary (next to this one), on a fresh data directory and a free port.
 pub struct ParleyServer {
@@ -424,45 +424,24 @@ fn message_id(step: u32, sender: u32, index: u64) -> [u8; 16] {
     id
 }
 
-/// Latencies in 50 µs buckets up to 20 s.
-pub struct Histogram {
-    buckets: Vec<AtomicU64>,
-}
+/// Delivery latencies of one run, in microseconds.
+#[derive(Default)]
+pub struct Latencies(Mutex<Vec<u32>>);
 
-const BUCKET_NS: u64 = 50_000;
-
-impl Histogram {
-    fn new() -> Histogram {
-        Histogram {
-            buckets: (0..400_000).map(|_| AtomicU64::new(0)).collect(),
-        }
-    }
-
+impl Latencies {
     fn record(&self, nanos: u64) {
-        let bucket = ((nanos / BUCKET_NS) as usize).min(self.buckets.len() - 1);
-        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        let micros = u32::try_from(nanos / 1_000).unwrap_or(u32::MAX);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(micros);
     }
 
-    /// The latency (ms) at or below which `quantile` of the recorded ones fall.
+    /// The same quantile as the ejabberd side's ([`percentile`]).
     fn quantile_ms(&self, quantile: f64) -> f64 {
-        let counts: Vec<u64> = self
-            .buckets
-            .iter()
-            .map(|b| b.load(Ordering::Relaxed))
-            .collect();
-        let total: u64 = counts.iter().sum();
-        if total == 0 {
-            return f64::NAN;
-        }
-        let wanted = (quantile * total as f64).ceil() as u64;
-        let mut seen = 0;
-        for (i, count) in counts.iter().enumerate() {
-            seen += count;
-            if seen >= wanted {
-                return ((i as u64 + 1) * BUCKET_NS) as f64 / 1e6;
-            }
-        }
-        f64::NAN
+        let mut sorted = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        sorted.sort_unstable();
+        percentile(&sorted, quantile)
     }
 }
 
@@ -476,7 +455,7 @@ pub struct Step {
     /// Deliveries still expected per message (1 for a pair, members - 1 in a group).
     expected_per_message: u64,
     seen: Vec<AtomicU64>,
-    pub latency: Histogram,
+    pub latency: Latencies,
     pub delivered: AtomicU64,
     pub duplicates: AtomicU64,
     pub accepted: AtomicU64,
@@ -493,7 +472,7 @@ impl Step {
             scheduled: (0..slots).map(|_| AtomicU64::new(0)).collect(),
             expected_per_message,
             seen: (0..slots).map(|_| AtomicU64::new(0)).collect(),
-            latency: Histogram::new(),
+            latency: Latencies::default(),
             delivered: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
             accepted: AtomicU64::new(0),

@@ -17,6 +17,7 @@ mod bench_mls;
 
 use bench_mls::{
     big_group_members, create_config, join_config, key_package, member, receive, send,
+    two_member_group,
 };
 
 use std::time::{Duration, Instant};
@@ -63,22 +64,7 @@ fn measure_suite(
     let bob_kp = key_package(&bob, ciphersuite)?;
     let key_package_us = started.elapsed().as_secs_f64() * 1e6;
     let key_package_bytes = bob_kp.tls_serialize_detached()?.len();
-    let mut a_group = MlsGroup::new(
-        &alice.provider,
-        &alice.signer,
-        &create_config(ciphersuite)?,
-        alice.credential.clone(),
-    )?;
-    let (_, welcome, _) = a_group.add_members(&alice.provider, &alice.signer, &[bob_kp])?;
-    a_group.merge_pending_commit(&alice.provider)?;
-    let welcome = match MlsMessageIn::from(welcome).extract() {
-        MlsMessageBodyIn::Welcome(w) => w,
-        _ => anyhow::bail!("no welcome"),
-    };
-    let tree = a_group.export_ratchet_tree().into();
-    let mut b_group =
-        StagedWelcome::new_from_welcome(&bob.provider, &join_config(), welcome, Some(tree))?
-            .into_group(&bob.provider)?;
+    let (mut a_group, mut b_group) = two_member_group(&alice, &bob, bob_kp, ciphersuite)?;
 
     let mut ciphertexts = Vec::with_capacity(messages);
     let started = Instant::now();

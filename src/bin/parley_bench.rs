@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use bench_mls::{
     big_group_members, create_config, join_config, key_package, member, receive, send,
+    two_member_group,
 };
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
@@ -83,29 +84,8 @@ fn b5(rows: &mut Vec<Row>, messages: usize, group_size: usize) -> Result<()> {
     let ciphersuite = suite::DEFAULT_CIPHERSUITE;
     let alice = member(0, ciphersuite)?;
     let bob = member(1, ciphersuite)?;
-    let mut a = MlsGroup::new(
-        &alice.provider,
-        &alice.signer,
-        &create_config(ciphersuite)?,
-        alice.credential.clone(),
-    )?;
-    let (_, welcome, _) = a.add_members(
-        &alice.provider,
-        &alice.signer,
-        &[key_package(&bob, ciphersuite)?],
-    )?;
-    a.merge_pending_commit(&alice.provider)?;
-    let welcome = match MlsMessageIn::from(welcome).extract() {
-        MlsMessageBodyIn::Welcome(w) => w,
-        _ => anyhow::bail!("no welcome"),
-    };
-    let mut b = StagedWelcome::new_from_welcome(
-        &bob.provider,
-        &join_config(),
-        welcome,
-        Some(a.export_ratchet_tree().into()),
-    )?
-    .into_group(&bob.provider)?;
+    let (mut a, mut b) =
+        two_member_group(&alice, &bob, key_package(&bob, ciphersuite)?, ciphersuite)?;
     let text = "x".repeat(120);
 
     // Interleave raw and Parley rounds so that machine noise hits both alike.

@@ -31,6 +31,7 @@ use sha2::{Digest, Sha256};
 use crate::accounts::Authenticated;
 use crate::fanout::Fanout;
 use crate::franking::FrankingKeys;
+use crate::notify::LiveEntry;
 use crate::public_state::PublicGroupState;
 use crate::{now_ms, ApiError};
 use parley_mls::franking::{self, FrankContext};
@@ -461,7 +462,7 @@ impl Delivery {
         let entry = live_copy
             .filter(|_| !accepted.duplicate)
             .map(|(payload, tag)| {
-                Arc::new(QueueEntry {
+                let entry = QueueEntry {
                     seq: 0,
                     kind: ItemKind::GroupMessage,
                     group_id,
@@ -472,6 +473,10 @@ impl Delivery {
                     accepted_at: accepted.accepted_at,
                     payload,
                     franking_tag: Some(tag),
+                };
+                Arc::new(LiveEntry {
+                    entry,
+                    franking: Default::default(),
                 })
             });
         self.fanout.publish(accepted.deliveries.clone(), entry);
@@ -609,7 +614,7 @@ impl Delivery {
             items: page
                 .entries
                 .iter()
-                .map(|e| queue_item(e, e.seq, &key))
+                .map(|e| queue_item(e, e.seq, frank_of(e, &key)))
                 .collect(),
             head: page.head,
             expired_up_to: page.expired_up_to,
@@ -627,17 +632,19 @@ impl Delivery {
     ) -> Result<v1::QueueBatch, ApiError> {
         let device_id = device.0.device_id;
         let batch = match self.fanout.recent(device_id, after, head, limit as usize) {
-            Some(recent) => {
-                let key = self.franking.current();
-                v1::QueueBatch {
-                    items: recent
-                        .iter()
-                        .map(|(seq, entry)| queue_item(entry, *seq, &key))
-                        .collect(),
-                    head,
-                    expired_up_to: 0,
-                }
-            }
+            Some(recent) => v1::QueueBatch {
+                items: recent
+                    .iter()
+                    .map(|(seq, live)| {
+                        let franking = live
+                            .franking
+                            .get_or_init(|| frank_of(&live.entry, &self.franking.current()));
+                        queue_item(&live.entry, *seq, franking.clone())
+                    })
+                    .collect(),
+                head,
+                expired_up_to: 0,
+            },
             None => self.fetch(device, after, limit).await?,
         };
         if let Some(last) = batch.items.last() {
@@ -668,13 +675,8 @@ impl Delivery {
     }
 }
 
-/// A queue entry as the recipient at `seq` gets it. The frank is computed as the message goes
-/// out: no franking state is kept.
-fn queue_item(
-    e: &QueueEntry,
-    seq: u64,
-    key: &(u32, [u8; crate::franking::KEY_LEN]),
-) -> v1::QueueItem {
+/// A queue entry as the recipient at `seq` gets it.
+fn queue_item(e: &QueueEntry, seq: u64, franking: Option<v1::FrankingContext>) -> v1::QueueItem {
     v1::QueueItem {
         seq,
         kind: match e.kind {
@@ -686,24 +688,33 @@ fn queue_item(
         sender_device: e.sender_device.to_vec(),
         sender_username: e.sender_username.to_string(),
         message_id: e.message_id.to_vec(),
-        franking: e.franking_tag.as_ref().map(|tag| {
-            let (key_id, key) = key;
-            let context = FrankContext {
-                sender_username: e.sender_username.as_str(),
-                sender_device: e.sender_device.as_bytes(),
-                group_id: e.group_id.as_bytes(),
-                group_seq: e.group_seq,
-                accepted_at_ms: e.accepted_at,
-                key_id: *key_id,
-            };
-            v1::FrankingContext {
-                key_id: *key_id,
-                frank: franking::frank(key, tag, &context).to_vec(),
-            }
-        }),
+        franking,
         accepted_at_ms: e.accepted_at,
         payload: e.payload.clone(),
     }
+}
+
+/// The frank of an application message, computed as the message goes out (no franking state is
+/// kept); it binds the sender and the message's place in the group, not the recipient.
+fn frank_of(
+    e: &QueueEntry,
+    key: &(u32, [u8; crate::franking::KEY_LEN]),
+) -> Option<v1::FrankingContext> {
+    let (key_id, key) = key;
+    e.franking_tag.as_ref().map(|tag| {
+        let context = FrankContext {
+            sender_username: e.sender_username.as_str(),
+            sender_device: e.sender_device.as_bytes(),
+            group_id: e.group_id.as_bytes(),
+            group_seq: e.group_seq,
+            accepted_at_ms: e.accepted_at,
+            key_id: *key_id,
+        };
+        v1::FrankingContext {
+            key_id: *key_id,
+            frank: franking::frank(key, tag, &context).to_vec(),
+        }
+    })
 }
 
 fn response(accepted: &parley_store::Accepted) -> v1::SubmitResponse {

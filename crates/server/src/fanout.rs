@@ -12,17 +12,16 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use parley_protocol::DeviceId;
-use parley_store::QueueEntry;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::notify::Notifier;
+use crate::notify::{LiveEntry, Notifier};
 
 #[async_trait]
 pub trait Fanout: Send + Sync + 'static {
     /// Announces new queue heads; `entry` is the message they hold, for connections on this
     /// node. Returns at once; large fan-outs run in the background.
-    fn publish(&self, deliveries: Vec<(DeviceId, u64)>, entry: Option<Arc<QueueEntry>>);
+    fn publish(&self, deliveries: Vec<(DeviceId, u64)>, entry: Option<Arc<LiveEntry>>);
     /// This node's live connections and what it just accepted for them.
     fn local(&self) -> &Notifier;
     /// Messages this node accepted for `device` at sequences `after + 1 ..= up_to` (at most
@@ -33,7 +32,7 @@ pub trait Fanout: Send + Sync + 'static {
         after: u64,
         up_to: u64,
         limit: usize,
-    ) -> Option<Vec<(u64, Arc<QueueEntry>)>> {
+    ) -> Option<Vec<(u64, Arc<LiveEntry>)>> {
         self.local().recent(device, after, up_to, limit)
     }
     /// A connection on this node pushed everything up to `up_to` to `device`.
@@ -74,7 +73,7 @@ impl Fanout for InProcessFanout {
         &self.local
     }
 
-    fn publish(&self, deliveries: Vec<(DeviceId, u64)>, entry: Option<Arc<QueueEntry>>) {
+    fn publish(&self, deliveries: Vec<(DeviceId, u64)>, entry: Option<Arc<LiveEntry>>) {
         self.local.notify(&deliveries, entry.as_ref());
     }
 
@@ -142,7 +141,7 @@ impl Fanout for NatsFanout {
         &self.local
     }
 
-    fn publish(&self, deliveries: Vec<(DeviceId, u64)>, entry: Option<Arc<QueueEntry>>) {
+    fn publish(&self, deliveries: Vec<(DeviceId, u64)>, entry: Option<Arc<LiveEntry>>) {
         // Devices on this node hear it at once; the others through NATS (hints only: the
         // message itself is in the database they share).
         self.local.notify(&deliveries, entry.as_ref());

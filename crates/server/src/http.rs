@@ -141,31 +141,7 @@ async fn submit(
     device: Authenticated,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Proto(
-        submit_counted(&app, &device, decode(&app, &body)?).await?,
-    ))
-}
-
-/// A submission from either transport, rate-limited and counted in the metrics.
-pub(crate) async fn submit_counted(
-    app: &App,
-    device: &Authenticated,
-    submit: v1::Submit,
-) -> Result<v1::SubmitResponse, ApiError> {
-    app.rates.check_submission(&device.0.user_id)?;
-    let result = app.delivery.submit(device, submit).await;
-    match &result {
-        Ok(accepted) if !accepted.duplicate => app.metrics.messages_in.inc(),
-        Ok(_) => {}
-        Err(e) => {
-            app.metrics
-                .rejections
-                .with_label_values(&[format!("{:?}", e.code()).as_str()])
-                .inc();
-            tracing::debug!(device = %device.0.device_id, code = ?e.code(), "submission refused");
-        }
-    }
-    result
+    Ok(Proto(app.submit(&device, decode(&app, &body)?).await?))
 }
 
 #[derive(serde::Deserialize)]

@@ -70,6 +70,28 @@ impl App {
             config,
         }))
     }
+
+    /// A submission from either transport, rate-limited and counted in the metrics.
+    pub(crate) async fn submit(
+        &self,
+        device: &accounts::Authenticated,
+        submit: parley_protocol::v1::Submit,
+    ) -> Result<parley_protocol::v1::SubmitResponse, ApiError> {
+        self.rates.check_submission(&device.0.user_id)?;
+        let result = self.delivery.submit(device, submit).await;
+        match &result {
+            Ok(accepted) if !accepted.duplicate => self.metrics.messages_in.inc(),
+            Ok(_) => {}
+            Err(e) => {
+                self.metrics
+                    .rejections
+                    .with_label_values(&[format!("{:?}", e.code()).as_str()])
+                    .inc();
+                tracing::debug!(device = %device.0.device_id, code = ?e.code(), "submission refused");
+            }
+        }
+        result
+    }
 }
 
 /// Opens the embedded SQLite store in the configured data directory.

@@ -208,7 +208,7 @@ impl Session {
                 tokio::spawn(async move {
                     let outcome = match live.submit {
                         None => Err(ApiError::malformed("a live submission without a body")),
-                        Some(submit) => crate::http::submit_counted(&app, &device, submit).await,
+                        Some(submit) => app.submit(&device, submit).await,
                     };
                     let result = match outcome {
                         Ok(accepted) => v1::LiveResult {

@@ -9,6 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use parley_protocol::v1;
 use parley_protocol::DeviceId;
 use parley_store::QueueEntry;
 use tokio::sync::watch;
@@ -19,10 +20,17 @@ const RECENT_PER_DEVICE: usize = 128;
 /// Larger payloads (big commits, Welcomes) are never kept: they are rare and the store has them.
 pub const MAX_RECENT_PAYLOAD: usize = 64 * 1024;
 
+/// A message this node just accepted, as every recipient gets it but for its own sequence. The
+/// frank does not depend on the recipient: the first push computes it for all of them.
+pub struct LiveEntry {
+    pub entry: QueueEntry,
+    pub franking: std::sync::OnceLock<Option<v1::FrankingContext>>,
+}
+
 struct DeviceLive {
     head: watch::Sender<u64>,
     /// (queue sequence, message), ascending by sequence.
-    recent: VecDeque<(u64, Arc<QueueEntry>)>,
+    recent: VecDeque<(u64, Arc<LiveEntry>)>,
 }
 
 #[derive(Default)]
@@ -47,11 +55,11 @@ impl Notifier {
     }
 
     /// New queue heads; with `entry`, the message that each of these sequences holds.
-    pub fn notify(&self, deliveries: &[(DeviceId, u64)], entry: Option<&Arc<QueueEntry>>) {
+    pub fn notify(&self, deliveries: &[(DeviceId, u64)], entry: Option<&Arc<LiveEntry>>) {
         if deliveries.is_empty() {
             return;
         }
-        let entry = entry.filter(|e| e.payload.len() <= MAX_RECENT_PAYLOAD);
+        let entry = entry.filter(|e| e.entry.payload.len() <= MAX_RECENT_PAYLOAD);
         let mut devices = self.devices();
         for (device, head) in deliveries {
             if let Some(live) = devices.get_mut(device) {
@@ -82,7 +90,7 @@ impl Notifier {
         after: u64,
         up_to: u64,
         limit: usize,
-    ) -> Option<Vec<(u64, Arc<QueueEntry>)>> {
+    ) -> Option<Vec<(u64, Arc<LiveEntry>)>> {
         let devices = self.devices();
         let recent = &devices.get(&device)?.recent;
         let start = recent.partition_point(|(seq, _)| *seq <= after);
@@ -156,8 +164,8 @@ mod tests {
         assert!(!rx.has_changed().unwrap());
     }
 
-    fn entry(payload_len: usize) -> Arc<QueueEntry> {
-        Arc::new(QueueEntry {
+    fn entry(payload_len: usize) -> Arc<LiveEntry> {
+        let entry = QueueEntry {
             seq: 0,
             kind: parley_store::ItemKind::GroupMessage,
             group_id: parley_protocol::GroupId::from_bytes([2; 16]),
@@ -168,6 +176,10 @@ mod tests {
             accepted_at: 0,
             payload: vec![0; payload_len],
             franking_tag: None,
+        };
+        Arc::new(LiveEntry {
+            entry,
+            franking: Default::default(),
         })
     }
 

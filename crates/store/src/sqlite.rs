@@ -144,10 +144,11 @@ CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log BEGIN SELECT RAISE
 CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 "#,
     r#"
--- A payload is deleted once no queue entry points at it, found through this index. (The `refs`
--- column is no longer kept: decrementing it meant rewriting a group message's payload row once
--- per recipient's acknowledgement.)
+-- A payload is deleted once no queue entry points at it, found through this index. It replaces
+-- the `refs` count, whose decrement rewrote a group message's payload row once per recipient's
+-- acknowledgement.
 CREATE INDEX queue_payload ON queue(payload_id);
+ALTER TABLE payloads DROP COLUMN refs;
 "#,
 ];
 
@@ -569,11 +570,10 @@ fn insert_payload(
     submission: &Submission,
     group_seq: u64,
     data: &[u8],
-    refs: usize,
 ) -> StoreResult<i64> {
     exec(tx,
-        "INSERT INTO payloads (kind, group_id, group_seq, sender_device, message_id, accepted_at, refs, data, franking_tag)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO payloads (kind, group_id, group_seq, sender_device, message_id, accepted_at, data, franking_tag)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             kind as i64,
             blob(submission.group_id.as_bytes()),
@@ -581,7 +581,6 @@ fn insert_payload(
             blob(submission.sender.as_bytes()),
             blob(submission.message_id.as_bytes()),
             submission.accepted_at,
-            refs as i64,
             data,
             if kind == ItemKind::GroupMessage { submission.franking_tag.as_deref() } else { None }
         ],
@@ -663,7 +662,6 @@ fn accept_in(tx: &Transaction<'_>, submission: Submission) -> StoreResult<Accept
             &submission,
             group_seq,
             &submission.payload,
-            recipients.len(),
         )?;
         // A few recipients (a 1:1 chat): one statement each is cheapest. A group: two in all.
         if recipients.len() <= FEW_RECIPIENTS {
@@ -718,7 +716,6 @@ fn accept_in(tx: &Transaction<'_>, submission: Submission) -> StoreResult<Accept
                 &submission,
                 group_seq,
                 &welcome.payload,
-                welcome.recipients.len(),
             )?;
             enqueue(
                 tx,
