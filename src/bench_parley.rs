@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use crate::bench_xmpp::{cpu_seconds, percentile, rss_bytes};
+use crate::bench_xmpp::{cpu_seconds, percentile, rss_bytes, stat_cpu_seconds};
 
 /// The real `parley` binary (next to this one), on a fresh data directory and a free port.
 pub struct ParleyServer {
@@ -72,6 +72,61 @@ impl ParleyServer {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+}
+
+/// Where a Parley server's CPU time went: all of it, and the part its SQLite threads (the writer
+/// and the readers, named `parley-sqlite-*`) used. The rest is the async runtime: sockets,
+/// WebSocket and protobuf framing, MLS framing checks, franks, fan-out. The split says how fast
+/// the server could go if the store cost nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuSplit {
+    pub total_s: f64,
+    pub store_s: f64,
+}
+
+impl CpuSplit {
+    pub fn of(pid: u32) -> Result<CpuSplit> {
+        let mut store_s = 0.0;
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+            let task = task?.path();
+            // A thread that ends between listing and reading is not a store thread.
+            let Ok(name) = std::fs::read_to_string(task.join("comm")) else {
+                continue;
+            };
+            if name.starts_with("parley-sqlite") {
+                store_s += stat_cpu_seconds(&task.join("stat").to_string_lossy())?;
+            }
+        }
+        Ok(CpuSplit {
+            total_s: cpu_seconds(pid)?,
+            store_s,
+        })
+    }
+
+    pub fn since(self, before: CpuSplit) -> CpuSplit {
+        CpuSplit {
+            total_s: self.total_s - before.total_s,
+            store_s: self.store_s - before.store_s,
+        }
+    }
+
+    /// Microseconds of server CPU per unit of work, outside the store.
+    pub fn outside_store_us(&self, units: u64) -> f64 {
+        (self.total_s - self.store_s) / units.max(1) as f64 * 1e6
+    }
+
+    pub fn store_share(&self) -> f64 {
+        if self.total_s > 0.0 {
+            self.store_s / self.total_s
+        } else {
+            0.0
+        }
+    }
+}
+
+/// CPU seconds used so far by this process, the load generator (pinned to the other core).
+pub fn load_cpu_seconds() -> Result<f64> {
+    cpu_seconds(std::process::id())
 }
 
 impl Drop for ParleyServer {
@@ -733,6 +788,9 @@ pub struct RelayFigures {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub server_cpu_s_per_1000: f64,
+    pub server_cpu: CpuSplit,
+    /// Busy share of the load generator's core while the load ran.
+    pub load_core_busy: f64,
 }
 
 impl Pairs {
@@ -786,7 +844,8 @@ impl Pairs {
             "  (step {step_id}: {rate} msgs/s for {duration:?}, server pid {})",
             self.server.pid()
         );
-        let cpu_before = cpu_seconds(self.server.pid())?;
+        let cpu_before = CpuSplit::of(self.server.pid())?;
+        let load_before = load_cpu_seconds()?;
         let start = self.load.now_ns();
         let mut frames: Vec<std::vec::IntoIter<Vec<u8>>> =
             frames.into_iter().map(Vec::into_iter).collect();
@@ -817,7 +876,9 @@ impl Pairs {
         {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let cpu = cpu_seconds(self.server.pid())? - cpu_before;
+        let cpu = CpuSplit::of(self.server.pid())?.since(cpu_before);
+        let load_core_busy =
+            (load_cpu_seconds()? - load_before) / ((self.load.now_ns() - start) as f64 / 1e9);
         // Let the last acknowledgements land before the next step.
         while self.load.unacked_connections.load(Ordering::Relaxed) > 0 && Instant::now() < deadline
         {
@@ -830,7 +891,9 @@ impl Pairs {
             delivered,
             p50_ms: step.latency.quantile_ms(0.50),
             p99_ms: step.latency.quantile_ms(0.99),
-            server_cpu_s_per_1000: cpu / total as f64 * 1000.0,
+            server_cpu_s_per_1000: cpu.total_s / total as f64 * 1000.0,
+            server_cpu: cpu,
+            load_core_busy,
         })
     }
 }
@@ -840,6 +903,8 @@ pub struct GroupFigures {
     pub deliveries: u64,
     pub deliveries_per_s: f64,
     pub time_to_last_ms: f64,
+    pub server_cpu: CpuSplit,
+    pub load_core_busy: f64,
 }
 
 /// B2: one sender and `members - 1` online receivers in one group; the sender keeps `window`
@@ -865,6 +930,8 @@ pub async fn group_fan_out(members: usize, messages: u64, window: u64) -> Result
     let step = Arc::new(Step::new(1, 1, messages, members as u64 - 1));
     load.set_step(step.clone());
     eprintln!("  (fan-out into {members}: server pid {})", server.pid());
+    let cpu_before = CpuSplit::of(server.pid())?;
+    let load_before = load_cpu_seconds()?;
     let start = load.now_ns();
     let mut sent = 0u64;
     let mut frames = frames.into_iter();
@@ -887,12 +954,17 @@ pub async fn group_fan_out(members: usize, messages: u64, window: u64) -> Result
     }
     let deliveries = step.delivered.load(Ordering::Relaxed);
     let elapsed = (step.last_delivery_ns.load(Ordering::Relaxed) - start) as f64 / 1e9;
+    let server_cpu = CpuSplit::of(server.pid())?.since(cpu_before);
+    let load_core_busy =
+        (load_cpu_seconds()? - load_before) / ((load.now_ns() - start) as f64 / 1e9);
     drop(connections);
     Ok(GroupFigures {
         messages,
         deliveries,
         deliveries_per_s: deliveries as f64 / elapsed,
         time_to_last_ms: step.latency.quantile_ms(1.0),
+        server_cpu,
+        load_core_busy,
     })
 }
 
@@ -939,6 +1011,10 @@ pub struct OfflineFigures {
     pub enqueue_per_s: f64,
     pub drain_per_s: f64,
     pub bytes_per_message: f64,
+    pub drained: u64,
+    /// Server CPU while the backlog drained.
+    pub drain_cpu: CpuSplit,
+    pub drain_load_core_busy: f64,
 }
 
 /// B4: `users` devices in pairs; the second of each pair is offline while the first sends it
@@ -1003,6 +1079,8 @@ pub async fn offline_drain(users: usize, per_user: u64) -> Result<OfflineFigures
     let bytes_per_message =
         dir_bytes(server.data.path())?.saturating_sub(db_before) as f64 / total as f64;
     eprintln!("  (drain: server pid {})", server.pid());
+    let drain_cpu_before = CpuSplit::of(server.pid())?;
+    let load_before = load_cpu_seconds()?;
     let started_drain = load.now_ns();
     let _receivers = futures_util::stream::iter(devices.iter().skip(1).step_by(2))
         .map(|device| {
@@ -1025,10 +1103,16 @@ pub async fn offline_drain(users: usize, per_user: u64) -> Result<OfflineFigures
     let delivered = step.delivered.load(Ordering::Relaxed);
     anyhow::ensure!(delivered == total, "{delivered} of {total} drained");
     let drain_s = (step.last_delivery_ns.load(Ordering::Relaxed) - started_drain) as f64 / 1e9;
+    let drain_cpu = CpuSplit::of(server.pid())?.since(drain_cpu_before);
+    let drain_load_core_busy =
+        (load_cpu_seconds()? - load_before) / ((load.now_ns() - started_drain) as f64 / 1e9);
     Ok(OfflineFigures {
         enqueue_per_s,
         drain_per_s: total as f64 / drain_s,
         bytes_per_message,
+        drained: total,
+        drain_cpu,
+        drain_load_core_busy,
     })
 }
 

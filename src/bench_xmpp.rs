@@ -344,17 +344,22 @@ fn probe(port: u16) -> Result<()> {
 
 /// utime + stime of a process, in seconds.
 pub fn cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    stat_cpu_seconds(&format!("/proc/{pid}/stat"))
+}
+
+/// utime + stime from a `/proc/.../stat` file (of a process or of one of its threads).
+pub fn stat_cpu_seconds(path: &str) -> Result<f64> {
+    let stat = fs::read_to_string(path)?;
     // The command name may contain spaces: fields are counted after its closing parenthesis.
     let rest = stat
         .rsplit_once(')')
-        .ok_or_else(|| anyhow!("unexpected /proc/{pid}/stat"))?
+        .ok_or_else(|| anyhow!("unexpected {path}"))?
         .1;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let tick = |i: usize| -> Result<f64> {
         Ok(fields
             .get(i)
-            .ok_or_else(|| anyhow!("short /proc/{pid}/stat"))?
+            .ok_or_else(|| anyhow!("short {path}"))?
             .parse::<u64>()? as f64)
     };
     // Fields 14 and 15 (utime, stime); USER_HZ is 100 on Linux.

@@ -468,6 +468,8 @@ impl RelayLoad for bench_xmpp::XmppPairs {
             p50_ms: f.p50_ms,
             p99_ms: f.p99_ms,
             cpu_s_per_1000: f.server_cpu_s_per_1000,
+            outside_store_us: None,
+            load_core_busy: None,
         })
     }
 }
@@ -482,6 +484,8 @@ impl RelayLoad for bench_parley::Pairs {
             p50_ms: f.p50_ms,
             p99_ms: f.p99_ms,
             cpu_s_per_1000: f.server_cpu_s_per_1000,
+            outside_store_us: Some(f.server_cpu.outside_store_us(f.sent)),
+            load_core_busy: Some(f.load_core_busy),
         })
     }
 }
@@ -494,6 +498,9 @@ struct Relay {
     p50_ms: f64,
     p99_ms: f64,
     cpu_s_per_1000: f64,
+    /// Parley only: server CPU per message outside its SQLite threads.
+    outside_store_us: Option<f64>,
+    load_core_busy: Option<f64>,
 }
 
 impl Relay {
@@ -508,7 +515,15 @@ impl std::fmt::Display for Relay {
             f,
             "sent {} delivered {} refused {} p50 {:.2} ms p99 {:.2} ms, server CPU {:.3} s/1000",
             self.sent, self.delivered, self.refused, self.p50_ms, self.p99_ms, self.cpu_s_per_1000
-        )
+        )?;
+        if let (Some(outside), Some(busy)) = (self.outside_store_us, self.load_core_busy) {
+            write!(
+                f,
+                " ({outside:.1} µs/msg outside the store), load core {:.0} % busy",
+                busy * 100.0
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -591,6 +606,34 @@ async fn b1(plan: &Plan, rows: &mut Vec<Row>) -> Result<()> {
             "s",
             None,
         );
+        if let (Some(outside), Some(busy)) = (p.outside_store_us, p.load_core_busy) {
+            row(
+                rows,
+                "B1 server CPU per message outside the store",
+                outside,
+                None,
+                "µs",
+                None,
+            );
+            // All of the server's core for what is left once the store costs nothing: an upper
+            // bound that no change to the store can lift.
+            row(
+                rows,
+                "B1 bound: rate if the store cost nothing (one core busy)",
+                1e6 / outside,
+                Some(rate(&ejabberd)),
+                "msgs/s",
+                Some("needs >= 2.00"),
+            );
+            row(
+                rows,
+                "B1 load generator core busy at that rate",
+                busy * 100.0,
+                None,
+                "%",
+                None,
+            );
+        }
         row(
             rows,
             "B1 messages lost at that rate",
@@ -608,12 +651,17 @@ async fn b2(plan: &Plan, rows: &mut Vec<Row>, nats: &[(usize, f64)]) -> Result<(
         let messages = if plan.quick { messages / 4 } else { messages };
         println!("B2: fan-out into a group of {members} online members, {messages} messages");
         let parley = bench_parley::group_fan_out(members, messages, 16).await?;
+        let outside_store_us = parley.server_cpu.outside_store_us(parley.deliveries);
         println!(
-            "  Parley   {:.0} deliveries/s ({} of {}), time to last recipient {:.1} ms",
+            "  Parley   {:.0} deliveries/s ({} of {}), time to last recipient {:.1} ms, \
+             store {:.0} % of server CPU, {outside_store_us:.2} µs/delivery outside it, \
+             load core {:.0} % busy",
             parley.deliveries_per_s,
             parley.deliveries,
             parley.messages * (members as u64 - 1),
-            parley.time_to_last_ms
+            parley.time_to_last_ms,
+            parley.server_cpu.store_share() * 100.0,
+            parley.load_core_busy * 100.0,
         );
         if plan.no_peers {
             continue;
@@ -642,7 +690,25 @@ async fn b2(plan: &Plan, rows: &mut Vec<Row>, nats: &[(usize, f64)]) -> Result<(
                 "deliveries/s",
                 (members == 1_000).then_some(">= 0.50 (peer: NATS)"),
             );
+            if members == 1_000 {
+                row(
+                    rows,
+                    "B2 bound: 1000 members if the store cost nothing (one core busy)",
+                    1e6 / outside_store_us,
+                    Some(*ceiling),
+                    "deliveries/s",
+                    Some("needs >= 0.50"),
+                );
+            }
         }
+        row(
+            rows,
+            format!("B2 load generator core busy, {members} members"),
+            parley.load_core_busy * 100.0,
+            None,
+            "%",
+            None,
+        );
         row(
             rows,
             format!("B2 time to last recipient, {members} members"),
@@ -698,9 +764,15 @@ async fn b4(plan: &Plan, rows: &mut Vec<Row>, raw_read: f64) -> Result<()> {
         users / 2
     );
     let parley = bench_parley::offline_drain(users, per_user).await?;
+    let drain_outside_store_us = parley.drain_cpu.outside_store_us(parley.drained);
     println!(
-        "  Parley   enqueue {:.0}/s, drain {:.0}/s, {:.0} bytes stored per message",
-        parley.enqueue_per_s, parley.drain_per_s, parley.bytes_per_message
+        "  Parley   enqueue {:.0}/s, drain {:.0}/s, {:.0} bytes stored per message; drain: store \
+         {:.0} % of server CPU, {drain_outside_store_us:.2} µs/item outside it, load core {:.0} % busy",
+        parley.enqueue_per_s,
+        parley.drain_per_s,
+        parley.bytes_per_message,
+        parley.drain_cpu.store_share() * 100.0,
+        parley.drain_load_core_busy * 100.0,
     );
     if plan.no_peers {
         return Ok(());
@@ -735,6 +807,22 @@ async fn b4(plan: &Plan, rows: &mut Vec<Row>, raw_read: f64) -> Result<()> {
         Some(raw_read),
         "msgs/s",
         Some(">= 0.50 (peer: raw SQLite)"),
+    );
+    row(
+        rows,
+        "B4 bound: drain if the store cost nothing (one core busy)",
+        1e6 / drain_outside_store_us,
+        Some(raw_read),
+        "msgs/s",
+        Some("needs >= 0.50"),
+    );
+    row(
+        rows,
+        "B4 load generator core busy during the drain",
+        parley.drain_load_core_busy * 100.0,
+        None,
+        "%",
+        None,
     );
     row(
         rows,

@@ -218,10 +218,17 @@ where
     }
 }
 
+/// A read, run on one of the reader threads with that thread's connection.
+type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
+
+/// Reader threads, each with its own connection: reads run beside the writer (WAL) and never
+/// on the async runtime's threads. Two suffice: the server's reads are short and bounded.
+const READER_THREADS: usize = 2;
+
 pub struct SqliteStore {
     path: PathBuf,
     writer: std::sync::mpsc::Sender<Box<dyn WriteJob>>,
-    readers: Arc<Mutex<Vec<Connection>>>,
+    readers: std::sync::mpsc::Sender<ReadJob>,
 }
 
 fn open_connection(path: &Path, options: &SqliteOptions) -> StoreResult<Connection> {
@@ -273,13 +280,20 @@ impl SqliteStore {
             .name("parley-sqlite-writer".into())
             .spawn(move || writer_loop(conn, jobs))
             .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))?;
-        let readers = (0..2)
-            .map(|_| open_connection(&path, &options))
-            .collect::<StoreResult<Vec<_>>>()?;
+        let (readers, reads) = std::sync::mpsc::channel::<ReadJob>();
+        let reads = Arc::new(Mutex::new(reads));
+        for index in 0..READER_THREADS {
+            let conn = open_connection(&path, &options)?;
+            let reads = reads.clone();
+            std::thread::Builder::new()
+                .name(format!("parley-sqlite-reader-{index}"))
+                .spawn(move || reader_loop(conn, reads))
+                .map_err(|e| StoreError::Backend(format!("cannot start reader thread: {e}")))?;
+        }
         Ok(SqliteStore {
             path,
             writer,
-            readers: Arc::new(Mutex::new(readers)),
+            readers,
         })
     }
 
@@ -311,25 +325,31 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        let readers = self.readers.clone();
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let pooled = readers.lock().map_err(|_| poisoned())?.pop();
-            let conn = match pooled {
-                Some(conn) => conn,
-                None => open_connection(&path, &SqliteOptions::default())?,
-            };
-            let result = work(&conn);
-            readers.lock().map_err(|_| poisoned())?.push(conn);
-            result
-        })
-        .await
-        .map_err(|e| StoreError::Backend(format!("reader task failed: {e}")))?
+        let (reply, answer) = oneshot::channel();
+        let job: ReadJob = Box::new(move |conn| {
+            let _ = reply.send(work(conn));
+        });
+        self.readers
+            .send(job)
+            .map_err(|_| StoreError::Backend("reader threads stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Backend("a reader thread dropped a read".into()))?
     }
 }
 
-fn poisoned() -> StoreError {
-    StoreError::Backend("reader pool lock poisoned".into())
+/// Runs reads until the store is dropped; the threads take turns at the shared queue.
+fn reader_loop(conn: Connection, reads: Arc<Mutex<std::sync::mpsc::Receiver<ReadJob>>>) {
+    loop {
+        let next = match reads.lock() {
+            Ok(queue) => queue.recv(),
+            Err(_) => return,
+        };
+        match next {
+            Ok(job) => job(&conn),
+            Err(_) => return,
+        }
+    }
 }
 
 fn writer_loop(mut conn: Connection, jobs: std::sync::mpsc::Receiver<Box<dyn WriteJob>>) {
