@@ -182,16 +182,22 @@ async fn a_sync_killed_midway_loses_nothing_and_shows_nothing_twice() {
         .spawn()
         .unwrap();
     let stdout = first.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<String>>()
+    let (lines, printed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
     });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Killed as soon as it has shown its first message: well inside the sync, however fast
+    // the machine.
+    let mut printed_first = vec![printed
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the first sync showed a message")];
     first.kill().unwrap();
     first.wait().unwrap();
-    let printed_first: Vec<String> = reader.join().unwrap();
+    printed_first.extend(printed.iter());
     let (status, out, err) = cli(bob_home.path(), &url, &["sync", "--json"]);
     assert_eq!(status, 0, "{err}");
     let ids = |lines: &[serde_json::Value]| -> Vec<String> {

@@ -150,6 +150,46 @@ CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log BEGIN SELECT RAISE
 CREATE INDEX queue_payload ON queue(payload_id);
 ALTER TABLE payloads DROP COLUMN refs;
 "#,
+    r#"
+-- Each device's queue as runs instead of one row per item. A run maps a range of the device's
+-- sequence numbers onto the payloads that make up a group's log: `single = 0`: the group's
+-- messages with ids first_payload..=last_payload that the device did not send itself, one per
+-- sequence number; `single = 1`: exactly one payload (a Welcome). A device's open run (at most
+-- one, its newest) is extended in place by the group's next message, so a message costs one
+-- small row update per recipient, and an acknowledgement moves the start of a run or deletes it.
+-- A payload is garbage once it lies below the first payload of every run of its group.
+CREATE TABLE queue_runs (
+    device_id      BLOB NOT NULL,
+    first_seq      INTEGER NOT NULL,
+    last_seq       INTEGER NOT NULL,
+    group_id       BLOB NOT NULL,
+    first_payload  INTEGER NOT NULL,
+    last_payload   INTEGER NOT NULL,
+    single         INTEGER NOT NULL,
+    open           INTEGER NOT NULL,
+    PRIMARY KEY (device_id, first_seq)
+) WITHOUT ROWID;
+CREATE INDEX queue_runs_group ON queue_runs(group_id, first_payload);
+CREATE INDEX queue_runs_open ON queue_runs(group_id, device_id) WHERE open = 1;
+CREATE INDEX payloads_group ON payloads(group_id, id);
+-- Queued items of the old layout become runs of one item each.
+INSERT INTO queue_runs (device_id, first_seq, last_seq, group_id, first_payload, last_payload, single, open)
+    SELECT q.device_id, q.seq, q.seq, p.group_id, p.id, p.id, 1, 0
+    FROM queue q JOIN payloads p ON p.id = q.payload_id;
+DROP TABLE queue;
+-- From now on `devices.queue_head` is only a floor: the head is the larger of it and the last
+-- sequence number of the device's runs, and it is raised when runs are deleted.
+
+-- A group's public state (its ratchet tree: hundreds of kilobytes in a large group) lives apart
+-- from the row that every message updates: rewriting that row read and compared the whole state
+-- each time.
+CREATE TABLE group_states (
+    group_id      BLOB PRIMARY KEY,
+    public_state  BLOB NOT NULL
+);
+INSERT INTO group_states (group_id, public_state) SELECT id, public_state FROM groups;
+ALTER TABLE groups DROP COLUMN public_state;
+"#,
 ];
 
 const DATABASE_FILE: &str = "parley.db";
@@ -157,8 +197,6 @@ const DATABASE_FILE: &str = "parley.db";
 const MAX_FETCH_BYTES: usize = 16 * 1024 * 1024;
 /// Most jobs folded into one transaction.
 const MAX_BATCH: usize = 256;
-/// Up to this many recipients a message is enqueued one recipient at a time.
-const FEW_RECIPIENTS: usize = 4;
 /// How long a busy writer waits for more jobs before it commits.
 const BATCH_LINGER: std::time::Duration = std::time::Duration::from_micros(1000);
 /// The WAL file is cut back to this size after a checkpoint.
@@ -529,57 +567,76 @@ fn append_audit(tx: &Transaction<'_>, entry: &AuditEntry) -> StoreResult<()> {
     Ok(())
 }
 
-/// Appends one pointer to each device's queue.
-fn enqueue(
-    tx: &Transaction<'_>,
-    devices: &[DeviceId],
-    payload_id: i64,
-    now: Millis,
-    deliveries: &mut Vec<(DeviceId, u64)>,
-) -> StoreResult<()> {
-    let mut bump = tx.prepare_cached(
-        "UPDATE devices SET queue_head = queue_head + 1 WHERE id = ?1 RETURNING queue_head",
-    )?;
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO queue (device_id, seq, payload_id, enqueued_at) VALUES (?1, ?2, ?3, ?4)",
-    )?;
-    for device in devices {
-        let seq: i64 = bump.query_row(params![blob(device.as_bytes())], |row| row.get(0))?;
-        insert.execute(params![blob(device.as_bytes()), seq, payload_id, now])?;
-        deliveries.push((*device, seq as u64));
-    }
-    Ok(())
+/// The device's newest sequence number: the larger of the floor kept in `devices` and the end
+/// of its newest run.
+fn queue_head_of(conn: &Connection, device: &[u8]) -> rusqlite::Result<i64> {
+    query_one(
+        conn,
+        "SELECT MAX(d.queue_head, COALESCE((SELECT MAX(last_seq) FROM queue_runs WHERE device_id = ?1), 0))
+         FROM devices d WHERE d.id = ?1",
+        params![device],
+        |row| row.get(0),
+    )
+    .optional()
+    .map(|head| head.unwrap_or(0))
 }
 
-/// [`enqueue`] for every member of `group` but `sender`, in two statements whatever the group's
-/// size: one statement per recipient costs more than the rows it writes.
+/// Starts a new run for `device` (closing its open one): the next sequence number maps to
+/// `payload_id`. Returns that sequence number.
+fn start_run(
+    tx: &Transaction<'_>,
+    device: &DeviceId,
+    group: &[u8],
+    payload_id: i64,
+    single: bool,
+) -> StoreResult<u64> {
+    let device = blob(device.as_bytes());
+    exec(
+        tx,
+        "UPDATE queue_runs SET open = 0 WHERE device_id = ?1 AND open = 1",
+        params![device],
+    )?;
+    let seq = queue_head_of(tx, device)? + 1;
+    exec(
+        tx,
+        "INSERT INTO queue_runs (device_id, first_seq, last_seq, group_id, first_payload, last_payload, single, open)
+         VALUES (?1, ?2, ?2, ?3, ?4, ?4, ?5, ?6)",
+        params![device, seq, group, payload_id, single, !single],
+    )?;
+    Ok(seq as u64)
+}
+
+/// Appends a group message to the queue of every member of `group` but `sender`: members whose
+/// newest run is this group's extend it in place (one statement for all of them); the others
+/// start a run.
 fn enqueue_members(
     tx: &Transaction<'_>,
     group: &[u8],
     sender: &DeviceId,
+    recipients: &[DeviceId],
     payload_id: i64,
-    now: Millis,
     deliveries: &mut Vec<(DeviceId, u64)>,
 ) -> StoreResult<()> {
-    exec(
-        tx,
-        "UPDATE devices SET queue_head = queue_head + 1
-         WHERE id IN (SELECT device_id FROM group_members WHERE group_id = ?1 AND device_id != ?2)",
-        params![group, blob(sender.as_bytes())],
+    let mut extend = tx.prepare_cached(
+        "UPDATE queue_runs SET last_seq = last_seq + 1, last_payload = ?3
+         WHERE open = 1 AND group_id = ?1
+           AND device_id IN (SELECT device_id FROM group_members WHERE group_id = ?1 AND device_id != ?2)
+         RETURNING device_id, last_seq",
     )?;
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO queue (device_id, seq, payload_id, enqueued_at)
-         SELECT d.id, d.queue_head, ?3, ?4
-         FROM group_members m JOIN devices d ON d.id = m.device_id
-         WHERE m.group_id = ?1 AND m.device_id != ?2
-         RETURNING device_id, seq",
-    )?;
-    let rows = insert.query_map(
-        params![group, blob(sender.as_bytes()), payload_id, now],
-        |row| Ok((device_id(row.get(0)?)?, row.get::<_, i64>(1)? as u64)),
-    )?;
+    let rows = extend.query_map(params![group, blob(sender.as_bytes()), payload_id], |row| {
+        Ok((device_id(row.get(0)?)?, row.get::<_, i64>(1)? as u64))
+    })?;
+    let before = deliveries.len();
     for row in rows {
         deliveries.push(row?);
+    }
+    if deliveries.len() - before < recipients.len() {
+        let extended: std::collections::HashSet<DeviceId> =
+            deliveries[before..].iter().map(|(d, _)| *d).collect();
+        for device in recipients.iter().filter(|d| !extended.contains(*d)) {
+            let seq = start_run(tx, device, group, payload_id, false)?;
+            deliveries.push((*device, seq));
+        }
     }
     Ok(())
 }
@@ -608,18 +665,153 @@ fn insert_payload(
     Ok(tx.last_insert_rowid())
 }
 
-/// Deletes the payloads among `released` that no queue entry points at any more.
-fn release_payloads(tx: &Transaction<'_>, released: &[i64]) -> StoreResult<()> {
-    let unique: std::collections::BTreeSet<i64> = released.iter().copied().collect();
-    let mut referenced =
-        tx.prepare_cached("SELECT EXISTS(SELECT 1 FROM queue WHERE payload_id = ?1)")?;
-    let mut delete = tx.prepare_cached("DELETE FROM payloads WHERE id = ?1")?;
-    for id in unique {
-        if !referenced.query_row(params![id], |row| row.get::<_, bool>(0))? {
-            delete.execute(params![id])?;
+/// Deletes the payloads of `groups` that no run needs any more: those below the first payload
+/// of every run of their group (all of them when the group has no run left).
+fn collect_garbage(tx: &Transaction<'_>, groups: &[Vec<u8>]) -> StoreResult<()> {
+    let unique: std::collections::BTreeSet<&Vec<u8>> = groups.iter().collect();
+    let mut delete = tx.prepare_cached(
+        "DELETE FROM payloads WHERE group_id = ?1
+           AND id < COALESCE((SELECT MIN(first_payload) FROM queue_runs WHERE group_id = ?1), ?2)",
+    )?;
+    for group in unique {
+        delete.execute(params![group, i64::MAX])?;
+    }
+    Ok(())
+}
+
+/// The id of the payload `offset` items after the start of a group run of `device`.
+fn run_item(
+    tx: &Transaction<'_>,
+    device: &[u8],
+    group: &[u8],
+    first_payload: i64,
+    last_payload: i64,
+    offset: i64,
+) -> StoreResult<Option<i64>> {
+    Ok(query_one(
+        tx,
+        "SELECT id FROM payloads
+         WHERE group_id = ?1 AND id BETWEEN ?2 AND ?3 AND kind = 1 AND sender_device != ?4
+         ORDER BY id LIMIT 1 OFFSET ?5",
+        params![group, first_payload, last_payload, device, offset],
+        |row| row.get(0),
+    )
+    .optional()?)
+}
+
+/// Drops the first `count` items of the device's run that starts at `first_seq` (all of them:
+/// the run goes). Raises the device's head floor past dropped runs.
+fn drop_run_items(tx: &Transaction<'_>, device: &[u8], run: &Run, count: i64) -> StoreResult<()> {
+    let remaining = match run.single {
+        true => None,
+        false if count <= run.last_seq - run.first_seq => run_item(
+            tx,
+            device,
+            &run.group,
+            run.first_payload,
+            run.last_payload,
+            count,
+        )?,
+        false => None,
+    };
+    match remaining {
+        Some(next_payload) => {
+            exec(
+                tx,
+                "UPDATE queue_runs SET first_seq = ?3, first_payload = ?4
+                 WHERE device_id = ?1 AND first_seq = ?2",
+                params![device, run.first_seq, run.first_seq + count, next_payload],
+            )?;
+        }
+        None => {
+            exec(
+                tx,
+                "DELETE FROM queue_runs WHERE device_id = ?1 AND first_seq = ?2",
+                params![device, run.first_seq],
+            )?;
+            exec(
+                tx,
+                "UPDATE devices SET queue_head = MAX(queue_head, ?2) WHERE id = ?1",
+                params![device, run.last_seq],
+            )?;
         }
     }
     Ok(())
+}
+
+/// One row of `queue_runs`.
+struct Run {
+    first_seq: i64,
+    last_seq: i64,
+    group: Vec<u8>,
+    first_payload: i64,
+    last_payload: i64,
+    single: bool,
+}
+
+/// A queued payload; `FROM` included, `WHERE` to follow. The sender's name is looked up once per
+/// page and sender ([`SenderNames`]), not joined into every row.
+const ITEM_COLUMNS: &str = "p.kind, p.group_id, p.group_seq, p.sender_device, p.message_id,
+        p.accepted_at, p.data, p.franking_tag
+     FROM payloads p";
+
+/// Usernames of the senders met while reading one page of a queue.
+#[derive(Default)]
+struct SenderNames(std::collections::HashMap<Vec<u8>, Username>);
+
+impl SenderNames {
+    fn of(&mut self, conn: &Connection, device: Vec<u8>) -> rusqlite::Result<Username> {
+        if let Some(name) = self.0.get(&device) {
+            return Ok(name.clone());
+        }
+        let name: String = query_one(
+            conn,
+            "SELECT u.username FROM devices d JOIN users u ON u.id = d.user_id WHERE d.id = ?1",
+            params![device],
+            |row| row.get(0),
+        )?;
+        let name = Username::parse(&name).map_err(|e| conversion_error(e.to_string()))?;
+        self.0.insert(device, name.clone());
+        Ok(name)
+    }
+}
+
+fn item_from_row(
+    conn: &Connection,
+    names: &mut SenderNames,
+    row: &rusqlite::Row<'_>,
+    seq: i64,
+) -> rusqlite::Result<QueueEntry> {
+    let group: Vec<u8> = row.get(1)?;
+    let sender: Vec<u8> = row.get(3)?;
+    let message: Vec<u8> = row.get(4)?;
+    Ok(QueueEntry {
+        seq: seq as u64,
+        kind: ItemKind::from_i64(row.get(0)?),
+        group_id: GroupId::from_slice(&group).map_err(|e| conversion_error(e.to_string()))?,
+        group_seq: row.get::<_, i64>(2)? as u64,
+        sender_device: device_id(sender.clone())?,
+        sender_username: names.of(conn, sender)?,
+        message_id: MessageId::from_slice(&message).map_err(|e| conversion_error(e.to_string()))?,
+        accepted_at: row.get(5)?,
+        payload: row.get(6)?,
+        franking_tag: row.get(7)?,
+    })
+}
+
+/// The columns [`run_from_row`] reads, of `queue_runs r`.
+const RUN_COLUMNS: &str =
+    "r.first_seq, r.last_seq, r.group_id, r.first_payload, r.last_payload, r.single";
+
+fn run_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
+    Ok(Run {
+        first_seq: row.get(0)?,
+        last_seq: row.get(1)?,
+        group: row.get(2)?,
+        first_payload: row.get(3)?,
+        last_payload: row.get(4)?,
+        single: row.get(5)?,
+    })
 }
 
 fn accept_in(tx: &Transaction<'_>, submission: Submission) -> StoreResult<Accepted> {
@@ -683,25 +875,14 @@ fn accept_in(tx: &Transaction<'_>, submission: Submission) -> StoreResult<Accept
             group_seq,
             &submission.payload,
         )?;
-        // A few recipients (a 1:1 chat): one statement each is cheapest. A group: two in all.
-        if recipients.len() <= FEW_RECIPIENTS {
-            enqueue(
-                tx,
-                &recipients,
-                payload_id,
-                submission.accepted_at,
-                &mut deliveries,
-            )?;
-        } else {
-            enqueue_members(
-                tx,
-                group,
-                &submission.sender,
-                payload_id,
-                submission.accepted_at,
-                &mut deliveries,
-            )?;
-        }
+        enqueue_members(
+            tx,
+            group,
+            &submission.sender,
+            &recipients,
+            payload_id,
+            &mut deliveries,
+        )?;
         debug_assert_eq!(deliveries.len(), recipients.len());
     }
 
@@ -710,9 +891,13 @@ fn accept_in(tx: &Transaction<'_>, submission: Submission) -> StoreResult<Accept
         new_epoch = transition.new_epoch;
         exec(
             tx,
-            "UPDATE groups SET epoch = ?2, public_state = ?3, state_version = state_version + 1
-             WHERE id = ?1",
-            params![group, new_epoch as i64, transition.new_public_state],
+            "UPDATE groups SET epoch = ?2, state_version = state_version + 1 WHERE id = ?1",
+            params![group, new_epoch as i64],
+        )?;
+        exec(
+            tx,
+            "UPDATE group_states SET public_state = ?2 WHERE group_id = ?1",
+            params![group, transition.new_public_state],
         )?;
         exec(
             tx,
@@ -729,6 +914,15 @@ fn accept_in(tx: &Transaction<'_>, submission: Submission) -> StoreResult<Accept
                 member.leaf_index
             ])?;
         }
+        // A device that left stops growing its run: should it come back, what it missed while
+        // away must not count as part of that run.
+        exec(
+            tx,
+            "UPDATE queue_runs SET open = 0
+             WHERE open = 1 AND group_id = ?1
+               AND device_id NOT IN (SELECT device_id FROM group_members WHERE group_id = ?1)",
+            params![group],
+        )?;
         if let Some(welcome) = &transition.welcome {
             let welcome_id = insert_payload(
                 tx,
@@ -737,13 +931,10 @@ fn accept_in(tx: &Transaction<'_>, submission: Submission) -> StoreResult<Accept
                 group_seq,
                 &welcome.payload,
             )?;
-            enqueue(
-                tx,
-                &welcome.recipients,
-                welcome_id,
-                submission.accepted_at,
-                &mut deliveries,
-            )?;
+            for recipient in &welcome.recipients {
+                let seq = start_run(tx, recipient, group, welcome_id, true)?;
+                deliveries.push((*recipient, seq));
+            }
         }
     }
     exec(
@@ -992,14 +1183,22 @@ impl Store for SqliteStore {
                 return Err(StoreError::GroupExists);
             }
             tx.execute(
-                "INSERT INTO groups (id, epoch, next_seq, public_state, created_at) VALUES (?1, ?2, 1, ?3, ?4)",
-                params![id, group.epoch as i64, group.public_state, group.now],
+                "INSERT INTO groups (id, epoch, next_seq, created_at) VALUES (?1, ?2, 1, ?3)",
+                params![id, group.epoch as i64, group.now],
+            )?;
+            tx.execute(
+                "INSERT INTO group_states (group_id, public_state) VALUES (?1, ?2)",
+                params![id, group.public_state],
             )?;
             let mut insert = tx.prepare_cached(
                 "INSERT INTO group_members (group_id, device_id, leaf_index) VALUES (?1, ?2, ?3)",
             )?;
             for member in &group.members {
-                insert.execute(params![id, blob(member.device_id.as_bytes()), member.leaf_index])?;
+                insert.execute(params![
+                    id,
+                    blob(member.device_id.as_bytes()),
+                    member.leaf_index
+                ])?;
             }
             Ok(())
         })
@@ -1010,10 +1209,11 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             Ok(conn
                 .query_row(
-                    "SELECT epoch, public_state,
-                        (SELECT COUNT(*) FROM group_members WHERE group_id = groups.id),
-                        state_version
-                     FROM groups WHERE id = ?1",
+                    "SELECT g.epoch, s.public_state,
+                        (SELECT COUNT(*) FROM group_members WHERE group_id = g.id),
+                        g.state_version
+                     FROM groups g JOIN group_states s ON s.group_id = g.id
+                     WHERE g.id = ?1",
                     params![blob(group.as_bytes())],
                     |row| {
                         Ok(GroupRecord {
@@ -1061,58 +1261,63 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> StoreResult<QueuePage> {
         self.read(move |conn| {
-            let (head, expired_up_to): (i64, i64) = conn
-                .query_row(
-                    "SELECT queue_head, expired_up_to FROM devices WHERE id = ?1",
-                    params![blob(device.as_bytes())],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()?
-                .unwrap_or((0, 0));
-            let mut statement = conn.prepare_cached(
-                "SELECT q.seq, p.kind, p.group_id, p.group_seq, p.sender_device, u.username,
-                        p.message_id, p.accepted_at, p.data, p.franking_tag
-                 FROM queue q
-                 JOIN payloads p ON p.id = q.payload_id
-                 JOIN devices d ON d.id = p.sender_device
-                 JOIN users u ON u.id = d.user_id
-                 WHERE q.device_id = ?1 AND q.seq > ?2
-                 ORDER BY q.seq LIMIT ?3",
-            )?;
-            let rows = statement.query_map(
-                params![blob(device.as_bytes()), after as i64, limit as i64],
-                |row| {
-                    let group: Vec<u8> = row.get(2)?;
-                    let sender: Vec<u8> = row.get(4)?;
-                    let username: String = row.get(5)?;
-                    let message: Vec<u8> = row.get(6)?;
-                    Ok(QueueEntry {
-                        seq: row.get::<_, i64>(0)? as u64,
-                        kind: ItemKind::from_i64(row.get(1)?),
-                        group_id: GroupId::from_slice(&group)
-                            .map_err(|e| conversion_error(e.to_string()))?,
-                        group_seq: row.get::<_, i64>(3)? as u64,
-                        sender_device: device_id(sender)?,
-                        sender_username: Username::parse(&username)
-                            .map_err(|e| conversion_error(e.to_string()))?,
-                        message_id: MessageId::from_slice(&message)
-                            .map_err(|e| conversion_error(e.to_string()))?,
-                        accepted_at: row.get(7)?,
-                        payload: row.get(8)?,
-                        franking_tag: row.get(9)?,
-                    })
-                },
-            )?;
+            let device_bytes = blob(device.as_bytes());
+            let expired_up_to: i64 = query_one(
+                conn,
+                "SELECT expired_up_to FROM devices WHERE id = ?1",
+                params![device_bytes],
+                |row| row.get(0),
+            )
+            .optional()?
+            .unwrap_or(0);
+            let head = queue_head_of(conn, device_bytes)?;
+            let runs = conn
+                .prepare_cached(&format!(
+                    "SELECT {RUN_COLUMNS} FROM queue_runs r
+                     WHERE r.device_id = ?1 AND r.last_seq > ?2 ORDER BY r.first_seq"
+                ))?
+                .query_map(params![device_bytes, after as i64], run_from_row)?
+                .collect::<rusqlite::Result<Vec<Run>>>()?;
+            let mut single =
+                conn.prepare_cached(&format!("SELECT {ITEM_COLUMNS} WHERE p.id = ?1"))?;
+            let mut range = conn.prepare_cached(&format!(
+                "SELECT {ITEM_COLUMNS}
+                 WHERE p.group_id = ?1 AND p.id BETWEEN ?2 AND ?3 AND p.kind = 1
+                   AND p.sender_device != ?4
+                 ORDER BY p.id LIMIT ?5 OFFSET ?6"
+            ))?;
             // A page stops once it holds MAX_FETCH_BYTES of payload (always at least one item).
-            let mut entries = Vec::new();
+            let mut entries: Vec<QueueEntry> = Vec::new();
             let mut bytes = 0;
-            for row in rows {
-                let entry = row?;
-                if !entries.is_empty() && bytes + entry.payload.len() > MAX_FETCH_BYTES {
+            let mut names = SenderNames::default();
+            'runs: for run in runs {
+                let skip = (after as i64 + 1 - run.first_seq).max(0);
+                let wanted = limit as i64 - entries.len() as i64;
+                if wanted <= 0 {
                     break;
                 }
-                bytes += entry.payload.len();
-                entries.push(entry);
+                let mut rows = if run.single {
+                    single.query(params![run.first_payload])?
+                } else {
+                    range.query(params![
+                        run.group,
+                        run.first_payload,
+                        run.last_payload,
+                        device_bytes,
+                        wanted,
+                        skip
+                    ])?
+                };
+                let mut seq = run.first_seq + skip;
+                while let Some(row) = rows.next()? {
+                    let entry = item_from_row(conn, &mut names, row, seq)?;
+                    seq += 1;
+                    if !entries.is_empty() && bytes + entry.payload.len() > MAX_FETCH_BYTES {
+                        break 'runs;
+                    }
+                    bytes += entry.payload.len();
+                    entries.push(entry);
+                }
             }
             Ok(QueuePage {
                 entries,
@@ -1125,78 +1330,93 @@ impl Store for SqliteStore {
 
     async fn ack(&self, device: DeviceId, up_to: u64) -> StoreResult<()> {
         self.write(move |tx| {
-            let released = {
-                let mut delete = tx.prepare_cached(
-                    "DELETE FROM queue WHERE device_id = ?1 AND seq <= ?2 RETURNING payload_id",
-                )?;
-                let rows = delete
-                    .query_map(params![blob(device.as_bytes()), up_to as i64], |row| {
-                        row.get(0)
-                    })?
-                    .collect::<rusqlite::Result<Vec<i64>>>()?;
-                rows
-            };
-            release_payloads(tx, &released)
+            let device = blob(device.as_bytes());
+            let runs = tx
+                .prepare_cached(&format!(
+                    "SELECT {RUN_COLUMNS} FROM queue_runs r
+                     WHERE r.device_id = ?1 AND r.first_seq <= ?2 ORDER BY r.first_seq"
+                ))?
+                .query_map(params![device, up_to as i64], run_from_row)?
+                .collect::<rusqlite::Result<Vec<Run>>>()?;
+            let mut groups = Vec::with_capacity(runs.len());
+            for run in runs {
+                let count = (up_to as i64).min(run.last_seq) - run.first_seq + 1;
+                drop_run_items(tx, device, &run, count)?;
+                groups.push(run.group);
+            }
+            collect_garbage(tx, &groups)
         })
         .await
     }
 
     async fn queue_head(&self, device: DeviceId) -> StoreResult<u64> {
-        self.read(move |conn| {
-            let head: Option<i64> = conn
-                .query_row(
-                    "SELECT queue_head FROM devices WHERE id = ?1",
-                    params![blob(device.as_bytes())],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            Ok(head.unwrap_or(0) as u64)
-        })
-        .await
+        self.read(move |conn| Ok(queue_head_of(conn, blob(device.as_bytes()))? as u64))
+            .await
     }
 
     async fn queue_depth(&self) -> StoreResult<u64> {
         self.read(|conn| {
-            Ok(
-                conn.query_row("SELECT COUNT(*) FROM queue", [], |row| row.get::<_, i64>(0))?
-                    as u64,
-            )
+            Ok(conn.query_row(
+                "SELECT COALESCE(SUM(last_seq - first_seq + 1), 0) FROM queue_runs",
+                [],
+                |row| row.get::<_, i64>(0),
+            )? as u64)
         })
         .await
     }
 
     async fn expire(&self, before: Millis, now: Millis) -> StoreResult<u64> {
         self.write(move |tx| {
-            let expired = {
-                let mut delete = tx.prepare_cached(
-                    "DELETE FROM queue WHERE enqueued_at < ?1 RETURNING device_id, seq, payload_id",
+            // Runs whose first item is older than `before` lose their items up to the first
+            // one that is not (the order of a device's queue is kept: no item is dropped
+            // while an older one stays).
+            let stale = tx
+                .prepare_cached(&format!(
+                    "SELECT {RUN_COLUMNS}, r.device_id
+                     FROM queue_runs r JOIN payloads p ON p.id = r.first_payload
+                     WHERE p.accepted_at < ?1"
+                ))?
+                .query_map(params![before], |row| {
+                    Ok((row.get::<_, Vec<u8>>(6)?, run_from_row(row)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut expired = 0u64;
+            let mut groups = Vec::with_capacity(stale.len());
+            for (device, run) in stale {
+                let count: i64 = if run.single {
+                    1
+                } else {
+                    let times = tx
+                        .prepare_cached(
+                            "SELECT accepted_at FROM payloads
+                             WHERE group_id = ?1 AND id BETWEEN ?2 AND ?3 AND kind = 1
+                               AND sender_device != ?4
+                             ORDER BY id",
+                        )?
+                        .query_map(
+                            params![run.group, run.first_payload, run.last_payload, device],
+                            |row| row.get::<_, i64>(0),
+                        )?
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    times.iter().take_while(|at| **at < before).count() as i64
+                };
+                drop_run_items(tx, &device, &run, count)?;
+                exec(
+                    tx,
+                    "UPDATE devices SET expired_up_to = MAX(expired_up_to, ?2) WHERE id = ?1",
+                    params![device, run.first_seq + count - 1],
                 )?;
-                let rows = delete
-                    .query_map(params![before], |row| {
-                        Ok((
-                            row.get::<_, Vec<u8>>(0)?,
-                            row.get::<_, i64>(1)?,
-                            row.get::<_, i64>(2)?,
-                        ))
-                    })?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                rows
-            };
-            let mut mark = tx.prepare_cached(
-                "UPDATE devices SET expired_up_to = MAX(expired_up_to, ?2) WHERE id = ?1",
-            )?;
-            for (device, seq, _) in &expired {
-                mark.execute(params![device, seq])?;
+                expired += count as u64;
+                groups.push(run.group);
             }
-            let payloads: Vec<i64> = expired.iter().map(|(_, _, payload)| *payload).collect();
-            release_payloads(tx, &payloads)?;
+            collect_garbage(tx, &groups)?;
             tx.execute(
                 "DELETE FROM submissions WHERE accepted_at < ?1",
                 params![before],
             )?;
             tx.execute("DELETE FROM challenges WHERE expires_at < ?1", params![now])?;
             tx.execute("DELETE FROM sessions WHERE expires_at < ?1", params![now])?;
-            Ok(expired.len() as u64)
+            Ok(expired)
         })
         .await
     }
@@ -1391,5 +1611,167 @@ impl Store for SqliteStore {
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload_count(store: &SqliteStore) -> i64 {
+        let conn = Connection::open(store.database_path()).unwrap();
+        conn.query_row("SELECT COUNT(*) FROM payloads", [], |row| row.get(0))
+            .unwrap()
+    }
+
+    /// A database written by the per-item queue layout (migration 3) keeps its undelivered
+    /// items, their numbers and its heads when it moves to runs.
+    #[tokio::test]
+    async fn queued_items_survive_the_move_to_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+            let tx = conn.transaction().unwrap();
+            for (index, migration) in MIGRATIONS[..3].iter().enumerate() {
+                tx.execute_batch(migration).unwrap();
+                tx.pragma_update(None, "user_version", index as i64 + 1)
+                    .unwrap();
+            }
+            tx.execute_batch(
+                "INSERT INTO users (id, username, created_at) VALUES
+                    (X'01010101010101010101010101010101', 'alice', 1),
+                    (X'02020202020202020202020202020202', 'bob', 1);
+                 INSERT INTO devices (id, user_id, signature_key, queue_head, created_at) VALUES
+                    (X'01010101010101010101010101010101', X'01010101010101010101010101010101', X'01', 0, 1),
+                    (X'02020202020202020202020202020202', X'02020202020202020202020202020202', X'02', 7, 1);
+                 INSERT INTO groups (id, epoch, next_seq, public_state, created_at) VALUES
+                    (X'07070707070707070707070707070707', 1, 3, X'00', 1);
+                 INSERT INTO group_members (group_id, device_id, leaf_index) VALUES
+                    (X'07070707070707070707070707070707', X'01010101010101010101010101010101', 0),
+                    (X'07070707070707070707070707070707', X'02020202020202020202020202020202', 1);
+                 INSERT INTO payloads (id, kind, group_id, group_seq, sender_device, message_id, accepted_at, data) VALUES
+                    (1, 2, X'07070707070707070707070707070707', 0, X'01010101010101010101010101010101', X'11111111111111111111111111111111', 5, X'77656c636f6d65'),
+                    (2, 1, X'07070707070707070707070707070707', 2, X'01010101010101010101010101010101', X'22222222222222222222222222222222', 6, X'6869');
+                 INSERT INTO queue (device_id, seq, payload_id, enqueued_at) VALUES
+                    (X'02020202020202020202020202020202', 6, 1, 5),
+                    (X'02020202020202020202020202020202', 7, 2, 6);",
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let store = SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap();
+        let alice = DeviceId::from_bytes([1; 16]);
+        let bob = DeviceId::from_bytes([2; 16]);
+        let page = store.fetch_queue(bob, 0, 10).await.unwrap();
+        let items: Vec<(u64, ItemKind, &[u8])> = page
+            .entries
+            .iter()
+            .map(|e| (e.seq, e.kind, e.payload.as_slice()))
+            .collect();
+        assert_eq!(
+            items,
+            [
+                (6, ItemKind::Welcome, b"welcome".as_slice()),
+                (7, ItemKind::GroupMessage, b"hi".as_slice())
+            ]
+        );
+        assert_eq!(page.head, 7);
+        let group = store
+            .group(GroupId::from_bytes([7; 16]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (group.public_state, group.member_count),
+            (vec![0], 2),
+            "the public state moved to its own table"
+        );
+        // The numbering goes on from the old head.
+        let next = store
+            .accept(Submission {
+                sender: alice,
+                message_id: MessageId::from_bytes([3; 16]),
+                fingerprint: b"again".to_vec(),
+                group_id: GroupId::from_bytes([7; 16]),
+                epoch: 1,
+                payload: b"again".to_vec(),
+                accepted_at: 7,
+                transition: None,
+                franking_tag: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(next.deliveries, vec![(bob, 8)]);
+        store.ack(bob, 8).await.unwrap();
+        assert_eq!(
+            payload_count(&store),
+            0,
+            "acknowledged payloads are deleted"
+        );
+    }
+
+    /// A group message's payload stays until the last of its recipients has acknowledged it,
+    /// then goes; so do messages nobody else needs that sit below it in the group's log.
+    #[tokio::test]
+    async fn a_payload_goes_with_its_last_recipient() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap();
+        let devices: Vec<DeviceId> = (1..=3u8).map(|n| DeviceId::from_bytes([n; 16])).collect();
+        for (n, device) in devices.iter().enumerate() {
+            store
+                .create_account(NewAccount {
+                    user_id: UserId::from_bytes([n as u8 + 1; 16]),
+                    username: Username::parse(&format!("user{n}")).unwrap(),
+                    device_id: *device,
+                    signature_key: vec![n as u8 + 1; 32],
+                    now: 1,
+                })
+                .await
+                .unwrap();
+        }
+        let group = GroupId::from_bytes([9; 16]);
+        store
+            .create_group(NewGroup {
+                group_id: group,
+                epoch: 1,
+                public_state: vec![0],
+                members: devices
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| GroupMember {
+                        device_id: *d,
+                        leaf_index: i as u32,
+                    })
+                    .collect(),
+                now: 1,
+            })
+            .await
+            .unwrap();
+        for (index, sender) in [0usize, 1, 0].into_iter().enumerate() {
+            store
+                .accept(Submission {
+                    sender: devices[sender],
+                    message_id: MessageId::from_bytes([index as u8; 16]),
+                    fingerprint: vec![index as u8],
+                    group_id: group,
+                    epoch: 1,
+                    payload: vec![index as u8],
+                    accepted_at: 5,
+                    transition: None,
+                    franking_tag: None,
+                })
+                .await
+                .unwrap();
+        }
+        assert_eq!(payload_count(&store), 3);
+        // Device 2 has all three; device 1 has the first and the third; device 0 the second.
+        store.ack(devices[2], 3).await.unwrap();
+        store.ack(devices[0], 1).await.unwrap();
+        assert_eq!(payload_count(&store), 3, "device 1 still needs the first");
+        store.ack(devices[1], 1).await.unwrap();
+        assert_eq!(payload_count(&store), 1, "only the third is still needed");
+        store.ack(devices[1], 2).await.unwrap();
+        assert_eq!(payload_count(&store), 0);
+        assert_eq!(store.queue_depth().await.unwrap(), 0);
     }
 }

@@ -321,6 +321,182 @@ async fn undelivered_items_expire(store: Arc<dyn Store>) {
     assert_eq!(page.expired_up_to, 1, "the device learns it missed items");
 }
 
+/// The payloads a device's queue holds, in order, after `after`.
+async fn queued(
+    store: &dyn Store,
+    device: DeviceId,
+    after: u64,
+    limit: u32,
+) -> Vec<(u64, Vec<u8>)> {
+    store
+        .fetch_queue(device, after, limit)
+        .await
+        .unwrap()
+        .entries
+        .into_iter()
+        .map(|e| (e.seq, e.payload))
+        .collect()
+}
+
+fn items(list: &[(u64, &[u8])]) -> Vec<(u64, Vec<u8>)> {
+    list.iter().map(|(seq, p)| (*seq, p.to_vec())).collect()
+}
+
+async fn a_queue_interleaves_groups_in_arrival_order(store: Arc<dyn Store>) {
+    let (a, b, c) = (
+        account(&*store, 1, "alice").await,
+        account(&*store, 2, "bob").await,
+        account(&*store, 3, "carol").await,
+    );
+    let pair = GroupId::from_bytes([11; 16]);
+    let trio = GroupId::from_bytes([12; 16]);
+    group_of(&*store, pair, &[a, b]).await;
+    group_of(&*store, trio, &[a, b, c]).await;
+    let sends = [
+        (a, pair, "p1"),
+        (b, pair, "p2"),
+        (a, trio, "t1"),
+        (c, trio, "t2"),
+        (a, pair, "p3"),
+        (b, trio, "t3"),
+        (a, pair, "p4"),
+    ];
+    for (id, (sender, group, text)) in sends.iter().enumerate() {
+        store
+            .accept(message(*sender, id as u8 + 1, *group, 1, text.as_bytes()))
+            .await
+            .unwrap();
+    }
+    // Nobody receives their own messages; everything else arrives in the order accepted,
+    // numbered without gaps.
+    let bob = items(&[(1, b"p1"), (2, b"t1"), (3, b"t2"), (4, b"p3"), (5, b"p4")]);
+    assert_eq!(queued(&*store, b, 0, 100).await, bob);
+    let alice = items(&[(1, b"p2"), (2, b"t2"), (3, b"t3")]);
+    assert_eq!(queued(&*store, a, 0, 100).await, alice);
+    let carol = items(&[(1, b"t1"), (2, b"t3")]);
+    assert_eq!(queued(&*store, c, 0, 100).await, carol);
+    assert_eq!(store.queue_head(b).await.unwrap(), 5);
+    assert_eq!(store.queue_depth().await.unwrap(), 10);
+
+    // Pages start anywhere and stop at the limit.
+    assert_eq!(queued(&*store, b, 2, 2).await, bob[2..4].to_vec());
+    assert_eq!(queued(&*store, b, 4, 100).await, bob[4..].to_vec());
+    assert!(queued(&*store, b, 5, 100).await.is_empty());
+
+    // Acknowledging part of the queue keeps the rest, with the same numbers.
+    store.ack(b, 3).await.unwrap();
+    assert_eq!(queued(&*store, b, 0, 100).await, bob[3..].to_vec());
+    assert_eq!(
+        queued(&*store, a, 0, 100).await,
+        alice,
+        "others keep theirs"
+    );
+    store.ack(b, 5).await.unwrap();
+    assert!(queued(&*store, b, 0, 100).await.is_empty());
+    assert_eq!(store.queue_head(b).await.unwrap(), 5, "the head stays");
+    // The next item continues the numbering.
+    store.accept(message(a, 20, pair, 1, b"p5")).await.unwrap();
+    assert_eq!(queued(&*store, b, 0, 100).await, items(&[(6, b"p5")]));
+
+    store.ack(a, 3).await.unwrap();
+    store.ack(c, 2).await.unwrap();
+    store.ack(b, 6).await.unwrap();
+    assert_eq!(store.queue_depth().await.unwrap(), 0);
+}
+
+async fn a_member_who_leaves_and_returns_gets_nothing_from_meanwhile(store: Arc<dyn Store>) {
+    let (a, b, c) = (
+        account(&*store, 1, "alice").await,
+        account(&*store, 2, "bob").await,
+        account(&*store, 3, "carol").await,
+    );
+    // Dave comes back through the same commit, without a Welcome of his own in it.
+    let d = account(&*store, 4, "dave").await;
+    let group = GroupId::from_bytes([13; 16]);
+    group_of(&*store, group, &[a, b, c, d]).await;
+    let commit = |id: u8, epoch: u64, version: u64, payload: &[u8], who: &[DeviceId]| {
+        let mut submission = message(a, id, group, epoch, payload);
+        submission.transition = Some(GroupTransition {
+            expected_state_version: version,
+            new_epoch: epoch + 1,
+            new_public_state: payload.to_vec(),
+            members: members(who),
+            welcome: who.contains(&c).then(|| WelcomeDelivery {
+                payload: b"welcome back".to_vec(),
+                recipients: vec![c],
+            }),
+        });
+        submission
+    };
+    store
+        .accept(message(b, 1, group, 1, b"before"))
+        .await
+        .unwrap();
+    store
+        .accept(commit(2, 1, 0, b"remove carol", &[a, b]))
+        .await
+        .unwrap();
+    store
+        .accept(message(b, 3, group, 2, b"meanwhile"))
+        .await
+        .unwrap();
+    store
+        .accept(commit(4, 2, 1, b"add carol", &[a, b, c, d]))
+        .await
+        .unwrap();
+    store
+        .accept(message(b, 5, group, 3, b"after"))
+        .await
+        .unwrap();
+    let carol = items(&[
+        (1, b"before"),
+        (2, b"remove carol"),
+        (3, b"welcome back"),
+        (4, b"after"),
+    ]);
+    assert_eq!(queued(&*store, c, 0, 100).await, carol);
+    let dave = items(&[(1, b"before"), (2, b"remove carol"), (3, b"after")]);
+    assert_eq!(queued(&*store, d, 0, 100).await, dave);
+    let alice = items(&[(1, b"before"), (2, b"meanwhile"), (3, b"after")]);
+    assert_eq!(queued(&*store, a, 0, 100).await, alice);
+    // Acknowledging inside the run that straddles the absence.
+    store.ack(c, 1).await.unwrap();
+    assert_eq!(queued(&*store, c, 0, 100).await, carol[1..].to_vec());
+    store.ack(c, 4).await.unwrap();
+    store.ack(a, 3).await.unwrap();
+    store.ack(b, 100).await.unwrap();
+    store.ack(d, 3).await.unwrap();
+    assert_eq!(store.queue_depth().await.unwrap(), 0);
+}
+
+async fn expiry_keeps_the_newer_part_of_a_queue(store: Arc<dyn Store>) {
+    let (a, b) = (
+        account(&*store, 1, "alice").await,
+        account(&*store, 2, "bob").await,
+    );
+    let group = GroupId::from_bytes([14; 16]);
+    group_of(&*store, group, &[a, b]).await;
+    for (id, (text, at)) in [("old-1", 10), ("old-2", 11), ("new", 20)]
+        .iter()
+        .enumerate()
+    {
+        let mut submission = message(a, id as u8 + 1, group, 1, text.as_bytes());
+        submission.accepted_at = *at;
+        store.accept(submission).await.unwrap();
+    }
+    assert_eq!(store.expire(15, 15).await.unwrap(), 2);
+    let page = store.fetch_queue(b, 0, 10).await.unwrap();
+    assert_eq!(page.expired_up_to, 2);
+    assert_eq!(
+        page.entries
+            .iter()
+            .map(|e| (e.seq, e.payload.clone()))
+            .collect::<Vec<_>>(),
+        items(&[(3, b"new")])
+    );
+    assert_eq!(store.queue_depth().await.unwrap(), 1);
+}
+
 async fn moderation_is_audited_and_append_only(store: Arc<dyn Store>) {
     let alice = account(&*store, 1, "alice").await;
     store
@@ -399,6 +575,9 @@ where
     one_commit_per_epoch(make().await).await;
     a_welcome_travels_with_its_commit(make().await).await;
     undelivered_items_expire(make().await).await;
+    a_queue_interleaves_groups_in_arrival_order(make().await).await;
+    a_member_who_leaves_and_returns_gets_nothing_from_meanwhile(make().await).await;
+    expiry_keeps_the_newer_part_of_a_queue(make().await).await;
     moderation_is_audited_and_append_only(make().await).await;
 }
 
