@@ -171,7 +171,8 @@ CREATE TABLE queue_runs (
 ) WITHOUT ROWID;
 CREATE INDEX queue_runs_group ON queue_runs(group_id, first_payload);
 CREATE INDEX queue_runs_open ON queue_runs(group_id, device_id) WHERE open = 1;
-CREATE INDEX payloads_group ON payloads(group_id, id);
+-- Covers the filter of a group run, so that finding where a run continues reads no payloads.
+CREATE INDEX payloads_group ON payloads(group_id, id, kind, sender_device);
 -- Queued items of the old layout become runs of one item each.
 INSERT INTO queue_runs (device_id, first_seq, last_seq, group_id, first_payload, last_payload, single, open)
     SELECT q.device_id, q.seq, q.seq, p.group_id, p.id, p.id, 1, 0
