@@ -26,29 +26,39 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::bench_xmpp::{cpu_seconds, percentile, rss_bytes, stat_cpu_seconds};
 
-/// The real `parley` binary (next to this one), on a fresh data directory and a free port.
+/// The real `parley` binary (next to this one), on a free port.
 pub struct ParleyServer {
     child: Child,
-    data: tempfile::TempDir,
+    /// Its own fresh data directory, or the one the nodes of a deployment share (key files).
+    data: Arc<tempfile::TempDir>,
     pub base: String,
 }
 
 impl ParleyServer {
-    /// Starts the server pinned to `core`. Rate limits are lifted: the load comes from a few
-    /// addresses and accounts at rates no single person sends at.
+    /// Starts a server on its embedded SQLite store, in a fresh data directory, pinned to `core`.
     pub fn start(core: usize) -> Result<ParleyServer> {
+        ParleyServer::start_with(core, Arc::new(tempfile::tempdir()?), &[])
+    }
+
+    /// Starts a server pinned to `core` with more flags. Rate limits are lifted: the load comes
+    /// from a few addresses and accounts at rates no single person sends at.
+    fn start_with(
+        core: usize,
+        data: Arc<tempfile::TempDir>,
+        flags: &[String],
+    ) -> Result<ParleyServer> {
         let exe = std::env::current_exe()?.with_file_name("parley");
         anyhow::ensure!(
             exe.exists(),
             "{} not found: build it with `cargo build --release`",
             exe.display()
         );
-        let data = tempfile::tempdir()?;
         let mut child = Command::new("taskset")
             .args(["-c", &core.to_string()])
             .arg(&exe)
             .args(["server", "--listen", "127.0.0.1:0", "--data"])
             .arg(data.path())
+            .args(flags)
             .args(["--rate-per-second", "10000000"])
             .args(["--auth-rate-per-second", "10000000"])
             .env("PARLEY_LOG", "warn")
@@ -72,6 +82,148 @@ impl ParleyServer {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+}
+
+/// What a workload runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deployment {
+    /// One node on its embedded SQLite store: the default.
+    Single,
+    /// This many nodes sharing a private PostgreSQL and NATS (the scale-out deployment).
+    Cluster(usize),
+}
+
+/// The processes of a deployment, every one pinned to the server core: on this 2-core machine
+/// the multi-node figures show what the scale-out path costs, not how it scales.
+pub struct Servers {
+    nodes: Vec<ParleyServer>,
+    // Declared after the nodes, so dropped after them.
+    postgres: Option<parley_testkit::TestPostgres>,
+    nats: Option<parley_testkit::TestNats>,
+}
+
+impl Servers {
+    pub fn start(deployment: Deployment, core: usize) -> Result<Servers> {
+        match deployment {
+            Deployment::Single => Ok(Servers {
+                nodes: vec![ParleyServer::start(core)?],
+                postgres: None,
+                nats: None,
+            }),
+            Deployment::Cluster(count) => {
+                let postgres = parley_testkit::TestPostgres::start();
+                pin_process_tree(postgres.pid().context("postgres is not running")?, core)?;
+                let nats = parley_testkit::TestNats::start(1);
+                for pid in nats.pids() {
+                    pin_process_tree(pid, core)?;
+                }
+                let shared = Arc::new(tempfile::tempdir()?);
+                let flags = [
+                    "--database-url".to_owned(),
+                    postgres.url(),
+                    "--nats".to_owned(),
+                    nats.url(0),
+                ];
+                let nodes = (0..count)
+                    .map(|_| ParleyServer::start_with(core, shared.clone(), &flags))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Servers {
+                    nodes,
+                    postgres: Some(postgres),
+                    nats: Some(nats),
+                })
+            }
+        }
+    }
+
+    /// The node that device number `index` connects to: devices are spread over the nodes in
+    /// turn, so that the two sides of a pair are on different nodes.
+    pub fn base(&self, index: usize) -> &str {
+        &self.nodes[index % self.nodes.len()].base
+    }
+
+    pub fn first(&self) -> &ParleyServer {
+        &self.nodes[0]
+    }
+
+    pub fn pids(&self) -> String {
+        let pids: Vec<String> = self.nodes.iter().map(|n| n.pid().to_string()).collect();
+        pids.join(", ")
+    }
+
+    /// CPU of every process of the deployment. The store's share is the SQLite threads of the
+    /// nodes, or PostgreSQL (all its processes).
+    pub fn cpu(&self) -> Result<CpuSplit> {
+        let mut split = CpuSplit::default();
+        for node in &self.nodes {
+            let node = CpuSplit::of(node.pid())?;
+            split.total_s += node.total_s;
+            split.store_s += node.store_s;
+        }
+        if let Some(pid) = self.postgres.as_ref().and_then(|p| p.pid()) {
+            let postgres = process_tree_cpu_seconds(pid)?;
+            split.total_s += postgres;
+            split.store_s += postgres;
+        }
+        for pid in self.nats.iter().flat_map(|n| n.pids()) {
+            split.total_s += process_tree_cpu_seconds(pid)?;
+        }
+        Ok(split)
+    }
+}
+
+/// A process and its descendants (PostgreSQL's backends), from /proc.
+fn process_tree(root: u32) -> Result<Vec<u32>> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let Ok(pid) = entry?.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        // A process that ends while we look is no longer part of the tree.
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|ppid| ppid.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parents.push((pid, ppid));
+        }
+    }
+    let mut tree = vec![root];
+    let mut index = 0;
+    while index < tree.len() {
+        let parent = tree[index];
+        tree.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(c, _)| *c),
+        );
+        index += 1;
+    }
+    Ok(tree)
+}
+
+fn pin_process_tree(root: u32, core: usize) -> Result<()> {
+    for pid in process_tree(root)? {
+        let status = Command::new("taskset")
+            .args(["-a", "-p", "-c", &core.to_string(), &pid.to_string()])
+            .stdout(Stdio::null())
+            .status()?;
+        anyhow::ensure!(status.success(), "cannot pin process {pid}");
+    }
+    Ok(())
+}
+
+fn process_tree_cpu_seconds(root: u32) -> Result<f64> {
+    let mut total = 0.0;
+    for pid in process_tree(root)? {
+        // Counted only if still there when read.
+        total += cpu_seconds(pid).unwrap_or(0.0);
+    }
+    Ok(total)
 }
 
 /// Where a Parley server's CPU time went: all of it, and the part its SQLite threads (the writer
@@ -769,7 +921,7 @@ pub async fn connect(
 
 /// B1's world: devices in pairs, each pair a two-member MLS group, every device connected live.
 pub struct Pairs {
-    pub server: ParleyServer,
+    servers: Servers,
     devices: Vec<Device>,
     connections: Vec<Connection>,
     load: Arc<Load>,
@@ -794,18 +946,26 @@ pub struct RelayFigures {
 }
 
 impl Pairs {
-    pub async fn start(users: usize) -> Result<Pairs> {
-        let server = ParleyServer::start(0)?;
-        let http = Http::new(&server.base)?;
+    pub async fn start(deployment: Deployment, users: usize) -> Result<Pairs> {
+        let servers = Servers::start(deployment, 0)?;
+        let http = Http::new(&servers.first().base)?;
         let devices = register_pairs(&http, "pair", users).await?;
         let load = Load::new();
         let mut connections = Vec::with_capacity(users);
-        for device in &devices {
-            connections
-                .push(connect(&server.base, &device.token, load.clone(), Push::New, false).await?);
+        for (index, device) in devices.iter().enumerate() {
+            connections.push(
+                connect(
+                    servers.base(index),
+                    &device.token,
+                    load.clone(),
+                    Push::New,
+                    false,
+                )
+                .await?,
+            );
         }
         Ok(Pairs {
-            server,
+            servers,
             devices,
             connections,
             load,
@@ -842,9 +1002,9 @@ impl Pairs {
         // For attaching a profiler to the server while the load runs.
         eprintln!(
             "  (step {step_id}: {rate} msgs/s for {duration:?}, server pid {})",
-            self.server.pid()
+            self.servers.pids()
         );
-        let cpu_before = CpuSplit::of(self.server.pid())?;
+        let cpu_before = self.servers.cpu()?;
         let load_before = load_cpu_seconds()?;
         let start = self.load.now_ns();
         let mut frames: Vec<std::vec::IntoIter<Vec<u8>>> =
@@ -876,7 +1036,7 @@ impl Pairs {
         {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let cpu = CpuSplit::of(self.server.pid())?.since(cpu_before);
+        let cpu = self.servers.cpu()?.since(cpu_before);
         let load_core_busy =
             (load_cpu_seconds()? - load_before) / ((self.load.now_ns() - start) as f64 / 1e9);
         // Let the last acknowledgements land before the next step.
@@ -909,17 +1069,30 @@ pub struct GroupFigures {
 
 /// B2: one sender and `members - 1` online receivers in one group; the sender keeps `window`
 /// submissions in flight. Deliveries per second run from the first send to the last delivery.
-pub async fn group_fan_out(members: usize, messages: u64, window: u64) -> Result<GroupFigures> {
-    let server = ParleyServer::start(0)?;
-    let http = Http::new(&server.base)?;
+pub async fn group_fan_out(
+    deployment: Deployment,
+    members: usize,
+    messages: u64,
+    window: u64,
+) -> Result<GroupFigures> {
+    let servers = Servers::start(deployment, 0)?;
+    let http = Http::new(&servers.first().base)?;
     let mut devices = register_many(&http, "member", members, 64).await?;
     let (creator, others) = devices.split_at_mut(1);
     create_group(&http, &mut creator[0], others, 250, false).await?;
     let load = Load::new();
     let mut connections = Vec::with_capacity(members);
-    for device in &devices {
-        connections
-            .push(connect(&server.base, &device.token, load.clone(), Push::New, false).await?);
+    for (index, device) in devices.iter().enumerate() {
+        connections.push(
+            connect(
+                servers.base(index),
+                &device.token,
+                load.clone(),
+                Push::New,
+                false,
+            )
+            .await?,
+        );
     }
     // Let the Welcomes drain before the clock starts.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -929,8 +1102,8 @@ pub async fn group_fan_out(members: usize, messages: u64, window: u64) -> Result
         .collect::<Result<Vec<_>>>()?;
     let step = Arc::new(Step::new(1, 1, messages, members as u64 - 1));
     load.set_step(step.clone());
-    eprintln!("  (fan-out into {members}: server pid {})", server.pid());
-    let cpu_before = CpuSplit::of(server.pid())?;
+    eprintln!("  (fan-out into {members}: server pid {})", servers.pids());
+    let cpu_before = servers.cpu()?;
     let load_before = load_cpu_seconds()?;
     let start = load.now_ns();
     let mut sent = 0u64;
@@ -954,7 +1127,7 @@ pub async fn group_fan_out(members: usize, messages: u64, window: u64) -> Result
     }
     let deliveries = step.delivered.load(Ordering::Relaxed);
     let elapsed = (step.last_delivery_ns.load(Ordering::Relaxed) - start) as f64 / 1e9;
-    let server_cpu = CpuSplit::of(server.pid())?.since(cpu_before);
+    let server_cpu = servers.cpu()?.since(cpu_before);
     let load_core_busy =
         (load_cpu_seconds()? - load_before) / ((load.now_ns() - start) as f64 / 1e9);
     drop(connections);

@@ -1,8 +1,11 @@
-//! `parley-bench`: the workloads of shared/design/benchmarks.md, printed as a table of figure,
-//! Parley, reference, ratio. This first part runs B0 (physical references on this machine) and
-//! B5 (client crypto against raw openmls); B1–B4 against ejabberd and NATS come next.
+//! `parley-bench`: the workloads of shared/design/benchmarks.md (B0 to B5), printed as a table of
+//! figure, Parley, peer, ratio and target: B1, B2 and B4 side by side with ejabberd, NATS as the
+//! routing ceiling, raw SQLite and PostgreSQL as the storage references, raw openmls for B5, and
+//! B1 and B2 again on two nodes over PostgreSQL + NATS. docs/performance.md says how to read it.
 //!
-//! Run: `cargo run --release --bin parley-bench [-- --quick]`
+//! Run: `cargo build --release && target/release/parley-bench` (options: `--quick`,
+//! `--only b0,…,b5`, `--no-peers`, `--no-cluster`, `--rates a,b [--nodes N]`, `--hold S`,
+//! `--users N`, `--per-user N`).
 #![forbid(unsafe_code)]
 
 #[path = "../bench_mls.rs"]
@@ -19,6 +22,7 @@ use bench_mls::{
     big_group_members, create_config, join_config, key_package, member, receive, send,
     two_member_group,
 };
+use bench_parley::Deployment;
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
 use parley_mls::suite;
@@ -331,6 +335,53 @@ fn sqlite_inserts(full: bool, per_transaction: usize, messages: usize) -> Result
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
+/// B0: raw PostgreSQL insert rate (`synchronous_commit = on`, fsync on) of the same rows as
+/// [`sqlite_inserts`], from one connection, PostgreSQL pinned to the server core.
+async fn postgres_inserts(runs: &[(usize, usize)]) -> Result<Vec<f64>> {
+    let postgres = parley_testkit::TestPostgres::start();
+    for pid in postgres.pid().into_iter() {
+        let status = std::process::Command::new("taskset")
+            .args(["-a", "-p", "-c", "0", &pid.to_string()])
+            .stdout(std::process::Stdio::null())
+            .status()?;
+        anyhow::ensure!(status.success(), "cannot pin postgres");
+    }
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&postgres.url()).await?;
+    sqlx::raw_sql(
+        "CREATE TABLE p (id BIGSERIAL PRIMARY KEY, data BYTEA NOT NULL);
+         CREATE TABLE q (device BYTEA NOT NULL, seq BIGINT NOT NULL, p BIGINT NOT NULL, PRIMARY KEY (device, seq));",
+    )
+    .execute(&mut conn)
+    .await?;
+    let payload = vec![0u8; 200];
+    let mut rates = Vec::new();
+    let mut seq = 0i64;
+    for &(per_transaction, messages) in runs {
+        let started = Instant::now();
+        let mut n = 0usize;
+        while n < messages {
+            let mut tx = sqlx::Connection::begin(&mut conn).await?;
+            for _ in 0..per_transaction {
+                let id: i64 = sqlx::query_scalar("INSERT INTO p (data) VALUES ($1) RETURNING id")
+                    .bind(&payload)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                sqlx::query("INSERT INTO q (device, seq, p) VALUES ($1, $2, $3)")
+                    .bind([1u8; 16].as_slice())
+                    .bind(seq)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                seq += 1;
+                n += 1;
+            }
+            tx.commit().await?;
+        }
+        rates.push(n as f64 / started.elapsed().as_secs_f64());
+    }
+    Ok(rates)
+}
+
 /// B0: raw SQLite read rate of queued messages: pointer rows joined to 200-byte payload rows,
 /// read device by device in sequence order (what an offline drain reads).
 fn sqlite_reads(devices: usize, per_device: usize) -> Result<f64> {
@@ -388,7 +439,14 @@ struct Plan {
     no_peers: bool,
     /// B4: messages queued per offline user.
     per_user: Option<u64>,
+    /// Skip the multi-node rows (B1 and B2 on PostgreSQL + NATS).
+    no_cluster: bool,
+    /// `--rates` against this many nodes on PostgreSQL + NATS instead of one on SQLite.
+    nodes: Option<usize>,
 }
+
+/// The multi-node rows: two nodes, as in a small scale-out deployment.
+const CLUSTER: Deployment = Deployment::Cluster(2);
 
 impl Plan {
     fn wants(&self, workload: &str) -> bool {
@@ -552,7 +610,8 @@ async fn b1(plan: &Plan, rows: &mut Vec<Row>) -> Result<()> {
     );
     let hold = plan.hold;
     if let Some(rates) = &plan.rates {
-        let mut pairs = bench_parley::Pairs::start(plan.users).await?;
+        let deployment = plan.nodes.map_or(Deployment::Single, Deployment::Cluster);
+        let mut pairs = bench_parley::Pairs::start(deployment, plan.users).await?;
         for &rate in rates {
             println!(
                 "  Parley    {rate:>7} msgs/s: {}",
@@ -569,8 +628,14 @@ async fn b1(plan: &Plan, rows: &mut Vec<Row>) -> Result<()> {
         ramp("ejabberd", 2_000, hold, &mut pairs).await?
     };
     let parley = {
-        let mut pairs = bench_parley::Pairs::start(plan.users).await?;
+        let mut pairs = bench_parley::Pairs::start(Deployment::Single, plan.users).await?;
         ramp("Parley", 2_000, hold, &mut pairs).await?
+    };
+    let cluster = if plan.no_cluster {
+        None
+    } else {
+        let mut pairs = bench_parley::Pairs::start(CLUSTER, plan.users).await?;
+        ramp("2 nodes", 1_000, hold, &mut pairs).await?
     };
     let rate = |r: &Option<(u32, Relay)>| r.as_ref().map_or(0.0, |(rate, _)| *rate as f64);
     row(
@@ -643,14 +708,44 @@ async fn b1(plan: &Plan, rows: &mut Vec<Row>) -> Result<()> {
             Some("0"),
         );
     }
+    if let Some((cluster_rate, c)) = &cluster {
+        row(
+            rows,
+            "B1 2 nodes on PostgreSQL + NATS, one core: highest rate at p99 <= 50 ms",
+            *cluster_rate as f64,
+            Some(rate(&parley)),
+            "msgs/s",
+            Some("(peer: 1 node on SQLite)"),
+        );
+        row(
+            rows,
+            "B1 2 nodes: p99 delivery latency at that rate",
+            c.p99_ms,
+            parley.as_ref().map(|(_, p)| p.p99_ms),
+            "ms",
+            None,
+        );
+        row(
+            rows,
+            "B1 2 nodes: CPU per 1,000 messages (nodes, PostgreSQL, NATS)",
+            c.cpu_s_per_1000,
+            parley.as_ref().map(|(_, p)| p.cpu_s_per_1000),
+            "s",
+            None,
+        );
+    }
     Ok(())
 }
 
 async fn b2(plan: &Plan, rows: &mut Vec<Row>, nats: &[(usize, f64)]) -> Result<()> {
+    let mut single_thousand = None;
     for (members, messages) in [(100usize, 1_000u64), (1_000, 200)] {
         let messages = if plan.quick { messages / 4 } else { messages };
         println!("B2: fan-out into a group of {members} online members, {messages} messages");
-        let parley = bench_parley::group_fan_out(members, messages, 16).await?;
+        let parley = bench_parley::group_fan_out(Deployment::Single, members, messages, 16).await?;
+        if members == 1_000 {
+            single_thousand = Some(parley.deliveries_per_s);
+        }
         let outside_store_us = parley.server_cpu.outside_store_us(parley.deliveries);
         println!(
             "  Parley   {:.0} deliveries/s ({} of {}), time to last recipient {:.1} ms, \
@@ -716,6 +811,29 @@ async fn b2(plan: &Plan, rows: &mut Vec<Row>, nats: &[(usize, f64)]) -> Result<(
             Some(ejabberd.time_to_last_ms),
             "ms",
             None,
+        );
+    }
+    if !plan.no_cluster {
+        let (members, messages) = (1_000usize, if plan.quick { 50 } else { 200 });
+        println!("B2: fan-out into {members} members, 2 nodes on PostgreSQL + NATS, one core");
+        let cluster = bench_parley::group_fan_out(CLUSTER, members, messages, 16).await?;
+        println!(
+            "  2 nodes  {:.0} deliveries/s ({} of {}), time to last recipient {:.1} ms, \
+             PostgreSQL {:.0} % of the CPU of all processes, {:.1} µs/delivery in all",
+            cluster.deliveries_per_s,
+            cluster.deliveries,
+            cluster.messages * (members as u64 - 1),
+            cluster.time_to_last_ms,
+            cluster.server_cpu.store_share() * 100.0,
+            cluster.server_cpu.total_s / cluster.deliveries.max(1) as f64 * 1e6,
+        );
+        row(
+            rows,
+            "B2 2 nodes on PostgreSQL + NATS, one core: fan-out into 1000 members",
+            cluster.deliveries_per_s,
+            single_thousand,
+            "deliveries/s",
+            Some("(peer: 1 node on SQLite)"),
         );
     }
     Ok(())
@@ -860,6 +978,8 @@ fn main() -> Result<()> {
             .transpose()?,
         no_peers: args.iter().any(|a| a == "--no-peers"),
         per_user: value("--per-user").map(|v| v.parse()).transpose()?,
+        no_cluster: args.iter().any(|a| a == "--no-cluster"),
+        nodes: value("--nodes").map(|v| v.parse()).transpose()?,
     };
     let (messages, group_size, echo_seconds) = if quick {
         (1_000, 100, 0.5)
@@ -922,6 +1042,30 @@ fn main() -> Result<()> {
                     None,
                 );
             }
+        }
+        let runs: Vec<(usize, usize)> = [1usize, 16, 256]
+            .iter()
+            .map(|&per| {
+                (
+                    per,
+                    if per == 1 { 1_000 } else { 20_000 } / if quick { 4 } else { 1 },
+                )
+            })
+            .collect();
+        match runtime.block_on(postgres_inserts(&runs)) {
+            Ok(rates) => {
+                for ((per, _), rate) in runs.iter().zip(rates) {
+                    row(
+                        &mut rows,
+                        format!("B0 PostgreSQL, {per} message(s) per transaction"),
+                        rate,
+                        None,
+                        "msgs/s",
+                        None,
+                    );
+                }
+            }
+            Err(e) => println!("B0 PostgreSQL inserts skipped: {e}"),
         }
         raw_read = sqlite_reads(1_000, if quick { 20 } else { 200 })?;
         row(

@@ -17,7 +17,8 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 use crate::model::*;
 use crate::{Store, StoreError, StoreResult};
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE users (
     id            BYTEA PRIMARY KEY,
     username      TEXT NOT NULL UNIQUE,
@@ -139,7 +140,17 @@ END;
 $$ LANGUAGE plpgsql;
 CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log
     FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
-"#];
+"#,
+    r#"
+-- A payload is freed once no queue row points at it, found through this index, instead of by a
+-- reference count: every recipient's acknowledgement decremented the count on the same row, so
+-- the acknowledgements of a large group waited for each other's commits one at a time.
+CREATE INDEX queue_payload ON queue (group_id, group_seq, kind);
+ALTER TABLE payloads DROP COLUMN refs;
+-- For the sweep of payloads left behind by a node that stopped between the two steps.
+CREATE INDEX payloads_accepted ON payloads (accepted_at);
+"#,
+];
 
 /// Transactions lost to a serialization conflict are retried this many times.
 const MAX_ATTEMPTS: usize = 10;
@@ -348,11 +359,10 @@ async fn insert_payload(
     submission: &Submission,
     group_seq: u64,
     data: &[u8],
-    refs: usize,
 ) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO payloads (group_id, group_seq, kind, sender_device, message_id, accepted_at, refs, data, franking_tag)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO payloads (group_id, group_seq, kind, sender_device, message_id, accepted_at, data, franking_tag)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(id(submission.group_id.as_bytes()))
     .bind(group_seq as i64)
@@ -360,7 +370,6 @@ async fn insert_payload(
     .bind(id(submission.sender.as_bytes()))
     .bind(id(submission.message_id.as_bytes()))
     .bind(submission.accepted_at)
-    .bind(refs as i64)
     .bind(data)
     .bind(if kind == ItemKind::GroupMessage { submission.franking_tag.clone() } else { None })
     .execute(&mut **tx)
@@ -369,36 +378,45 @@ async fn insert_payload(
     Ok(())
 }
 
-/// Drops one reference per released queue row and deletes payloads nobody needs.
-async fn release_payloads(tx: &mut Tx<'_>, released: &[(Vec<u8>, i64, i16)]) -> StoreResult<()> {
-    let mut counts = std::collections::HashMap::<(Vec<u8>, i64, i16), i64>::new();
-    for key in released {
-        *counts.entry(key.clone()).or_default() += 1;
+/// The payload key a queue row points at.
+type PayloadKey = (Vec<u8>, i64, i16);
+
+/// Deletes those of `released` that no queue row points at any more. Runs after the transaction
+/// that deleted the queue rows has committed, on its own: two recipients acknowledging the last
+/// two pointers at once each still see the other's pointer inside their own transactions, but
+/// whichever of these statements runs last sees neither. (A node that stops in between leaves
+/// the payload to `expire`'s sweep.)
+async fn release_payloads(pool: &PgPool, released: &[PayloadKey]) -> StoreResult<()> {
+    let unique: std::collections::BTreeSet<&PayloadKey> = released.iter().collect();
+    if unique.is_empty() {
+        return Ok(());
     }
-    for ((group, seq, kind), count) in counts {
-        let left: Option<i64> = sqlx::query_scalar(
-            "UPDATE payloads SET refs = refs - $4 WHERE group_id = $1 AND group_seq = $2 AND kind = $3 RETURNING refs",
-        )
-        .bind(&group)
-        .bind(seq)
-        .bind(kind)
-        .bind(count)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(sql_error)?;
-        if left.is_some_and(|left| left <= 0) {
-            sqlx::query(
-                "DELETE FROM payloads WHERE group_id = $1 AND group_seq = $2 AND kind = $3",
-            )
-            .bind(&group)
-            .bind(seq)
-            .bind(kind)
-            .execute(&mut **tx)
-            .await
-            .map_err(sql_error)?;
-        }
-    }
+    let groups: Vec<&[u8]> = unique.iter().map(|k| k.0.as_slice()).collect();
+    let seqs: Vec<i64> = unique.iter().map(|k| k.1).collect();
+    let kinds: Vec<i16> = unique.iter().map(|k| k.2).collect();
+    sqlx::query(
+        "DELETE FROM payloads p
+         USING UNNEST($1::bytea[], $2::bigint[], $3::smallint[]) AS r(group_id, group_seq, kind)
+         WHERE p.group_id = r.group_id AND p.group_seq = r.group_seq AND p.kind = r.kind
+           AND NOT EXISTS (SELECT 1 FROM queue q
+                           WHERE q.group_id = p.group_id AND q.group_seq = p.group_seq
+                             AND q.kind = p.kind)",
+    )
+    .bind(groups)
+    .bind(seqs)
+    .bind(kinds)
+    .execute(pool)
+    .await
+    .map_err(sql_error)?;
     Ok(())
+}
+
+fn payload_key(row: &sqlx::postgres::PgRow, first: usize) -> StoreResult<PayloadKey> {
+    Ok((
+        row.try_get(first).map_err(sql_error)?,
+        row.try_get(first + 1).map_err(sql_error)?,
+        row.try_get(first + 2).map_err(sql_error)?,
+    ))
 }
 
 async fn accept_in(tx: &mut Tx<'_>, submission: &Submission) -> StoreResult<Accepted> {
@@ -471,7 +489,6 @@ async fn accept_in(tx: &mut Tx<'_>, submission: &Submission) -> StoreResult<Acce
             submission,
             group_seq,
             &submission.payload,
-            recipients.len(),
         )
         .await?;
         enqueue(
@@ -527,7 +544,6 @@ async fn accept_in(tx: &mut Tx<'_>, submission: &Submission) -> StoreResult<Acce
                 submission,
                 group_seq,
                 &welcome.payload,
-                welcome.recipients.len(),
             )
             .await?;
             enqueue(
@@ -1043,25 +1059,18 @@ impl Store for PgStore {
     }
 
     async fn ack(&self, device: DeviceId, up_to: u64) -> StoreResult<()> {
-        transaction!(self, |tx| {
+        let released: Vec<PayloadKey> = transaction!(self, |tx| {
             let rows = sqlx::query("DELETE FROM queue WHERE device_id = $1 AND seq <= $2 RETURNING group_id, group_seq, kind")
                 .bind(id(device.as_bytes()))
                 .bind(up_to as i64)
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(sql_error)?;
-            let released = rows
-                .iter()
-                .map(|r| {
-                    Ok((
-                        r.try_get(0).map_err(sql_error)?,
-                        r.try_get(1).map_err(sql_error)?,
-                        r.try_get(2).map_err(sql_error)?,
-                    ))
-                })
-                .collect::<StoreResult<Vec<_>>>()?;
-            release_payloads(&mut tx, &released).await
-        })
+            rows.iter()
+                .map(|row| payload_key(row, 0))
+                .collect::<StoreResult<Vec<_>>>()
+        })?;
+        release_payloads(&self.pool, &released).await
     }
 
     async fn queue_head(&self, device: DeviceId) -> StoreResult<u64> {
@@ -1082,7 +1091,7 @@ impl Store for PgStore {
     }
 
     async fn expire(&self, before: Millis, now: Millis) -> StoreResult<u64> {
-        transaction!(self, |tx| {
+        let (expired, released) = transaction!(self, |tx| {
             let rows = sqlx::query(
                 "DELETE FROM queue WHERE enqueued_at < $1 RETURNING device_id, seq, group_id, group_seq, kind",
             )
@@ -1102,13 +1111,8 @@ impl Store for PgStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(sql_error)?;
-                released.push((
-                    row.try_get(2).map_err(sql_error)?,
-                    row.try_get(3).map_err(sql_error)?,
-                    row.try_get(4).map_err(sql_error)?,
-                ));
+                released.push(payload_key(row, 2)?);
             }
-            release_payloads(&mut tx, &released).await?;
             for statement in ["DELETE FROM submissions WHERE accepted_at < $1"] {
                 sqlx::query(statement)
                     .bind(before)
@@ -1126,8 +1130,21 @@ impl Store for PgStore {
                     .await
                     .map_err(sql_error)?;
             }
-            Ok(rows.len() as u64)
-        })
+            Ok((rows.len() as u64, released))
+        })?;
+        release_payloads(&self.pool, &released).await?;
+        // Payloads whose last pointers went while their node stopped before freeing them.
+        sqlx::query(
+            "DELETE FROM payloads p WHERE accepted_at < $1
+               AND NOT EXISTS (SELECT 1 FROM queue q
+                               WHERE q.group_id = p.group_id AND q.group_seq = p.group_seq
+                                 AND q.kind = p.kind)",
+        )
+        .bind(before)
+        .execute(&self.pool)
+        .await
+        .map_err(sql_error)?;
+        Ok(expired)
     }
 
     async fn create_report(&self, report: NewReport) -> StoreResult<u64> {

@@ -639,6 +639,41 @@ async fn postgres_store_conforms() {
     .await;
 }
 
+/// Fifty recipients acknowledging one group message at the same moment: none waits for another,
+/// and the payload goes with the last pointer however their transactions interleave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_frees_a_payload_when_all_acknowledge_at_once() {
+    let postgres = parley_testkit::TestPostgres::start();
+    let store = Arc::new(PgStore::connect(&postgres.url()).await.unwrap());
+    let mut devices = Vec::new();
+    for n in 1..=50u8 {
+        devices.push(account(&*store, n, &format!("member{n}")).await);
+    }
+    let group = GroupId::from_bytes([0x55; 16]);
+    group_of(&*store, group, &devices).await;
+    for id in 1..=3u8 {
+        store
+            .accept(message(devices[0], id, group, 1, &[id; 8]))
+            .await
+            .unwrap();
+    }
+    let acks = devices[1..].iter().map(|device| {
+        let store = store.clone();
+        let device = *device;
+        tokio::spawn(async move { store.ack(device, 3).await })
+    });
+    for ack in acks.collect::<Vec<_>>() {
+        ack.await.unwrap().unwrap();
+    }
+    let pool = sqlx::PgPool::connect(&postgres.url()).await.unwrap();
+    let payloads: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM payloads")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(payloads, 0, "every acknowledged payload is deleted");
+    assert_eq!(store.queue_depth().await.unwrap(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_postgres_audit_log_cannot_be_rewritten() {
     let postgres = parley_testkit::TestPostgres::start();

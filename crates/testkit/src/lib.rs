@@ -133,6 +133,11 @@ impl TestPostgres {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// The postmaster's pid (its backends are its children), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL, as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -257,6 +262,11 @@ impl TestNats {
 
     pub fn url(&self, node: usize) -> String {
         format!("nats://127.0.0.1:{}", self.client_ports[node])
+    }
+
+    /// The pids of the running nodes.
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().flatten().map(Child::id).collect()
     }
 
     pub fn stop(&mut self, node: usize) {
