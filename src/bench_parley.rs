@@ -142,6 +142,24 @@ impl Servers {
         &self.nodes[index % self.nodes.len()].base
     }
 
+    /// One live connection per device, taking new pushes, device i on node `base(i)`.
+    async fn connect_all(&self, devices: &[Device], load: &Arc<Load>) -> Result<Vec<Connection>> {
+        let mut connections = Vec::with_capacity(devices.len());
+        for (index, device) in devices.iter().enumerate() {
+            connections.push(
+                connect(
+                    self.base(index),
+                    &device.token,
+                    load.clone(),
+                    Push::New,
+                    false,
+                )
+                .await?,
+            );
+        }
+        Ok(connections)
+    }
+
     pub fn first(&self) -> &ParleyServer {
         &self.nodes[0]
     }
@@ -951,19 +969,7 @@ impl Pairs {
         let http = Http::new(&servers.first().base)?;
         let devices = register_pairs(&http, "pair", users).await?;
         let load = Load::new();
-        let mut connections = Vec::with_capacity(users);
-        for (index, device) in devices.iter().enumerate() {
-            connections.push(
-                connect(
-                    servers.base(index),
-                    &device.token,
-                    load.clone(),
-                    Push::New,
-                    false,
-                )
-                .await?,
-            );
-        }
+        let connections = servers.connect_all(&devices, &load).await?;
         Ok(Pairs {
             servers,
             devices,
@@ -1081,19 +1087,7 @@ pub async fn group_fan_out(
     let (creator, others) = devices.split_at_mut(1);
     create_group(&http, &mut creator[0], others, 250, false).await?;
     let load = Load::new();
-    let mut connections = Vec::with_capacity(members);
-    for (index, device) in devices.iter().enumerate() {
-        connections.push(
-            connect(
-                servers.base(index),
-                &device.token,
-                load.clone(),
-                Push::New,
-                false,
-            )
-            .await?,
-        );
-    }
+    let connections = servers.connect_all(&devices, &load).await?;
     // Let the Welcomes drain before the clock starts.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let text = load_text();
