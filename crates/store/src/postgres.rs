@@ -145,8 +145,11 @@ CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log
 -- A payload is freed once no queue row points at it, found through this index, instead of by a
 -- reference count: every recipient's acknowledgement decremented the count on the same row, so
 -- the acknowledgements of a large group waited for each other's commits one at a time.
+-- The count stays, unused and nullable, only so that nodes of the previous version keep working
+-- beside upgraded ones during a rolling upgrade (they still write it; counting down to zero
+-- there means every pointer is gone anyway).
 CREATE INDEX queue_payload ON queue (group_id, group_seq, kind);
-ALTER TABLE payloads DROP COLUMN refs;
+ALTER TABLE payloads ALTER COLUMN refs DROP NOT NULL;
 -- For the sweep of payloads left behind by a node that stopped between the two steps.
 CREATE INDEX payloads_accepted ON payloads (accepted_at);
 "#,

@@ -3,8 +3,12 @@
 //! Writes go through one writer thread that gathers the jobs waiting at the same moment into one
 //! transaction (group commit), each job inside its own savepoint so that one failing job does not
 //! undo the others. A job's caller gets its answer only after that transaction has committed, so
-//! an acknowledgement always means "durably stored". Reads use a small pool of connections on
-//! blocking threads; WAL lets them run beside the writer.
+//! an acknowledgement always means "durably stored". Reads run on two reader threads with a
+//! connection each; WAL lets them run beside the writer.
+//!
+//! A device's queue is stored as runs over its groups' payloads (see migration 4): a group
+//! message costs one payload row and one small in-place update per recipient, and an
+//! acknowledgement moves or drops runs instead of deleting a row per item.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
