@@ -497,6 +497,194 @@ async fn expiry_keeps_the_newer_part_of_a_queue(store: Arc<dyn Store>) {
     assert_eq!(store.queue_depth().await.unwrap(), 1);
 }
 
+/// What every device's queue must hold, kept the simplest way: a list per device.
+#[derive(Default)]
+struct QueueModel {
+    queues: std::collections::HashMap<DeviceId, Vec<(u64, Vec<u8>)>>,
+    heads: std::collections::HashMap<DeviceId, u64>,
+}
+
+impl QueueModel {
+    fn deliver(&mut self, device: DeviceId, payload: &[u8]) {
+        let head = self.heads.entry(device).or_default();
+        *head += 1;
+        self.queues
+            .entry(device)
+            .or_default()
+            .push((*head, payload.to_vec()));
+    }
+
+    fn ack(&mut self, device: DeviceId, up_to: u64) {
+        self.queues
+            .entry(device)
+            .or_default()
+            .retain(|(seq, _)| *seq > up_to);
+    }
+
+    fn page(&self, device: DeviceId, after: u64, limit: usize) -> Vec<(u64, Vec<u8>)> {
+        self.queues
+            .get(&device)
+            .map(|q| {
+                q.iter()
+                    .filter(|(seq, _)| *seq > after)
+                    .take(limit)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// A small deterministic generator: the same sequence on every run and every store.
+struct Dice(u64);
+
+impl Dice {
+    fn roll(&mut self, sides: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % sides
+    }
+}
+
+/// Hundreds of messages, membership changes with Welcomes, acknowledgements at random points and
+/// pages of every size, in three overlapping groups: every queue always reads exactly as the
+/// simplest model of it (one list per device) says.
+async fn queues_match_a_model_under_random_traffic(store: Arc<dyn Store>) {
+    let names = ["ann", "ben", "cat", "dan", "eve", "fay"];
+    let mut devices = Vec::new();
+    for (n, name) in names.iter().enumerate() {
+        devices.push(account(&*store, n as u8 + 1, name).await);
+    }
+    let mut dice = Dice(0x9e37_79b9_7f4a_7c15);
+    let mut model = QueueModel::default();
+    // Per group: members, epoch, state version.
+    let mut groups: Vec<(GroupId, Vec<DeviceId>, u64, u64)> = Vec::new();
+    for g in 0..3u8 {
+        let group = GroupId::from_bytes([0x60 + g; 16]);
+        let members: Vec<DeviceId> = devices
+            .iter()
+            .copied()
+            .filter(|_| dice.roll(3) != 0)
+            .collect();
+        let members = if members.len() < 2 {
+            devices[..3].to_vec()
+        } else {
+            members
+        };
+        group_of(&*store, group, &members).await;
+        groups.push((group, members, 1, 0));
+    }
+    let mut next_id = 0u32;
+    for step in 0..400 {
+        next_id += 1;
+        let message_id = {
+            let mut bytes = [0u8; 16];
+            bytes[..4].copy_from_slice(&next_id.to_be_bytes());
+            MessageId::from_bytes(bytes)
+        };
+        let payload = format!("m{next_id}").into_bytes();
+        let (group, roster, epoch, version) = &mut groups[dice.roll(3) as usize];
+        match dice.roll(10) {
+            // A membership change: somebody joins (with a Welcome) or leaves.
+            0 => {
+                let sender = roster[dice.roll(roster.len() as u64) as usize];
+                let outsiders: Vec<DeviceId> = devices
+                    .iter()
+                    .copied()
+                    .filter(|d| !roster.contains(d))
+                    .collect();
+                let mut after = roster.clone();
+                let mut welcome = None;
+                if !outsiders.is_empty() && (dice.roll(2) == 0 || roster.len() <= 2) {
+                    let joiner = outsiders[dice.roll(outsiders.len() as u64) as usize];
+                    after.push(joiner);
+                    welcome = Some(WelcomeDelivery {
+                        payload: format!("welcome{next_id}").into_bytes(),
+                        recipients: vec![joiner],
+                    });
+                } else if roster.len() > 2 {
+                    let leaver = loop {
+                        let candidate = roster[dice.roll(roster.len() as u64) as usize];
+                        if candidate != sender {
+                            break candidate;
+                        }
+                    };
+                    after.retain(|d| *d != leaver);
+                }
+                let submission = Submission {
+                    sender,
+                    message_id,
+                    fingerprint: payload.clone(),
+                    group_id: *group,
+                    epoch: *epoch,
+                    payload: payload.clone(),
+                    accepted_at: 10,
+                    transition: Some(GroupTransition {
+                        expected_state_version: *version,
+                        new_epoch: *epoch + 1,
+                        new_public_state: payload.clone(),
+                        members: members(&after),
+                        welcome: welcome.clone(),
+                    }),
+                    franking_tag: None,
+                };
+                store.accept(submission).await.unwrap();
+                for member in roster.iter().filter(|d| **d != sender) {
+                    model.deliver(*member, &payload);
+                }
+                if let Some(welcome) = welcome {
+                    model.deliver(welcome.recipients[0], &welcome.payload);
+                }
+                *roster = after;
+                *epoch += 1;
+                *version += 1;
+            }
+            // An application message.
+            1..=6 => {
+                let sender = roster[dice.roll(roster.len() as u64) as usize];
+                let mut submission = message(sender, 0, *group, *epoch, &payload);
+                submission.message_id = message_id;
+                store.accept(submission).await.unwrap();
+                for member in roster.iter().filter(|d| **d != sender) {
+                    model.deliver(*member, &payload);
+                }
+            }
+            // An acknowledgement up to somewhere in the device's queue.
+            7 | 8 => {
+                let device = devices[dice.roll(devices.len() as u64) as usize];
+                let head = model.heads.get(&device).copied().unwrap_or(0);
+                let up_to = dice.roll(head + 1);
+                store.ack(device, up_to).await.unwrap();
+                model.ack(device, up_to);
+            }
+            // A page from anywhere.
+            _ => {
+                let device = devices[dice.roll(devices.len() as u64) as usize];
+                let head = model.heads.get(&device).copied().unwrap_or(0);
+                let after = dice.roll(head + 1);
+                let limit = dice.roll(6) as u32 + 1;
+                assert_eq!(
+                    queued(&*store, device, after, limit).await,
+                    model.page(device, after, limit as usize),
+                    "step {step}: a page of {device:?} after {after}"
+                );
+            }
+        }
+    }
+    for device in &devices {
+        assert_eq!(
+            queued(&*store, *device, 0, 10_000).await,
+            model.page(*device, 0, 10_000),
+            "the whole queue of {device:?}"
+        );
+        let head = model.heads.get(device).copied().unwrap_or(0);
+        assert_eq!(store.queue_head(*device).await.unwrap(), head);
+        store.ack(*device, head).await.unwrap();
+    }
+    assert_eq!(store.queue_depth().await.unwrap(), 0);
+}
+
 async fn moderation_is_audited_and_append_only(store: Arc<dyn Store>) {
     let alice = account(&*store, 1, "alice").await;
     store
@@ -578,6 +766,7 @@ where
     a_queue_interleaves_groups_in_arrival_order(make().await).await;
     a_member_who_leaves_and_returns_gets_nothing_from_meanwhile(make().await).await;
     expiry_keeps_the_newer_part_of_a_queue(make().await).await;
+    queues_match_a_model_under_random_traffic(make().await).await;
     moderation_is_audited_and_append_only(make().await).await;
 }
 
