@@ -828,8 +828,9 @@ async fn postgres_store_conforms() {
     .await;
 }
 
-/// Fifty recipients acknowledging one group message at the same moment: none waits for another,
-/// and the payload goes with the last pointer however their transactions interleave.
+/// Forty-nine recipients acknowledging the same three group messages at the same moment: none
+/// waits for another, and each payload goes with its last pointer however their transactions
+/// interleave.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_frees_a_payload_when_all_acknowledge_at_once() {
     let postgres = parley_testkit::TestPostgres::start();
