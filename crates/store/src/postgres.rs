@@ -422,6 +422,69 @@ fn payload_key(row: &sqlx::postgres::PgRow, first: usize) -> StoreResult<Payload
     ))
 }
 
+/// Stores a message that changes nothing in the group (an application message) in one round
+/// trip: its payload, a pointer and a sequence number for every recipient, the group's sequence
+/// and the idempotency record.
+async fn store_message(
+    tx: &mut Tx<'_>,
+    submission: &Submission,
+    recipients: &[DeviceId],
+    group_seq: u64,
+    epoch: u64,
+) -> StoreResult<Accepted> {
+    let recipients: Vec<Vec<u8>> = recipients.iter().map(|d| id(d.as_bytes())).collect();
+    let rows = sqlx::query(
+        "WITH payload AS (
+             INSERT INTO payloads (group_id, group_seq, kind, sender_device, message_id,
+                                   accepted_at, data, franking_tag)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE cardinality($9::bytea[]) > 0
+         ), heads AS (
+             UPDATE devices SET queue_head = queue_head + 1 WHERE id = ANY($9)
+             RETURNING id, queue_head
+         ), pointers AS (
+             INSERT INTO queue (device_id, seq, group_id, group_seq, kind, enqueued_at)
+             SELECT id, queue_head, $1, $2, $3, $6 FROM heads
+         ), sequence AS (
+             UPDATE groups SET next_seq = $2 + 1 WHERE id = $1
+         ), record AS (
+             INSERT INTO submissions (device_id, message_id, fingerprint, group_id, group_seq,
+                                      epoch, accepted_at)
+             VALUES ($4, $5, $10, $1, $2, $11, $6)
+         )
+         SELECT id, queue_head FROM heads",
+    )
+    .bind(id(submission.group_id.as_bytes()))
+    .bind(group_seq as i64)
+    .bind(ItemKind::GroupMessage as i16)
+    .bind(id(submission.sender.as_bytes()))
+    .bind(id(submission.message_id.as_bytes()))
+    .bind(submission.accepted_at)
+    .bind(&submission.payload)
+    .bind(submission.franking_tag.clone())
+    .bind(&recipients)
+    .bind(&submission.fingerprint)
+    .bind(epoch as i64)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(sql_error)?;
+    let deliveries = rows
+        .into_iter()
+        .map(|row| {
+            let device: Vec<u8> = row.try_get(0).map_err(sql_error)?;
+            let seq: i64 = row.try_get(1).map_err(sql_error)?;
+            Ok((device_id(device)?, seq as u64))
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(Accepted {
+        group_id: submission.group_id,
+        group_seq,
+        epoch,
+        accepted_at: submission.accepted_at,
+        duplicate: false,
+        deliveries,
+    })
+}
+
 async fn accept_in(tx: &mut Tx<'_>, submission: &Submission) -> StoreResult<Accepted> {
     let group = id(submission.group_id.as_bytes());
     // The row lock that orders everything accepted into this group, across all nodes.
@@ -435,14 +498,35 @@ async fn accept_in(tx: &mut Tx<'_>, submission: &Submission) -> StoreResult<Acce
     let epoch: i64 = row.try_get(0).map_err(sql_error)?;
     let next_seq: i64 = row.try_get(1).map_err(sql_error)?;
     let state_version: i64 = row.try_get(2).map_err(sql_error)?;
-    // Under the group's lock, so that a concurrent copy of this submission is seen as one.
-    if let Some(previous) =
-        find_submission_in(&mut **tx, &submission.sender, &submission.message_id).await?
-    {
-        if previous.fingerprint != submission.fingerprint {
+    // Under the group's lock (so that a concurrent copy of this submission is seen as one), in
+    // one round trip: an earlier result for this message id, the members, and whether this
+    // ciphertext was accepted before.
+    let checks = sqlx::query(
+        "SELECT s.fingerprint, s.group_id, s.group_seq, s.epoch, s.accepted_at,
+                ARRAY(SELECT device_id FROM group_members WHERE group_id = $3),
+                EXISTS(SELECT 1 FROM submissions WHERE group_id = $3 AND fingerprint = $4)
+         FROM (SELECT 1) AS one
+         LEFT JOIN submissions s ON s.device_id = $1 AND s.message_id = $2",
+    )
+    .bind(id(submission.sender.as_bytes()))
+    .bind(id(submission.message_id.as_bytes()))
+    .bind(&group)
+    .bind(&submission.fingerprint)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(sql_error)?;
+    if let Some(fingerprint) = checks.try_get::<Option<Vec<u8>>, _>(0).map_err(sql_error)? {
+        if fingerprint != submission.fingerprint {
             return Err(StoreError::IdempotencyConflict);
         }
-        return Ok(previous.accepted);
+        return Ok(Accepted {
+            group_id: group_id(checks.try_get(1).map_err(sql_error)?)?,
+            group_seq: checks.try_get::<i64, _>(2).map_err(sql_error)? as u64,
+            epoch: checks.try_get::<i64, _>(3).map_err(sql_error)? as u64,
+            accepted_at: checks.try_get(4).map_err(sql_error)?,
+            duplicate: true,
+            deliveries: Vec::new(),
+        });
     }
     if epoch as u64 != submission.epoch {
         return Err(StoreError::WrongEpoch {
@@ -454,12 +538,7 @@ async fn accept_in(tx: &mut Tx<'_>, submission: &Submission) -> StoreResult<Acce
             return Err(StoreError::StateChanged);
         }
     }
-    let members: Vec<Vec<u8>> =
-        sqlx::query_scalar("SELECT device_id FROM group_members WHERE group_id = $1")
-            .bind(&group)
-            .fetch_all(&mut **tx)
-            .await
-            .map_err(sql_error)?;
+    let members: Vec<Vec<u8>> = checks.try_get(5).map_err(sql_error)?;
     let members = members
         .into_iter()
         .map(device_id)
@@ -471,18 +550,13 @@ async fn accept_in(tx: &mut Tx<'_>, submission: &Submission) -> StoreResult<Acce
         .into_iter()
         .filter(|d| *d != submission.sender)
         .collect();
-    let replay: bool = sqlx::query_scalar(
-        "SELECT EXISTS(SELECT 1 FROM submissions WHERE group_id = $1 AND fingerprint = $2)",
-    )
-    .bind(&group)
-    .bind(&submission.fingerprint)
-    .fetch_one(&mut **tx)
-    .await
-    .map_err(sql_error)?;
-    if replay {
+    if checks.try_get::<bool, _>(6).map_err(sql_error)? {
         return Err(StoreError::Replay);
     }
     let group_seq = next_seq as u64;
+    if submission.transition.is_none() {
+        return store_message(tx, submission, &recipients, group_seq, epoch as u64).await;
+    }
     let mut deliveries = Vec::with_capacity(recipients.len());
     // Nobody to deliver to (a group of one): nothing to store but the order and the record.
     if !recipients.is_empty() {
