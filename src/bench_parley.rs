@@ -224,7 +224,8 @@ fn process_tree(root: u32) -> Result<Vec<u32>> {
     Ok(tree)
 }
 
-fn pin_process_tree(root: u32, core: usize) -> Result<()> {
+/// Pins a process and its descendants (PostgreSQL's backends) to `core`.
+pub fn pin_process_tree(root: u32, core: usize) -> Result<()> {
     for pid in process_tree(root)? {
         let status = Command::new("taskset")
             .args(["-a", "-p", "-c", &core.to_string(), &pid.to_string()])
@@ -295,8 +296,32 @@ impl CpuSplit {
 }
 
 /// CPU seconds used so far by this process, the load generator (pinned to the other core).
-pub fn load_cpu_seconds() -> Result<f64> {
+fn load_cpu_seconds() -> Result<f64> {
     cpu_seconds(std::process::id())
+}
+
+/// The server's CPU and the load core's busy share over one measured interval.
+struct Meter {
+    server: CpuSplit,
+    load_s: f64,
+    started: Instant,
+}
+
+impl Meter {
+    /// Starts measuring, given the server's CPU now.
+    fn start(server: CpuSplit) -> Result<Meter> {
+        Ok(Meter {
+            server,
+            load_s: load_cpu_seconds()?,
+            started: Instant::now(),
+        })
+    }
+
+    /// Given the server's CPU now: its CPU since the start, and the load core's busy share.
+    fn stop(self, server: CpuSplit) -> Result<(CpuSplit, f64)> {
+        let busy = (load_cpu_seconds()? - self.load_s) / self.started.elapsed().as_secs_f64();
+        Ok((server.since(self.server), busy))
+    }
 }
 
 impl Drop for ParleyServer {
@@ -1010,8 +1035,7 @@ impl Pairs {
             "  (step {step_id}: {rate} msgs/s for {duration:?}, server pid {})",
             self.servers.pids()
         );
-        let cpu_before = self.servers.cpu()?;
-        let load_before = load_cpu_seconds()?;
+        let meter = Meter::start(self.servers.cpu()?)?;
         let start = self.load.now_ns();
         let mut frames: Vec<std::vec::IntoIter<Vec<u8>>> =
             frames.into_iter().map(Vec::into_iter).collect();
@@ -1042,9 +1066,7 @@ impl Pairs {
         {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let cpu = self.servers.cpu()?.since(cpu_before);
-        let load_core_busy =
-            (load_cpu_seconds()? - load_before) / ((self.load.now_ns() - start) as f64 / 1e9);
+        let (cpu, load_core_busy) = meter.stop(self.servers.cpu()?)?;
         // Let the last acknowledgements land before the next step.
         while self.load.unacked_connections.load(Ordering::Relaxed) > 0 && Instant::now() < deadline
         {
@@ -1097,8 +1119,7 @@ pub async fn group_fan_out(
     let step = Arc::new(Step::new(1, 1, messages, members as u64 - 1));
     load.set_step(step.clone());
     eprintln!("  (fan-out into {members}: server pid {})", servers.pids());
-    let cpu_before = servers.cpu()?;
-    let load_before = load_cpu_seconds()?;
+    let meter = Meter::start(servers.cpu()?)?;
     let start = load.now_ns();
     let mut sent = 0u64;
     let mut frames = frames.into_iter();
@@ -1121,9 +1142,7 @@ pub async fn group_fan_out(
     }
     let deliveries = step.delivered.load(Ordering::Relaxed);
     let elapsed = (step.last_delivery_ns.load(Ordering::Relaxed) - start) as f64 / 1e9;
-    let server_cpu = servers.cpu()?.since(cpu_before);
-    let load_core_busy =
-        (load_cpu_seconds()? - load_before) / ((load.now_ns() - start) as f64 / 1e9);
+    let (server_cpu, load_core_busy) = meter.stop(servers.cpu()?)?;
     drop(connections);
     Ok(GroupFigures {
         messages,
@@ -1246,8 +1265,7 @@ pub async fn offline_drain(users: usize, per_user: u64) -> Result<OfflineFigures
     let bytes_per_message =
         dir_bytes(server.data.path())?.saturating_sub(db_before) as f64 / total as f64;
     eprintln!("  (drain: server pid {})", server.pid());
-    let drain_cpu_before = CpuSplit::of(server.pid())?;
-    let load_before = load_cpu_seconds()?;
+    let meter = Meter::start(CpuSplit::of(server.pid())?)?;
     let started_drain = load.now_ns();
     let _receivers = futures_util::stream::iter(devices.iter().skip(1).step_by(2))
         .map(|device| {
@@ -1270,9 +1288,7 @@ pub async fn offline_drain(users: usize, per_user: u64) -> Result<OfflineFigures
     let delivered = step.delivered.load(Ordering::Relaxed);
     anyhow::ensure!(delivered == total, "{delivered} of {total} drained");
     let drain_s = (step.last_delivery_ns.load(Ordering::Relaxed) - started_drain) as f64 / 1e9;
-    let drain_cpu = CpuSplit::of(server.pid())?.since(drain_cpu_before);
-    let drain_load_core_busy =
-        (load_cpu_seconds()? - load_before) / ((load.now_ns() - started_drain) as f64 / 1e9);
+    let (drain_cpu, drain_load_core_busy) = meter.stop(CpuSplit::of(server.pid())?)?;
     Ok(OfflineFigures {
         enqueue_per_s,
         drain_per_s: total as f64 / drain_s,

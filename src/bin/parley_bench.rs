@@ -17,7 +17,7 @@ mod bench_xmpp;
 
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use bench_mls::{
     big_group_members, create_config, join_config, key_package, member, receive, send,
     two_member_group,
@@ -339,13 +339,7 @@ fn sqlite_inserts(full: bool, per_transaction: usize, messages: usize) -> Result
 /// [`sqlite_inserts`], from one connection, PostgreSQL pinned to the server core.
 async fn postgres_inserts(runs: &[(usize, usize)]) -> Result<Vec<f64>> {
     let postgres = parley_testkit::TestPostgres::start();
-    for pid in postgres.pid().into_iter() {
-        let status = std::process::Command::new("taskset")
-            .args(["-a", "-p", "-c", "0", &pid.to_string()])
-            .stdout(std::process::Stdio::null())
-            .status()?;
-        anyhow::ensure!(status.success(), "cannot pin postgres");
-    }
+    bench_parley::pin_process_tree(postgres.pid().context("postgres is not running")?, 0)?;
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&postgres.url()).await?;
     sqlx::raw_sql(
         "CREATE TABLE p (id BIGSERIAL PRIMARY KEY, data BYTEA NOT NULL);
@@ -1029,10 +1023,17 @@ fn main() -> Result<()> {
                 Err(e) => println!("B0 NATS fan-out skipped: {e}"),
             }
         }
-        for (full, label) in [(true, "FULL"), (false, "NORMAL")] {
-            for per in [1usize, 16, 256] {
+        // The raw insert runs: messages per transaction, and how many messages in all.
+        let runs: Vec<(usize, usize)> = [1usize, 16, 256]
+            .into_iter()
+            .map(|per| {
                 let count = if per == 1 { 1_000 } else { 20_000 };
-                let rate = sqlite_inserts(full, per, if quick { count / 4 } else { count })?;
+                (per, if quick { count / 4 } else { count })
+            })
+            .collect();
+        for (full, label) in [(true, "FULL"), (false, "NORMAL")] {
+            for &(per, count) in &runs {
+                let rate = sqlite_inserts(full, per, count)?;
                 row(
                     &mut rows,
                     format!("B0 SQLite {label}, {per} message(s) per transaction"),
@@ -1043,15 +1044,6 @@ fn main() -> Result<()> {
                 );
             }
         }
-        let runs: Vec<(usize, usize)> = [1usize, 16, 256]
-            .iter()
-            .map(|&per| {
-                (
-                    per,
-                    if per == 1 { 1_000 } else { 20_000 } / if quick { 4 } else { 1 },
-                )
-            })
-            .collect();
         match runtime.block_on(postgres_inserts(&runs)) {
             Ok(rates) => {
                 for ((per, _), rate) in runs.iter().zip(rates) {

@@ -631,7 +631,11 @@ impl Delivery {
         limit: u32,
     ) -> Result<v1::QueueBatch, ApiError> {
         let device_id = device.0.device_id;
-        let batch = match self.fanout.recent(device_id, after, head, limit as usize) {
+        let batch = match self
+            .fanout
+            .local()
+            .recent(device_id, after, head, limit as usize)
+        {
             Some(recent) => v1::QueueBatch {
                 items: recent
                     .iter()
@@ -648,7 +652,7 @@ impl Delivery {
             None => self.fetch(device, after, limit).await?,
         };
         if let Some(last) = batch.items.last() {
-            self.fanout.pushed(device_id, last.seq);
+            self.fanout.local().pushed(device_id, last.seq);
         }
         Ok(batch)
     }

@@ -24,21 +24,6 @@ pub trait Fanout: Send + Sync + 'static {
     fn publish(&self, deliveries: Vec<(DeviceId, u64)>, entry: Option<Arc<LiveEntry>>);
     /// This node's live connections and what it just accepted for them.
     fn local(&self) -> &Notifier;
-    /// Messages this node accepted for `device` at sequences `after + 1 ..= up_to` (at most
-    /// `limit`), if it holds all of them.
-    fn recent(
-        &self,
-        device: DeviceId,
-        after: u64,
-        up_to: u64,
-        limit: usize,
-    ) -> Option<Vec<(u64, Arc<LiveEntry>)>> {
-        self.local().recent(device, after, up_to, limit)
-    }
-    /// A connection on this node pushed everything up to `up_to` to `device`.
-    fn pushed(&self, device: DeviceId, up_to: u64) {
-        self.local().pushed(device, up_to)
-    }
     /// Hints for a device with a live connection on this node, starting from `head`.
     async fn subscribe(&self, device: DeviceId, head: u64) -> watch::Receiver<u64>;
     /// Called when one of the device's live connections on this node closed.

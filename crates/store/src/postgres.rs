@@ -293,20 +293,23 @@ async fn find_submission_in(
     .fetch_optional(executor)
     .await
     .map_err(sql_error)?;
-    row.map(|row| {
-        Ok(StoredSubmission {
-            fingerprint: row.try_get(0).map_err(sql_error)?,
-            accepted: Accepted {
-                group_id: group_id(row.try_get(1).map_err(sql_error)?)?,
-                group_seq: row.try_get::<i64, _>(2).map_err(sql_error)? as u64,
-                epoch: row.try_get::<i64, _>(3).map_err(sql_error)? as u64,
-                accepted_at: row.try_get(4).map_err(sql_error)?,
-                duplicate: true,
-                deliveries: Vec::new(),
-            },
-        })
+    row.map(|row| stored_submission(&row)).transpose()
+}
+
+/// An idempotency record read as columns 0 to 4: fingerprint, group, group sequence, epoch,
+/// acceptance time.
+fn stored_submission(row: &sqlx::postgres::PgRow) -> StoreResult<StoredSubmission> {
+    Ok(StoredSubmission {
+        fingerprint: row.try_get(0).map_err(sql_error)?,
+        accepted: Accepted {
+            group_id: group_id(row.try_get(1).map_err(sql_error)?)?,
+            group_seq: row.try_get::<i64, _>(2).map_err(sql_error)? as u64,
+            epoch: row.try_get::<i64, _>(3).map_err(sql_error)? as u64,
+            accepted_at: row.try_get(4).map_err(sql_error)?,
+            duplicate: true,
+            deliveries: Vec::new(),
+        },
     })
-    .transpose()
 }
 
 /// Appends a pointer to each device's queue, with one statement for the sequence numbers and
@@ -422,9 +425,9 @@ fn payload_key(row: &sqlx::postgres::PgRow, first: usize) -> StoreResult<Payload
     ))
 }
 
-/// Stores a message that changes nothing in the group (an application message) in one round
-/// trip: its payload, a pointer and a sequence number for every recipient, the group's sequence
-/// and the idempotency record.
+/// Stores an accepted message in one round trip: its payload, a pointer and a sequence number for
+/// every recipient, the group's next sequence number and the idempotency record (with `epoch`,
+/// the group's epoch once the message is applied).
 async fn store_message(
     tx: &mut Tx<'_>,
     submission: &Submission,
@@ -515,18 +518,16 @@ async fn accept_in(tx: &mut Tx<'_>, submission: &Submission) -> StoreResult<Acce
     .fetch_one(&mut **tx)
     .await
     .map_err(sql_error)?;
-    if let Some(fingerprint) = checks.try_get::<Option<Vec<u8>>, _>(0).map_err(sql_error)? {
-        if fingerprint != submission.fingerprint {
+    if checks
+        .try_get::<Option<Vec<u8>>, _>(0)
+        .map_err(sql_error)?
+        .is_some()
+    {
+        let previous = stored_submission(&checks)?;
+        if previous.fingerprint != submission.fingerprint {
             return Err(StoreError::IdempotencyConflict);
         }
-        return Ok(Accepted {
-            group_id: group_id(checks.try_get(1).map_err(sql_error)?)?,
-            group_seq: checks.try_get::<i64, _>(2).map_err(sql_error)? as u64,
-            epoch: checks.try_get::<i64, _>(3).map_err(sql_error)? as u64,
-            accepted_at: checks.try_get(4).map_err(sql_error)?,
-            duplicate: true,
-            deliveries: Vec::new(),
-        });
+        return Ok(previous.accepted);
     }
     if epoch as u64 != submission.epoch {
         return Err(StoreError::WrongEpoch {
@@ -554,115 +555,66 @@ async fn accept_in(tx: &mut Tx<'_>, submission: &Submission) -> StoreResult<Acce
         return Err(StoreError::Replay);
     }
     let group_seq = next_seq as u64;
-    if submission.transition.is_none() {
+    // Every message is stored the same way; a commit then changes the group and sends its
+    // Welcome in the same transaction.
+    let Some(transition) = &submission.transition else {
         return store_message(tx, submission, &recipients, group_seq, epoch as u64).await;
-    }
-    let mut deliveries = Vec::with_capacity(recipients.len());
-    // Nobody to deliver to (a group of one): nothing to store but the order and the record.
-    if !recipients.is_empty() {
+    };
+    let mut accepted =
+        store_message(tx, submission, &recipients, group_seq, transition.new_epoch).await?;
+    sqlx::query("UPDATE groups SET epoch = $2, public_state = $3, state_version = state_version + 1 WHERE id = $1")
+        .bind(&group)
+        .bind(transition.new_epoch as i64)
+        .bind(&transition.new_public_state)
+        .execute(&mut **tx)
+        .await
+        .map_err(sql_error)?;
+    sqlx::query("DELETE FROM group_members WHERE group_id = $1")
+        .bind(&group)
+        .execute(&mut **tx)
+        .await
+        .map_err(sql_error)?;
+    let devices: Vec<Vec<u8>> = transition
+        .members
+        .iter()
+        .map(|m| id(m.device_id.as_bytes()))
+        .collect();
+    let leaves: Vec<i64> = transition
+        .members
+        .iter()
+        .map(|m| m.leaf_index as i64)
+        .collect();
+    sqlx::query(
+        "INSERT INTO group_members (group_id, device_id, leaf_index)
+         SELECT $1, d, l FROM UNNEST($2::bytea[], $3::bigint[]) AS t(d, l)",
+    )
+    .bind(&group)
+    .bind(&devices)
+    .bind(&leaves)
+    .execute(&mut **tx)
+    .await
+    .map_err(sql_error)?;
+    if let Some(welcome) = &transition.welcome {
         insert_payload(
             tx,
-            ItemKind::GroupMessage,
+            ItemKind::Welcome,
             submission,
             group_seq,
-            &submission.payload,
+            &welcome.payload,
         )
         .await?;
         enqueue(
             tx,
-            &recipients,
+            &welcome.recipients,
             &submission.group_id,
             group_seq,
-            ItemKind::GroupMessage,
+            ItemKind::Welcome,
             submission.accepted_at,
-            &mut deliveries,
+            &mut accepted.deliveries,
         )
         .await?;
     }
-    let mut new_epoch = epoch as u64;
-    if let Some(transition) = &submission.transition {
-        new_epoch = transition.new_epoch;
-        sqlx::query("UPDATE groups SET epoch = $2, public_state = $3, state_version = state_version + 1 WHERE id = $1")
-            .bind(&group)
-            .bind(new_epoch as i64)
-            .bind(&transition.new_public_state)
-            .execute(&mut **tx)
-            .await
-            .map_err(sql_error)?;
-        sqlx::query("DELETE FROM group_members WHERE group_id = $1")
-            .bind(&group)
-            .execute(&mut **tx)
-            .await
-            .map_err(sql_error)?;
-        let devices: Vec<Vec<u8>> = transition
-            .members
-            .iter()
-            .map(|m| id(m.device_id.as_bytes()))
-            .collect();
-        let leaves: Vec<i64> = transition
-            .members
-            .iter()
-            .map(|m| m.leaf_index as i64)
-            .collect();
-        sqlx::query(
-            "INSERT INTO group_members (group_id, device_id, leaf_index)
-             SELECT $1, d, l FROM UNNEST($2::bytea[], $3::bigint[]) AS t(d, l)",
-        )
-        .bind(&group)
-        .bind(&devices)
-        .bind(&leaves)
-        .execute(&mut **tx)
-        .await
-        .map_err(sql_error)?;
-        if let Some(welcome) = &transition.welcome {
-            insert_payload(
-                tx,
-                ItemKind::Welcome,
-                submission,
-                group_seq,
-                &welcome.payload,
-            )
-            .await?;
-            enqueue(
-                tx,
-                &welcome.recipients,
-                &submission.group_id,
-                group_seq,
-                ItemKind::Welcome,
-                submission.accepted_at,
-                &mut deliveries,
-            )
-            .await?;
-        }
-    }
-    sqlx::query("UPDATE groups SET next_seq = $2 WHERE id = $1")
-        .bind(&group)
-        .bind(next_seq + 1)
-        .execute(&mut **tx)
-        .await
-        .map_err(sql_error)?;
-    sqlx::query(
-        "INSERT INTO submissions (device_id, message_id, fingerprint, group_id, group_seq, epoch, accepted_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(id(submission.sender.as_bytes()))
-    .bind(id(submission.message_id.as_bytes()))
-    .bind(&submission.fingerprint)
-    .bind(&group)
-    .bind(group_seq as i64)
-    .bind(new_epoch as i64)
-    .bind(submission.accepted_at)
-    .execute(&mut **tx)
-    .await
-    .map_err(sql_error)?;
-    Ok(Accepted {
-        group_id: submission.group_id,
-        group_seq,
-        epoch: new_epoch,
-        accepted_at: submission.accepted_at,
-        duplicate: false,
-        deliveries,
-    })
+    Ok(accepted)
 }
 
 /// Runs `work` in a transaction, again when it loses a serialization conflict.

@@ -572,18 +572,19 @@ fn append_audit(tx: &Transaction<'_>, entry: &AuditEntry) -> StoreResult<()> {
     Ok(())
 }
 
-/// The device's newest sequence number: the larger of the floor kept in `devices` and the end
-/// of its newest run.
-fn queue_head_of(conn: &Connection, device: &[u8]) -> rusqlite::Result<i64> {
+/// The device's newest sequence number (the larger of the floor kept in `devices` and the end
+/// of its newest run) and how far its queue has expired; zeros for an unknown device.
+fn queue_position(conn: &Connection, device: &[u8]) -> rusqlite::Result<(i64, i64)> {
     query_one(
         conn,
-        "SELECT MAX(d.queue_head, COALESCE((SELECT MAX(last_seq) FROM queue_runs WHERE device_id = ?1), 0))
+        "SELECT MAX(d.queue_head, COALESCE((SELECT MAX(last_seq) FROM queue_runs WHERE device_id = ?1), 0)),
+                d.expired_up_to
          FROM devices d WHERE d.id = ?1",
         params![device],
-        |row| row.get(0),
+        |row| Ok((row.get(0)?, row.get(1)?)),
     )
     .optional()
-    .map(|head| head.unwrap_or(0))
+    .map(|position| position.unwrap_or((0, 0)))
 }
 
 /// Starts a new run for `device` (closing its open one): the next sequence number maps to
@@ -601,7 +602,7 @@ fn start_run(
         "UPDATE queue_runs SET open = 0 WHERE device_id = ?1 AND open = 1",
         params![device],
     )?;
-    let seq = queue_head_of(tx, device)? + 1;
+    let seq = queue_position(tx, device)?.0 + 1;
     exec(
         tx,
         "INSERT INTO queue_runs (device_id, first_seq, last_seq, group_id, first_payload, last_payload, single, open)
@@ -707,17 +708,18 @@ fn run_item(
 /// Drops the first `count` items of the device's run that starts at `first_seq` (all of them:
 /// the run goes). Raises the device's head floor past dropped runs.
 fn drop_run_items(tx: &Transaction<'_>, device: &[u8], run: &Run, count: i64) -> StoreResult<()> {
-    let remaining = match run.single {
-        true => None,
-        false if count <= run.last_seq - run.first_seq => run_item(
+    // Items are left only in a group run that loses fewer than all of them.
+    let remaining = if !run.single && count <= run.last_seq - run.first_seq {
+        run_item(
             tx,
             device,
             &run.group,
             run.first_payload,
             run.last_payload,
             count,
-        )?,
-        false => None,
+        )?
+    } else {
+        None
     };
     match remaining {
         Some(next_payload) => {
@@ -1267,15 +1269,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<QueuePage> {
         self.read(move |conn| {
             let device_bytes = blob(device.as_bytes());
-            let expired_up_to: i64 = query_one(
-                conn,
-                "SELECT expired_up_to FROM devices WHERE id = ?1",
-                params![device_bytes],
-                |row| row.get(0),
-            )
-            .optional()?
-            .unwrap_or(0);
-            let head = queue_head_of(conn, device_bytes)?;
+            let (head, expired_up_to) = queue_position(conn, device_bytes)?;
             let runs = conn
                 .prepare_cached(&format!(
                     "SELECT {RUN_COLUMNS} FROM queue_runs r
@@ -1355,7 +1349,7 @@ impl Store for SqliteStore {
     }
 
     async fn queue_head(&self, device: DeviceId) -> StoreResult<u64> {
-        self.read(move |conn| Ok(queue_head_of(conn, blob(device.as_bytes()))? as u64))
+        self.read(move |conn| Ok(queue_position(conn, blob(device.as_bytes()))?.0 as u64))
             .await
     }
 
