@@ -7,7 +7,7 @@ use parley_protocol::{v1, ErrorCode, WireError};
 use prost::Message;
 use reqwest::{Method, StatusCode};
 
-use crate::ClientError;
+use crate::error::ClientError;
 
 /// A TLS configuration trusting the public web roots plus an optional extra CA (a PEM file,
 /// e.g. a self-signed server certificate).

@@ -1,20 +1,19 @@
 //! Receiving: reading the device's queue in server order, processing each item in one local
 //! transaction together with the cursor, and acknowledging what is persisted.
 
-use std::future::Future;
-use std::time::Duration;
-
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
 use parley_mls::{authorize_commit, franking, DeviceIdentity, Roles};
 use parley_protocol::{v1, DeviceId};
 use prost::Message as _;
 
-use crate::db::{self, ChatKind, ChatState, MessageStatus};
-use crate::outgoing::{join_config, load_group};
+use crate::client::Client;
+use crate::db::{self, now_ms, ChatKind, ChatState, MessageStatus};
+use crate::error::{mls_error, ClientError};
+use crate::groups::{join_config, load_group};
+use crate::names::parse_group_name;
 use crate::provider::TxProvider;
 use crate::views::MessageView;
-use crate::{mls_error, now_ms, Client, ClientError};
 
 const FETCH_LIMIT: u32 = 500;
 
@@ -88,73 +87,6 @@ impl Client {
             }
         }
         Ok(shown)
-    }
-
-    /// Full sync: receive, send what waits in the outbox, commit others' pending proposals,
-    /// and top up KeyPackages.
-    pub async fn sync(&self) -> Result<Vec<MessageView>, ClientError> {
-        let mut shown = self.receive().await?;
-        self.flush_outbox().await?;
-        self.commit_pending_proposals().await?;
-        // Committing may have pulled in more messages (a lost epoch race).
-        shown.extend(self.receive().await?);
-        self.replenish_key_packages().await?;
-        Ok(shown)
-    }
-
-    /// Stays connected and calls `on_message` for every new message until `stop` resolves.
-    /// Reconnects by itself; `on_state` hears whether the live connection is up.
-    pub async fn follow(
-        &self,
-        mut on_message: impl FnMut(&MessageView),
-        mut on_state: impl FnMut(bool),
-        stop: impl Future<Output = ()>,
-    ) -> Result<(), ClientError> {
-        tokio::pin!(stop);
-        let mut backoff = Duration::from_millis(250);
-        loop {
-            let session = async {
-                if self.api.token().is_none() {
-                    self.login().await?;
-                }
-                let mut live = match self.api.connect_live().await {
-                    Ok(live) => live,
-                    Err(_) => {
-                        // Perhaps the session expired: log in again once.
-                        self.login().await?;
-                        self.api.connect_live().await?
-                    }
-                };
-                on_state(true);
-                for message in self.sync().await? {
-                    on_message(&message);
-                }
-                while let Some(head) = live.next_head().await? {
-                    if head > db::cursor(&self.db())? {
-                        for message in self.sync().await? {
-                            on_message(&message);
-                        }
-                    }
-                }
-                Ok::<(), ClientError>(())
-            };
-            tokio::select! {
-                _ = &mut stop => return Ok(()),
-                result = session => {
-                    on_state(false);
-                    match result {
-                        Ok(()) => backoff = Duration::from_millis(250),
-                        Err(e) if e.is_transient() => tracing::info!(error = %e, "live connection lost; reconnecting"),
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
-            tokio::select! {
-                _ = &mut stop => return Ok(()),
-                _ = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(10));
-        }
     }
 
     /// Processes one queue item and moves the cursor past it, in one local transaction.
@@ -406,7 +338,7 @@ impl Client {
                 let (kind, name) = if meta.kind == v1::ChatKind::Direct as i32 {
                     (ChatKind::Direct, sender.username.to_string())
                 } else {
-                    match crate::parse_group_name(&meta.name) {
+                    match parse_group_name(&meta.name) {
                         Ok(name) => (ChatKind::Group, name),
                         Err(_) => {
                             return Outcome::Rejected(Rejected::Unverifiable(

@@ -2,11 +2,12 @@
 //! bytes, with their salt, and the frank the server put on the message. The server checks both
 //! and learns nothing else.
 
-use parley_protocol::{v1, Username};
+use parley_protocol::{v1, ErrorCode, Username};
 use serde::{Deserialize, Serialize};
 
-use crate::db;
-use crate::{now_ms, Client, ClientError};
+use crate::client::Client;
+use crate::db::{self, now_ms};
+use crate::error::ClientError;
 
 /// Most neighbouring messages a report carries.
 pub const MAX_CONTEXT: u32 = 20;
@@ -141,10 +142,27 @@ impl Client {
     }
 
     /// Stops showing messages from an account (they are still received, kept and reportable).
-    pub fn block(&self, user: &Username) -> Result<(), ClientError> {
+    /// A name the server does not know is refused: it is a typo, and blocking it would protect
+    /// from nothing. A chat partner is known already, so blocking them works offline too.
+    pub async fn block(&self, user: &Username) -> Result<(), ClientError> {
         if user == self.username() {
             return Err(ClientError::Invalid("you cannot block yourself".into()));
         }
+        let known = !db::chats_named(&self.db(), db::ChatKind::Direct, user.as_str())?.is_empty();
+        if !known {
+            self.require_account(user).await?;
+        }
         db::block(&self.db(), user.as_str(), now_ms())
+    }
+
+    async fn require_account(&self, user: &Username) -> Result<(), ClientError> {
+        let path = format!("/v1/users/{user}");
+        let found: Result<v1::UserDevices, ClientError> = self.authed(|| self.api.get(&path)).await;
+        match found {
+            Err(ClientError::Server(e)) if e.code == ErrorCode::NotFound => Err(
+                ClientError::Invalid(format!("there is no account named {user}")),
+            ),
+            other => other.map(|_| ()),
+        }
     }
 }

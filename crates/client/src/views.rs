@@ -3,8 +3,12 @@
 use rusqlite::Connection;
 use serde::Serialize;
 
-use crate::db::{self, ChatKind, ChatRow, ChatState, MessageRow};
-use crate::{ChatRef, Client, ClientError};
+use crate::client::Client;
+use crate::db::{self, now_ms, ChatKind, ChatRow, ChatState, MessageRow};
+use crate::error::ClientError;
+use crate::groups::load_group;
+use crate::names::ChatRef;
+use crate::provider::TxProvider;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct MessageView {
@@ -138,8 +142,8 @@ impl Client {
             .resolve_chat(chat)?
             .ok_or_else(|| ClientError::UnknownChat(chat.to_string()))?;
         let conn = self.db();
-        let provider = crate::provider::TxProvider::new(&self.crypto, &conn);
-        let group = crate::outgoing::load_group(&provider, &group_id)?
+        let provider = TxProvider::new(&self.crypto, &conn);
+        let group = load_group(&provider, &group_id)?
             .ok_or_else(|| ClientError::UnknownChat(chat.to_string()))?;
         let mut members: Vec<String> = group
             .members()
@@ -194,13 +198,13 @@ impl Client {
         peer: &parley_protocol::Username,
     ) -> Result<SafetyNumber, ClientError> {
         let conn = self.db();
-        let provider = crate::provider::TxProvider::new(&self.crypto, &conn);
+        let provider = TxProvider::new(&self.crypto, &conn);
         let mut peer_key = None;
         for chat in db::all_chats(&conn)?
             .into_iter()
             .filter(|c| c.state == ChatState::Active)
         {
-            if let Some(group) = crate::outgoing::load_group(&provider, &chat.group_id)? {
+            if let Some(group) = load_group(&provider, &chat.group_id)? {
                 peer_key = group.members().find_map(|m| {
                     parley_mls::DeviceIdentity::from_credential(&m.credential)
                         .ok()
@@ -247,6 +251,6 @@ impl Client {
             ChatRef::Group(name) => db::chats_named(&conn, ChatKind::Group, name)?,
         };
         let groups: Vec<Vec<u8>> = chats.into_iter().map(|c| c.group_id).collect();
-        db::mark_read(&conn, &groups, crate::now_ms())
+        db::mark_read(&conn, &groups, now_ms())
     }
 }

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant, SystemTime};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-const FILE: &str = "franking-keys.json";
+/// The key file in the data directory (every deployment has one, SQLite or PostgreSQL).
+pub const KEY_FILE: &str = "franking-keys.json";
 pub(crate) const KEY_LEN: usize = 32;
 /// How often the file's modification time is looked at.
 const RECHECK: Duration = Duration::from_secs(1);
@@ -159,7 +160,7 @@ impl FrankingKeys {
     pub fn open(data_dir: &Path) -> Result<FrankingKeys, FrankingKeyError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| FrankingKeyError::Io(data_dir.to_owned(), e))?;
-        let path = data_dir.join(FILE);
+        let path = data_dir.join(KEY_FILE);
         if !path.exists() {
             let first = KeyFile {
                 current: 1,
@@ -265,7 +266,7 @@ mod tests {
         );
         assert_ne!(reopened.key(2), Some(first_key));
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join(FILE))
+        let mode = std::fs::metadata(dir.path().join(KEY_FILE))
             .unwrap()
             .permissions()
             .mode();

@@ -106,6 +106,18 @@ pub async fn open_moderation(
     data_dir: &std::path::Path,
     database_url: Option<&str>,
 ) -> Result<moderation::Moderation, ServerError> {
+    // Opening an empty directory would create a new, empty server there: a mistyped --data.
+    let marker = match database_url {
+        Some(_) => data_dir.join(franking::KEY_FILE),
+        None => data_dir.join(parley_store::SQLITE_DATABASE_FILE),
+    };
+    if !marker.exists() {
+        return Err(ServerError::Config(format!(
+            "{} holds no server data (no {}): give --data the server's data directory",
+            data_dir.display(),
+            marker.file_name().unwrap_or_default().to_string_lossy()
+        )));
+    }
     let store: Arc<dyn Store> = match database_url {
         Some(url) => Arc::new(PgStore::connect(url).await?),
         None => Arc::new(SqliteStore::open(data_dir, SqliteOptions::default())?),

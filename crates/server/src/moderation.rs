@@ -288,6 +288,7 @@ impl Moderation {
                 "the server's own account cannot be suspended",
             ));
         }
+        self.require_account(user).await?;
         let changed = self
             .store
             .set_suspended(user, true, Self::audit(moderator, "suspend", user.as_str()))
@@ -304,6 +305,7 @@ impl Moderation {
     }
 
     pub async fn unsuspend(&self, moderator: &str, user: &Username) -> Result<bool, ApiError> {
+        self.require_account(user).await?;
         Ok(self
             .store
             .set_suspended(
@@ -312,6 +314,18 @@ impl Moderation {
                 Self::audit(moderator, "unsuspend", user.as_str()),
             )
             .await?)
+    }
+
+    /// A moderator who names an account that does not exist has mistyped it: say so rather than
+    /// report "nothing changed".
+    async fn require_account(&self, user: &Username) -> Result<(), ApiError> {
+        if self.store.user_devices(user).await?.is_empty() {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("there is no account named {user}"),
+            ));
+        }
+        Ok(())
     }
 
     /// Proposes the removal of a suspended account from every group it is in. Returns how many

@@ -8,6 +8,10 @@
 //! Architecture invariant: only this crate contains SQL. The server's services call [`Store`]
 //! methods; HTTP handlers never see a connection.
 //!
+//! Both backends are laid out the same way, one module per concern owning its tables and their
+//! migrations: `accounts`, `keypackages`, `groups`, `queue`, `moderation`; the trait's sections
+//! below follow the same split.
+//!
 //! The store holds ciphertext and opaque ids. It never receives a plaintext message, a group name
 //! or a private key, so no query can yield one.
 #![forbid(unsafe_code)]
@@ -18,7 +22,7 @@ mod sqlite;
 
 pub use model::*;
 pub use postgres::PgStore;
-pub use sqlite::{SqliteOptions, SqliteStore};
+pub use sqlite::{SqliteOptions, SqliteStore, DATABASE_FILE as SQLITE_DATABASE_FILE};
 
 use async_trait::async_trait;
 use parley_protocol::{DeviceId, GroupId, MessageId, Username};
@@ -62,7 +66,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// Durable state of a Parley server. Every method is one transaction.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    // Accounts, devices, sessions
+    // Accounts, devices, challenges, sessions (`accounts`)
     async fn create_account(&self, account: NewAccount) -> StoreResult<()>;
     async fn device(&self, device: DeviceId) -> StoreResult<Option<DeviceRecord>>;
     async fn user_devices(&self, username: &Username) -> StoreResult<Vec<DeviceRecord>>;
@@ -72,7 +76,7 @@ pub trait Store: Send + Sync + 'static {
     async fn create_session(&self, session: NewSession) -> StoreResult<()>;
     async fn session(&self, token_hash: &[u8], now: Millis) -> StoreResult<Option<DeviceRecord>>;
 
-    // KeyPackages
+    // KeyPackages (`keypackages`)
     async fn add_key_packages(
         &self,
         device: DeviceId,
@@ -84,10 +88,14 @@ pub trait Store: Send + Sync + 'static {
     /// last-resort one, which stays.
     async fn claim_key_package(&self, device: DeviceId) -> StoreResult<Option<ClaimedKeyPackage>>;
 
-    // Delivery Service
+    // Groups: epoch, members, public state (`groups`)
     async fn create_group(&self, group: NewGroup) -> StoreResult<()>;
     async fn group(&self, group: GroupId) -> StoreResult<Option<GroupRecord>>;
     async fn is_member(&self, group: GroupId, device: DeviceId) -> StoreResult<bool>;
+    /// The groups the user's devices are in, with their leaves.
+    async fn memberships(&self, username: &Username) -> StoreResult<Vec<Membership>>;
+
+    // Delivery Service: submissions, payloads and per-device queues (`queue`)
     /// The first result of an earlier submission with this idempotency key, if any.
     async fn find_submission(
         &self,
@@ -108,7 +116,7 @@ pub trait Store: Send + Sync + 'static {
     /// idempotency records older than `before`. Returns how many queue entries expired.
     async fn expire(&self, before: Millis, now: Millis) -> StoreResult<u64>;
 
-    // Moderation
+    // Moderation: reports, admin tokens, audit log (`moderation`)
     /// Stores a verified report; the same reporter reporting the same message again is refused.
     async fn create_report(&self, report: NewReport) -> StoreResult<u64>;
     async fn reports(&self, status: Option<ReportStatus>) -> StoreResult<Vec<Report>>;
@@ -127,8 +135,6 @@ pub trait Store: Send + Sync + 'static {
         suspended: bool,
         audit: AuditEntry,
     ) -> StoreResult<bool>;
-    /// The groups the user's devices are in, with their leaves.
-    async fn memberships(&self, username: &Username) -> StoreResult<Vec<Membership>>;
     async fn add_admin_token(
         &self,
         token_hash: Vec<u8>,

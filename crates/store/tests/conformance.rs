@@ -1,5 +1,8 @@
 //! The behaviour every `Store` implementation must have. Each check takes a fresh store; the
 //! SQLite implementation runs them here, and any other implementation runs the same checks.
+//!
+//! One file on purpose, though long: it is one suite that every backend runs unchanged, so that
+//! no backend can pass a different set of checks.
 
 use std::sync::Arc;
 

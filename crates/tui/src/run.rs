@@ -182,6 +182,7 @@ fn spawn_command(client: Arc<Client>, command: Command, events: mpsc::UnboundedS
                 Ok(u) => (
                     client
                         .block(&u)
+                        .await
                         .map(|_| format!("{user} blocked"))
                         .map_err(|e| e.to_string()),
                     None,

@@ -9,13 +9,10 @@
 //! beside this one): send (encrypt, persist, submit, durable ack) and receive (fetch, decrypt,
 //! verify, persist) per message.
 //!
-//! Run: `cargo run --release --bin parley-client-bench [-- --quick]`
+//! Run: `cargo build --release -p parley -p parley-bench && target/release/parley-client-bench [--quick]`
 #![forbid(unsafe_code)]
 
-#[path = "../bench_mls.rs"]
-mod bench_mls;
-
-use bench_mls::{
+use parley_bench::mls::{
     big_group_members, create_config, join_config, key_package, member, receive, send,
     two_member_group,
 };

@@ -3,7 +3,7 @@
 //! delivery into a 10,000-member group, and the drain rate of an offline queue, on the embedded
 //! SQLite store and on PostgreSQL (a throwaway local server, fsync on).
 //!
-//! Run: `cargo run --release --example store_bench [-- --quick]`
+//! Run: `cargo run --release -p parley-bench --example store_bench [-- --quick]`
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,0 +1,140 @@
+//! Opening a device: registering a new account (device key, server registration, first
+//! KeyPackages) and opening the account stored in a home directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use openmls::prelude::*;
+use openmls_basic_credential::SignatureKeyPair;
+use openmls_rust_crypto::RustCrypto;
+use openmls_traits::signatures::Signer as _;
+use parley_mls::DeviceIdentity;
+use parley_protocol::{v1, DeviceId, UserId, Username};
+
+use crate::api::{self, ServerApi};
+use crate::client::Client;
+use crate::db;
+use crate::error::{mls_error, ClientError};
+use crate::key_packages::KEY_PACKAGE_BATCH;
+use crate::provider::TxProvider;
+
+/// Options for opening a client.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    /// Overrides the server address stored at registration.
+    pub server: Option<String>,
+    /// An extra CA certificate (PEM) to trust, for self-signed servers.
+    pub ca_cert: Option<PathBuf>,
+    /// Ciphersuite for new groups and KeyPackages (defaults to Parley's default).
+    pub ciphersuite: Option<Ciphersuite>,
+}
+
+impl Client {
+    /// Creates a device key, registers `username` on the server, and uploads KeyPackages.
+    pub async fn register(
+        home: &Path,
+        server: &str,
+        username: &str,
+        options: ClientOptions,
+    ) -> Result<Client, ClientError> {
+        let username =
+            Username::parse(username).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let conn = db::open(home)?;
+        if db::account(&conn)?.is_some() {
+            return Err(ClientError::AccountExists(home.to_owned()));
+        }
+        let api = ServerApi::new(server, api::tls_config(options.ca_cert.as_deref())?)?;
+        let ciphersuite = options
+            .ciphersuite
+            .unwrap_or(parley_mls::suite::DEFAULT_CIPHERSUITE);
+        let signer = SignatureKeyPair::new(ciphersuite.signature_algorithm()).map_err(mls_error)?;
+        let public = signer.to_public_vec();
+        let proof = signer
+            .sign(&v1::register_proof_input(username.as_str(), &public))
+            .map_err(|e| ClientError::Mls(format!("signing failed: {e:?}")))?;
+        let registered: v1::RegisterResponse = api
+            .post(
+                "/v1/accounts",
+                &v1::RegisterRequest {
+                    username: username.to_string(),
+                    signature_key: public.clone(),
+                    proof,
+                },
+                false,
+            )
+            .await?;
+        let device_id = DeviceId::from_slice(&registered.device_id)
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let user_id = UserId::from_slice(&registered.user_id)
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let crypto = RustCrypto::default();
+        {
+            let tx = conn.unchecked_transaction()?;
+            signer
+                .store(TxProvider::new(&crypto, &tx).storage())
+                .map_err(mls_error)?;
+            db::insert_account(
+                &tx,
+                &db::AccountRow {
+                    server: api.base().to_owned(),
+                    username: username.to_string(),
+                    user_id: user_id.to_vec(),
+                    device_id: device_id.to_vec(),
+                    signature_key: public,
+                    token: None,
+                },
+            )?;
+            tx.commit()?;
+        }
+        drop(conn);
+        let client = Client::open(home, options)?;
+        client.login().await?;
+        client.upload_key_packages(KEY_PACKAGE_BATCH, true).await?;
+        Ok(client)
+    }
+
+    /// Opens the account stored in `home`.
+    pub fn open(home: &Path, options: ClientOptions) -> Result<Client, ClientError> {
+        if !home.join(db::DATABASE_FILE).exists() {
+            return Err(ClientError::NoAccount(home.to_owned()));
+        }
+        let conn = db::open(home)?;
+        let account = db::account(&conn)?.ok_or_else(|| ClientError::NoAccount(home.to_owned()))?;
+        if let Some(server) = &options.server {
+            db::set_server(&conn, server.trim_end_matches('/'))?;
+        }
+        let server = options.server.clone().unwrap_or(account.server.clone());
+        let api = ServerApi::new(&server, api::tls_config(options.ca_cert.as_deref())?)?;
+        api.set_token(account.token.clone());
+        let crypto = RustCrypto::default();
+        let ciphersuite = options
+            .ciphersuite
+            .unwrap_or(parley_mls::suite::DEFAULT_CIPHERSUITE);
+        let signer = SignatureKeyPair::read(
+            TxProvider::new(&crypto, &conn).storage(),
+            &account.signature_key,
+            ciphersuite.signature_algorithm(),
+        )
+        .ok_or_else(|| {
+            ClientError::Config("device signature key missing from local storage".into())
+        })?;
+        let username =
+            Username::parse(&account.username).map_err(|e| ClientError::Config(e.to_string()))?;
+        let device_id = DeviceId::from_slice(&account.device_id)
+            .map_err(|e| ClientError::Config(e.to_string()))?;
+        let user_id =
+            UserId::from_slice(&account.user_id).map_err(|e| ClientError::Config(e.to_string()))?;
+        Ok(Client {
+            home: home.to_owned(),
+            conn: Mutex::new(conn),
+            crypto,
+            api,
+            signer,
+            identity: DeviceIdentity::new(username, device_id),
+            user_id,
+            ciphersuite,
+            flush_lock: tokio::sync::Mutex::new(()),
+            receive_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+}

@@ -1,0 +1,130 @@
+//! The `Client` value itself: the state every operation shares (database connection, crypto,
+//! server API, device key and identity), its accessors, and the authenticated-call wrapper.
+//!
+//! The operations live beside what they touch (`account`, `key_packages`, `outgoing`,
+//! `incoming`, `sync`, `views`, `reports`), each as an `impl Client` block.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use openmls::prelude::*;
+use openmls_basic_credential::SignatureKeyPair;
+use openmls_rust_crypto::RustCrypto;
+use openmls_traits::signatures::Signer as _;
+use parley_mls::DeviceIdentity;
+use parley_protocol::{v1, DeviceId, ErrorCode, UserId, Username};
+use rusqlite::Connection;
+
+use crate::api::ServerApi;
+use crate::db;
+use crate::error::ClientError;
+
+// The fields are crate-visible because each module's `impl Client` block works on them.
+pub struct Client {
+    pub(crate) home: PathBuf,
+    pub(crate) conn: Mutex<Connection>,
+    pub(crate) crypto: RustCrypto,
+    pub(crate) api: ServerApi,
+    pub(crate) signer: SignatureKeyPair,
+    pub(crate) identity: DeviceIdentity,
+    pub(crate) user_id: UserId,
+    pub(crate) ciphersuite: Ciphersuite,
+    /// One flush of the outbox at a time, and one pass over the queue at a time (a front end may
+    /// sync in the background while the user sends).
+    pub(crate) flush_lock: tokio::sync::Mutex<()>,
+    pub(crate) receive_lock: tokio::sync::Mutex<()>,
+}
+
+impl Client {
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    pub fn username(&self) -> &Username {
+        &self.identity.username
+    }
+
+    pub fn device_id(&self) -> DeviceId {
+        self.identity.device_id
+    }
+
+    pub fn user_id(&self) -> UserId {
+        self.user_id
+    }
+
+    pub(crate) fn db(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn signer_public(&self) -> Vec<u8> {
+        self.signer.to_public_vec()
+    }
+
+    pub(crate) fn credential(&self) -> CredentialWithKey {
+        CredentialWithKey {
+            credential: self.identity.to_credential(),
+            signature_key: self.signer.to_public_vec().into(),
+        }
+    }
+
+    /// Signs a fresh server challenge and stores the session token.
+    pub async fn login(&self) -> Result<(), ClientError> {
+        let device_id = self.identity.device_id.to_vec();
+        let challenge: v1::ChallengeResponse = self
+            .api
+            .post(
+                "/v1/auth/challenge",
+                &v1::ChallengeRequest {
+                    device_id: device_id.clone(),
+                },
+                false,
+            )
+            .await?;
+        let signature = self
+            .signer
+            .sign(&v1::login_signature_input(&device_id, &challenge.challenge))
+            .map_err(|e| ClientError::Mls(format!("signing failed: {e:?}")))?;
+        let login: v1::LoginResponse = self
+            .api
+            .post(
+                "/v1/auth/login",
+                &v1::LoginRequest {
+                    device_id,
+                    challenge: challenge.challenge,
+                    signature,
+                },
+                false,
+            )
+            .await?;
+        db::set_token(&self.db(), &login.token)?;
+        self.api.set_token(Some(login.token));
+        Ok(())
+    }
+
+    /// Runs an authenticated call, logging in first if there is no session or it expired.
+    pub(crate) async fn authed<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
+        if self.api.token().is_none() {
+            self.login().await?;
+        }
+        match call().await {
+            Err(ClientError::Server(e)) if e.code == ErrorCode::Unauthenticated => {
+                self.login().await?;
+                call().await
+            }
+            other => other,
+        }
+    }
+
+    /// How many received messages were set aside because they did not verify.
+    pub fn unverifiable_count(&self) -> Result<u64, ClientError> {
+        db::unverifiable_count(&self.db())
+    }
+
+    pub fn api(&self) -> &ServerApi {
+        &self.api
+    }
+}

@@ -1,0 +1,138 @@
+//! The device's local database: account, chats, message log, outbox and sync cursor, beside
+//! openmls' own tables in the same SQLite file (so one transaction covers them all).
+//!
+//! This module owns the schema, its migrations and opening the file; the submodules hold the
+//! queries, one per table family. All of the client's SQL lives under `db` (openmls' storage
+//! provider, in `provider`, keeps its own), so the rest of the crate calls these functions and
+//! never writes a query.
+
+mod account;
+mod chats;
+mod evidence;
+mod messages;
+mod outbox;
+mod set_aside;
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use crate::error::ClientError;
+use crate::provider;
+
+// Callers name queries `db::xyz`, whatever table family they belong to.
+pub use account::*;
+pub use chats::*;
+pub use evidence::*;
+pub use messages::*;
+pub use outbox::*;
+pub use set_aside::*;
+
+/// The database file inside the account's home directory.
+pub const DATABASE_FILE: &str = "parley.db";
+
+/// Opens (creating if need be) the database in `home` and brings openmls' tables and ours up
+/// to date.
+pub fn open(home: &Path) -> Result<Connection, ClientError> {
+    std::fs::create_dir_all(home)
+        .map_err(|e| ClientError::Config(format!("cannot create {}: {e}", home.display())))?;
+    let mut conn = Connection::open(home.join(DATABASE_FILE))?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    provider::migrate(&mut conn).map_err(ClientError::Config)?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// Now, as this database stores times: milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+// Applied in order, each once: `user_version` counts those applied. Append only; never edit or
+// reorder one, or existing databases would open differently.
+const MIGRATIONS: &[&str] = &[
+    r#"
+CREATE TABLE account (
+    id             INTEGER PRIMARY KEY CHECK (id = 1),
+    server         TEXT NOT NULL,
+    username       TEXT NOT NULL,
+    user_id        BLOB NOT NULL,
+    device_id      BLOB NOT NULL,
+    signature_key  BLOB NOT NULL,
+    token          TEXT,
+    cursor         INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE chats (
+    group_id      BLOB PRIMARY KEY,
+    kind          INTEGER NOT NULL,   -- 0 unknown yet, 1 direct, 2 group
+    name          TEXT NOT NULL,      -- peer username (direct) or group name
+    state         INTEGER NOT NULL,   -- 0 active, 1 leaving, 2 removed
+    created_at    INTEGER NOT NULL,
+    last_activity INTEGER NOT NULL
+);
+CREATE INDEX chats_name ON chats(kind, name);
+CREATE TABLE messages (
+    id             BLOB PRIMARY KEY,  -- the message id: redelivery is a no-op
+    group_id       BLOB NOT NULL,
+    sender         TEXT NOT NULL,
+    sender_device  BLOB NOT NULL,
+    text           TEXT NOT NULL,
+    sent_at        INTEGER NOT NULL,
+    received_at    INTEGER NOT NULL,
+    group_seq      INTEGER,
+    status         INTEGER NOT NULL,  -- see MessageStatus
+    payload        BLOB NOT NULL,     -- the exact AppPayload bytes (franking evidence)
+    aad            BLOB NOT NULL,
+    hidden         INTEGER NOT NULL DEFAULT 0  -- chat metadata, not a message to show
+);
+CREATE INDEX messages_chat ON messages(group_id, sent_at);
+-- Received messages whose franking tag or sender did not verify: kept aside, never shown.
+CREATE TABLE unverifiable (
+    queue_seq    INTEGER PRIMARY KEY,
+    group_id     BLOB NOT NULL,
+    sender       TEXT NOT NULL,
+    reason       TEXT NOT NULL,
+    received_at  INTEGER NOT NULL
+);
+CREATE TABLE outbox (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id   BLOB NOT NULL UNIQUE,
+    group_id     BLOB NOT NULL,
+    kind         INTEGER NOT NULL,    -- see OutboxKind
+    mls          BLOB NOT NULL,
+    welcome      BLOB,
+    epoch        INTEGER NOT NULL
+);
+"#,
+    r#"
+-- Franking evidence kept with each received message, for reports.
+ALTER TABLE messages ADD COLUMN accepted_at INTEGER;
+ALTER TABLE messages ADD COLUMN frank BLOB;
+ALTER TABLE messages ADD COLUMN frank_key_id INTEGER;
+CREATE INDEX messages_seq ON messages(group_id, group_seq);
+CREATE TABLE blocked (
+    username    TEXT PRIMARY KEY,
+    blocked_at  INTEGER NOT NULL
+);
+"#,
+    r#"
+-- What the user has seen: messages received after this time count as unread.
+ALTER TABLE chats ADD COLUMN last_read INTEGER NOT NULL DEFAULT 0;
+"#,
+];
+
+pub fn migrate(conn: &mut Connection) -> Result<(), ClientError> {
+    let applied: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let tx = conn.transaction()?;
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied.max(0) as usize) {
+        tx.execute_batch(migration)?;
+        tx.pragma_update(None, "user_version", (index + 1) as i64)?;
+    }
+    tx.commit()?;
+    Ok(())
+}

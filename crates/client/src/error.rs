@@ -1,0 +1,56 @@
+//! The crate's one error type, and the conversion every openmls failure goes through.
+
+use std::path::PathBuf;
+
+use parley_protocol::{ErrorCode, WireError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{0}")]
+    Server(WireError),
+    #[error("network: {0}")]
+    Network(String),
+    #[error("protocol: {0}")]
+    Protocol(String),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("no account in {0}: run `parley register NAME` first")]
+    NoAccount(PathBuf),
+    #[error("an account already exists in {0}")]
+    AccountExists(PathBuf),
+    #[error("not logged in")]
+    NotLoggedIn,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no chat named {0}")]
+    UnknownChat(String),
+    #[error("MLS: {0}")]
+    Mls(String),
+    #[error("local database: {0}")]
+    Database(#[from] rusqlite::Error),
+}
+
+impl ClientError {
+    pub fn server_code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Server(e) => Some(e.code),
+            _ => None,
+        }
+    }
+
+    /// True when retrying later may succeed (the server was unreachable or busy).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Network(_) => true,
+            ClientError::Server(e) => matches!(
+                e.code,
+                ErrorCode::Unavailable | ErrorCode::RateLimited | ErrorCode::Internal
+            ),
+            _ => false,
+        }
+    }
+}
+
+pub(crate) fn mls_error(e: impl std::fmt::Display) -> ClientError {
+    ClientError::Mls(e.to_string())
+}

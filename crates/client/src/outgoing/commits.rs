@@ -1,0 +1,114 @@
+//! Group changes as commits. A commit stays pending in openmls until the server accepts it;
+//! then it is merged. If another member's commit won the epoch, ours is discarded
+//! (`clear_pending_commit`, in the outbox), the winner is fetched and merged, and the change is
+//! built again on top of it.
+
+use openmls::prelude::*;
+
+use super::outbox::{is_wrong_epoch, random_id, MAX_EPOCH_RETRIES};
+use crate::client::Client;
+use crate::db::{self, ChatState, OutboxKind};
+use crate::error::{mls_error, ClientError};
+use crate::groups::{load_active_group, load_group};
+use crate::provider::TxProvider;
+
+impl Client {
+    /// Builds a commit with `build`, submits it, and merges it once accepted. When another
+    /// commit won the epoch, fetches it and builds again.
+    pub(crate) async fn run_commit<F>(&self, group_id: &[u8], build: F) -> Result<(), ClientError>
+    where
+        F: Fn(
+            &mut MlsGroup,
+            &TxProvider<'_>,
+        ) -> Result<(MlsMessageOut, Option<MlsMessageOut>), ClientError>,
+    {
+        for _ in 0..MAX_EPOCH_RETRIES {
+            // Nothing of ours may be queued ahead of the commit (see `settle_own_commits`).
+            self.flush_outbox().await?;
+            let built_at = {
+                let conn = self.db();
+                let tx = conn.unchecked_transaction()?;
+                let provider = TxProvider::new(&self.crypto, &tx);
+                let mut group = load_active_group(&provider, group_id)?;
+                let (commit, welcome) = build(&mut group, &provider)?;
+                let welcome = welcome
+                    .map(|w| w.to_bytes())
+                    .transpose()
+                    .map_err(mls_error)?;
+                db::push_outbox(
+                    &tx,
+                    random_id().as_bytes(),
+                    group_id,
+                    OutboxKind::Commit,
+                    &commit.to_bytes().map_err(mls_error)?,
+                    welcome.as_deref(),
+                    group.epoch().as_u64(),
+                )?;
+                tx.commit()?;
+                group.epoch().as_u64()
+            };
+            match self.flush_outbox().await {
+                // Merged only if the server accepted it; a change discarded on the way (lost
+                // its epoch) is built again.
+                Ok(()) if self.epoch_of(group_id)? > built_at => return Ok(()),
+                Ok(()) => self.receive().await.map(|_| ())?,
+                Err(e) if is_wrong_epoch(&e) => {
+                    self.receive().await?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ClientError::Invalid(
+            "the group is changing too fast; try again".into(),
+        ))
+    }
+
+    fn epoch_of(&self, group_id: &[u8]) -> Result<u64, ClientError> {
+        let conn = self.db();
+        let provider = TxProvider::new(&self.crypto, &conn);
+        Ok(load_group(&provider, group_id)?.map_or(0, |g| g.epoch().as_u64()))
+    }
+
+    /// Commits proposals other members left for us to commit (members leaving).
+    pub(crate) async fn commit_pending_proposals(&self) -> Result<(), ClientError> {
+        let groups: Vec<Vec<u8>> = {
+            let conn = self.db();
+            let provider = TxProvider::new(&self.crypto, &conn);
+            let mut waiting = Vec::new();
+            for chat in db::all_chats(&conn)?
+                .into_iter()
+                .filter(|c| c.state == ChatState::Active)
+            {
+                if let Some(group) = load_group(&provider, &chat.group_id)? {
+                    let own = group.own_leaf_index();
+                    let others_pending = group
+                        .pending_proposals()
+                        .any(|p| !matches!(p.sender(), Sender::Member(leaf) if *leaf == own));
+                    if group.is_active() && others_pending {
+                        waiting.push(chat.group_id);
+                    }
+                }
+            }
+            waiting
+        };
+        for group_id in groups {
+            let result = self
+                .run_commit(&group_id, |group, provider| {
+                    if group.pending_proposals().next().is_none() {
+                        return Err(ClientError::Invalid("nothing to commit".into()));
+                    }
+                    let (commit, welcome, _) = group
+                        .commit_to_pending_proposals(provider, &self.signer)
+                        .map_err(mls_error)?;
+                    Ok((commit, welcome))
+                })
+                .await;
+            match result {
+                Ok(()) | Err(ClientError::Invalid(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}

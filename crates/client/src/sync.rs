@@ -1,0 +1,80 @@
+//! Staying in sync: one full round (receive, flush the outbox, commit others' pending
+//! proposals, top up KeyPackages) and following the live connection, which runs a round each
+//! time the server says the queue moved.
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::client::Client;
+use crate::db;
+use crate::error::ClientError;
+use crate::views::MessageView;
+
+impl Client {
+    /// Full sync: receive, send what waits in the outbox, commit others' pending proposals,
+    /// and top up KeyPackages.
+    pub async fn sync(&self) -> Result<Vec<MessageView>, ClientError> {
+        let mut shown = self.receive().await?;
+        self.flush_outbox().await?;
+        self.commit_pending_proposals().await?;
+        // Committing may have pulled in more messages (a lost epoch race).
+        shown.extend(self.receive().await?);
+        self.replenish_key_packages().await?;
+        Ok(shown)
+    }
+
+    /// Stays connected and calls `on_message` for every new message until `stop` resolves.
+    /// Reconnects by itself; `on_state` hears whether the live connection is up.
+    pub async fn follow(
+        &self,
+        mut on_message: impl FnMut(&MessageView),
+        mut on_state: impl FnMut(bool),
+        stop: impl Future<Output = ()>,
+    ) -> Result<(), ClientError> {
+        tokio::pin!(stop);
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            let session = async {
+                if self.api.token().is_none() {
+                    self.login().await?;
+                }
+                let mut live = match self.api.connect_live().await {
+                    Ok(live) => live,
+                    Err(_) => {
+                        // Perhaps the session expired: log in again once.
+                        self.login().await?;
+                        self.api.connect_live().await?
+                    }
+                };
+                on_state(true);
+                for message in self.sync().await? {
+                    on_message(&message);
+                }
+                while let Some(head) = live.next_head().await? {
+                    if head > db::cursor(&self.db())? {
+                        for message in self.sync().await? {
+                            on_message(&message);
+                        }
+                    }
+                }
+                Ok::<(), ClientError>(())
+            };
+            tokio::select! {
+                _ = &mut stop => return Ok(()),
+                result = session => {
+                    on_state(false);
+                    match result {
+                        Ok(()) => backoff = Duration::from_millis(250),
+                        Err(e) if e.is_transient() => tracing::info!(error = %e, "live connection lost; reconnecting"),
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            tokio::select! {
+                _ = &mut stop => return Ok(()),
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! [`Store`] on PostgreSQL, for several stateless server nodes sharing one database.
+//!
+//! The SQL sticks to what PostgreSQL-compatible distributed databases (CockroachDB, YugabyteDB)
+//! also run: no advisory locks, no LISTEN/NOTIFY. Per-group ordering comes from a row lock on the
+//! group (`SELECT … FOR UPDATE`) inside the accepting transaction, so two nodes receiving
+//! competing commits for one group serialize on that row. Tables are keyed by group id or by
+//! device id first, so that they partition along those keys. A transaction that loses a
+//! serialization conflict is run again.
+//!
+//! This module owns the pool; the SQL lives in one module per concern, each with the migrations
+//! for its tables ([`migrations`] puts them in order). Every [`Store`] method here only calls its
+//! concern's function.
+
+mod accounts;
+mod groups;
+mod keypackages;
+mod migrations;
+mod moderation;
+mod queue;
+mod sql;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parley_protocol::{DeviceId, GroupId, MessageId, Username};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+use crate::model::*;
+use crate::{Store, StoreError, StoreResult};
+use sql::sql_error;
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects (retrying for a while, as the database may still be starting) and migrates.
+    pub async fn connect(url: &str) -> StoreResult<PgStore> {
+        let options: PgConnectOptions = url
+            .parse()
+            .map_err(|e: sqlx::Error| StoreError::Backend(e.to_string()))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(sql_error)?;
+        let store = PgStore { pool };
+        migrations::migrate(&store.pool).await?;
+        Ok(store)
+    }
+
+    /// Runs one statement outside the Store interface (tests check the database's own guards).
+    pub async fn raw_execute(&self, sql: &str) -> StoreResult<()> {
+        sqlx::raw_sql(sql)
+            .execute(&self.pool)
+            .await
+            .map_err(sql_error)?;
+        Ok(())
+    }
+
+    /// Drops every Parley table (tests use a fresh schema per run).
+    pub async fn reset(url: &str) -> StoreResult<()> {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(url)
+            .await
+            .map_err(sql_error)?;
+        sqlx::raw_sql(
+            "DROP TABLE IF EXISTS parley_schema, users, devices, challenges, sessions, key_packages, groups,
+               group_members, payloads, queue, submissions, reports, admin_tokens, audit_log CASCADE;
+             DROP FUNCTION IF EXISTS audit_log_append_only CASCADE;",
+        )
+        .execute(&pool)
+        .await
+        .map_err(sql_error)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    // Accounts, devices, sessions
+    async fn create_account(&self, account: NewAccount) -> StoreResult<()> {
+        accounts::create_account(&self.pool, account).await
+    }
+
+    async fn device(&self, device: DeviceId) -> StoreResult<Option<DeviceRecord>> {
+        accounts::device(&self.pool, device).await
+    }
+
+    async fn user_devices(&self, name: &Username) -> StoreResult<Vec<DeviceRecord>> {
+        accounts::user_devices(&self.pool, name).await
+    }
+
+    async fn put_challenge(&self, challenge: Challenge) -> StoreResult<()> {
+        accounts::put_challenge(&self.pool, challenge).await
+    }
+
+    async fn take_challenge(&self, nonce: &[u8]) -> StoreResult<Option<Challenge>> {
+        accounts::take_challenge(&self.pool, nonce).await
+    }
+
+    async fn create_session(&self, session: NewSession) -> StoreResult<()> {
+        accounts::create_session(&self.pool, session).await
+    }
+
+    async fn session(&self, token_hash: &[u8], now: Millis) -> StoreResult<Option<DeviceRecord>> {
+        accounts::session(&self.pool, token_hash, now).await
+    }
+
+    // KeyPackages
+    async fn add_key_packages(
+        &self,
+        device: DeviceId,
+        one_time: Vec<Vec<u8>>,
+        last_resort: Option<Vec<u8>>,
+    ) -> StoreResult<KeyPackageCount> {
+        keypackages::add_key_packages(&self.pool, device, one_time, last_resort).await
+    }
+
+    async fn key_package_count(&self, device: DeviceId) -> StoreResult<KeyPackageCount> {
+        keypackages::count_key_packages(&self.pool, &device).await
+    }
+
+    async fn claim_key_package(&self, device: DeviceId) -> StoreResult<Option<ClaimedKeyPackage>> {
+        keypackages::claim_key_package(&self.pool, device).await
+    }
+
+    // Groups
+    async fn create_group(&self, group: NewGroup) -> StoreResult<()> {
+        groups::create_group(&self.pool, group).await
+    }
+
+    async fn group(&self, group: GroupId) -> StoreResult<Option<GroupRecord>> {
+        groups::group(&self.pool, group).await
+    }
+
+    async fn is_member(&self, group: GroupId, device: DeviceId) -> StoreResult<bool> {
+        groups::is_member(&self.pool, group, device).await
+    }
+
+    async fn memberships(&self, user: &Username) -> StoreResult<Vec<Membership>> {
+        groups::memberships(&self.pool, user).await
+    }
+
+    // Delivery Service queues
+    async fn find_submission(
+        &self,
+        device: DeviceId,
+        message: MessageId,
+    ) -> StoreResult<Option<StoredSubmission>> {
+        queue::find_submission(&self.pool, &device, &message).await
+    }
+
+    async fn accept(&self, submission: Submission) -> StoreResult<Accepted> {
+        queue::accept(&self.pool, submission).await
+    }
+
+    async fn fetch_queue(
+        &self,
+        device: DeviceId,
+        after: u64,
+        limit: u32,
+    ) -> StoreResult<QueuePage> {
+        queue::fetch_queue(&self.pool, device, after, limit).await
+    }
+
+    async fn ack(&self, device: DeviceId, up_to: u64) -> StoreResult<()> {
+        queue::ack(&self.pool, device, up_to).await
+    }
+
+    async fn queue_head(&self, device: DeviceId) -> StoreResult<u64> {
+        queue::queue_head(&self.pool, device).await
+    }
+
+    async fn queue_depth(&self) -> StoreResult<u64> {
+        queue::queue_depth(&self.pool).await
+    }
+
+    async fn expire(&self, before: Millis, now: Millis) -> StoreResult<u64> {
+        queue::expire(&self.pool, before, now).await
+    }
+
+    // Moderation
+    async fn create_report(&self, report: NewReport) -> StoreResult<u64> {
+        moderation::create_report(&self.pool, report).await
+    }
+
+    async fn reports(&self, status: Option<ReportStatus>) -> StoreResult<Vec<Report>> {
+        moderation::reports(&self.pool, status).await
+    }
+
+    async fn report(&self, report: u64) -> StoreResult<Option<Report>> {
+        moderation::report(&self.pool, report).await
+    }
+
+    async fn set_report_status(
+        &self,
+        report: u64,
+        status: ReportStatus,
+        audit: AuditEntry,
+    ) -> StoreResult<bool> {
+        moderation::set_report_status(&self.pool, report, status, audit).await
+    }
+
+    async fn set_suspended(
+        &self,
+        user: &Username,
+        suspended: bool,
+        audit: AuditEntry,
+    ) -> StoreResult<bool> {
+        moderation::set_suspended(&self.pool, user, suspended, audit).await
+    }
+
+    async fn add_admin_token(
+        &self,
+        token_hash: Vec<u8>,
+        label: String,
+        now: Millis,
+    ) -> StoreResult<()> {
+        moderation::add_admin_token(&self.pool, token_hash, label, now).await
+    }
+
+    async fn admin_token(&self, token_hash: &[u8]) -> StoreResult<Option<String>> {
+        moderation::admin_token(&self.pool, token_hash).await
+    }
+
+    async fn audit(&self, entry: AuditEntry) -> StoreResult<()> {
+        moderation::audit(&self.pool, entry).await
+    }
+
+    async fn audit_log(&self) -> StoreResult<Vec<AuditEntry>> {
+        moderation::audit_log(&self.pool).await
+    }
+}

@@ -1,0 +1,102 @@
+//! Account and messaging commands: register, send, sync, chats, history, the terminal UI and
+//! safety numbers.
+
+use anyhow::{Context as _, Result};
+use parley_client::{ChatRef, Client, ClientOptions};
+
+use crate::args::ClientArgs;
+use crate::output;
+
+/// The address a registration stores when none is given.
+const DEFAULT_SERVER: &str = "http://127.0.0.1:7878";
+
+fn options(args: &ClientArgs) -> ClientOptions {
+    ClientOptions {
+        server: args.server.clone(),
+        ca_cert: args.ca_cert.clone(),
+        ciphersuite: None,
+    }
+}
+
+fn home(args: &ClientArgs) -> Result<&std::path::Path> {
+    args.home
+        .as_deref()
+        .context("no device directory: give --home DIR or set PARLEY_HOME")
+}
+
+/// Opens the registered device in `--home`.
+pub fn open(args: &ClientArgs) -> Result<Client> {
+    Ok(Client::open(home(args)?, options(args))?)
+}
+
+pub fn username(name: &str) -> Result<parley_protocol::Username> {
+    parley_protocol::Username::parse(name).map_err(|e| anyhow::anyhow!("{name:?}: {e}"))
+}
+
+pub async fn register(args: ClientArgs, name: &str) -> Result<()> {
+    let server = args.server.clone().unwrap_or_else(|| DEFAULT_SERVER.into());
+    let client = Client::register(home(&args)?, &server, name, options(&args)).await?;
+    output::line(&format!(
+        "registered {} (device {})",
+        client.username(),
+        client.device_id()
+    ));
+    Ok(())
+}
+
+pub async fn send(args: ClientArgs, chat: &str, text: &str) -> Result<()> {
+    let client = open(&args)?;
+    let sent = client.send_text(&ChatRef::parse(chat)?, text).await?;
+    if sent.status == "sending" {
+        eprintln!(
+            "parley: server unreachable; message {} queued and will be sent on the next sync",
+            sent.id
+        );
+    }
+    Ok(())
+}
+
+pub async fn sync(args: ClientArgs, json: bool, follow: bool) -> Result<()> {
+    let client = open(&args)?;
+    if follow {
+        let stop = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        client
+            .follow(
+                |m| output::message(m, json),
+                |up| tracing::info!(connected = up, "live connection"),
+                stop,
+            )
+            .await?;
+    } else {
+        for message in client.sync().await? {
+            output::message(&message, json);
+        }
+    }
+    Ok(())
+}
+
+pub fn chats(args: ClientArgs, json: bool) -> Result<()> {
+    for chat in open(&args)?.chats()? {
+        output::chat(&chat, json);
+    }
+    Ok(())
+}
+
+pub fn history(args: ClientArgs, chat: &str, json: bool, limit: u32) -> Result<()> {
+    for message in open(&args)?.history(&ChatRef::parse(chat)?, limit)? {
+        output::message(&message, json);
+    }
+    Ok(())
+}
+
+pub async fn tui(args: ClientArgs) -> Result<()> {
+    Ok(parley_tui::run(open(&args)?).await?)
+}
+
+pub fn safety_number(args: ClientArgs, name: &str) -> Result<()> {
+    let number = open(&args)?.safety_number(&username(name)?)?;
+    output::line(&number.digits);
+    Ok(())
+}

@@ -1,0 +1,318 @@
+//! The command line: every command, flag and its one-line help. Parsing only; `main` dispatches.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "parley",
+    version,
+    about = "End-to-end-encrypted messaging on MLS: the server and the command-line client"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where a client command finds its device. Accepted before the command (`parley --home A sync`)
+/// or after it (`parley sync --home A`); the environment fills what neither gives.
+#[derive(Args, Clone, Default)]
+pub struct ClientArgs {
+    /// This device's directory: account, keys, message log [env: PARLEY_HOME].
+    #[arg(long, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Server address(es), comma-separated; stored at registration [env: PARLEY_SERVER].
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// Extra CA certificate (PEM) to trust, e.g. a self-signed server's [env: PARLEY_CA_CERT].
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    /// These flags, given after the command, win over the same given before it.
+    pub fn or(self, after: ClientArgs) -> ClientArgs {
+        ClientArgs {
+            home: after.home.or(self.home),
+            server: after.server.or(self.server),
+            ca_cert: after.ca_cert.or(self.ca_cert),
+        }
+        .with_environment()
+    }
+
+    fn with_environment(self) -> ClientArgs {
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        ClientArgs {
+            home: self.home.or_else(|| var("PARLEY_HOME").map(PathBuf::from)),
+            server: self
+                .server
+                .or_else(|| var("PARLEY_SERVER").map(|v| v.to_string_lossy().into_owned())),
+            ca_cert: self
+                .ca_cert
+                .or_else(|| var("PARLEY_CA_CERT").map(PathBuf::from)),
+        }
+    }
+
+    /// The server and admin commands have no device: a client flag there is a mistake.
+    pub fn refuse_for(&self, command: &str) -> Result<()> {
+        if self.home.is_some() || self.server.is_some() || self.ca_cert.is_some() {
+            bail!("--home, --server and --ca-cert are for client commands, not `parley {command}`");
+        }
+        Ok(())
+    }
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the server (embedded SQLite in --data, or PostgreSQL).
+    Server(ServerArgs),
+    /// Moderation and operations, on the server's data directory.
+    Admin(AdminArgs),
+    /// Create an account on the server for this device.
+    Register {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The account name: 3 to 32 lowercase letters, digits and '_', starting with a letter.
+        username: String,
+    },
+    /// Send a message to a user (1:1, created on first use) or to a group (#name).
+    Send {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// A username, or #group.
+        chat: String,
+        /// The message text.
+        text: String,
+    },
+    /// Fetch, decrypt and store new messages, send what waits in the outbox, print new messages.
+    Sync {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// One JSON object per line and message instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Stay connected and print messages as they arrive (Ctrl+C ends).
+        #[arg(long)]
+        follow: bool,
+    },
+    /// List chats, most recently active first, with unread counts.
+    Chats {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// One JSON object per line and chat instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a chat's messages, oldest first.
+    History {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// A username, or #group.
+        chat: String,
+        /// One JSON object per line and message instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Show at most this many of the newest messages.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Manage group chats.
+    Group {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: GroupCommand,
+    },
+    /// Report a received message to the server's moderators (verifiable: message franking).
+    Report(ReportArgs),
+    /// Stop showing messages from an account.
+    Block {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The account to block.
+        username: String,
+    },
+    /// Show the safety number shared with a contact (compare it in person).
+    SafetyNumber {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The contact.
+        username: String,
+    },
+    /// The full-screen terminal client.
+    Tui(ClientArgs),
+}
+
+#[derive(Subcommand)]
+pub enum GroupCommand {
+    /// Create a group with you as admin.
+    Create {
+        /// The group's name (#name or name).
+        name: String,
+        /// The first members' usernames.
+        members: Vec<String>,
+    },
+    /// Add members (any member may).
+    Add {
+        /// The group (#name or name).
+        name: String,
+        /// Usernames to add.
+        members: Vec<String>,
+    },
+    /// Remove members (admins only).
+    Remove {
+        /// The group (#name or name).
+        name: String,
+        /// Usernames to remove.
+        members: Vec<String>,
+    },
+    /// Leave a group.
+    Leave {
+        /// The group (#name or name).
+        name: String,
+    },
+    /// Make a member an admin (admins only).
+    Admin {
+        /// The group (#name or name).
+        name: String,
+        /// The member to promote.
+        member: String,
+    },
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The message id, as `sync --json` and `history --json` print it.
+    pub message_id: Option<String>,
+    /// Why you report it; moderators see this.
+    #[arg(long, default_value = "")]
+    pub reason: String,
+    /// Add up to N neighbouring messages of the chat as context.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub context: u32,
+    /// Write the evidence bundle (JSON) to FILE instead of sending it.
+    #[arg(long, value_name = "FILE")]
+    pub export: Option<PathBuf>,
+    /// Send a bundle written earlier with --export.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["message_id", "export"])]
+    pub from_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct AdminArgs {
+    /// The server's data directory (key files, and the SQLite database).
+    #[arg(
+        long,
+        env = "PARLEY_DATA",
+        default_value = "parley-data",
+        value_name = "DIR"
+    )]
+    pub data: PathBuf,
+    /// The deployment's PostgreSQL database, if it does not use the embedded SQLite.
+    #[arg(long, env = "PARLEY_DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Who is acting, for the audit log.
+    #[arg(long, default_value = "cli", value_name = "NAME")]
+    pub moderator: String,
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// List reports (by id).
+    Reports {
+        /// One JSON object per line and report instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Only reports in this state: open, actioned or dismissed.
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Dismiss a report.
+    Dismiss {
+        /// The report's id, as `reports` prints it.
+        id: u64,
+    },
+    /// Suspend an account: its sessions end, it cannot log in or send.
+    Suspend {
+        /// The account.
+        username: String,
+    },
+    /// Lift a suspension: the account can log in and send again.
+    Unsuspend {
+        /// The account.
+        username: String,
+    },
+    /// Remove a suspended account from all its groups (the server proposes, members commit).
+    RemoveFromGroups {
+        /// The suspended account.
+        username: String,
+    },
+    /// Create a token for the web moderation console at /admin.
+    Token {
+        /// A name for the token, shown in the audit log.
+        #[arg(long, default_value = "moderator")]
+        label: String,
+    },
+    /// Add a new franking key and make it current.
+    RotateFrankingKey,
+    /// Print the audit log.
+    Audit {
+        /// One JSON object per line and entry instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct ServerArgs {
+    /// A TOML configuration file (see docs/parley.toml); flags override it.
+    #[arg(long, env = "PARLEY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory: key files, and the SQLite database [default: parley-data].
+    #[arg(long, env = "PARLEY_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7878].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// PostgreSQL (e.g. postgres://user@host/db) instead of the embedded SQLite; several server
+    /// nodes can share it.
+    #[arg(long, env = "PARLEY_DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
+    /// NATS servers for delivery hints between nodes: nats://host:4222[,nats://...].
+    #[arg(long, env = "PARLEY_NATS", value_delimiter = ',', value_name = "URL")]
+    pub nats: Option<Vec<String>>,
+    /// TLS certificate chain (PEM); serves HTTPS with --tls-key.
+    #[arg(long, requires = "tls_key", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) for --tls-cert.
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Listen on a non-loopback address without TLS (only behind a TLS-terminating proxy).
+    #[arg(long)]
+    pub allow_plaintext_public: bool,
+    /// Most members a group may have [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub max_group_members: Option<usize>,
+    /// Largest request body or WebSocket frame accepted, in bytes [default: 8388608].
+    #[arg(long, value_name = "BYTES")]
+    pub max_frame_bytes: Option<usize>,
+    /// Days an undelivered item is kept [default: 30].
+    #[arg(long, value_name = "DAYS")]
+    pub retention_days: Option<u64>,
+    /// Sustained submissions per second per account; bursts of ten times this [default: 200].
+    #[arg(long, value_name = "N")]
+    pub rate_per_second: Option<u32>,
+    /// Registrations and logins per second per client address; bursts of ten times this
+    /// [default: 50].
+    #[arg(long, value_name = "N")]
+    pub auth_rate_per_second: Option<u32>,
+}

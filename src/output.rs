@@ -1,0 +1,193 @@
+//! Everything the CLI prints, human-readable or `--json`, formatted in one place.
+//!
+//! Output goes to stdout line by line. When the reader goes away (`parley chats | head -1`) the
+//! process ends quietly with status 0, as `head`'s writer expects, instead of panicking: what was
+//! printed had already been stored, so nothing is lost.
+
+use std::io::Write as _;
+
+use parley_client::{ChatSummary, MessageView};
+use parley_store::{AuditEntry, Report};
+
+/// One line on stdout.
+pub fn line(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let written = writeln!(out, "{text}").and_then(|()| out.flush());
+    if let Err(e) = written {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        fail(&anyhow::anyhow!("cannot write the output: {e}"));
+    }
+}
+
+/// An error as one line on stderr, then exit status 1. Never an empty line: a message-less error
+/// is named by its kind.
+pub fn fail(error: &anyhow::Error) -> ! {
+    let mut text = format!("{error:#}").replace('\n', " ");
+    if text.trim().is_empty() {
+        text = format!("{error:?}");
+    }
+    let _ = writeln!(std::io::stderr(), "parley: {text}");
+    std::process::exit(1);
+}
+
+fn json(value: &impl serde::Serialize) {
+    match serde_json::to_string(value) {
+        Ok(text) => line(&text),
+        Err(e) => fail(&anyhow::anyhow!("cannot format JSON: {e}")),
+    }
+}
+
+/// A message: `[time] alice: hi bob` in a 1:1 chat, `[time] #team alice: hello` in a group;
+/// messages not (yet) delivered say so.
+pub fn message(message: &MessageView, as_json: bool) {
+    if as_json {
+        return json(message);
+    }
+    let chat = if message.chat.starts_with('#') {
+        format!("{} ", message.chat)
+    } else {
+        String::new()
+    };
+    let state = match message.status.as_str() {
+        "failed" => " [failed: not delivered]",
+        "sending" => " [sending]",
+        _ => "",
+    };
+    line(&format!(
+        "[{}] {chat}{}: {}{state}",
+        local_time(&message.sent_at),
+        message.sender,
+        sanitize(&message.text)
+    ));
+}
+
+/// A chat on one line: name, state, unread count, time and first line of the last message.
+pub fn chat(chat: &ChatSummary, as_json: bool) {
+    if as_json {
+        return json(chat);
+    }
+    let mut text = chat.chat.clone();
+    if chat.state != "active" {
+        text.push_str(&format!(" ({})", chat.state));
+    }
+    if chat.unread > 0 {
+        text.push_str(&format!("  {} unread", chat.unread));
+    }
+    if let Some(last) = &chat.last_message {
+        text.push_str(&format!(
+            "  [{}] {}: {}",
+            local_time(&last.sent_at),
+            last.sender,
+            one_line_preview(&last.text, 60)
+        ));
+    }
+    line(&text);
+}
+
+/// A report, for `parley admin reports`.
+pub fn report(report: &Report, as_json: bool) {
+    let r = &report.report;
+    if as_json {
+        let context: serde_json::Value = serde_json::from_str(&r.context).unwrap_or_default();
+        return json(&serde_json::json!({
+            "id": report.id,
+            "status": report.status.as_str(),
+            "accused": r.accused.as_str(),
+            "reporter": r.reporter.as_str(),
+            "text": r.text,
+            "reason": r.reason,
+            "chat": r.group_id.to_hex(),
+            "group_seq": r.group_seq,
+            "sent_at": rfc3339(r.message_accepted_at),
+            "reported_at": rfc3339(r.created_at),
+            "context": context,
+            "verified": true,
+        }));
+    }
+    line(&format!(
+        "#{} [{}] {} reported by {} ({}): {}",
+        report.id,
+        report.status.as_str(),
+        r.accused,
+        r.reporter,
+        sanitize(&r.reason),
+        sanitize(&r.text)
+    ));
+}
+
+/// An audit log entry.
+pub fn audit(entry: &AuditEntry, as_json: bool) {
+    if as_json {
+        return json(&serde_json::json!({
+            "at": rfc3339(entry.at),
+            "moderator": entry.moderator,
+            "action": entry.action,
+            "subject": entry.subject,
+        }));
+    }
+    line(&format!(
+        "{} {} {} {}",
+        rfc3339(entry.at),
+        entry.moderator,
+        entry.action,
+        entry.subject
+    ));
+}
+
+fn local_time(rfc3339: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .map(|t| {
+            t.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M")
+                .to_string()
+        })
+        .unwrap_or_else(|_| rfc3339.to_owned())
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The first line of a text, cut to `max` characters, marked where anything was left out.
+fn one_line_preview(text: &str, max: usize) -> String {
+    let first = text.lines().next().unwrap_or_default();
+    let mut preview: String = sanitize(first).chars().take(max).collect();
+    if preview.chars().count() < text.chars().count() {
+        preview.push('…');
+    }
+    preview
+}
+
+/// Terminal output never carries control characters from the network.
+fn sanitize(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_preview_is_one_line_and_marks_what_it_cut() {
+        assert_eq!(one_line_preview("hello", 60), "hello");
+        assert_eq!(one_line_preview("first\nsecond", 60), "first…");
+        assert_eq!(one_line_preview("abcdef", 3), "abc…");
+    }
+
+    #[test]
+    fn control_characters_from_the_network_are_replaced() {
+        assert_eq!(sanitize("a\u{1b}[31mb\nc"), "a\u{fffd}[31mb\nc");
+    }
+}

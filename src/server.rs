@@ -1,0 +1,85 @@
+//! `parley server`: the configuration file and flags become a `ServerConfig`, then the server
+//! runs until Ctrl+C or SIGTERM.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use parley_server::{ServerConfig, TlsFiles};
+
+use crate::args::ServerArgs;
+
+pub async fn run(args: ServerArgs) -> Result<()> {
+    parley_server::run(config(args)?, shutdown()).await?;
+    Ok(())
+}
+
+/// Flags over the file over the defaults.
+fn config(args: ServerArgs) -> Result<ServerConfig> {
+    let file = match &args.config {
+        Some(path) => parley_server::config::FileConfig::load(path)?,
+        None => Default::default(),
+    };
+    let data = args
+        .data
+        .or(file.data)
+        .unwrap_or_else(|| PathBuf::from("parley-data"));
+    let mut config = ServerConfig::new(data);
+    let defaults = ServerConfig::new(PathBuf::new());
+    config.listen = args.listen.or(file.listen).unwrap_or(defaults.listen);
+    config.database_url = args.database_url.or(file.database_url);
+    config.nats = args.nats.or(file.nats);
+    config.tls = match (
+        args.tls_cert.or(file.tls_cert),
+        args.tls_key.or(file.tls_key),
+    ) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (None, None) => None,
+        _ => bail!("give both a TLS certificate and its key, or neither"),
+    };
+    config.allow_plaintext_public =
+        args.allow_plaintext_public || file.allow_plaintext_public.unwrap_or(false);
+    config.max_group_members = args
+        .max_group_members
+        .or(file.max_group_members)
+        .unwrap_or(defaults.max_group_members);
+    config.max_frame_bytes = args
+        .max_frame_bytes
+        .or(file.max_frame_bytes)
+        .unwrap_or(defaults.max_frame_bytes);
+    if let Some(days) = args.retention_days.or(file.retention_days) {
+        config.retention = Duration::from_secs(days * 24 * 3600);
+    }
+    // A rate allows bursts of ten times itself.
+    let rate = |flag: Option<u32>, file: Option<u32>, default: u32| {
+        let rate = flag.or(file).unwrap_or(default);
+        (rate, rate.saturating_mul(10))
+    };
+    (config.submit_per_second, config.submit_burst) = rate(
+        args.rate_per_second,
+        file.rate_per_second,
+        defaults.submit_per_second,
+    );
+    (config.auth_per_second, config.auth_burst) = rate(
+        args.auth_rate_per_second,
+        file.auth_rate_per_second,
+        defaults.auth_per_second,
+    );
+    Ok(config)
+}
+
+/// Resolves on Ctrl+C or SIGTERM (systemd's stop).
+async fn shutdown() {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match terminate.as_mut() {
+                Some(s) => { s.recv().await; }
+                None => std::future::pending().await,
+            }
+        } => {}
+    }
+    tracing::info!("shutting down");
+}
