@@ -123,3 +123,11 @@ pub fn dir_bytes(dir: &std::path::Path) -> Result<u64> {
     }
     Ok(total)
 }
+
+/// `program` started pinned to one core (`taskset -c CORE program`): both systems' servers run
+/// on core 0, the load on core 1.
+pub fn pinned(core: usize, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut command = Command::new("taskset");
+    command.arg("-c").arg(core.to_string()).arg(program);
+    command
+}

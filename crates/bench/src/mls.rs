@@ -38,24 +38,43 @@ pub fn member(index: usize, ciphersuite: Ciphersuite) -> Result<Member> {
 }
 
 pub fn key_package(m: &Member, ciphersuite: Ciphersuite) -> Result<KeyPackage> {
+    build_key_package(&m.provider, &m.signer, &m.credential, ciphersuite)
+}
+
+/// A KeyPackage with Parley's leaf capabilities.
+pub fn build_key_package(
+    provider: &OpenMlsRustCrypto,
+    signer: &SignatureKeyPair,
+    credential: &CredentialWithKey,
+    ciphersuite: Ciphersuite,
+) -> Result<KeyPackage> {
     Ok(KeyPackage::builder()
         .leaf_node_capabilities(suite::leaf_capabilities(ciphersuite))
-        .build(ciphersuite, &m.provider, &m.signer, m.credential.clone())?
+        .build(ciphersuite, provider, signer, credential.clone())?
         .key_package()
         .clone())
 }
 
 pub fn create_config(ciphersuite: Ciphersuite) -> Result<MlsGroupCreateConfig> {
+    Ok(create_config_builder(ciphersuite, Username::parse("user0")?, None)?.build())
+}
+
+/// A group configuration as Parley's client makes it: `admin` its first admin, `server` (the
+/// server's credential and key) as external sender where the group lives on a server.
+pub fn create_config_builder(
+    ciphersuite: Ciphersuite,
+    admin: Username,
+    server: Option<ExternalSender>,
+) -> Result<MlsGroupCreateConfigBuilder> {
     Ok(MlsGroupCreateConfig::builder()
         .ciphersuite(ciphersuite)
         .wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
         .use_ratchet_tree_extension(false)
         .capabilities(suite::leaf_capabilities(ciphersuite))
         .with_group_context_extensions(suite::group_context_extensions(
-            &Roles::with_admin(Username::parse("user0")?),
-            None,
-        )?)
-        .build())
+            &Roles::with_admin(admin),
+            server,
+        )?))
 }
 
 pub fn join_config() -> MlsGroupJoinConfig {
@@ -96,12 +115,43 @@ pub fn two_member_group(
 
 /// What Parley's client does to send: payload with salt, franking tag in the AAD, encrypt.
 pub fn send(m: &Member, group: &mut MlsGroup, text: &str) -> Result<Vec<u8>> {
-    let salt = [7u8; franking::SALT_LEN];
+    let sender = Sender {
+        username: "user0",
+        device: &[0; 16],
+    };
+    encrypt_text(
+        &m.provider,
+        &m.signer,
+        group,
+        sender,
+        [7u8; franking::SALT_LEN],
+        [1; 16],
+        text,
+    )
+}
+
+/// Who a payload names as its sender.
+pub struct Sender<'a> {
+    pub username: &'a str,
+    pub device: &'a [u8],
+}
+
+/// Parley's send path: the payload with its salt and sender, the franking tag in the AAD, the
+/// MLS application message.
+pub fn encrypt_text(
+    provider: &OpenMlsRustCrypto,
+    signer: &SignatureKeyPair,
+    group: &mut MlsGroup,
+    sender: Sender<'_>,
+    salt: [u8; franking::SALT_LEN],
+    message_id: [u8; 16],
+    text: &str,
+) -> Result<Vec<u8>> {
     let payload = v1::AppPayload {
         salt: salt.to_vec(),
-        sender_username: "user0".into(),
-        sender_device: vec![0; 16],
-        message_id: vec![1; 16],
+        sender_username: sender.username.into(),
+        sender_device: sender.device.to_vec(),
+        message_id: message_id.to_vec(),
         sent_at_ms: 0,
         body: Some(v1::app_payload::Body::Text(v1::TextBody {
             text: text.into(),
@@ -109,13 +159,14 @@ pub fn send(m: &Member, group: &mut MlsGroup, text: &str) -> Result<Vec<u8>> {
         })),
     }
     .encode_to_vec();
-    let aad = v1::MessageAad {
-        franking_tag: franking::franking_tag(&salt, &payload).to_vec(),
-    }
-    .encode_to_vec();
-    group.set_aad(aad);
+    group.set_aad(
+        v1::MessageAad {
+            franking_tag: franking::franking_tag(&salt, &payload).to_vec(),
+        }
+        .encode_to_vec(),
+    );
     Ok(group
-        .create_message(&m.provider, &m.signer, &payload)?
+        .create_message(provider, signer, &payload)?
         .to_bytes()?)
 }
 

@@ -7,7 +7,7 @@ use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::OpenMlsRustCrypto;
 use openmls_traits::signatures::Signer as _;
-use parley_mls::{franking, suite, DeviceIdentity, Roles};
+use parley_mls::{suite, DeviceIdentity};
 use parley_protocol::{v1, DeviceId, Username};
 use prost::Message as _;
 
@@ -90,45 +90,32 @@ impl Device {
     }
 
     pub(crate) fn key_package(&self) -> Result<KeyPackage> {
-        let ciphersuite = suite::DEFAULT_CIPHERSUITE;
-        Ok(KeyPackage::builder()
-            .leaf_node_capabilities(suite::leaf_capabilities(ciphersuite))
-            .build(
-                ciphersuite,
-                &self.provider,
-                &self.signer,
-                self.credential.clone(),
-            )?
-            .key_package()
-            .clone())
+        crate::mls::build_key_package(
+            &self.provider,
+            &self.signer,
+            &self.credential,
+            suite::DEFAULT_CIPHERSUITE,
+        )
     }
 
     /// One application message as Parley's client builds it (payload with a fresh salt and the
     /// franking tag in the AAD), wrapped in a live submission frame.
     pub(crate) fn submission_frame(&mut self, message_id: [u8; 16], text: &str) -> Result<Vec<u8>> {
         let group = self.group.as_mut().context("not in a group")?;
-        let salt: [u8; franking::SALT_LEN] = rand_bytes(&self.provider)?;
-        let payload = v1::AppPayload {
-            salt: salt.to_vec(),
-            sender_username: self.username.to_string(),
-            sender_device: self.device_id.to_vec(),
-            message_id: message_id.to_vec(),
-            sent_at_ms: 0,
-            body: Some(v1::app_payload::Body::Text(v1::TextBody {
-                text: text.into(),
-                ..Default::default()
-            })),
-        }
-        .encode_to_vec();
-        group.set_aad(
-            v1::MessageAad {
-                franking_tag: franking::franking_tag(&salt, &payload).to_vec(),
-            }
-            .encode_to_vec(),
-        );
-        let mls_message = group
-            .create_message(&self.provider, &self.signer, &payload)?
-            .to_bytes()?;
+        let salt = rand_bytes(&self.provider)?;
+        let sender = crate::mls::Sender {
+            username: self.username.as_str(),
+            device: self.device_id.as_bytes(),
+        };
+        let mls_message = crate::mls::encrypt_text(
+            &self.provider,
+            &self.signer,
+            group,
+            sender,
+            salt,
+            message_id,
+            text,
+        )?;
         Ok(v1::ClientFrame {
             body: Some(v1::client_frame::Body::Submit(v1::LiveSubmit {
                 request_id: u64::from_be_bytes(message_id[8..].try_into()?),
@@ -169,17 +156,10 @@ pub async fn create_group(
         DeviceIdentity::parse(&info.external_sender_identity)?.to_credential(),
     );
     let ciphersuite = suite::DEFAULT_CIPHERSUITE;
-    let config = MlsGroupCreateConfig::builder()
-        .ciphersuite(ciphersuite)
-        .wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
-        .use_ratchet_tree_extension(false)
-        .sender_ratchet_configuration(SenderRatchetConfiguration::new(100, 100_000))
-        .capabilities(suite::leaf_capabilities(ciphersuite))
-        .with_group_context_extensions(suite::group_context_extensions(
-            &Roles::with_admin(creator.username.clone()),
-            Some(server),
-        )?)
-        .build();
+    let config =
+        crate::mls::create_config_builder(ciphersuite, creator.username.clone(), Some(server))?
+            .sender_ratchet_configuration(SenderRatchetConfiguration::new(100, 100_000))
+            .build();
     let group_id: [u8; 16] = rand_bytes(&creator.provider)?;
     let mut group = MlsGroup::new_with_group_id(
         &creator.provider,

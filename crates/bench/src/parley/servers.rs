@@ -1,7 +1,7 @@
 //! The real `parley` server processes of a deployment, pinned and metered.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -38,9 +38,7 @@ impl ParleyServer {
             "{} not found: build it with `cargo build --release -p parley`",
             exe.display()
         );
-        let mut child = Command::new("taskset")
-            .args(["-c", &core.to_string()])
-            .arg(&exe)
+        let mut child = crate::measure::pinned(core, &exe)
             .args(["server", "--listen", "127.0.0.1:0", "--data"])
             .arg(data.path())
             .args(flags)

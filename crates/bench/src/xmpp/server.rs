@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream as StdTcpStream};
+use std::net::TcpStream as StdTcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
@@ -144,7 +144,7 @@ impl Ejabberd {
         let logs = dir.path().join("log");
         fs::create_dir_all(&spool)?;
         fs::create_dir_all(&logs)?;
-        let port = free_port()?;
+        let port = parley_testkit::free_port();
         let config = dir.path().join("ejabberd.yml");
         let extra = match modules {
             Modules::Minimal => "",
@@ -157,10 +157,7 @@ impl Ejabberd {
                 .replace("@MODULES@", extra),
         )?;
         let out = fs::File::create(logs.join("console.log"))?;
-        let child = Command::new("taskset")
-            .arg("-c")
-            .arg(core.to_string())
-            .arg(ERL)
+        let child = crate::measure::pinned(core, ERL)
             // One scheduler (and one dirty CPU scheduler); no busy-waiting, so that CPU seconds
             // measure work rather than spinning.
             .args([
@@ -287,10 +284,6 @@ impl Drop for Ejabberd {
             }
         }
     }
-}
-
-pub(crate) fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// Ready means: a stream header is answered with stream features (listeners start last).

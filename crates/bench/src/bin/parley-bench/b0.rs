@@ -52,12 +52,9 @@ pub(crate) async fn loopback_echo(seconds: f64) -> Result<(f64, f64)> {
 /// messages, through a nats-server started here. Returns deliveries per second.
 pub(crate) async fn nats_fan_out(subscribers: usize, messages: usize) -> Result<f64> {
     use futures_util::StreamExt;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = parley_testkit::free_port();
     // On the server core, like Parley's server and ejabberd.
-    let mut server = std::process::Command::new("taskset")
-        .args(["-c", "0", "nats-server"])
+    let mut server = parley_bench::measure::pinned(0, "nats-server")
         .args(["-a", "127.0.0.1", "-p", &port.to_string()])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
