@@ -1,5 +1,5 @@
 //! The web moderation console, driven in headless Chromium (Debian's `chromium` and
-//! `chromium-driver`, which .ci/run installs) through the W3C WebDriver protocol.
+//! `chromium-driver`, which scripts/test installs) through the W3C WebDriver protocol.
 
 mod common;
 
@@ -26,7 +26,7 @@ impl Browser {
         let chromedriver = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
-            .expect("chromedriver not found: install Debian's chromium and chromium-driver (.ci/run does)");
+            .expect("chromedriver not found: install Debian's chromium and chromium-driver (scripts/test does)");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()

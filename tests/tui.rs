@@ -17,7 +17,7 @@ impl Tmux {
     fn new() -> Tmux {
         assert!(
             Command::new("tmux").arg("-V").output().is_ok(),
-            "tmux is not installed: apt-get install tmux (.ci/run does)"
+            "tmux is not installed: apt-get install tmux (scripts/test does)"
         );
         Tmux {
             socket: format!("parley-test-{}", std::process::id()),

@@ -39,7 +39,7 @@ fn account(name: &str) -> Option<(u32, u32)> {
 
 fn postgres_bin() -> PathBuf {
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .expect("PostgreSQL is not installed: apt-get install postgresql (.ci/run does)")
+        .expect("PostgreSQL is not installed: apt-get install postgresql (scripts/test does)")
         .flatten()
         .map(|e| e.path().join("bin"))
         .filter(|p| p.join("postgres").exists())
@@ -247,7 +247,7 @@ impl TestNats {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start nats-server (apt-get install nats-server; .ci/run does)");
+            .expect("start nats-server (apt-get install nats-server; scripts/test does)");
         self.children[node] = Some(child);
     }
 
