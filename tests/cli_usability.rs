@@ -214,3 +214,22 @@ fn human_output_reads_naturally() {
         .unwrap_or_else(|| panic!("{out}"));
     assert!(line.ends_with("[failed: not delivered]"), "{out}");
 }
+
+#[test]
+fn someone_you_have_heard_from_can_be_blocked_offline() {
+    let server = TestServer::start();
+    let url = server.url();
+    let homes: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (a, b, c) = (homes[0].path(), homes[1].path(), homes[2].path());
+    for (home, name) in [(a, "alice"), (b, "bob"), (c, "carol")] {
+        assert_eq!(cli(home, &url, &["register", name]).0, 0);
+    }
+    assert_eq!(cli(a, &url, &["group", "create", "team", "bob", "carol"]).0, 0);
+    assert_eq!(cli(c, &url, &["sync"]).0, 0);
+    assert_eq!(cli(c, &url, &["send", "#team", "spam"]).0, 0);
+    assert_eq!(cli(b, &url, &["sync"]).0, 0);
+    // Carol is no chat partner of bob's, but he has her message: no server needed to block her.
+    let (status, out, err) = cli(b, "http://127.0.0.1:9", &["block", "carol"]);
+    assert_eq!(status, 0, "{err}");
+    assert!(out.contains("carol is blocked"), "{out}");
+}

@@ -143,12 +143,17 @@ impl Client {
 
     /// Stops showing messages from an account (they are still received, kept and reportable).
     /// A name the server does not know is refused: it is a typo, and blocking it would protect
-    /// from nothing. A chat partner is known already, so blocking them works offline too.
+    /// from nothing. Someone we have a chat with or heard from is known already, so blocking
+    /// them works offline too.
     pub async fn block(&self, user: &Username) -> Result<(), ClientError> {
         if user == self.username() {
             return Err(ClientError::Invalid("you cannot block yourself".into()));
         }
-        let known = !db::chats_named(&self.db(), db::ChatKind::Direct, user.as_str())?.is_empty();
+        let known = {
+            let conn = self.db();
+            !db::chats_named(&conn, db::ChatKind::Direct, user.as_str())?.is_empty()
+                || db::has_messages_from(&conn, user.as_str())?
+        };
         if !known {
             self.require_account(user).await?;
         }

@@ -146,6 +146,15 @@ pub fn messages_in(
     Ok(all.split_off(skip))
 }
 
+/// Whether the log holds anything `username` sent: someone we have heard from.
+pub fn has_messages_from(conn: &Connection, username: &str) -> Result<bool, ClientError> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE sender = ?1)",
+        [username],
+        |row| row.get(0),
+    )?)
+}
+
 pub fn last_message(conn: &Connection, group_id: &[u8]) -> Result<Option<MessageRow>, ClientError> {
     Ok(conn
         .query_row(
