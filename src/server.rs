@@ -65,6 +65,12 @@ fn config(args: ServerArgs) -> Result<ServerConfig> {
         file.auth_rate_per_second,
         defaults.auth_per_second,
     );
+    if let Some(seconds) = file.session_ttl_seconds {
+        config.session_ttl = Duration::from_secs(seconds);
+    }
+    if let Some(seconds) = file.session_check_seconds {
+        config.session_check = Duration::from_secs(seconds);
+    }
     Ok(config)
 }
 

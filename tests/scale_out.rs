@@ -40,15 +40,18 @@ impl Deployment {
     }
 
     fn add_node(&mut self, node: usize) {
+        self.add_node_with(node, &[]);
+    }
+
+    fn add_node_with(&mut self, node: usize, extra: &[&str]) {
         // Each node prefers a different NATS server and knows them all.
         let mut nats: Vec<String> = (0..3).map(|i| self.nats.url((i + node) % 3)).collect();
         nats.dedup();
         let url = self.postgres.url();
         let nats = nats.join(",");
-        let server = TestServer::start_node(
-            self.shared.path(),
-            &["--database-url", &url, "--nats", &nats],
-        );
+        let mut args = vec!["--database-url", &url, "--nats", &nats];
+        args.extend_from_slice(extra);
+        let server = TestServer::start_node(self.shared.path(), &args);
         self.nodes.push(server);
     }
 
@@ -302,4 +305,75 @@ async fn delivery_continues_when_a_nats_node_stops() {
         );
     }
     let _ = stop.send(());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspension_on_one_nodes_console_closes_live_connections_on_the_others_at_once() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut deployment = Deployment::start(1);
+    // Node two checks sessions only once a minute on its own: what closes the connection in
+    // time is the announcement over NATS.
+    let config = deployment.shared.path().join("slow-check.toml");
+    std::fs::write(&config, "session_check_seconds = 60\n").unwrap();
+    deployment.add_node_with(1, &["--config", config.to_str().unwrap()]);
+    let alice = register_at(&deployment.url(1), "alice").await;
+    let url = format!("{}/v1/ws", deployment.url(1).replacen("http", "ws", 1));
+    let mut request = url.into_client_request().unwrap();
+    let token = alice.client.api().token().unwrap().to_owned();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let mut socket = tokio_tungstenite::connect_async(request).await.unwrap().0;
+    // The first frame announces the queue head: the session is running.
+    assert!(matches!(socket.next().await, Some(Ok(_))));
+
+    let output = std::process::Command::new(BIN)
+        .args(["admin", "--data"])
+        .arg(deployment.shared.path())
+        .args(["--database-url", &deployment.postgres.url(), "token"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let admin_token = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let console = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let signed_in = console
+        .post(format!("{}/admin/login", deployment.url(0)))
+        .form(&[("token", admin_token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let cookie = signed_in
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let suspended_at = std::time::Instant::now();
+    let response = console
+        .post(format!("{}/admin/users/alice/suspend", deployment.url(0)))
+        .header("cookie", &cookie)
+        .header("origin", deployment.url(0))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_redirection(), "{}", response.status());
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match socket.next().await {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_)))
+                | Some(Err(_))
+                | None => break suspended_at.elapsed(),
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await
+    .expect("the connection on node two stayed open");
+    eprintln!("closed on the other node {closed:?} after the suspension");
+    assert!(closed < Duration::from_secs(2), "closed after {closed:?}");
 }

@@ -14,9 +14,20 @@ use crate::{now_ms, ApiError};
 
 const CHALLENGE_TTL_MS: i64 = 60_000;
 
-/// The authenticated device behind a request.
+/// The authenticated device behind a request, and the session it authenticated with (the
+/// token's hash), which long-lived connections check again.
 #[derive(Debug, Clone)]
-pub struct Authenticated(pub DeviceRecord);
+pub struct Authenticated(pub DeviceRecord, SessionKey);
+
+/// A session by its token's hash (never the token itself).
+#[derive(Clone)]
+struct SessionKey(Vec<u8>);
+
+impl std::fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionKey(..)")
+    }
+}
 
 pub struct Accounts {
     store: Arc<dyn Store>,
@@ -161,8 +172,19 @@ impl Accounts {
             .session(&token_hash(token), now_ms())
             .await?
             .filter(|device| device.device_id != parley_store::SYSTEM_DEVICE)
-            .map(Authenticated)
+            .map(|device| Authenticated(device, SessionKey(token_hash(token))))
             .ok_or_else(|| ApiError::unauthenticated("unknown or expired session token"))
+    }
+
+    /// Checks again that the session behind `device` is still valid: not expired, and its
+    /// account not suspended (suspension deletes the account's sessions).
+    pub async fn still_valid(&self, device: &Authenticated) -> Result<(), ApiError> {
+        match self.store.session(&device.1 .0, now_ms()).await? {
+            Some(current) if current.device_id == device.0.device_id && !current.suspended => {
+                Ok(())
+            }
+            _ => Err(ApiError::unauthenticated("the session has ended")),
+        }
     }
 
     pub async fn user_devices(&self, username: &str) -> Result<v1::UserDevices, ApiError> {

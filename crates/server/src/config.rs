@@ -30,6 +30,10 @@ pub struct ServerConfig {
     /// Undelivered items older than this are deleted; their devices are told they missed items.
     pub retention: Duration,
     pub session_ttl: Duration,
+    /// How often a live connection checks that its session is still valid (expiry, and
+    /// suspensions made by another process, which cannot tell this one). Suspensions through
+    /// this node's console, or another node's over NATS, end the connections at once.
+    pub session_check: Duration,
     /// Sustained submissions per second per account, and the burst above it.
     pub submit_per_second: u32,
     pub submit_burst: u32,
@@ -51,6 +55,7 @@ impl ServerConfig {
             max_group_members: parley_protocol::limits::DEFAULT_MAX_GROUP_MEMBERS,
             retention: Duration::from_secs(30 * 24 * 3600),
             session_ttl: Duration::from_secs(30 * 24 * 3600),
+            session_check: Duration::from_secs(2),
             submit_per_second: 200,
             submit_burst: 2000,
             auth_per_second: 50,
@@ -72,6 +77,11 @@ impl ServerConfig {
                 "max frame size may not exceed {} bytes",
                 parley_protocol::limits::MAX_FRAME_BYTES
             )));
+        }
+        if self.session_check.is_zero() || self.session_ttl.is_zero() {
+            return Err(ServerError::Config(
+                "session lifetime and check interval must be at least 1 second".into(),
+            ));
         }
         if self.submit_per_second == 0 || self.auth_per_second == 0 {
             return Err(ServerError::Config(
@@ -99,6 +109,10 @@ pub struct FileConfig {
     pub retention_days: Option<u64>,
     pub rate_per_second: Option<u32>,
     pub auth_rate_per_second: Option<u32>,
+    /// How long a login lasts.
+    pub session_ttl_seconds: Option<u64>,
+    /// How often a live connection checks its session.
+    pub session_check_seconds: Option<u64>,
 }
 
 impl FileConfig {

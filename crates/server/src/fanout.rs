@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use parley_protocol::DeviceId;
+use parley_protocol::{DeviceId, Username};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -44,6 +44,12 @@ pub trait Fanout: Send + Sync + 'static {
     fn refresh_local(&self, device: DeviceId, head: u64) {
         self.local().notify(&[(device, head)], None);
     }
+    /// The account's sessions ended (suspension): its live connections on every node check
+    /// their sessions at once and close. Connections that miss this (a lost NATS message, a
+    /// suspension by another process) find out at their next periodic check.
+    fn end_sessions(&self, user: &Username) {
+        self.local().end_sessions(user);
+    }
 }
 
 /// Hints within one process.
@@ -72,6 +78,9 @@ impl Fanout for InProcessFanout {
         std::future::pending::<()>().await
     }
 }
+
+/// Where nodes announce accounts whose sessions ended (the payload is the username).
+const ENDED_SUBJECT: &str = "parley.sessions-ended";
 
 fn subject(device: &DeviceId) -> String {
     format!("parley.hint.{}", device.to_hex())
@@ -111,9 +120,26 @@ impl NatsFanout {
             .connect(addresses)
             .await
             .map_err(|e| crate::ServerError::Config(format!("cannot connect to NATS: {e}")))?;
+        let local = Arc::new(Notifier::default());
+        let mut ended = client
+            .subscribe(ENDED_SUBJECT)
+            .await
+            .map_err(|e| crate::ServerError::Config(format!("cannot subscribe on NATS: {e}")))?;
+        let listener = local.clone();
+        tokio::spawn(async move {
+            while let Some(message) = ended.next().await {
+                // Anything else on the subject is not ours: ignored.
+                if let Some(user) = std::str::from_utf8(&message.payload)
+                    .ok()
+                    .and_then(|name| Username::parse(name).ok())
+                {
+                    listener.end_sessions(&user);
+                }
+            }
+        });
         Ok(NatsFanout {
             client,
-            local: Arc::new(Notifier::default()),
+            local,
             subscriptions: Mutex::new(HashMap::new()),
             reconnected,
         })
@@ -188,5 +214,17 @@ impl Fanout for NatsFanout {
 
     async fn hints_lost(&self) {
         self.reconnected.notified().await
+    }
+
+    fn end_sessions(&self, user: &Username) {
+        // This node at once, the others (and, again, this one) through NATS.
+        self.local.end_sessions(user);
+        let client = self.client.clone();
+        let payload = user.as_str().as_bytes().to_vec();
+        tokio::spawn(async move {
+            if let Err(e) = client.publish(ENDED_SUBJECT, payload.into()).await {
+                tracing::warn!(error = %e, "suspension not announced; other nodes find out at their next session check");
+            }
+        });
     }
 }

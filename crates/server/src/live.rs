@@ -31,6 +31,11 @@ const SUBMISSIONS_IN_FLIGHT: usize = 256;
 const PUSH_BATCH: u32 = 512;
 /// A client that does not take a frame within this time is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pushes and acknowledgements rely on a session check at most this old; every submission
+/// checks the session first, and idle connections check every `session_check`.
+const SESSION_RECHECK: Duration = Duration::from_secs(1);
+/// Close code for a connection whose session ended (suspension, expiry): 4000 + HTTP 401.
+const SESSION_ENDED: u16 = 4401;
 
 /// Where pushing stands on one connection.
 enum Push {
@@ -45,8 +50,13 @@ pub(crate) async fn session(app: Arc<App>, device: Authenticated, socket: WebSoc
     let Ok(head) = app.delivery.queue_head(device_id).await else {
         return;
     };
+    // Subscribed before the first check: a suspension after it is heard.
+    let ended = app.fanout.local().sessions_ended();
     let mut heads = app.fanout.subscribe(device_id, head).await;
     app.metrics.live_connections.inc();
+    let period = app.config.session_check;
+    let mut check = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let outcome = Session {
         app: app.clone(),
         device: Arc::new(device),
@@ -55,6 +65,9 @@ pub(crate) async fn session(app: Arc<App>, device: Authenticated, socket: WebSoc
         last_head_sent: None,
         in_flight: 0,
         ack: AckState::default(),
+        ended,
+        check,
+        checked_at: tokio::time::Instant::now(),
     }
     .run(&mut heads)
     .await;
@@ -80,9 +93,54 @@ struct Session {
     last_head_sent: Option<u64>,
     in_flight: usize,
     ack: AckState,
+    /// Accounts whose sessions a moderator ended.
+    ended: tokio::sync::broadcast::Receiver<parley_protocol::Username>,
+    /// The periodic session check.
+    check: tokio::time::Interval,
+    /// When the session was last found valid.
+    checked_at: tokio::time::Instant,
 }
 
+/// Why a connection ends when its session did.
+const ENDED: &str = "session ended";
+
 impl Session {
+    /// Checks the session in the store (expiry, suspension, a session deleted by another
+    /// process); on failure tells the client why and ends the connection.
+    async fn recheck(&mut self) -> Result<(), &'static str> {
+        match self.app.accounts.still_valid(&self.device).await {
+            Ok(()) => {
+                self.checked_at = tokio::time::Instant::now();
+                Ok(())
+            }
+            Err(e) if e.code() == parley_protocol::ErrorCode::Unauthenticated => {
+                let close = axum::extract::ws::CloseFrame {
+                    code: SESSION_ENDED,
+                    reason: "the session has ended".into(),
+                };
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    self.socket.send(WsMessage::Close(Some(close))),
+                )
+                .await;
+                Err(ENDED)
+            }
+            // The store is unavailable: the connection stays, and so does the next check.
+            Err(e) => {
+                tracing::warn!(error = %e.0, "session check failed");
+                Ok(())
+            }
+        }
+    }
+
+    /// A check at most [`SESSION_RECHECK`] old.
+    async fn recent_check(&mut self) -> Result<(), &'static str> {
+        if self.checked_at.elapsed() >= SESSION_RECHECK {
+            self.recheck().await?;
+        }
+        Ok(())
+    }
+
     async fn run(mut self, heads: &mut tokio::sync::watch::Receiver<u64>) -> &'static str {
         // Boxed: the channel allocates its first block of slots up front, and most connections
         // never submit anything (an idle connection should cost little).
@@ -98,6 +156,9 @@ impl Session {
             let mut more_to_push = false;
             if let Push::On { sent } = self.push {
                 if head > sent {
+                    if let Err(e) = self.recent_check().await {
+                        return e;
+                    }
                     match self
                         .app
                         .delivery
@@ -154,6 +215,15 @@ impl Session {
                 },
                 () = std::future::ready(()), if more_to_push => {}
                 changed = heads.changed() => if changed.is_err() { return "hints closed" },
+                _ = self.check.tick() => if let Err(e) = self.recheck().await { return e },
+                ended = self.ended.recv() => match ended {
+                    Ok(user) if user != self.device.0.username => {}
+                    // Ours, or announcements were missed: check.
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        if let Err(e) = self.recheck().await { return e }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return "shutting down",
+                },
                 () = wait_for(&mut self.ack.running), if self.ack.running.is_some() => {
                     self.ack.running = None;
                     if let Some(up_to) = self.ack.pending.take() {
@@ -163,7 +233,7 @@ impl Session {
                 inbound = self.socket.recv(), if self.in_flight < SUBMISSIONS_IN_FLIGHT => {
                     match inbound {
                         Some(Ok(WsMessage::Binary(bytes))) => {
-                            if let Err(e) = self.handle(&bytes, head, &results_tx) {
+                            if let Err(e) = self.handle(&bytes, head, &results_tx).await {
                                 return e;
                             }
                         }
@@ -177,8 +247,9 @@ impl Session {
     }
 
     /// One client frame. A frame that does not parse ends the connection: the client is broken
-    /// or hostile, and nothing it sent before is lost (accepted submissions are stored).
-    fn handle(
+    /// or hostile, and nothing it sent before is lost (accepted submissions are stored). Every
+    /// submission checks the session first; other frames rely on a check at most a second old.
+    async fn handle(
         &mut self,
         bytes: &[u8],
         head: u64,
@@ -187,6 +258,11 @@ impl Session {
         let frame: v1::ClientFrame =
             parley_protocol::decode(bytes, self.app.config.max_frame_bytes)
                 .map_err(|_| "malformed client frame")?;
+        match &frame.body {
+            Some(Body::Submit(_)) => self.recheck().await?,
+            Some(_) => self.recent_check().await?,
+            None => {}
+        }
         match frame.body {
             Some(Body::StartPush(start)) => {
                 // A cursor past the head cannot be the client's: it would skip items.

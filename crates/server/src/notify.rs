@@ -10,9 +10,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use parley_protocol::v1;
-use parley_protocol::DeviceId;
+use parley_protocol::{DeviceId, Username};
 use parley_store::QueueEntry;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 /// Recent messages kept per connected device. Live connections take them within moments; a
 /// connection that falls further behind reads the store instead.
@@ -33,12 +33,39 @@ struct DeviceLive {
     recent: VecDeque<(u64, Arc<LiveEntry>)>,
 }
 
-#[derive(Default)]
 pub struct Notifier {
     devices: Mutex<HashMap<DeviceId, DeviceLive>>,
+    /// Accounts whose sessions a moderator just ended (suspension): their live connections
+    /// check their sessions again at once.
+    ended: broadcast::Sender<Username>,
+}
+
+/// Suspensions announced at once before a live connection must have looked at them; past it a
+/// connection that fell behind checks its session anyway.
+const ENDED_BACKLOG: usize = 64;
+
+impl Default for Notifier {
+    fn default() -> Self {
+        Notifier {
+            devices: Mutex::default(),
+            ended: broadcast::channel(ENDED_BACKLOG).0,
+        }
+    }
 }
 
 impl Notifier {
+    /// The account's sessions ended (it was suspended): its live connections on this node
+    /// close once they have checked.
+    pub fn end_sessions(&self, user: &Username) {
+        // Nobody listening means no live connection on this node.
+        let _ = self.ended.send(user.clone());
+    }
+
+    /// Accounts whose sessions ended, as [`Notifier::end_sessions`] announces them.
+    pub fn sessions_ended(&self) -> broadcast::Receiver<Username> {
+        self.ended.subscribe()
+    }
+
     fn devices(&self) -> std::sync::MutexGuard<'_, HashMap<DeviceId, DeviceLive>> {
         self.devices.lock().unwrap_or_else(|p| p.into_inner())
     }

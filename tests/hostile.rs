@@ -1,0 +1,171 @@
+//! Hostile clients, with or without an account, against the real server binary: each test is
+//! one attack and is named by what must hold. Raw HTTP and WebSocket requests, so that nothing
+//! the client library would check on its own stands between the attacker and the server.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use parley_protocol::v1;
+use prost::Message as _;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+fn admin(server: &TestServer, args: &[&str]) -> (i32, String, String) {
+    let output = std::process::Command::new(BIN)
+        .args(["admin", "--data"])
+        .arg(server.data_dir())
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+async fn open_live(server: &str, token: &str) -> Socket {
+    let url = format!("{}/v1/ws", server.replacen("http", "ws", 1));
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    tokio_tungstenite::connect_async(request).await.unwrap().0
+}
+
+fn token(device: &Device) -> String {
+    device.client.api().token().expect("logged in").to_owned()
+}
+
+/// What the server does on a live connection within `within`: the frames it sends, and
+/// whether it closed the connection (and when).
+#[derive(Debug, Default)]
+struct Observed {
+    frames: Vec<v1::ServerFrame>,
+    pongs: usize,
+    closed_after: Option<Duration>,
+}
+
+async fn observe(socket: &mut Socket, within: Duration) -> Observed {
+    let started = Instant::now();
+    let mut seen = Observed::default();
+    while let Some(left) = within.checked_sub(started.elapsed()) {
+        match tokio::time::timeout(left, socket.next()).await {
+            Err(_) => break,
+            Ok(Some(Ok(WsMessage::Binary(bytes)))) => {
+                seen.frames
+                    .push(v1::ServerFrame::decode(bytes.as_ref()).expect("a ServerFrame"));
+            }
+            Ok(Some(Ok(WsMessage::Pong(_)))) => seen.pongs += 1,
+            Ok(Some(Ok(WsMessage::Close(_)))) | Ok(Some(Err(_))) | Ok(None) => {
+                seen.closed_after = Some(started.elapsed());
+                break;
+            }
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+    seen
+}
+
+/// A submission frame that reaches the delivery service (which refuses its message id).
+fn live_submit(request_id: u64) -> Vec<u8> {
+    v1::ClientFrame {
+        body: Some(v1::client_frame::Body::Submit(v1::LiveSubmit {
+            request_id,
+            submit: Some(v1::Submit {
+                message_id: vec![1, 2, 3],
+                mls_message: vec![0; 16],
+                welcome: None,
+            }),
+        })),
+    }
+    .encode_to_vec()
+}
+
+/// The live connection answers a ping and a submission while the session is valid.
+async fn assert_live(socket: &mut Socket) {
+    socket
+        .send(WsMessage::Ping(b"hi".to_vec().into()))
+        .await
+        .unwrap();
+    socket
+        .send(WsMessage::Binary(live_submit(1).into()))
+        .await
+        .unwrap();
+    let seen = observe(socket, Duration::from_millis(1500)).await;
+    assert!(seen.pongs >= 1, "{seen:?}");
+    assert!(
+        seen.frames
+            .iter()
+            .any(|f| f.results.iter().any(|r| r.request_id == 1)),
+        "{seen:?}"
+    );
+}
+
+/// After the session ended: within `bound` the server closes the connection, and before that
+/// it answers no submission.
+async fn assert_ended_within(socket: &mut Socket, bound: Duration) {
+    let _ = socket.send(WsMessage::Binary(live_submit(2).into())).await;
+    let _ = socket.send(WsMessage::Ping(b"hi".to_vec().into())).await;
+    let seen = observe(socket, bound + Duration::from_secs(5)).await;
+    assert!(
+        !seen
+            .frames
+            .iter()
+            .any(|f| f.results.iter().any(|r| r.request_id == 2)),
+        "a submission was processed after the session ended: {seen:?}"
+    );
+    let closed = seen
+        .closed_after
+        .unwrap_or_else(|| panic!("the connection stayed open: {seen:?}"));
+    eprintln!("closed {closed:?} after the session ended");
+    assert!(closed <= bound, "closed only after {closed:?}");
+}
+
+// Item 1: suspension, revocation and expiry end every session at once.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_account_loses_its_open_live_connection_and_can_submit_nothing_on_it() {
+    let server = TestServer::start();
+    let alice = Device::register(&server.url(), "alice").await;
+    let mut socket = open_live(&server.url(), &token(&alice)).await;
+    assert_live(&mut socket).await;
+
+    // Suspended from another process (the CLI), which cannot tell the server directly.
+    let (status, _, err) = admin(&server, &["suspend", "alice"]);
+    assert_eq!(status, 0, "{err}");
+    assert_ended_within(&mut socket, Duration::from_secs(3)).await;
+    // And no new connection is possible.
+    let url = format!("{}/v1/ws", server.url().replacen("http", "ws", 1));
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", token(&alice)).parse().unwrap(),
+    );
+    assert!(tokio_tungstenite::connect_async(request).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_session_ends_its_open_live_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("parley.toml");
+    std::fs::write(&config, "session_ttl_seconds = 3\n").unwrap();
+    let server = TestServer::start_with(&["--config", config.to_str().unwrap()]);
+    let alice = Device::register(&server.url(), "alice").await;
+    let mut socket = open_live(&server.url(), &token(&alice)).await;
+    let opened = Instant::now();
+    assert_live(&mut socket).await;
+    let seen = observe(&mut socket, Duration::from_secs(10)).await;
+    let closed = seen
+        .closed_after
+        .map(|_| opened.elapsed())
+        .unwrap_or_else(|| panic!("open 10 s after a 3 s session: {seen:?}"));
+    eprintln!("a 3 s session's connection closed after {closed:?}");
+    assert!(closed <= Duration::from_secs(6), "closed after {closed:?}");
+}
