@@ -15,6 +15,7 @@ fn options(args: &ClientArgs) -> ClientOptions {
         server: args.server.clone(),
         ca_cert: args.ca_cert.clone(),
         ciphersuite: None,
+        on_wait: Some(output::waiting_for_home),
     }
 }
 

@@ -32,6 +32,15 @@ pub fn fail(error: &anyhow::Error) -> ! {
     std::process::exit(1);
 }
 
+/// Said once when another process holds the home and this command waits for it.
+pub fn waiting_for_home() {
+    let _ = writeln!(
+        std::io::stderr(),
+        "parley: waiting for another parley process using this home to finish \
+         (a `parley tui` or `sync --follow` holds it until it ends)"
+    );
+}
+
 fn json(value: &impl serde::Serialize) {
     match serde_json::to_string(value) {
         Ok(text) => line(&text),

@@ -15,6 +15,7 @@ use crate::api::{self, ServerApi};
 use crate::client::Client;
 use crate::db;
 use crate::error::{mls_error, ClientError};
+use crate::home::{lock_home, HomeLock};
 use crate::key_packages::KEY_PACKAGE_BATCH;
 use crate::provider::TxProvider;
 
@@ -27,6 +28,8 @@ pub struct ClientOptions {
     pub ca_cert: Option<PathBuf>,
     /// Ciphersuite for new groups and KeyPackages (defaults to Parley's default).
     pub ciphersuite: Option<Ciphersuite>,
+    /// Called once when another process is using the home and opening waits for it to end.
+    pub on_wait: Option<fn()>,
 }
 
 impl Client {
@@ -39,6 +42,7 @@ impl Client {
     ) -> Result<Client, ClientError> {
         let username =
             Username::parse(username).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let lock = lock_home(home, options.on_wait)?;
         let conn = db::open(home)?;
         if db::account(&conn)?.is_some() {
             return Err(ClientError::AccountExists(home.to_owned()));
@@ -87,17 +91,26 @@ impl Client {
             tx.commit()?;
         }
         drop(conn);
-        let client = Client::open(home, options)?;
+        let client = Client::open_locked(home, options, lock)?;
         client.login().await?;
         client.upload_key_packages(KEY_PACKAGE_BATCH, true).await?;
         Ok(client)
     }
 
-    /// Opens the account stored in `home`.
+    /// Opens the account stored in `home`, waiting while another process uses it.
     pub fn open(home: &Path, options: ClientOptions) -> Result<Client, ClientError> {
         if !home.join(db::DATABASE_FILE).exists() {
             return Err(ClientError::NoAccount(home.to_owned()));
         }
+        let lock = lock_home(home, options.on_wait)?;
+        Client::open_locked(home, options, lock)
+    }
+
+    fn open_locked(
+        home: &Path,
+        options: ClientOptions,
+        lock: HomeLock,
+    ) -> Result<Client, ClientError> {
         let conn = db::open(home)?;
         let account = db::account(&conn)?.ok_or_else(|| ClientError::NoAccount(home.to_owned()))?;
         if let Some(server) = &options.server {
@@ -135,6 +148,7 @@ impl Client {
             ciphersuite,
             flush_lock: tokio::sync::Mutex::new(()),
             receive_lock: tokio::sync::Mutex::new(()),
+            _home_lock: lock,
         })
     }
 }

@@ -33,6 +33,8 @@ pub struct Client {
     /// sync in the background while the user sends).
     pub(crate) flush_lock: tokio::sync::Mutex<()>,
     pub(crate) receive_lock: tokio::sync::Mutex<()>,
+    /// This process's exclusive hold on the home (see `home`), for the client's whole life.
+    pub(crate) _home_lock: crate::home::HomeLock,
 }
 
 impl Client {

@@ -11,7 +11,8 @@
 // Layers, bottom up; a module imports only from layers below it (README.md has one line per
 // module):
 //   0  error, provider         the error type; the openmls provider for one transaction
-//   1  names, api, db          chat names; the server API; all of the client's SQL
+//   1  names, api, home, db    chat names; the server API; the home directory and its lock;
+//                              all of the client's SQL
 //   2  client                  the `Client` value, login and authenticated calls
 //   3  key_packages, groups, reports
 //   4  account, views
@@ -26,6 +27,7 @@ mod client;
 mod db;
 mod error;
 mod groups;
+mod home;
 mod incoming;
 mod key_packages;
 mod names;
