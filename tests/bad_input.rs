@@ -30,7 +30,11 @@ impl Raw {
     }
 
     async fn post_bytes(&self, path: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
-        let mut request = self.http.post(format!("{}{path}", self.base)).body(body);
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", parley_protocol::CONTENT_TYPE)
+            .body(body);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }

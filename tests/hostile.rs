@@ -8,13 +8,16 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use parley_protocol::v1;
+use openmls_traits::signatures::Signer;
+use parley_protocol::{v1, ErrorCode};
 use prost::Message as _;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+const PROTOBUF: &str = parley_protocol::CONTENT_TYPE;
 
 fn admin(server: &TestServer, args: &[&str]) -> (i32, String, String) {
     let output = std::process::Command::new(BIN)
@@ -168,4 +171,105 @@ async fn an_expired_session_ends_its_open_live_connection() {
         .unwrap_or_else(|| panic!("open 10 s after a 3 s session: {seen:?}"));
     eprintln!("a 3 s session's connection closed after {closed:?}");
     assert!(closed <= Duration::from_secs(6), "closed after {closed:?}");
+}
+
+// Item 9: strict requests.
+
+fn proof_register(username: &str) -> Vec<u8> {
+    let keys =
+        openmls_basic_credential::SignatureKeyPair::new(openmls::prelude::SignatureScheme::ED25519)
+            .unwrap();
+    let key = keys.public().to_vec();
+    let proof = keys
+        .sign(&v1::register_proof_input(username, &key))
+        .unwrap();
+    v1::RegisterRequest {
+        username: username.into(),
+        signature_key: key,
+        proof,
+    }
+    .encode_to_vec()
+}
+
+async fn post(url: &str, content_type: Option<&str>, body: Vec<u8>) -> (u16, Vec<u8>) {
+    let mut request = reqwest::Client::new().post(url).body(body);
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.bytes().await.unwrap().to_vec())
+}
+
+fn error_of(body: &[u8]) -> (ErrorCode, String) {
+    let error = v1::ErrorBody::decode(body).expect("a protobuf error body");
+    (ErrorCode::from_u32(error.code), error.message)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_bodies_of_any_other_content_type_are_refused_with_415() {
+    let server = TestServer::start();
+    let url = format!("{}/v1/accounts", server.url());
+    // What a web page can send cross-site without a preflight, and no content type at all.
+    for (i, content_type) in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        None,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let name = format!("victim{i}");
+        let (status, body) = post(&url, content_type, proof_register(&name)).await;
+        assert_eq!(status, 415, "{content_type:?} registered {name}");
+        let (_, message) = error_of(&body);
+        assert!(message.contains(PROTOBUF), "{message}");
+    }
+    let (status, _) = post(&url, Some(PROTOBUF), proof_register("alice")).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_cursor_or_an_acknowledgement_beyond_the_head_is_refused() {
+    let server = TestServer::start();
+    let alice = Device::register(&server.url(), "alice").await;
+    let token = token(&alice);
+    let http = reqwest::Client::new();
+    for after in [1u64, 1 << 40, u64::MAX] {
+        let response = http
+            .get(format!("{}/v1/queue?after={after}", server.url()))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = response.bytes().await.unwrap();
+        assert_eq!(status, 400, "after={after}");
+        let (code, message) = error_of(&body);
+        assert_eq!(code, ErrorCode::Malformed);
+        assert!(message.contains("beyond the queue head 0"), "{message}");
+    }
+    for up_to in [1u64, u64::MAX] {
+        let response = http
+            .post(format!("{}/v1/queue/ack", server.url()))
+            .bearer_auth(&token)
+            .header("content-type", PROTOBUF)
+            .body(v1::Ack { up_to }.encode_to_vec())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = response.bytes().await.unwrap();
+        assert_eq!(status, 400, "ack up_to={up_to}");
+        let (_, message) = error_of(&body);
+        assert!(message.contains("beyond the queue head 0"), "{message}");
+    }
+    let response = http
+        .get(format!("{}/v1/queue?after=0", server.url()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
 }

@@ -235,6 +235,7 @@ async fn a_message_with_a_wrong_franking_tag_is_never_shown() {
     };
     let response = reqwest::Client::new()
         .post(format!("{}/v1/messages", server.url()))
+        .header("content-type", parley_protocol::CONTENT_TYPE)
         .bearer_auth(alice.client.api().token().unwrap())
         .body(submit.encode_to_vec())
         .send()

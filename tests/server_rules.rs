@@ -27,6 +27,7 @@ async fn submit_raw(
     .encode_to_vec();
     let response = reqwest::Client::new()
         .post(format!("{server}/v1/messages"))
+        .header("content-type", parley_protocol::CONTENT_TYPE)
         .bearer_auth(token)
         .body(body)
         .send()

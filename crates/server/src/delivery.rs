@@ -606,10 +606,16 @@ impl Delivery {
     ) -> Result<v1::QueueBatch, ApiError> {
         let limit = limit.clamp(1, limits::MAX_FETCH_ITEMS);
         let key = self.franking.current();
+        // The stores count in i64: a larger cursor must not wrap into a negative one.
         let page = self
             .store
-            .fetch_queue(device.0.device_id, after, limit)
+            .fetch_queue(device.0.device_id, after.min(i64::MAX as u64), limit)
             .await?;
+        // Heads only grow, so a cursor past the head is not one this server gave out (another
+        // server's, or a client's bug): reading on would hide the items it is going to get.
+        if after > page.head {
+            return Err(beyond_head("cursor", after, page.head));
+        }
         Ok(v1::QueueBatch {
             items: page
                 .entries
@@ -657,7 +663,13 @@ impl Delivery {
         Ok(batch)
     }
 
+    /// Acknowledges the device's queue up to `up_to`, which must not lie beyond its head: that
+    /// would acknowledge items not yet queued.
     pub async fn ack(&self, device: &Authenticated, up_to: u64) -> Result<(), ApiError> {
+        let head = self.store.queue_head(device.0.device_id).await?;
+        if up_to > head {
+            return Err(beyond_head("acknowledgement", up_to, head));
+        }
         Ok(self.store.ack(device.0.device_id, up_to).await?)
     }
 
@@ -729,4 +741,10 @@ fn response(accepted: &parley_store::Accepted) -> v1::SubmitResponse {
         accepted_at_ms: accepted.accepted_at,
         duplicate: accepted.duplicate,
     }
+}
+
+fn beyond_head(what: &str, seq: u64, head: u64) -> ApiError {
+    ApiError::malformed(format!(
+        "{what} {seq} is beyond the queue head {head}: fetch from your last processed item"
+    ))
 }

@@ -257,6 +257,36 @@ async fn uniform_errors(response: Response) -> Response {
     answer
 }
 
+/// API requests with a body must say it is ours: a web page can send `text/plain`, form or
+/// multipart bodies cross-site without asking the browser first, but not this type, so no page
+/// can make its visitors' browsers call the API.
+async fn protobuf_only(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let is_ours = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| {
+            essence
+                .trim()
+                .eq_ignore_ascii_case(parley_protocol::CONTENT_TYPE)
+        });
+    let without_body = matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    if is_ours || without_body {
+        return next.run(request).await;
+    }
+    let mut answer = ApiError::malformed(format!(
+        "request bodies must be {}",
+        parley_protocol::CONTENT_TYPE
+    ))
+    .into_response();
+    *answer.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+    answer
+}
+
 async fn not_found() -> ApiError {
     ApiError::new(ErrorCode::NotFound, "no such endpoint")
 }
@@ -281,6 +311,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/info", get(server_info))
         .route("/v1/reports", post(report))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(protobuf_only))
         .layer(axum::middleware::map_response(uniform_errors))
         // The moderation console speaks HTML, not protobuf.
         .merge(crate::admin::router())
