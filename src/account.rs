@@ -96,6 +96,23 @@ pub async fn tui(args: ClientArgs) -> Result<()> {
     Ok(parley_tui::run(open(&args)?).await?)
 }
 
+/// Shows or changes the stored server address. A `--server` given with it is ignored: the
+/// address to store is the argument.
+pub fn server_address(args: ClientArgs, url: Option<&str>) -> Result<()> {
+    let client = open(&ClientArgs {
+        server: None,
+        ..args
+    })?;
+    match url {
+        None => output::server_address(&client.stored_server()?),
+        Some(url) => {
+            let stored = client.set_server(url)?;
+            output::line(&format!("server address stored: {stored}"));
+        }
+    }
+    Ok(())
+}
+
 pub fn safety_number(args: ClientArgs, name: &str) -> Result<()> {
     let number = open(&args)?.safety_number(&username(name)?)?;
     output::line(&number.digits);

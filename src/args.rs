@@ -26,7 +26,8 @@ pub struct ClientArgs {
     /// This device's directory: account, keys, message log [env: PARLEY_HOME].
     #[arg(long, value_name = "DIR")]
     pub home: Option<PathBuf>,
-    /// Server address(es), comma-separated; stored at registration [env: PARLEY_SERVER].
+    /// Server address(es), comma-separated: stored by `register`, for this command only
+    /// otherwise (see `server-address`) [env: PARLEY_SERVER].
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
     /// Extra CA certificate (PEM) to trust, e.g. a self-signed server's [env: PARLEY_CA_CERT].
@@ -146,6 +147,13 @@ pub enum Command {
     },
     /// The full-screen terminal client.
     Tui(ClientArgs),
+    /// Show the stored server address, or store a new one (the only way to change it).
+    ServerAddress {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The new address(es), comma-separated, e.g. https://chat.example.org.
+        url: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]

@@ -94,6 +94,9 @@ async fn run(cli: Cli) -> Result<()> {
             let client = top.or(args.client.clone());
             reports::report(client, args).await
         }
+        Command::ServerAddress { client, url } => {
+            account::server_address(top.or(client), url.as_deref())
+        }
         Command::Group { client, command } => groups::run(top.or(client), command).await,
     }
 }

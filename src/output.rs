@@ -26,10 +26,16 @@ pub fn line(text: &str) {
 pub fn fail(error: &anyhow::Error) -> ! {
     let mut text = format!("{error:#}").replace('\n', " ");
     if text.trim().is_empty() {
-        text = format!("{error:?}");
+        // Every cause was silent: say so rather than print nothing (no backtrace either).
+        text = "failed without a description (run with PARLEY_LOG=debug for details)".into();
     }
     let _ = writeln!(std::io::stderr(), "parley: {text}");
     std::process::exit(1);
+}
+
+/// The stored server address, for `parley server-address`.
+pub fn server_address(address: &str) {
+    line(address);
 }
 
 /// Said once when another process holds the home and this command waits for it.

@@ -4,9 +4,10 @@
 
 mod common;
 
+use std::io::{Read as _, Write as _};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -130,4 +131,91 @@ fn a_command_on_a_home_in_use_waits_and_says_so() {
         texts(&ok(parley(bob, &["sync", "--json"]))),
         ["while following"]
     );
+}
+
+// ---- Item 16: a one-off --server ----
+
+/// A plain HTTP server that is not Parley: every request gets `404` with an empty body.
+fn not_parley() -> (u16, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let handle = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            match listener.accept() {
+                Ok((mut stream, _)) => {
+                    stream.set_nonblocking(false).unwrap();
+                    stream
+                        .set_read_timeout(Some(Duration::from_millis(500)))
+                        .unwrap();
+                    let mut buffer = [0u8; 65536];
+                    let _ = stream.read(&mut buffer);
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    );
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    (port, handle)
+}
+
+#[test]
+fn a_one_off_server_flag_is_not_saved() {
+    let server = TestServer::start();
+    let homes = accounts(&server, &["alice", "bob"]);
+    let (alice, bob) = (homes[0].path(), homes[1].path());
+    let (port, _other) = not_parley();
+    let other = format!("http://127.0.0.1:{port}");
+
+    let (status, _, err) = parley(alice, &["--server", &other, "send", "bob", "hi"]);
+    assert_ne!(status, 0);
+    assert!(err.starts_with("parley: ") && err.trim().len() > "parley:".len() + 5);
+
+    // The next command without --server still talks to the registered server.
+    ok(parley(alice, &["send", "bob", "hello again"]));
+    assert!(texts(&ok(parley(bob, &["sync", "--json"]))).contains(&"hello again".to_string()));
+    assert_eq!(ok(parley(alice, &["server-address"])).trim(), server.url());
+}
+
+#[test]
+fn the_stored_server_address_changes_only_by_its_command() {
+    let server = TestServer::start();
+    let homes = accounts(&server, &["alice", "bob"]);
+    let (alice, bob) = (homes[0].path(), homes[1].path());
+    let (port, _other) = not_parley();
+    let other = format!("http://127.0.0.1:{port}");
+
+    ok(parley(alice, &["server-address", &other]));
+    assert_eq!(ok(parley(alice, &["server-address"])).trim(), other);
+    let (status, _, err) = parley(alice, &["send", "bob", "to nowhere"]);
+    assert_ne!(status, 0, "a server that is not Parley accepted a message");
+    assert!(err.contains("HTTP 404"), "{err}");
+    let (status, _, _) = parley(alice, &["server-address", "ftp://nowhere"]);
+    assert_ne!(status, 0, "an address that is not http(s) was stored");
+
+    ok(parley(alice, &["server-address", &server.url()]));
+    ok(parley(alice, &["send", "bob", "back home"]));
+    assert!(texts(&ok(parley(bob, &["sync", "--json"]))).contains(&"back home".to_string()));
+}
+
+#[test]
+fn no_error_line_is_empty() {
+    let server = TestServer::start();
+    let homes = accounts(&server, &["alice"]);
+    let (port, _other) = not_parley();
+    let other = format!("http://127.0.0.1:{port}");
+    for args in [
+        vec!["--server", &other, "sync"],
+        vec!["--server", &other, "send", "bob", "hi"],
+        vec!["--server", &other, "group", "create", "team", "bob"],
+    ] {
+        let (status, out, err) = parley(homes[0].path(), &args);
+        assert_ne!(status, 0, "{args:?}: {out}");
+        let line = err.lines().next().unwrap_or_default();
+        let message = line.strip_prefix("parley:").unwrap_or(line).trim();
+        assert!(message.len() > 5, "{args:?}: empty error line {err:?}");
+    }
 }

@@ -22,7 +22,8 @@ use crate::provider::TxProvider;
 /// Options for opening a client.
 #[derive(Debug, Clone, Default)]
 pub struct ClientOptions {
-    /// Overrides the server address stored at registration.
+    /// A server address for this session only; the stored one changes only by
+    /// [`Client::set_server`].
     pub server: Option<String>,
     /// An extra CA certificate (PEM) to trust, for self-signed servers.
     pub ca_cert: Option<PathBuf>,
@@ -113,9 +114,6 @@ impl Client {
     ) -> Result<Client, ClientError> {
         let conn = db::open(home)?;
         let account = db::account(&conn)?.ok_or_else(|| ClientError::NoAccount(home.to_owned()))?;
-        if let Some(server) = &options.server {
-            db::set_server(&conn, server.trim_end_matches('/'))?;
-        }
         let server = options.server.clone().unwrap_or(account.server.clone());
         let api = ServerApi::new(&server, api::tls_config(options.ca_cert.as_deref())?)?;
         api.set_token(account.token.clone());
@@ -150,5 +148,22 @@ impl Client {
             receive_lock: tokio::sync::Mutex::new(()),
             _home_lock: lock,
         })
+    }
+}
+
+impl Client {
+    /// The server address stored for this account (comma-separated if several).
+    pub fn stored_server(&self) -> Result<String, ClientError> {
+        let account =
+            db::account(&self.db())?.ok_or_else(|| ClientError::NoAccount(self.home.clone()))?;
+        Ok(account.server)
+    }
+
+    /// Stores a new server address for this account, for this and later sessions.
+    pub fn set_server(&self, address: &str) -> Result<String, ClientError> {
+        // Parsed as a connection would parse it: a bad address is refused before it is stored.
+        let checked = ServerApi::new(address, api::tls_config(None)?)?.base();
+        db::set_server(&self.db(), &checked)?;
+        Ok(checked)
     }
 }

@@ -164,8 +164,11 @@ impl ServerApi {
                 .map_err(|e| ClientError::Protocol(format!("malformed answer from server: {e}")));
         }
         let error = v1::ErrorBody::decode(bytes.as_ref())
+            .ok()
+            // An empty body decodes as an empty ErrorBody: that is not Parley speaking either.
+            .filter(|body| !body.message.trim().is_empty())
             .map(WireError::from_wire)
-            .unwrap_or_else(|_| {
+            .unwrap_or_else(|| {
                 // Not from Parley's own handlers (a proxy, say): a 4xx will not go away by
                 // retrying, a 5xx may.
                 let code = match status.as_u16() {
