@@ -219,3 +219,24 @@ fn no_error_line_is_empty() {
         assert!(message.len() > 5, "{args:?}: empty error line {err:?}");
     }
 }
+
+// ---- Item 7: files only their owner can read ----
+
+#[test]
+fn a_client_home_and_its_database_are_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let server = TestServer::start();
+    let parent = tempfile::tempdir().unwrap();
+    let home = parent.path().join("alice-home");
+    ok(cli(&home, &server.url(), &["register", "alice"]));
+    ok(cli(&home, &server.url(), &["sync"]));
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&home), 0o700, "home directory");
+    for file in ["parley.db", "parley.db-wal", "parley.db-shm"] {
+        let path = home.join(file);
+        if path.exists() {
+            assert_eq!(mode(&path), 0o600, "{file}");
+        }
+    }
+    assert_eq!(mode(&home.join("parley.db")), 0o600);
+}

@@ -34,8 +34,8 @@ pub const DATABASE_FILE: &str = "parley.db";
 /// Opens (creating if need be) the database in `home` and brings openmls' tables and ours up
 /// to date.
 pub fn open(home: &Path) -> Result<Connection, ClientError> {
-    std::fs::create_dir_all(home)
-        .map_err(|e| ClientError::Config(format!("cannot create {}: {e}", home.display())))?;
+    crate::home::create_home(home)?;
+    make_private(&home.join(DATABASE_FILE))?;
     let mut conn = Connection::open(home.join(DATABASE_FILE))?;
     conn.busy_timeout(std::time::Duration::from_secs(30))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -43,6 +43,34 @@ pub fn open(home: &Path) -> Result<Connection, ClientError> {
     provider::migrate(&mut conn).map_err(ClientError::Config)?;
     migrate(&mut conn)?;
     Ok(conn)
+}
+
+/// The database holds the device's private keys and session token: mode 0600, created so
+/// (SQLite gives its `-wal` and `-shm` files the database file's mode) or made so.
+fn make_private(database: &Path) -> Result<(), ClientError> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let private = |path: &Path| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
+            ClientError::Config(format!("cannot restrict access to {}: {e}", path.display()))
+        })
+    };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(database)
+        .map_err(|e| ClientError::Config(format!("cannot create {}: {e}", database.display())))?;
+    private(database)?;
+    for suffix in ["-wal", "-shm"] {
+        let mut name = database.as_os_str().to_owned();
+        name.push(suffix);
+        let path = std::path::PathBuf::from(name);
+        if path.exists() {
+            private(&path)?;
+        }
+    }
+    Ok(())
 }
 
 /// Now, as this database stores times: milliseconds since the Unix epoch.
