@@ -291,6 +291,10 @@ pub struct ServerArgs {
     /// Address to listen on [default: 127.0.0.1:7878].
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Address serving Prometheus metrics at /metrics, apart from the API [default: 127.0.0.1
+    /// and the port after --listen's]; a non-loopback one needs --allow-plaintext-public.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
     /// PostgreSQL (e.g. postgres://user@host/db) instead of the embedded SQLite; several server
     /// nodes can share it.
     #[arg(long, env = "PARLEY_DATABASE_URL", value_name = "URL")]

@@ -27,6 +27,7 @@ fn config(args: ServerArgs) -> Result<ServerConfig> {
     let mut config = ServerConfig::new(data);
     let defaults = ServerConfig::new(PathBuf::new());
     config.listen = args.listen.or(file.listen).unwrap_or(defaults.listen);
+    config.metrics_listen = args.metrics_listen.or(file.metrics_listen);
     config.database_url = args.database_url.or(file.database_url);
     config.nats = args.nats.or(file.nats);
     config.tls = match (

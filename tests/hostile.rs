@@ -273,3 +273,41 @@ async fn a_queue_cursor_or_an_acknowledgement_beyond_the_head_is_refused() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
 }
+
+// Item 10: operational data is not public.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_served_only_on_their_own_loopback_listener() {
+    let server = TestServer::start();
+    let public = reqwest::get(format!("{}/metrics", server.url()))
+        .await
+        .unwrap();
+    assert_eq!(public.status().as_u16(), 404);
+    let text = public.text().await.unwrap();
+    assert!(!text.contains("parley_"), "{text}");
+
+    let metrics = reqwest::get(format!("{}/metrics", server.metrics_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("parley_live_connections"), "{metrics}");
+    // The metrics listener serves nothing else.
+    let api = reqwest::get(format!("{}/v1/info", server.metrics_url()))
+        .await
+        .unwrap();
+    assert_eq!(api.status().as_u16(), 404);
+
+    // A public metrics address needs saying so.
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(BIN)
+        .args(["server", "--data"])
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("metrics"), "{err}");
+}

@@ -130,7 +130,7 @@ async fn a_message_through_node_one_reaches_a_follower_on_node_two_at_once() {
     let _ = stop.send(());
 
     // Operators see it in Prometheus' text format.
-    let metrics = reqwest::get(format!("{}/metrics", deployment.url(0)))
+    let metrics = reqwest::get(format!("{}/metrics", deployment.nodes[0].metrics_url()))
         .await
         .unwrap()
         .text()
@@ -149,7 +149,7 @@ async fn a_message_through_node_one_reaches_a_follower_on_node_two_at_once() {
         "{metrics}"
     );
     assert!(metrics.contains("parley_queue_depth"));
-    let node_two = reqwest::get(format!("{}/metrics", deployment.url(1)))
+    let node_two = reqwest::get(format!("{}/metrics", deployment.nodes[1].metrics_url()))
         .await
         .unwrap()
         .text()

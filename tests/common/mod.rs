@@ -19,6 +19,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_parley");
 pub struct TestServer {
     pub dir: TempDir,
     pub port: u16,
+    pub metrics_port: u16,
     child: Option<Child>,
     extra_args: Vec<String>,
     /// A data directory shared with other nodes, instead of one of its own.
@@ -43,6 +44,7 @@ impl TestServer {
         let mut server = TestServer {
             dir: tempfile::tempdir().expect("tempdir"),
             port: 0,
+            metrics_port: free_port(),
             child: None,
             extra_args: args.iter().map(|s| s.to_string()).collect(),
             shared_data,
@@ -65,6 +67,11 @@ impl TestServer {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The metrics listener (loopback, apart from the API).
+    pub fn metrics_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.metrics_port)
+    }
+
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -77,6 +84,8 @@ impl TestServer {
             .arg(self.data_dir())
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--metrics-listen")
+            .arg(format!("127.0.0.1:{}", self.metrics_port))
             .args(&self.extra_args)
             .env("PARLEY_LOG", "debug")
             .stdout(Stdio::piped())
@@ -132,6 +141,14 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A loopback port free at the moment.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 pub fn walk(dir: &Path) -> Vec<PathBuf> {

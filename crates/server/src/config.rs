@@ -22,6 +22,9 @@ pub struct ServerConfig {
     /// NATS servers carrying delivery hints between nodes (in-process hints without).
     pub nats: Option<Vec<String>>,
     pub listen: SocketAddr,
+    /// Where `/metrics` is served, apart from the API [default: loopback, the port after
+    /// `listen`'s, or any free port when `listen`'s is 0]. Never on the public listener.
+    pub metrics_listen: Option<SocketAddr>,
     pub tls: Option<TlsFiles>,
     /// Allow a non-loopback address without TLS (e.g. behind a TLS-terminating proxy).
     pub allow_plaintext_public: bool,
@@ -49,6 +52,7 @@ impl ServerConfig {
             database_url: None,
             nats: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            metrics_listen: None,
             tls: None,
             allow_plaintext_public: false,
             max_frame_bytes: parley_protocol::limits::MAX_FRAME_BYTES,
@@ -63,8 +67,27 @@ impl ServerConfig {
         }
     }
 
+    /// The metrics listener's address.
+    pub fn metrics_address(&self) -> SocketAddr {
+        self.metrics_listen.unwrap_or_else(|| {
+            let port = match self.listen.port() {
+                0 => 0,
+                port => port.saturating_add(1),
+            };
+            SocketAddr::from(([127, 0, 0, 1], port))
+        })
+    }
+
     /// Refuses configurations that would expose plaintext HTTP to a network.
     pub fn check(&self) -> Result<(), ServerError> {
+        let metrics = self.metrics_address();
+        if !metrics.ip().is_loopback() && !self.allow_plaintext_public {
+            return Err(ServerError::Config(format!(
+                "refusing to serve metrics on {metrics}, which is not loopback: they are \
+                 operational data, served without TLS; give --allow-plaintext-public if that \
+                 network is private"
+            )));
+        }
         if self.tls.is_none() && !self.listen.ip().is_loopback() && !self.allow_plaintext_public {
             return Err(ServerError::Config(format!(
                 "refusing to listen on {} without TLS: give --tls-cert and --tls-key, \
@@ -99,6 +122,7 @@ impl ServerConfig {
 pub struct FileConfig {
     pub data: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
+    pub metrics_listen: Option<SocketAddr>,
     pub database_url: Option<String>,
     pub nats: Option<Vec<String>>,
     pub tls_cert: Option<PathBuf>,

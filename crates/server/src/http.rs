@@ -291,11 +291,18 @@ async fn not_found() -> ApiError {
     ApiError::new(ErrorCode::NotFound, "no such endpoint")
 }
 
+/// The metrics listener's routes: `/metrics` and nothing else.
+pub fn metrics_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(app)
+}
+
 pub fn router(app: Arc<App>) -> Router {
     let limit = app.config.max_frame_bytes;
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
         .route("/v1/accounts", post(register))
         .route("/v1/auth/challenge", post(challenge))
         .route("/v1/auth/login", post(login))
@@ -379,6 +386,38 @@ pub async fn serve(
     spawn_hint_recovery(app.clone());
     let listen = app.config.listen;
     let tls = app.config.tls.clone();
+    // One shutdown for both listeners.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let shutdown = {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let metrics_listener = tokio::net::TcpListener::bind(app.config.metrics_address())
+        .await
+        .map_err(|e| {
+            ServerError::Config(format!(
+                "cannot listen for metrics on {}: {e} (choose another with --metrics-listen)",
+                app.config.metrics_address()
+            ))
+        })?;
+    tracing::info!(address = %metrics_listener.local_addr()?, "metrics listening");
+    let metrics_service = metrics_router(app.clone());
+    let mut metrics_stopped = stopped;
+    tokio::spawn(async move {
+        let serving =
+            axum::serve(metrics_listener, metrics_service).with_graceful_shutdown(async move {
+                let _ = metrics_stopped.wait_for(|s| *s).await;
+            });
+        if let Err(e) = serving.await {
+            tracing::warn!(error = %e, "metrics listener failed");
+        }
+    });
     let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
     match tls {
         Some(files) => {

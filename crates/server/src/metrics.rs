@@ -1,4 +1,5 @@
-//! Operational metrics, served at `/metrics` in the Prometheus text format. Counts and timings
+//! Operational metrics, served at `/metrics` on the metrics listener (`--metrics-listen`,
+//! loopback by default, never the public one) in the Prometheus text format. Counts and timings
 //! only: no usernames, no ids, no content.
 
 use prometheus::{
