@@ -69,6 +69,9 @@ fn config(args: ServerArgs) -> Result<ServerConfig> {
     if let Some(seconds) = file.session_ttl_seconds {
         config.session_ttl = Duration::from_secs(seconds);
     }
+    if let Some(names) = file.reserved_names {
+        config.reserved_names = names;
+    }
     if let Some(seconds) = file.session_check_seconds {
         config.session_check = Duration::from_secs(seconds);
     }

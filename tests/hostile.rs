@@ -311,3 +311,62 @@ async fn metrics_are_served_only_on_their_own_loopback_listener() {
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(err.contains("metrics"), "{err}");
 }
+
+// Item 11: reserved and look-alike names.
+
+async fn register_status(server: &TestServer, name: &str) -> (u16, Vec<u8>) {
+    post(
+        &format!("{}/v1/accounts", server.url()),
+        Some(PROTOBUF),
+        proof_register(name),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reserved_names_and_their_look_alikes_cannot_be_registered() {
+    let server = TestServer::start();
+    for name in [
+        "admin",
+        "administrator",
+        "moderator",
+        "support",
+        "security",
+        "system",
+        "parley",
+        "moderat0r",
+        "rnoderator",
+        "m0derat0r",
+        "adm1n",
+        "admln",
+        "supp0rt",
+        "secur1ty",
+        "sys_tem",
+        "admin_",
+        "admin1",
+        "parley_support",
+    ] {
+        let (status, body) = register_status(&server, name).await;
+        assert_eq!(status, 400, "{name} was registered");
+        let (code, message) = error_of(&body);
+        assert_eq!(code, ErrorCode::InvalidUsername, "{name}");
+        assert!(message.contains("reserved"), "{name}: {message}");
+    }
+    for name in ["alice", "admiral", "sysop_fan", "supporter_of_cats", "mod"] {
+        let (status, _) = register_status(&server, name).await;
+        assert_eq!(status, 200, "{name} was refused");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reserved_name_list_is_configurable() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("parley.toml");
+    std::fs::write(&config, "reserved_names = [\"acme\", \"helpdesk\"]\n").unwrap();
+    let server = TestServer::start_with(&["--config", config.to_str().unwrap()]);
+    for name in ["acme", "acrne", "help_desk", "he1pdesk"] {
+        assert_eq!(register_status(&server, name).await.0, 400, "{name}");
+    }
+    // The list replaces the default one.
+    assert_eq!(register_status(&server, "support").await.0, 200);
+}

@@ -10,6 +10,7 @@ use parley_store::{Challenge, DeviceRecord, NewAccount, NewSession, Store};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use crate::reserved::ReservedNames;
 use crate::{now_ms, ApiError};
 
 const CHALLENGE_TTL_MS: i64 = 60_000;
@@ -32,6 +33,7 @@ impl std::fmt::Debug for SessionKey {
 pub struct Accounts {
     store: Arc<dyn Store>,
     session_ttl: Duration,
+    reserved: ReservedNames,
 }
 
 fn verifying_key(bytes: &[u8]) -> Result<VerifyingKey, ApiError> {
@@ -65,8 +67,12 @@ pub fn token_hash(token: &str) -> Vec<u8> {
 }
 
 impl Accounts {
-    pub fn new(store: Arc<dyn Store>, session_ttl: Duration) -> Self {
-        Accounts { store, session_ttl }
+    pub fn new(store: Arc<dyn Store>, session_ttl: Duration, reserved: ReservedNames) -> Self {
+        Accounts {
+            store,
+            session_ttl,
+            reserved,
+        }
     }
 
     pub async fn register(
@@ -75,6 +81,12 @@ impl Accounts {
     ) -> Result<v1::RegisterResponse, ApiError> {
         let username = Username::parse(&request.username)
             .map_err(|e| ApiError::new(ErrorCode::InvalidUsername, e.to_string()))?;
+        if let Some(reserved) = self.reserved.matching(&username) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidUsername,
+                format!("{username} is reserved (it reads as {reserved}); choose another name"),
+            ));
+        }
         let key = verifying_key(&request.signature_key)?;
         verify(
             &key,

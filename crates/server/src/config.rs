@@ -43,6 +43,8 @@ pub struct ServerConfig {
     /// Registrations, logins and KeyPackage claims per second per client address.
     pub auth_per_second: u32,
     pub auth_burst: u32,
+    /// Names (and their look-alikes) nobody may register; see [`crate::reserved`].
+    pub reserved_names: Vec<String>,
 }
 
 impl ServerConfig {
@@ -64,6 +66,10 @@ impl ServerConfig {
             submit_burst: 2000,
             auth_per_second: 50,
             auth_burst: 500,
+            reserved_names: crate::reserved::DEFAULT_RESERVED
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         }
     }
 
@@ -137,6 +143,8 @@ pub struct FileConfig {
     pub session_ttl_seconds: Option<u64>,
     /// How often a live connection checks its session.
     pub session_check_seconds: Option<u64>,
+    /// Names nobody may register, nor anything that looks like them (replaces the default list).
+    pub reserved_names: Option<Vec<String>>,
 }
 
 impl FileConfig {

@@ -21,6 +21,7 @@ pub mod moderation;
 pub mod notify;
 pub mod public_state;
 pub mod rate;
+pub mod reserved;
 
 use std::sync::Arc;
 
@@ -53,7 +54,11 @@ impl App {
         );
         let identity = Arc::new(moderation::ServerIdentity::open(&config.data_dir)?);
         Ok(Arc::new(App {
-            accounts: accounts::Accounts::new(store.clone(), config.session_ttl),
+            accounts: accounts::Accounts::new(
+                store.clone(),
+                config.session_ttl,
+                reserved::ReservedNames::new(&config.reserved_names),
+            ),
             key_packages: keypackages::KeyPackages::new(store.clone()),
             delivery: delivery::Delivery::new(
                 store.clone(),
