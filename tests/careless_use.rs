@@ -240,3 +240,64 @@ fn a_client_home_and_its_database_are_private() {
     }
     assert_eq!(mode(&home.join("parley.db")), 0o600);
 }
+
+// ---- Item 14: two groups with the same name ----
+
+#[test]
+fn a_second_group_of_ones_own_with_a_name_in_use_is_refused() {
+    let server = TestServer::start();
+    let homes = accounts(&server, &["alice", "bob", "carol"]);
+    let alice = homes[0].path();
+    ok(parley(alice, &["group", "create", "team", "bob"]));
+    let (status, _, err) = parley(alice, &["group", "create", "team", "carol"]);
+    assert_ne!(status, 0, "a second #team was created");
+    assert!(err.contains("#team") && err.contains("already"), "{err}");
+    let chats = json_lines(&ok(parley(alice, &["chats", "--json"])));
+    assert_eq!(chats.len(), 1, "{chats:?}");
+}
+
+#[test]
+fn incoming_groups_with_one_name_stay_addressable() {
+    let server = TestServer::start();
+    let homes = accounts(&server, &["alice", "bob", "dave"]);
+    let (alice, bob, dave) = (homes[0].path(), homes[1].path(), homes[2].path());
+    ok(parley(alice, &["group", "create", "team", "bob"]));
+    ok(parley(dave, &["group", "create", "team", "bob"]));
+    ok(parley(bob, &["sync"]));
+
+    // Sending to the ambiguous name is refused, naming a handle for each.
+    let (status, _, err) = parley(bob, &["send", "#team", "which one?"]);
+    assert_ne!(status, 0, "the ambiguous #team was picked silently");
+    assert!(err.contains("ambiguous"), "{err}");
+    let handles: Vec<String> = err
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')')
+        .filter(|w| w.starts_with("#team@"))
+        .map(|w| w.trim_end_matches([',', ';', ':', '.']).to_owned())
+        .collect();
+    assert_eq!(handles.len(), 2, "{err}");
+
+    // `chats` tells them apart, with the same handles.
+    let chats: Vec<String> = json_lines(&ok(parley(bob, &["chats", "--json"])))
+        .iter()
+        .map(|c| c["chat"].as_str().unwrap().to_owned())
+        .collect();
+    let mut sorted_chats = chats.clone();
+    sorted_chats.sort();
+    let mut sorted_handles = handles.clone();
+    sorted_handles.sort();
+    assert_eq!(sorted_chats, sorted_handles);
+
+    // Each handle reaches its own group, and only that one.
+    for handle in &handles {
+        ok(parley(bob, &["send", handle, &format!("to {handle}")]));
+    }
+    let for_alice = texts(&ok(parley(alice, &["sync", "--json"])));
+    let for_dave = texts(&ok(parley(dave, &["sync", "--json"])));
+    assert_eq!(for_alice.len(), 1, "{for_alice:?}");
+    assert_eq!(for_dave.len(), 1, "{for_dave:?}");
+    assert_ne!(for_alice, for_dave);
+    // History and group commands take the handle too.
+    let history = texts(&ok(parley(bob, &["history", &handles[0], "--json"])));
+    assert_eq!(history, [format!("to {}", handles[0])]);
+    ok(parley(bob, &["group", "leave", &handles[0]]));
+}

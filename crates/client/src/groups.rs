@@ -71,12 +71,78 @@ impl Client {
             .build())
     }
 
+    /// The chats a name refers to, for reading (history spans the chats with a peer, and a
+    /// group's earlier incarnations): a username's chats, a group's chats by name, or the one
+    /// group a handle (`#team@1a2b3c4d`) names. A group name that two active groups share is
+    /// ambiguous: the error lists their handles.
+    pub(crate) fn chats_for(
+        &self,
+        conn: &rusqlite::Connection,
+        chat: &ChatRef,
+    ) -> Result<Vec<db::ChatRow>, ClientError> {
+        let name = match chat {
+            ChatRef::Direct(peer) => return db::chats_named(conn, ChatKind::Direct, peer.as_str()),
+            ChatRef::Group(name) => name,
+        };
+        let named = db::chats_named(conn, ChatKind::Group, name)?;
+        let active: Vec<&db::ChatRow> = named
+            .iter()
+            .filter(|c| c.state == db::ChatState::Active)
+            .collect();
+        if active.len() > 1 {
+            let handles: Vec<String> = active
+                .iter()
+                .map(|c| format!("{} ({})", chat_handle(c), self.others_in(conn, &c.group_id)))
+                .collect();
+            return Err(ClientError::Invalid(format!(
+                "#{name} is ambiguous: {}; name one of them",
+                handles.join(", ")
+            )));
+        }
+        if !named.is_empty() {
+            return Ok(named);
+        }
+        let Some((base, prefix)) = parse_handle(name) else {
+            return Ok(Vec::new());
+        };
+        Ok(db::chats_named(conn, ChatKind::Group, base)?
+            .into_iter()
+            .filter(|c| hex::encode(&c.group_id).starts_with(prefix))
+            .collect())
+    }
+
+    /// Who else is in a group, for telling groups apart: "with alice, bob".
+    fn others_in(&self, conn: &rusqlite::Connection, group_id: &[u8]) -> String {
+        let provider = TxProvider::new(&self.crypto, conn);
+        let mut names: Vec<String> = load_group(&provider, group_id)
+            .ok()
+            .flatten()
+            .map(|g| {
+                g.members()
+                    .filter_map(|m| parley_mls::DeviceIdentity::from_credential(&m.credential).ok())
+                    .map(|id| id.username.to_string())
+                    .filter(|u| u != self.username().as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names.dedup();
+        if names.is_empty() {
+            "only you".into()
+        } else {
+            format!("with {}", names.join(" "))
+        }
+    }
+
     /// The group behind a chat name, if it is active.
     pub(crate) fn resolve_chat(&self, chat: &ChatRef) -> Result<Option<Vec<u8>>, ClientError> {
         let conn = self.db();
         let row = match chat {
             ChatRef::Direct(peer) => db::find_chat(&conn, ChatKind::Direct, peer.as_str())?,
-            ChatRef::Group(name) => db::find_chat(&conn, ChatKind::Group, name)?,
+            ChatRef::Group(_) => self
+                .chats_for(&conn, chat)?
+                .into_iter()
+                .find(|c| c.state == db::ChatState::Active),
         };
         Ok(row.map(|r| r.group_id))
     }
@@ -85,5 +151,40 @@ impl Client {
     pub(crate) fn require_group(&self, chat: &ChatRef) -> Result<Vec<u8>, ClientError> {
         self.resolve_chat(chat)?
             .ok_or_else(|| ClientError::UnknownChat(chat.to_string()))
+    }
+}
+
+/// Hex digits of the group id in a handle: 8 (4 bytes) tell a user's groups apart.
+const HANDLE_HEX: usize = 8;
+
+/// A group's handle, unique among the user's chats: `#team@1a2b3c4d` (the group id's start,
+/// the same on every member's device).
+pub(crate) fn chat_handle(chat: &db::ChatRow) -> String {
+    let id = hex::encode(&chat.group_id);
+    format!("#{}@{}", chat.name, &id[..HANDLE_HEX.min(id.len())])
+}
+
+/// `team@1a2b3c4d` as (name, id prefix).
+fn parse_handle(text: &str) -> Option<(&str, &str)> {
+    let (base, prefix) = text.rsplit_once('@')?;
+    let hex_digits = prefix.len() == HANDLE_HEX
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+    (hex_digits && !base.is_empty()).then_some((base, prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handle_is_a_name_and_eight_hex_digits() {
+        assert_eq!(parse_handle("team@1a2b3c4d"), Some(("team", "1a2b3c4d")));
+        assert_eq!(parse_handle("a@b@00000000"), Some(("a@b", "00000000")));
+        assert_eq!(parse_handle("team@1a2b"), None);
+        assert_eq!(parse_handle("team@1A2B3C4D"), None);
+        assert_eq!(parse_handle("@1a2b3c4d"), None);
+        assert_eq!(parse_handle("team"), None);
     }
 }

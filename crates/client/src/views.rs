@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::client::Client;
 use crate::db::{self, now_ms, ChatKind, ChatRow, ChatState, MessageRow};
 use crate::error::ClientError;
-use crate::groups::load_group;
+use crate::groups::{chat_handle, load_group};
 use crate::names::ChatRef;
 use crate::provider::TxProvider;
 
@@ -45,11 +45,16 @@ pub(crate) fn rfc3339(ms: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-pub(crate) fn chat_label(chat: &ChatRow) -> String {
-    match chat.kind {
+/// How a chat is shown and addressed: the peer, `#name`, or the group's handle
+/// (`#name@1a2b3c4d`) when several of the user's groups bear that name.
+pub(crate) fn chat_label(conn: &Connection, chat: &ChatRow) -> Result<String, ClientError> {
+    Ok(match chat.kind {
         ChatKind::Direct => chat.name.clone(),
+        ChatKind::Group if db::chats_named(conn, ChatKind::Group, &chat.name)?.len() > 1 => {
+            chat_handle(chat)
+        }
         ChatKind::Group | ChatKind::Unknown => format!("#{}", chat.name),
-    }
+    })
 }
 
 impl Client {
@@ -59,7 +64,8 @@ impl Client {
         row: MessageRow,
     ) -> Result<MessageView, ClientError> {
         let chat = db::chat(conn, &row.group_id)?
-            .map(|c| chat_label(&c))
+            .map(|c| chat_label(conn, &c))
+            .transpose()?
             .unwrap_or_else(|| {
                 format!(
                     "#{}",
@@ -87,7 +93,7 @@ impl Client {
                     .map(|row| self.view_of(&conn, row))
                     .transpose()?;
                 Ok(ChatSummary {
-                    chat: chat_label(&chat),
+                    chat: chat_label(&conn, &chat)?,
                     kind: match chat.kind {
                         ChatKind::Direct => "direct",
                         _ => "group",
@@ -110,10 +116,7 @@ impl Client {
     /// The last `limit` messages of a chat, oldest first.
     pub fn history(&self, chat: &ChatRef, limit: u32) -> Result<Vec<MessageView>, ClientError> {
         let conn = self.db();
-        let chats = match chat {
-            ChatRef::Direct(peer) => db::chats_named(&conn, ChatKind::Direct, peer.as_str())?,
-            ChatRef::Group(name) => db::chats_named(&conn, ChatKind::Group, name)?,
-        };
+        let chats = self.chats_for(&conn, chat)?;
         if chats.is_empty() {
             return Err(ClientError::UnknownChat(chat.to_string()));
         }
@@ -246,10 +249,7 @@ impl Client {
     /// Marks a chat's messages as read now.
     pub fn mark_read(&self, chat: &ChatRef) -> Result<(), ClientError> {
         let conn = self.db();
-        let chats = match chat {
-            ChatRef::Direct(peer) => db::chats_named(&conn, ChatKind::Direct, peer.as_str())?,
-            ChatRef::Group(name) => db::chats_named(&conn, ChatKind::Group, name)?,
-        };
+        let chats = self.chats_for(&conn, chat)?;
         let groups: Vec<Vec<u8>> = chats.into_iter().map(|c| c.group_id).collect();
         db::mark_read(&conn, &groups, now_ms())
     }

@@ -152,6 +152,12 @@ impl Client {
     /// Creates a group chat named `name` with us as admin and `members` in it.
     pub async fn create_group(&self, name: &str, members: &[Username]) -> Result<(), ClientError> {
         let name = parse_group_name(name)?;
+        // The user's own chats keep distinct names; only others' groups may clash (handles).
+        if db::find_chat(&self.db(), ChatKind::Group, &name)?.is_some() {
+            return Err(ClientError::Invalid(format!(
+                "you are already in a group named #{name}; pick another name"
+            )));
+        }
         if members.iter().any(|m| m == self.username()) {
             return Err(ClientError::Invalid(
                 "you are in the group already; list the others".into(),
@@ -195,8 +201,11 @@ impl Client {
         }
         let key_packages = self.claim_key_packages(&new).await?;
         self.commit_adds(&group_id, &key_packages).await?;
-        self.send_meta(&group_id, ChatKind::Group, &parse_group_name(name)?)
-            .await
+        // The group's own name, not the handle it may have been addressed by.
+        let stored = db::chat(&self.db(), &group_id)?
+            .map(|c| c.name)
+            .ok_or_else(|| ClientError::UnknownChat(chat.to_string()))?;
+        self.send_meta(&group_id, ChatKind::Group, &stored).await
     }
 
     /// Removes users (all their devices) from a group. Only admins may remove others.
