@@ -143,6 +143,22 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// The label of a valid admin token.
     async fn admin_token(&self, token_hash: &[u8]) -> StoreResult<Option<String>>;
+    /// Opens a console session for a valid admin token (and drops expired sessions). False when
+    /// the token is not valid.
+    async fn create_admin_session(
+        &self,
+        session_hash: Vec<u8>,
+        token_hash: Vec<u8>,
+        now: Millis,
+        expires_at: Millis,
+    ) -> StoreResult<bool>;
+    /// The label of the token behind a console session that has not expired.
+    async fn admin_session(&self, session_hash: &[u8], now: Millis) -> StoreResult<Option<String>>;
+    /// Ends a console session (sign-out).
+    async fn end_admin_session(&self, session_hash: &[u8]) -> StoreResult<()>;
+    /// Deletes the admin tokens labelled `label` and their sessions, with `audit`. Returns how
+    /// many tokens there were.
+    async fn revoke_admin_tokens(&self, label: &str, audit: AuditEntry) -> StoreResult<u64>;
     /// Appends to the audit log, which nothing can change or delete.
     async fn audit(&self, entry: AuditEntry) -> StoreResult<()>;
     async fn audit_log(&self) -> StoreResult<Vec<AuditEntry>>;

@@ -755,6 +755,98 @@ async fn moderation_is_audited_and_append_only(store: Arc<dyn Store>) {
     assert_eq!(actions, ["dismiss", "suspend", "unsuspend"]);
 }
 
+async fn console_sessions_expire_end_and_die_with_their_token(store: Arc<dyn Store>) {
+    let (token, other_token) = (vec![1; 32], vec![2; 32]);
+    store
+        .add_admin_token(token.clone(), "ada".into(), 1)
+        .await
+        .unwrap();
+    store
+        .add_admin_token(other_token.clone(), "bo".into(), 1)
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .create_admin_session(vec![9; 32], vec![3; 32], 10, 100)
+            .await
+            .unwrap(),
+        "a session needs a valid token"
+    );
+    assert!(store
+        .create_admin_session(vec![10; 32], token.clone(), 10, 100)
+        .await
+        .unwrap());
+    assert!(store
+        .create_admin_session(vec![11; 32], token.clone(), 10, 100)
+        .await
+        .unwrap());
+    assert!(store
+        .create_admin_session(vec![12; 32], other_token, 10, 100)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.admin_session(&[10; 32], 50).await.unwrap().as_deref(),
+        Some("ada")
+    );
+    assert_eq!(
+        store.admin_session(&[10; 32], 100).await.unwrap(),
+        None,
+        "expired"
+    );
+    assert_eq!(store.admin_session(&[9; 32], 50).await.unwrap(), None);
+
+    store.end_admin_session(&[10; 32]).await.unwrap();
+    assert_eq!(
+        store.admin_session(&[10; 32], 50).await.unwrap(),
+        None,
+        "signed out"
+    );
+    assert_eq!(
+        store.admin_session(&[11; 32], 50).await.unwrap().as_deref(),
+        Some("ada")
+    );
+
+    let audit = AuditEntry {
+        at: 20,
+        moderator: "cli".into(),
+        action: "revoke admin token".into(),
+        subject: "ada".into(),
+    };
+    assert_eq!(
+        store
+            .revoke_admin_tokens("ada", audit.clone())
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(store.admin_token(&token).await.unwrap(), None);
+    assert_eq!(
+        store.admin_session(&[11; 32], 50).await.unwrap(),
+        None,
+        "revoked"
+    );
+    assert_eq!(
+        store.admin_session(&[12; 32], 50).await.unwrap().as_deref(),
+        Some("bo")
+    );
+    assert_eq!(store.revoke_admin_tokens("ada", audit).await.unwrap(), 0);
+    let actions: Vec<String> = store
+        .audit_log()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| *a == "revoke admin token")
+            .count(),
+        1,
+        "{actions:?}"
+    );
+}
+
 async fn run_all<F, Fut>(make: F)
 where
     F: Fn() -> Fut,
@@ -771,6 +863,7 @@ where
     expiry_keeps_the_newer_part_of_a_queue(make().await).await;
     queues_match_a_model_under_random_traffic(make().await).await;
     moderation_is_audited_and_append_only(make().await).await;
+    console_sessions_expire_end_and_die_with_their_token(make().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

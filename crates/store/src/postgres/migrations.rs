@@ -21,6 +21,7 @@ const MIGRATIONS: &[&[&str]] = &[
         moderation::MIGRATION_1,
     ],
     &[queue::MIGRATION_2],
+    &[moderation::MIGRATION_3],
 ];
 
 pub(super) async fn migrate(pool: &PgPool) -> StoreResult<()> {

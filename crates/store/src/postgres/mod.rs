@@ -69,7 +69,7 @@ impl PgStore {
             .map_err(sql_error)?;
         sqlx::raw_sql(
             "DROP TABLE IF EXISTS parley_schema, users, devices, challenges, sessions, key_packages, groups,
-               group_members, payloads, queue, submissions, reports, admin_tokens, audit_log CASCADE;
+               group_members, payloads, queue, submissions, reports, admin_tokens, admin_sessions, audit_log CASCADE;
              DROP FUNCTION IF EXISTS audit_log_append_only CASCADE;",
         )
         .execute(&pool)
@@ -225,6 +225,29 @@ impl Store for PgStore {
 
     async fn admin_token(&self, token_hash: &[u8]) -> StoreResult<Option<String>> {
         moderation::admin_token(&self.pool, token_hash).await
+    }
+
+    async fn create_admin_session(
+        &self,
+        session_hash: Vec<u8>,
+        token_hash: Vec<u8>,
+        now: Millis,
+        expires_at: Millis,
+    ) -> StoreResult<bool> {
+        moderation::create_admin_session(&self.pool, session_hash, token_hash, now, expires_at)
+            .await
+    }
+
+    async fn admin_session(&self, session_hash: &[u8], now: Millis) -> StoreResult<Option<String>> {
+        moderation::admin_session(&self.pool, session_hash, now).await
+    }
+
+    async fn end_admin_session(&self, session_hash: &[u8]) -> StoreResult<()> {
+        moderation::end_admin_session(&self.pool, session_hash).await
+    }
+
+    async fn revoke_admin_tokens(&self, label: &str, audit: AuditEntry) -> StoreResult<u64> {
+        moderation::revoke_admin_tokens(&self.pool, label, audit).await
     }
 
     async fn audit(&self, entry: AuditEntry) -> StoreResult<()> {

@@ -193,6 +193,96 @@ pub(super) async fn add_admin_token(
     })
 }
 
+/// Console sessions: a random id per sign-in, stored hashed, tied to the token it came from so
+/// that revoking the token ends them.
+pub(super) const MIGRATION_3: &str = r#"
+CREATE TABLE admin_sessions (
+    session_hash  BYTEA PRIMARY KEY,
+    token_hash    BYTEA NOT NULL,
+    expires_at    BIGINT NOT NULL
+);
+CREATE INDEX admin_sessions_token ON admin_sessions (token_hash);
+"#;
+
+pub(super) async fn create_admin_session(
+    pool: &PgPool,
+    session_hash: Vec<u8>,
+    token_hash: Vec<u8>,
+    now: Millis,
+    expires_at: Millis,
+) -> StoreResult<bool> {
+    transaction!(pool, |tx| {
+        sqlx::query("DELETE FROM admin_sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql_error)?;
+        let inserted = sqlx::query(
+            "INSERT INTO admin_sessions (session_hash, token_hash, expires_at)
+             SELECT $1, token_hash, $3 FROM admin_tokens WHERE token_hash = $2",
+        )
+        .bind(&session_hash)
+        .bind(&token_hash)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(sql_error)?;
+        Ok(inserted.rows_affected() == 1)
+    })
+}
+
+pub(super) async fn admin_session(
+    pool: &PgPool,
+    session_hash: &[u8],
+    now: Millis,
+) -> StoreResult<Option<String>> {
+    sqlx::query_scalar(
+        "SELECT t.label FROM admin_sessions s JOIN admin_tokens t ON t.token_hash = s.token_hash
+         WHERE s.session_hash = $1 AND s.expires_at > $2",
+    )
+    .bind(session_hash)
+    .bind(now)
+    .fetch_optional(pool)
+    .await
+    .map_err(sql_error)
+}
+
+pub(super) async fn end_admin_session(pool: &PgPool, session_hash: &[u8]) -> StoreResult<()> {
+    sqlx::query("DELETE FROM admin_sessions WHERE session_hash = $1")
+        .bind(session_hash)
+        .execute(pool)
+        .await
+        .map_err(sql_error)?;
+    Ok(())
+}
+
+pub(super) async fn revoke_admin_tokens(
+    pool: &PgPool,
+    label: &str,
+    audit: AuditEntry,
+) -> StoreResult<u64> {
+    transaction!(pool, |tx| {
+        sqlx::query(
+            "DELETE FROM admin_sessions WHERE token_hash IN
+               (SELECT token_hash FROM admin_tokens WHERE label = $1)",
+        )
+        .bind(label)
+        .execute(&mut *tx)
+        .await
+        .map_err(sql_error)?;
+        let revoked = sqlx::query("DELETE FROM admin_tokens WHERE label = $1")
+            .bind(label)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql_error)?
+            .rows_affected();
+        if revoked > 0 {
+            append_audit(&mut tx, &audit).await?;
+        }
+        Ok(revoked)
+    })
+}
+
 pub(super) async fn admin_token(pool: &PgPool, token_hash: &[u8]) -> StoreResult<Option<String>> {
     sqlx::query_scalar("SELECT label FROM admin_tokens WHERE token_hash = $1")
         .bind(token_hash)

@@ -24,6 +24,7 @@ pub(super) const MIGRATIONS: &[&[&str]] = &[
     ],
     &[queue::MIGRATION_3],
     &[queue::MIGRATION_4, groups::MIGRATION_4],
+    &[moderation::MIGRATION_5],
 ];
 
 /// Applies the migrations that have not run yet, in one transaction.

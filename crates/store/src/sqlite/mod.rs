@@ -438,6 +438,37 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn create_admin_session(
+        &self,
+        session_hash: Vec<u8>,
+        token_hash: Vec<u8>,
+        now: Millis,
+        expires_at: Millis,
+    ) -> StoreResult<bool> {
+        self.write(move |tx| {
+            moderation::create_admin_session(tx, session_hash, token_hash, expires_at, now)
+        })
+        .await
+    }
+
+    async fn admin_session(&self, session_hash: &[u8], now: Millis) -> StoreResult<Option<String>> {
+        let session_hash = session_hash.to_vec();
+        self.read(move |conn| moderation::admin_session(conn, &session_hash, now))
+            .await
+    }
+
+    async fn end_admin_session(&self, session_hash: &[u8]) -> StoreResult<()> {
+        let session_hash = session_hash.to_vec();
+        self.write(move |tx| moderation::end_admin_session(tx, &session_hash))
+            .await
+    }
+
+    async fn revoke_admin_tokens(&self, label: &str, audit: AuditEntry) -> StoreResult<u64> {
+        let label = label.to_owned();
+        self.write(move |tx| moderation::revoke_admin_tokens(tx, &label, &audit))
+            .await
+    }
+
     async fn audit(&self, entry: AuditEntry) -> StoreResult<()> {
         self.write(move |tx| moderation::append_audit(tx, &entry))
             .await

@@ -167,6 +167,76 @@ pub(super) fn add_admin_token(
     append_audit(tx, &entry)
 }
 
+/// Console sessions: a random id per sign-in, stored hashed, tied to the token it came from so
+/// that revoking the token ends them.
+pub(super) const MIGRATION_5: &str = r#"
+CREATE TABLE admin_sessions (
+    session_hash  BLOB PRIMARY KEY,
+    token_hash    BLOB NOT NULL,
+    expires_at    INTEGER NOT NULL
+);
+CREATE INDEX admin_sessions_token ON admin_sessions (token_hash);
+"#;
+
+pub(super) fn create_admin_session(
+    tx: &Transaction<'_>,
+    session_hash: Vec<u8>,
+    token_hash: Vec<u8>,
+    expires_at: Millis,
+    now: Millis,
+) -> StoreResult<bool> {
+    tx.execute(
+        "DELETE FROM admin_sessions WHERE expires_at <= ?1",
+        params![now],
+    )?;
+    let inserted = tx.execute(
+        "INSERT INTO admin_sessions (session_hash, token_hash, expires_at)
+         SELECT ?1, token_hash, ?3 FROM admin_tokens WHERE token_hash = ?2",
+        params![session_hash, token_hash, expires_at],
+    )?;
+    Ok(inserted == 1)
+}
+
+pub(super) fn admin_session(
+    conn: &Connection,
+    session_hash: &[u8],
+    now: Millis,
+) -> StoreResult<Option<String>> {
+    Ok(conn
+        .query_row(
+            "SELECT t.label FROM admin_sessions s JOIN admin_tokens t ON t.token_hash = s.token_hash
+             WHERE s.session_hash = ?1 AND s.expires_at > ?2",
+            params![session_hash, now],
+            |row| row.get(0),
+        )
+        .optional()?)
+}
+
+pub(super) fn end_admin_session(tx: &Transaction<'_>, session_hash: &[u8]) -> StoreResult<()> {
+    tx.execute(
+        "DELETE FROM admin_sessions WHERE session_hash = ?1",
+        params![session_hash],
+    )?;
+    Ok(())
+}
+
+pub(super) fn revoke_admin_tokens(
+    tx: &Transaction<'_>,
+    label: &str,
+    audit: &AuditEntry,
+) -> StoreResult<u64> {
+    tx.execute(
+        "DELETE FROM admin_sessions WHERE token_hash IN
+           (SELECT token_hash FROM admin_tokens WHERE label = ?1)",
+        params![label],
+    )?;
+    let revoked = tx.execute("DELETE FROM admin_tokens WHERE label = ?1", params![label])?;
+    if revoked > 0 {
+        append_audit(tx, audit)?;
+    }
+    Ok(revoked as u64)
+}
+
 pub(super) fn admin_token(conn: &Connection, token_hash: &[u8]) -> StoreResult<Option<String>> {
     Ok(conn
         .query_row(
