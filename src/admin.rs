@@ -66,8 +66,20 @@ pub async fn run(args: AdminArgs) -> Result<()> {
                 output::audit(&entry, json);
             }
         }
+        AdminCommand::RevokeToken { label } => {
+            let revoked = moderation
+                .revoke_admin_token(who, &label)
+                .await
+                .map_err(api)?;
+            output::line(&format!(
+                "{revoked} token(s) labelled {label} revoked; their console sessions ended"
+            ));
+        }
         AdminCommand::RotateFrankingKey => {
-            let id = parley_server::franking::FrankingKeys::rotate(&args.data)?;
+            let id = moderation
+                .rotate_franking_key(who, &args.data)
+                .await
+                .map_err(api)?;
             output::line(&format!("franking key {id} is now current"));
         }
     }

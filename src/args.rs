@@ -270,6 +270,11 @@ pub enum AdminCommand {
         #[arg(long, default_value = "moderator")]
         label: String,
     },
+    /// Revoke the console tokens with this label; their sessions end at once.
+    RevokeToken {
+        /// The label given to `token --label`.
+        label: String,
+    },
     /// Add a new franking key and make it current.
     RotateFrankingKey,
     /// Print the audit log.

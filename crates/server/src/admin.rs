@@ -1,10 +1,15 @@
 //! The moderation console at `/admin`: server-rendered HTML (maud escapes every value), behind
 //! an admin token that `parley admin token` creates. A moderator sees reported messages only.
+//!
+//! Signing in trades the token for a session id with an expiry (the cookie never holds the
+//! token); every state-changing request must come from the console's own origin (CSRF), and
+//! every response forbids framing, sniffing, caching and referrers to other sites.
 
 use std::sync::Arc;
 
-use axum::extract::{Form, Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, Form, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -80,8 +85,8 @@ fn token_from(headers: &HeaderMap) -> Option<String> {
 
 /// The signed-in moderator, or a redirect to the login page.
 async fn moderator(app: &App, headers: &HeaderMap) -> Result<String, Response> {
-    let token = token_from(headers).ok_or_else(|| Redirect::to("/admin").into_response())?;
-    match app.moderation.moderator(&token).await {
+    let session = token_from(headers).ok_or_else(|| Redirect::to("/admin").into_response())?;
+    match app.moderation.console_moderator(&session).await {
         Ok(Some(name)) => Ok(name),
         Ok(None) => Err(Redirect::to("/admin").into_response()),
         Err(e) => Err((StatusCode::SERVICE_UNAVAILABLE, e.0.message).into_response()),
@@ -113,28 +118,55 @@ struct Login {
     token: String,
 }
 
-async fn login(State(app): State<Arc<App>>, Form(form): Form<Login>) -> Response {
-    let token = form.token.trim().to_owned();
-    match app.moderation.moderator(&token).await {
-        Ok(Some(_)) => {
-            let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/admin");
+/// The session cookie's attributes: not readable by scripts, never sent cross-site, HTTPS-only
+/// when the server speaks TLS.
+fn cookie(app: &App, value: &str, max_age_s: i64) -> String {
+    let secure = if app.config.tls.is_some() {
+        "; Secure"
+    } else {
+        ""
+    };
+    format!("{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/admin; Max-Age={max_age_s}{secure}")
+}
+
+async fn login(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    Form(form): Form<Login>,
+) -> Response {
+    match app.moderation.sign_in(form.token.trim(), peer.ip()).await {
+        Ok(Some(session)) => {
+            let max_age = crate::moderation::CONSOLE_SESSION_MS / 1000;
             (
-                [(header::SET_COOKIE, cookie)],
+                [(header::SET_COOKIE, cookie(&app, &session, max_age))],
                 Redirect::to("/admin/reports"),
             )
                 .into_response()
         }
-        _ => (
+        Ok(None) => (
             StatusCode::UNAUTHORIZED,
             login_form(Some("That token is not valid.")),
         )
             .into_response(),
+        Err(e) => {
+            let status = StatusCode::from_u16(e.code().http_status())
+                .unwrap_or(StatusCode::TOO_MANY_REQUESTS);
+            (status, login_form(Some(&e.0.message))).into_response()
+        }
     }
 }
 
-async fn logout() -> Response {
-    let cookie = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/admin; Max-Age=0");
-    ([(header::SET_COOKIE, cookie)], Redirect::to("/admin")).into_response()
+async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Some(session) = token_from(&headers) {
+        if let Err(e) = app.moderation.sign_out(&session).await {
+            return (StatusCode::SERVICE_UNAVAILABLE, e.0.message).into_response();
+        }
+    }
+    (
+        [(header::SET_COOKIE, cookie(&app, "", 0))],
+        Redirect::to("/admin"),
+    )
+        .into_response()
 }
 
 fn excerpt(text: &str) -> String {
@@ -305,7 +337,67 @@ async fn audit(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     .into_response()
 }
 
-pub fn router() -> Router<Arc<App>> {
+/// Cross-site request forgery: a state-changing request must name the console's own origin.
+/// Browsers send `Origin` with every POST; a request without it must at least say it is
+/// same-origin (`Sec-Fetch-Site`).
+fn same_origin(headers: &HeaderMap) -> bool {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    match (headers.get(header::ORIGIN), host) {
+        (Some(origin), Some(host)) => origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.split_once("://"))
+            .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host)),
+        (Some(_), None) => false,
+        (None, _) => headers
+            .get("sec-fetch-site")
+            .is_some_and(|v| v.as_bytes() == b"same-origin"),
+    }
+}
+
+async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let refused = request.method() != Method::GET
+        && request.method() != Method::HEAD
+        && !same_origin(request.headers());
+    let mut response = if refused {
+        tracing::warn!("console request refused: not from the console's own origin");
+        (
+            StatusCode::FORBIDDEN,
+            page(
+                "Refused",
+                html! { p.error { "This request did not come from the console." } },
+            ),
+        )
+            .into_response()
+    } else {
+        next.run(request).await
+    };
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; \
+             frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        // Same-origin referrers only: actions return to the page they came from.
+        (header::REFERRER_POLICY, "same-origin"),
+        // Pages carry reported plaintext: never kept by a browser or a proxy.
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    if app.config.tls.is_some() {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    response
+}
+
+pub fn router(app: Arc<App>) -> Router<Arc<App>> {
     Router::new()
         .route("/admin", get(index))
         .route("/admin/login", post(login))
@@ -315,6 +407,7 @@ pub fn router() -> Router<Arc<App>> {
         .route("/admin/reports/{id}/dismiss", post(dismiss))
         .route("/admin/users/{user}/{action}", post(user_action))
         .route("/admin/audit", get(audit))
+        .layer(middleware::from_fn_with_state(app, guard))
 }
 
 #[cfg(test)]

@@ -321,7 +321,7 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(axum::middleware::from_fn(protobuf_only))
         .layer(axum::middleware::map_response(uniform_errors))
         // The moderation console speaks HTML, not protobuf.
-        .merge(crate::admin::router())
+        .merge(crate::admin::router(app.clone()))
         .layer(DefaultBodyLimit::max(limit))
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), timed))
         .with_state(app)

@@ -118,7 +118,14 @@ pub struct Moderation {
     identity: Arc<ServerIdentity>,
     fanout: Arc<dyn Fanout>,
     reporters: DefaultKeyedRateLimiter<DeviceId>,
+    /// Console sign-in attempts per client address: guessing a token is throttled.
+    sign_ins: DefaultKeyedRateLimiter<std::net::IpAddr>,
 }
+
+/// How long a console session lasts after sign-in.
+pub const CONSOLE_SESSION_MS: i64 = 8 * 3600 * 1000;
+/// Console sign-in attempts per client address: a burst of this many, then one every 6 s.
+const SIGN_IN_BURST: u32 = 10;
 
 fn forged(why: &str) -> ApiError {
     ApiError::new(ErrorCode::Forbidden, format!("report rejected: {why}"))
@@ -140,6 +147,10 @@ impl Moderation {
             identity,
             fanout,
             reporters: DefaultKeyedRateLimiter::keyed(quota),
+            sign_ins: DefaultKeyedRateLimiter::keyed(
+                Quota::per_minute(std::num::NonZeroU32::MIN.saturating_add(9))
+                    .allow_burst(std::num::NonZeroU32::MIN.saturating_add(SIGN_IN_BURST - 1)),
+            ),
         }
     }
 
@@ -519,6 +530,86 @@ impl Moderation {
             .store
             .admin_token(&crate::accounts::token_hash(token))
             .await?)
+    }
+
+    /// Signs a moderator in to the console with an admin token: returns a fresh session id (the
+    /// cookie's value, never the token itself), or None for a wrong token. Attempts are
+    /// throttled per client address, and failures logged.
+    pub async fn sign_in(
+        &self,
+        token: &str,
+        client: std::net::IpAddr,
+    ) -> Result<Option<String>, ApiError> {
+        if self.sign_ins.check_key(&client).is_err() {
+            tracing::warn!(%client, "console sign-in throttled");
+            return Err(ApiError::new(
+                ErrorCode::RateLimited,
+                "too many sign-in attempts; wait a minute",
+            ));
+        }
+        let session = hex::encode(rand::random::<[u8; 32]>());
+        let now = now_ms();
+        let valid = token.len() == 64
+            && self
+                .store
+                .create_admin_session(
+                    crate::accounts::token_hash(&session),
+                    crate::accounts::token_hash(token),
+                    now,
+                    now + CONSOLE_SESSION_MS,
+                )
+                .await?;
+        if !valid {
+            tracing::warn!(%client, "console sign-in failed: not a valid admin token");
+            return Ok(None);
+        }
+        Ok(Some(session))
+    }
+
+    /// The moderator signed in to a console session that has not expired.
+    pub async fn console_moderator(&self, session: &str) -> Result<Option<String>, ApiError> {
+        if session.len() != 64 {
+            return Ok(None);
+        }
+        let hash = crate::accounts::token_hash(session);
+        Ok(self.store.admin_session(&hash, now_ms()).await?)
+    }
+
+    /// Ends a console session.
+    pub async fn sign_out(&self, session: &str) -> Result<(), ApiError> {
+        let hash = crate::accounts::token_hash(session);
+        Ok(self.store.end_admin_session(&hash).await?)
+    }
+
+    /// Revokes every admin token labelled `label`; their console sessions end with them.
+    pub async fn revoke_admin_token(&self, moderator: &str, label: &str) -> Result<u64, ApiError> {
+        let audit = Self::audit(moderator, "revoke admin token", label);
+        let revoked = self.store.revoke_admin_tokens(label, audit).await?;
+        if revoked == 0 {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("there is no admin token labelled {label}"),
+            ));
+        }
+        Ok(revoked)
+    }
+
+    /// Adds a franking key and makes it current, with its audit entry.
+    pub async fn rotate_franking_key(
+        &self,
+        moderator: &str,
+        data_dir: &Path,
+    ) -> Result<u32, ApiError> {
+        let id = FrankingKeys::rotate(data_dir)
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+        self.store
+            .audit(Self::audit(
+                moderator,
+                "rotate franking key",
+                &id.to_string(),
+            ))
+            .await?;
+        Ok(id)
     }
 
     pub async fn audit_log(&self) -> Result<Vec<AuditEntry>, ApiError> {
