@@ -69,6 +69,9 @@ fn config(args: ServerArgs) -> Result<ServerConfig> {
     if let Some(seconds) = file.session_ttl_seconds {
         config.session_ttl = Duration::from_secs(seconds);
     }
+    if let Some(rate) = file.claim_rate_per_second {
+        (config.claim_per_second, config.claim_burst) = (rate, rate.saturating_mul(20));
+    }
     if let Some(names) = file.reserved_names {
         config.reserved_names = names;
     }

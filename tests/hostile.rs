@@ -370,3 +370,99 @@ async fn the_reserved_name_list_is_configurable() {
     // The list replaces the default one.
     assert_eq!(register_status(&server, "support").await.0, 200);
 }
+
+// Item 6: KeyPackages cannot be drained.
+
+async fn claim(server: &TestServer, token: &str, names: &[&str]) -> (u16, Vec<u8>) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/keypackages/claim", server.url()))
+        .bearer_auth(token)
+        .header("content-type", PROTOBUF)
+        .body(
+            v1::ClaimKeyPackages {
+                usernames: names.iter().map(|n| n.to_string()).collect(),
+            }
+            .encode_to_vec(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.bytes().await.unwrap().to_vec())
+}
+
+async fn one_time_left(server: &TestServer, device: &Device) -> u32 {
+    let response = reqwest::Client::new()
+        .get(format!("{}/v1/keypackages/count", server.url()))
+        .bearer_auth(token(device))
+        .send()
+        .await
+        .unwrap();
+    v1::KeyPackageCount::decode(response.bytes().await.unwrap().as_ref())
+        .unwrap()
+        .one_time_remaining
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_claim_takes_at_most_one_package_per_device_and_a_failed_claim_takes_none() {
+    let server = TestServer::start();
+    let mallory = Device::register(&server.url(), "mallory").await;
+    let bob = Device::register(&server.url(), "bob").await;
+    let before = one_time_left(&server, &bob).await;
+
+    // The victim named a thousand times.
+    let (status, body) = claim(&server, &token(&mallory), &["bob"; 1000]).await;
+    assert_eq!(status, 200);
+    let claimed = v1::ClaimResponse::decode(body.as_ref())
+        .unwrap()
+        .key_packages;
+    eprintln!(
+        "one claim naming bob 1000 times returned {} packages, {} last-resort",
+        claimed.len(),
+        claimed.iter().filter(|p| p.last_resort).count()
+    );
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(one_time_left(&server, &bob).await, before - 1);
+
+    // A claim that fails for one name takes nothing from the others.
+    let (status, body) = claim(&server, &token(&mallory), &["bob", "nobody_here"]).await;
+    assert_eq!(status, 404);
+    assert!(error_of(&body).1.contains("nobody_here"));
+    assert_eq!(one_time_left(&server, &bob).await, before - 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_for_one_account_are_rate_limited_whoever_makes_them() {
+    let server = TestServer::start();
+    let bob = Device::register(&server.url(), "bob").await;
+    let mut claimers = Vec::new();
+    for i in 0..3 {
+        claimers.push(Device::register(&server.url(), &format!("mallory{i}")).await);
+    }
+    let before = one_time_left(&server, &bob).await;
+    let started = Instant::now();
+    let mut granted = 0;
+    let mut limited = 0;
+    for round in 0..40 {
+        let claimer = &claimers[round % claimers.len()];
+        let (status, body) = claim(&server, &token(claimer), &["bob"]).await;
+        match status {
+            200 => granted += 1,
+            429 => {
+                limited += 1;
+                assert!(error_of(&body).1.contains("bob"));
+            }
+            other => panic!("claim answered {other}"),
+        }
+    }
+    let taken = before - one_time_left(&server, &bob).await;
+    eprintln!(
+        "40 claims for bob by 3 accounts in {:?}: {granted} granted, {limited} limited, {taken} packages taken",
+        started.elapsed()
+    );
+    assert!(granted <= 25, "{granted} claims granted");
+    assert_eq!(taken, granted);
+    // Another account is not affected.
+    let (status, _) = claim(&server, &token(&bob), &["mallory0"]).await;
+    assert_eq!(status, 200);
+}

@@ -43,6 +43,9 @@ pub struct ServerConfig {
     /// Registrations, logins and KeyPackage claims per second per client address.
     pub auth_per_second: u32,
     pub auth_burst: u32,
+    /// KeyPackage claims per second for one claimed account (by anyone), and the burst.
+    pub claim_per_second: u32,
+    pub claim_burst: u32,
     /// Names (and their look-alikes) nobody may register; see [`crate::reserved`].
     pub reserved_names: Vec<String>,
 }
@@ -66,6 +69,8 @@ impl ServerConfig {
             submit_burst: 2000,
             auth_per_second: 50,
             auth_burst: 500,
+            claim_per_second: 1,
+            claim_burst: 20,
             reserved_names: crate::reserved::DEFAULT_RESERVED
                 .iter()
                 .map(|s| s.to_string())
@@ -112,7 +117,7 @@ impl ServerConfig {
                 "session lifetime and check interval must be at least 1 second".into(),
             ));
         }
-        if self.submit_per_second == 0 || self.auth_per_second == 0 {
+        if self.submit_per_second == 0 || self.auth_per_second == 0 || self.claim_per_second == 0 {
             return Err(ServerError::Config(
                 "rate limits must be at least 1 per second".into(),
             ));
@@ -139,6 +144,8 @@ pub struct FileConfig {
     pub retention_days: Option<u64>,
     pub rate_per_second: Option<u32>,
     pub auth_rate_per_second: Option<u32>,
+    /// KeyPackage claims per second for one account (bursts of twenty times this).
+    pub claim_rate_per_second: Option<u32>,
     /// How long a login lasts.
     pub session_ttl_seconds: Option<u64>,
     /// How often a live connection checks its session.

@@ -77,6 +77,9 @@ impl From<StoreError> for ApiError {
                 ErrorCode::TooLarge,
                 "too many key packages stored for this device",
             ),
+            StoreError::NoKeyPackage(_) => {
+                ApiError::new(ErrorCode::NoKeyPackage, "no key package left")
+            }
             StoreError::Replay => ApiError::new(ErrorCode::Replay, "replayed message"),
             StoreError::DuplicateReport => ApiError::new(ErrorCode::Replay, "already reported"),
             StoreError::StateChanged => {

@@ -120,7 +120,12 @@ async fn claim_key_packages(
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     app.rates.check_submission(&device.0.user_id)?;
-    Ok(Proto(app.key_packages.claim(decode(&app, &body)?).await?))
+    let request = decode(&app, &body)?;
+    Ok(Proto(
+        app.key_packages
+            .claim(request, |target, name| app.rates.check_claim(target, name))
+            .await?,
+    ))
 }
 
 async fn create_group(

@@ -108,11 +108,15 @@ impl KeyPackages {
         ))
     }
 
-    /// One KeyPackage for every device of every named user. A user none of whose devices has a
-    /// package left is an error, so that nobody is silently left out of a group.
+    /// One KeyPackage for every device of every named user, each user once however often
+    /// named, in one transaction: a claim that fails for one user takes nothing from the
+    /// others. A user none of whose devices has a package left is an error, so that nobody is
+    /// silently left out of a group. `admit` is asked once per user before anything is taken
+    /// (the per-account claim rate).
     pub async fn claim(
         &self,
         request: v1::ClaimKeyPackages,
+        admit: impl Fn(&parley_protocol::UserId, &Username) -> Result<(), ApiError>,
     ) -> Result<v1::ClaimResponse, ApiError> {
         if request.usernames.len() > limits::MAX_CLAIM_USERNAMES {
             return Err(ApiError::new(
@@ -120,36 +124,48 @@ impl KeyPackages {
                 "too many usernames in one claim",
             ));
         }
-        let mut key_packages = Vec::new();
+        let mut usernames = Vec::with_capacity(request.usernames.len());
         for name in &request.usernames {
             let username = Username::parse(name)
                 .map_err(|e| ApiError::new(ErrorCode::InvalidUsername, e.to_string()))?;
-            let devices = self.store.user_devices(&username).await?;
-            if devices.is_empty() {
-                return Err(ApiError::new(
-                    ErrorCode::NotFound,
-                    format!("unknown user {username}"),
-                ));
+            if !usernames.contains(&username) {
+                usernames.push(username);
             }
-            let mut claimed_any = false;
-            for device in devices {
-                if let Some(claimed) = self.store.claim_key_package(device.device_id).await? {
-                    claimed_any = true;
-                    key_packages.push(v1::ClaimedKeyPackage {
-                        username: username.to_string(),
-                        device_id: claimed.device_id.to_vec(),
-                        key_package: claimed.data,
-                        last_resort: claimed.last_resort,
-                    });
-                }
-            }
-            if !claimed_any {
+        }
+        let mut users = Vec::with_capacity(usernames.len());
+        for username in &usernames {
+            let devices = self.store.user_devices(username).await?;
+            let first = devices.first().ok_or_else(|| {
+                ApiError::new(ErrorCode::NotFound, format!("unknown user {username}"))
+            })?;
+            admit(&first.user_id, username)?;
+            users.push(devices.iter().map(|d| d.device_id).collect::<Vec<_>>());
+        }
+        let claimed = match self.store.claim_key_packages(users).await {
+            Ok(claimed) => claimed,
+            Err(parley_store::StoreError::NoKeyPackage(index)) => {
+                let username = usernames.get(index).map_or("a user", |u| u.as_str());
                 return Err(ApiError::new(
                     ErrorCode::NoKeyPackage,
                     format!("{username} has no key package left"),
                 ));
             }
-        }
+            Err(e) => return Err(e.into()),
+        };
+        let key_packages = usernames
+            .iter()
+            .zip(claimed)
+            .flat_map(|(username, packages)| {
+                packages
+                    .into_iter()
+                    .map(move |claimed| v1::ClaimedKeyPackage {
+                        username: username.to_string(),
+                        device_id: claimed.device_id.to_vec(),
+                        key_package: claimed.data,
+                        last_resort: claimed.last_resort,
+                    })
+            })
+            .collect();
         Ok(v1::ClaimResponse { key_packages })
     }
 }

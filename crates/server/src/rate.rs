@@ -1,4 +1,5 @@
-//! Rate limits: per account for submissions, per client address for authentication calls.
+//! Rate limits: per account for submissions, per client address for authentication calls, per
+//! claimed account for KeyPackage claims.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -11,6 +12,9 @@ use crate::{ApiError, ServerConfig};
 pub struct RateLimits {
     submissions: DefaultKeyedRateLimiter<UserId>,
     auth: DefaultKeyedRateLimiter<IpAddr>,
+    /// KeyPackage claims per claimed account, whoever claims: one-time packages cannot be
+    /// drained faster than this.
+    claims: DefaultKeyedRateLimiter<UserId>,
 }
 
 fn quota(per_second: u32, burst: u32) -> Quota {
@@ -27,6 +31,10 @@ impl RateLimits {
                 config.submit_burst,
             )),
             auth: DefaultKeyedRateLimiter::keyed(quota(config.auth_per_second, config.auth_burst)),
+            claims: DefaultKeyedRateLimiter::keyed(quota(
+                config.claim_per_second,
+                config.claim_burst,
+            )),
         }
     }
 
@@ -42,9 +50,23 @@ impl RateLimits {
             .map_err(|_| ApiError::new(ErrorCode::RateLimited, "too many requests; slow down"))
     }
 
+    pub fn check_claim(
+        &self,
+        target: &UserId,
+        name: &parley_protocol::Username,
+    ) -> Result<(), ApiError> {
+        self.claims.check_key(target).map_err(|_| {
+            ApiError::new(
+                ErrorCode::RateLimited,
+                format!("too many key package claims for {name}; retry later"),
+            )
+        })
+    }
+
     /// Forgets idle keys so the maps stay bounded.
     pub fn prune(&self) {
         self.submissions.retain_recent();
         self.auth.retain_recent();
+        self.claims.retain_recent();
     }
 }

@@ -51,6 +51,9 @@ pub enum StoreError {
     IdempotencyConflict,
     #[error("too many key packages stored for this device")]
     TooManyKeyPackages,
+    /// The user at this index of a claim has no KeyPackage left on any device.
+    #[error("no key package left for the user at index {0} of the claim")]
+    NoKeyPackage(usize),
     #[error("storage failure: {0}")]
     Backend(String),
 }
@@ -87,6 +90,13 @@ pub trait Store: Send + Sync + 'static {
     /// Hands out one KeyPackage of `device`: a one-time one, exactly once, or else the
     /// last-resort one, which stays.
     async fn claim_key_package(&self, device: DeviceId) -> StoreResult<Option<ClaimedKeyPackage>>;
+    /// One KeyPackage of every device of every user (each a list of devices), as
+    /// [`Store::claim_key_package`] hands them out, in one transaction: if some user has none
+    /// left on any device, nothing is claimed and the error names that user's index.
+    async fn claim_key_packages(
+        &self,
+        users: Vec<Vec<DeviceId>>,
+    ) -> StoreResult<Vec<Vec<ClaimedKeyPackage>>>;
 
     // Groups: epoch, members, public state (`groups`)
     async fn create_group(&self, group: NewGroup) -> StoreResult<()>;

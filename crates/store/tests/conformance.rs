@@ -847,6 +847,54 @@ async fn console_sessions_expire_end_and_die_with_their_token(store: Arc<dyn Sto
     );
 }
 
+async fn a_claim_for_several_users_takes_all_or_nothing(store: Arc<dyn Store>) {
+    let bob = account(&*store, 2, "bob").await;
+    let carol = account(&*store, 3, "carol").await;
+    let dave = account(&*store, 4, "dave").await;
+    store
+        .add_key_packages(bob, vec![vec![1; 8], vec![2; 8]], None)
+        .await
+        .unwrap();
+    store
+        .add_key_packages(carol, vec![vec![3; 8]], Some(vec![0xcc; 8]))
+        .await
+        .unwrap();
+    // Dave has no package: the claim fails on him and takes nothing from bob or carol.
+    let err = store
+        .claim_key_packages(vec![vec![bob], vec![carol], vec![dave]])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NoKeyPackage(2)), "{err:?}");
+    assert_eq!(store.key_package_count(bob).await.unwrap().one_time, 2);
+    assert_eq!(store.key_package_count(carol).await.unwrap().one_time, 1);
+    // Without him, one package per device, in the order asked.
+    let claimed = store
+        .claim_key_packages(vec![vec![bob], vec![carol]])
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert_eq!(claimed[0].len(), 1);
+    assert_eq!(
+        (claimed[0][0].device_id, claimed[0][0].last_resort),
+        (bob, false)
+    );
+    assert_eq!(
+        (claimed[1][0].device_id, claimed[1][0].last_resort),
+        (carol, false)
+    );
+    assert_eq!(store.key_package_count(bob).await.unwrap().one_time, 1);
+    // Carol's last-resort package stays.
+    let again = store.claim_key_packages(vec![vec![carol]]).await.unwrap();
+    assert!(again[0][0].last_resort);
+    assert!(
+        store
+            .key_package_count(carol)
+            .await
+            .unwrap()
+            .has_last_resort
+    );
+}
+
 async fn run_all<F, Fut>(make: F)
 where
     F: Fn() -> Fut,
@@ -854,6 +902,7 @@ where
 {
     accounts_and_sessions(make().await).await;
     key_packages_are_handed_out_once(make().await).await;
+    a_claim_for_several_users_takes_all_or_nothing(make().await).await;
     a_message_is_stored_once_with_a_pointer_per_recipient(make().await).await;
     one_commit_per_epoch(make().await).await;
     a_welcome_travels_with_its_commit(make().await).await;

@@ -4,7 +4,7 @@
 use parley_protocol::DeviceId;
 use sqlx::{PgPool, Row};
 
-use super::sql::{id, sql_error, transaction};
+use super::sql::{id, sql_error, transaction, Tx};
 use crate::model::*;
 use crate::{StoreError, StoreResult};
 
@@ -84,47 +84,69 @@ pub(super) async fn claim_key_package(
     pool: &PgPool,
     device: DeviceId,
 ) -> StoreResult<Option<ClaimedKeyPackage>> {
+    transaction!(pool, |tx| claim_in(&mut tx, device).await)
+}
+
+/// One claim for every device of every user in one transaction, or none (see the trait).
+pub(super) async fn claim_key_packages(
+    pool: &PgPool,
+    users: Vec<Vec<DeviceId>>,
+) -> StoreResult<Vec<Vec<ClaimedKeyPackage>>> {
     transaction!(pool, |tx| {
-        // SKIP LOCKED: concurrent claims take different packages instead of waiting.
-        let one_time: Option<Vec<u8>> = sqlx::query_scalar(
-            "DELETE FROM key_packages WHERE device_id = $1 AND id = (
-                SELECT id FROM key_packages WHERE device_id = $1 AND NOT last_resort
-                ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
-             RETURNING data",
-        )
-        .bind(id(device.as_bytes()))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(sql_error)?;
-        if let Some(data) = one_time {
-            return Ok(Some(ClaimedKeyPackage {
-                device_id: device,
-                data,
-                last_resort: false,
-            }));
+        let mut claimed = Vec::with_capacity(users.len());
+        for (index, devices) in users.iter().enumerate() {
+            let mut packages = Vec::with_capacity(devices.len());
+            for device in devices {
+                packages.extend(claim_in(&mut tx, *device).await?);
+            }
+            if packages.is_empty() {
+                return Err(StoreError::NoKeyPackage(index));
+            }
+            claimed.push(packages);
         }
-        let remaining: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM key_packages WHERE device_id = $1 AND NOT last_resort",
-        )
-        .bind(id(device.as_bytes()))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(sql_error)?;
-        if remaining > 0 {
-            // Others hold the remaining ones right now; try again.
-            return Err(StoreError::Backend("key packages busy (40001)".into()));
-        }
-        let last: Option<Vec<u8>> = sqlx::query_scalar(
-            "SELECT data FROM key_packages WHERE device_id = $1 AND last_resort",
-        )
-        .bind(id(device.as_bytes()))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(sql_error)?;
-        Ok(last.map(|data| ClaimedKeyPackage {
+        Ok(claimed)
+    })
+}
+
+async fn claim_in(tx: &mut Tx<'_>, device: DeviceId) -> StoreResult<Option<ClaimedKeyPackage>> {
+    // SKIP LOCKED: concurrent claims take different packages instead of waiting.
+    let one_time: Option<Vec<u8>> = sqlx::query_scalar(
+        "DELETE FROM key_packages WHERE device_id = $1 AND id = (
+            SELECT id FROM key_packages WHERE device_id = $1 AND NOT last_resort
+            ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+         RETURNING data",
+    )
+    .bind(id(device.as_bytes()))
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(sql_error)?;
+    if let Some(data) = one_time {
+        return Ok(Some(ClaimedKeyPackage {
             device_id: device,
             data,
-            last_resort: true,
-        }))
-    })
+            last_resort: false,
+        }));
+    }
+    let remaining: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM key_packages WHERE device_id = $1 AND NOT last_resort",
+    )
+    .bind(id(device.as_bytes()))
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(sql_error)?;
+    if remaining > 0 {
+        // Others hold the remaining ones right now; try again.
+        return Err(StoreError::Backend("key packages busy (40001)".into()));
+    }
+    let last: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT data FROM key_packages WHERE device_id = $1 AND last_resort")
+            .bind(id(device.as_bytes()))
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(sql_error)?;
+    Ok(last.map(|data| ClaimedKeyPackage {
+        device_id: device,
+        data,
+        last_resort: true,
+    }))
 }

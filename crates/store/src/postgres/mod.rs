@@ -128,6 +128,13 @@ impl Store for PgStore {
         keypackages::claim_key_package(&self.pool, device).await
     }
 
+    async fn claim_key_packages(
+        &self,
+        users: Vec<Vec<DeviceId>>,
+    ) -> StoreResult<Vec<Vec<ClaimedKeyPackage>>> {
+        keypackages::claim_key_packages(&self.pool, users).await
+    }
+
     // Groups
     async fn create_group(&self, group: NewGroup) -> StoreResult<()> {
         groups::create_group(&self.pool, group).await

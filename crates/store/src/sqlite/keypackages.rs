@@ -97,3 +97,22 @@ pub(super) fn claim_key_package(
         last_resort: true,
     }))
 }
+
+/// Must run as a write job, like [`claim_key_package`]; an error rolls the job back.
+pub(super) fn claim_key_packages(
+    tx: &Transaction<'_>,
+    users: Vec<Vec<DeviceId>>,
+) -> StoreResult<Vec<Vec<ClaimedKeyPackage>>> {
+    let mut claimed = Vec::with_capacity(users.len());
+    for (index, devices) in users.into_iter().enumerate() {
+        let mut packages = Vec::with_capacity(devices.len());
+        for device in devices {
+            packages.extend(claim_key_package(tx, device)?);
+        }
+        if packages.is_empty() {
+            return Err(StoreError::NoKeyPackage(index));
+        }
+        claimed.push(packages);
+    }
+    Ok(claimed)
+}

@@ -326,6 +326,14 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn claim_key_packages(
+        &self,
+        users: Vec<Vec<DeviceId>>,
+    ) -> StoreResult<Vec<Vec<ClaimedKeyPackage>>> {
+        self.write(move |tx| keypackages::claim_key_packages(tx, users))
+            .await
+    }
+
     // Groups
     async fn create_group(&self, group: NewGroup) -> StoreResult<()> {
         self.write(move |tx| groups::create_group(tx, group)).await
