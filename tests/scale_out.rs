@@ -342,6 +342,7 @@ async fn a_suspension_on_one_nodes_console_closes_live_connections_on_the_others
         .unwrap();
     let signed_in = console
         .post(format!("{}/admin/login", deployment.url(0)))
+        .header("origin", deployment.url(0))
         .form(&[("token", admin_token.as_str())])
         .send()
         .await
