@@ -87,7 +87,7 @@ pub enum Command {
         client: ClientArgs,
         /// A username, or #group.
         chat: String,
-        /// The message text.
+        /// The message text (not empty; at most 64 KiB of UTF-8).
         text: String,
     },
     /// Fetch, decrypt and store new messages, send what waits in the outbox, print new messages.
@@ -138,6 +138,15 @@ pub enum Command {
         /// The account to block.
         username: String,
     },
+    /// Show an account's messages again.
+    Unblock {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The account to unblock.
+        username: String,
+    },
+    /// List the blocked accounts.
+    Blocked(ClientArgs),
     /// Show the safety number shared with a contact (compare it in person).
     SafetyNumber {
         #[command(flatten)]
@@ -181,6 +190,11 @@ pub enum GroupCommand {
     },
     /// Leave a group.
     Leave {
+        /// The group (#name or name).
+        name: String,
+    },
+    /// List a group's members, admins marked.
+    Members {
         /// The group (#name or name).
         name: String,
     },

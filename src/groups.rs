@@ -5,6 +5,7 @@ use parley_protocol::Username;
 
 use crate::account::{open, username};
 use crate::args::{ClientArgs, GroupCommand};
+use crate::output;
 
 pub async fn run(args: ClientArgs, command: GroupCommand) -> Result<()> {
     let client = open(&args)?;
@@ -25,6 +26,10 @@ pub async fn run(args: ClientArgs, command: GroupCommand) -> Result<()> {
                 .await?
         }
         GroupCommand::Leave { name } => client.leave_group(group_name(&name)).await?,
+        GroupCommand::Members { name } => {
+            let chat = parley_client::ChatRef::Group(group_name(&name).to_owned());
+            output::members(&client.group_state(&chat)?);
+        }
         GroupCommand::Admin { name, member } => {
             client
                 .make_admin(group_name(&name), &username(&member)?)

@@ -90,6 +90,8 @@ async fn run(cli: Cli) -> Result<()> {
             account::safety_number(top.or(client), &username)
         }
         Command::Block { client, username } => reports::block(top.or(client), &username).await,
+        Command::Unblock { client, username } => reports::unblock(top.or(client), &username),
+        Command::Blocked(client) => reports::blocked(top.or(client)),
         Command::Report(args) => {
             let client = top.or(args.client.clone());
             reports::report(client, args).await

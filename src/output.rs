@@ -6,7 +6,7 @@
 
 use std::io::Write as _;
 
-use parley_client::{ChatSummary, MessageView};
+use parley_client::{ChatSummary, GroupStateView, MessageView};
 use parley_store::{AuditEntry, Report};
 
 /// One line on stdout.
@@ -60,6 +60,13 @@ pub fn message(message: &MessageView, as_json: bool) {
     if as_json {
         return json(message);
     }
+    if message.kind == "notice" {
+        return line(&format!(
+            "[{}] {}",
+            local_time(&message.sent_at),
+            sanitize(&message.text)
+        ));
+    }
     let chat = if message.chat.starts_with('#') {
         format!("{} ", message.chat)
     } else {
@@ -99,6 +106,19 @@ pub fn chat(chat: &ChatSummary, as_json: bool) {
         ));
     }
     line(&text);
+}
+
+/// A group's members, one account a line, admins marked: `alice (admin)`.
+pub fn members(group: &GroupStateView) {
+    let mut names = group.members.clone();
+    names.dedup();
+    for name in names {
+        if group.admins.contains(&name) {
+            line(&format!("{name} (admin)"));
+        } else {
+            line(&name);
+        }
+    }
 }
 
 /// A report, for `parley admin reports`.

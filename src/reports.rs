@@ -40,3 +40,19 @@ pub async fn block(args: ClientArgs, name: &str) -> Result<()> {
     ));
     Ok(())
 }
+
+pub fn unblock(args: ClientArgs, name: &str) -> Result<()> {
+    let user = username(name)?;
+    open(&args)?.unblock(&user)?;
+    output::line(&format!(
+        "{user} is unblocked: their new messages are shown"
+    ));
+    Ok(())
+}
+
+pub fn blocked(args: ClientArgs) -> Result<()> {
+    for user in open(&args)?.blocked()? {
+        output::line(&user);
+    }
+    Ok(())
+}

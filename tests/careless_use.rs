@@ -297,7 +297,85 @@ fn incoming_groups_with_one_name_stay_addressable() {
     assert_eq!(for_dave.len(), 1, "{for_dave:?}");
     assert_ne!(for_alice, for_dave);
     // History and group commands take the handle too.
-    let history = texts(&ok(parley(bob, &["history", &handles[0], "--json"])));
+    let history: Vec<String> = json_lines(&ok(parley(bob, &["history", &handles[0], "--json"])))
+        .iter()
+        .filter(|m| m["kind"] == "text")
+        .map(|m| m["text"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(history, [format!("to {}", handles[0])]);
     ok(parley(bob, &["group", "leave", &handles[0]]));
+}
+
+// ---- Item 17: members are told what happened to them ----
+
+#[test]
+fn a_removed_member_is_told_who_removed_them() {
+    let server = TestServer::start();
+    let homes = accounts(&server, &["alice", "bob", "carol"]);
+    let (alice, bob) = (homes[0].path(), homes[1].path());
+    ok(parley(alice, &["group", "create", "team", "bob", "carol"]));
+    ok(parley(bob, &["sync"]));
+    ok(parley(alice, &["group", "remove", "team", "bob"]));
+    let out = ok(parley(bob, &["sync"]));
+    assert!(out.contains("alice removed you from #team"), "{out}");
+    let history = ok(parley(bob, &["history", "#team"]));
+    assert!(
+        history.contains("alice removed you from #team"),
+        "{history}"
+    );
+}
+
+#[test]
+fn an_added_member_is_told_who_added_them() {
+    let server = TestServer::start();
+    let homes = accounts(&server, &["alice", "bob"]);
+    let (alice, bob) = (homes[0].path(), homes[1].path());
+    ok(parley(alice, &["group", "create", "team", "bob"]));
+    let out = ok(parley(bob, &["sync"]));
+    assert!(out.contains("alice added you to #team"), "{out}");
+}
+
+#[test]
+fn group_members_lists_members_and_admins() {
+    let server = TestServer::start();
+    let homes = accounts(&server, &["alice", "bob", "carol"]);
+    let (alice, bob) = (homes[0].path(), homes[1].path());
+    ok(parley(alice, &["group", "create", "team", "bob", "carol"]));
+    ok(parley(bob, &["sync"]));
+    let out = ok(parley(bob, &["group", "members", "team"]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines, ["alice (admin)", "bob", "carol"], "{out}");
+}
+
+#[test]
+fn a_blocked_account_can_be_listed_and_unblocked() {
+    let server = TestServer::start();
+    let homes = accounts(&server, &["alice", "bob"]);
+    let (alice, bob) = (homes[0].path(), homes[1].path());
+    ok(parley(bob, &["send", "alice", "before"]));
+    ok(parley(alice, &["sync"]));
+    ok(parley(alice, &["block", "bob"]));
+    assert_eq!(ok(parley(alice, &["blocked"])).trim(), "bob");
+    ok(parley(bob, &["send", "alice", "while blocked"]));
+    assert!(texts(&ok(parley(alice, &["sync", "--json"]))).is_empty());
+    ok(parley(alice, &["unblock", "bob"]));
+    assert_eq!(ok(parley(alice, &["blocked"])).trim(), "");
+    ok(parley(bob, &["send", "alice", "after"]));
+    assert_eq!(texts(&ok(parley(alice, &["sync", "--json"]))), ["after"]);
+    let (status, _, err) = parley(alice, &["unblock", "bob"]);
+    assert_ne!(status, 0);
+    assert!(err.contains("not blocked"), "{err}");
+}
+
+#[test]
+fn empty_or_blank_messages_are_refused() {
+    let server = TestServer::start();
+    let homes = accounts(&server, &["alice", "bob"]);
+    let (alice, bob) = (homes[0].path(), homes[1].path());
+    for text in ["", "   ", "\n\t "] {
+        let (status, _, err) = parley(alice, &["send", "bob", text]);
+        assert_ne!(status, 0, "{text:?} was sent");
+        assert!(err.contains("empty"), "{err}");
+    }
+    assert!(texts(&ok(parley(bob, &["sync", "--json"]))).is_empty());
 }

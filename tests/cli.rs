@@ -46,7 +46,10 @@ fn the_quick_start_works_as_documented() {
     assert_eq!(cli(a, &url, &["send", "#team", "hello team"]).0, 0);
     let (_, out, _) = cli(c, &url, &["sync", "--json"]);
     let messages = json_lines(&out);
-    assert_eq!(messages.len(), 1);
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[0]["kind"], "notice");
+    assert_eq!(messages[0]["text"], "alice added you to #team");
+    let messages = &messages[1..];
     assert_eq!(messages[0]["chat"], "#team");
     assert_eq!(messages[0]["text"], "hello team");
 
@@ -59,10 +62,12 @@ fn the_quick_start_works_as_documented() {
     let (_, out, _) = cli(d, &url, &["sync", "--json"]);
     assert_eq!(json_lines(&out).last().unwrap()["text"], "just us");
     let (_, out, _) = cli(c, &url, &["sync", "--json"]);
+    let seen = json_lines(&out);
     assert!(
-        json_lines(&out).is_empty(),
+        seen.iter().all(|m| m["kind"] == "notice"),
         "carol was removed but reads: {out}"
     );
+    assert_eq!(seen[0]["text"], "alice removed you from #team");
 
     let (status, out, _) = cli(a, &url, &["chats", "--json"]);
     assert_eq!(status, 0);

@@ -10,8 +10,13 @@ fn user(name: &str) -> Username {
     Username::parse(name).unwrap()
 }
 
+/// The texts among messages (notices such as "alice added you to #team" left out).
 fn texts(messages: &[MessageView]) -> Vec<&str> {
-    messages.iter().map(|m| m.text.as_str()).collect()
+    messages
+        .iter()
+        .filter(|m| m.kind == "text")
+        .map(|m| m.text.as_str())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,7 +100,7 @@ async fn a_group_of_fifty_exchanges_messages_from_several_members() {
             );
         }
         assert_eq!(
-            history.len(),
+            seen.len(),
             sent.len(),
             "member {index} sees duplicates or strangers"
         );
@@ -161,7 +166,7 @@ async fn a_removed_member_cannot_read_later_messages_and_an_added_one_can() {
     alice.client.send_text(&team, &secret).await.unwrap();
 
     assert!(
-        carol.client.sync().await.unwrap().is_empty(),
+        texts(&carol.client.sync().await.unwrap()).is_empty(),
         "a removed member read a later message"
     );
     let carol_chats = carol.client.chats().unwrap();
@@ -372,7 +377,7 @@ async fn a_server_killed_mid_traffic_loses_nothing_and_shows_nothing_twice() {
     for (sender, sent) in [("alice", &from_alice), ("carol", &from_carol)] {
         let got: Vec<&str> = history
             .iter()
-            .filter(|m| m.sender == sender)
+            .filter(|m| m.sender == sender && m.kind == "text")
             .map(|m| m.text.as_str())
             .collect();
         assert_eq!(

@@ -8,7 +8,7 @@ use parley_protocol::{v1, DeviceId};
 use prost::Message as _;
 
 use crate::client::Client;
-use crate::db::{self, now_ms, ChatKind, ChatState, MessageStatus};
+use crate::db::{self, now_ms, ChatKind, ChatState, MessageStatus, Notice};
 use crate::error::{mls_error, ClientError};
 use crate::groups::{join_config, load_group};
 use crate::names::parse_group_name;
@@ -157,15 +157,24 @@ impl Client {
         let Ok(tree) = RatchetTreeIn::tls_deserialize_exact(bundle.ratchet_tree.as_slice()) else {
             return Outcome::Rejected(Rejected::Unverifiable("ratchet tree does not parse".into()));
         };
-        let group =
-            match StagedWelcome::new_from_welcome(provider, &join_config(), welcome, Some(tree))
-                .and_then(|staged| staged.into_group(provider))
-            {
-                Ok(group) => group,
+        let staged =
+            match StagedWelcome::new_from_welcome(provider, &join_config(), welcome, Some(tree)) {
+                Ok(staged) => staged,
                 Err(e) => {
                     return Outcome::Rejected(Rejected::Unverifiable(format!("cannot join: {e}")))
                 }
             };
+        // Who added us: the member whose signed GroupInfo the Welcome carries.
+        let adder = staged
+            .welcome_sender()
+            .ok()
+            .and_then(|leaf| DeviceIdentity::from_credential(leaf.credential()).ok());
+        let group = match staged.into_group(provider) {
+            Ok(group) => group,
+            Err(e) => {
+                return Outcome::Rejected(Rejected::Unverifiable(format!("cannot join: {e}")))
+            }
+        };
         if Roles::from_extensions(group.extensions()).is_err() {
             return Outcome::Rejected(Rejected::Unverifiable("group has no roles".into()));
         }
@@ -183,7 +192,35 @@ impl Client {
         ) {
             return Outcome::Failed(e);
         }
-        Outcome::Shown(Vec::new())
+        let Some(adder) = adder.filter(|a| a.username != *self.username()) else {
+            return Outcome::Shown(Vec::new());
+        };
+        // A group we are back in is known by name: say so now. A new chat's kind and name
+        // arrive next (GroupMeta); the notice waits for them, and a 1:1 chat shows none.
+        let known = match db::chat(tx, &group_id) {
+            Ok(chat) => chat.is_some_and(|c| c.kind == ChatKind::Group),
+            Err(e) => return Outcome::Failed(e),
+        };
+        let row = notice_row(&group_id, &adder, Notice::Added, item, !known);
+        self.store_notice(tx, row)
+    }
+
+    /// Stores a notice; shows it unless it waits hidden for the chat's name.
+    fn store_notice(&self, tx: &rusqlite::Connection, row: db::MessageRow) -> Outcome {
+        let hidden = row.hidden;
+        if let Err(e) = db::insert_message(tx, &row) {
+            return Outcome::Failed(e);
+        }
+        if hidden {
+            return Outcome::Shown(Vec::new());
+        }
+        if let Err(e) = db::touch_chat(tx, &row.group_id, row.sent_at) {
+            return Outcome::Failed(e);
+        }
+        match self.view_of(tx, row) {
+            Ok(view) => Outcome::Shown(vec![view]),
+            Err(e) => Outcome::Failed(e),
+        }
     }
 
     fn process_group_message(
@@ -256,18 +293,32 @@ impl Client {
                     ));
                 }
                 let removed = staged.self_removed();
+                let own = group.own_leaf_index();
+                // Who wanted us out: a member's own leave proposal, the server's moderators (an
+                // external proposal), or else the member who committed the removal.
+                let proposer = staged
+                    .remove_proposals()
+                    .find(|p| p.remove_proposal().removed() == own)
+                    .map(|p| p.sender().clone());
                 if let Err(e) = group.merge_staged_commit(provider, *staged) {
                     return Outcome::Failed(mls_error(e));
                 }
-                if removed {
-                    if let Err(e) = group.delete(provider.storage()) {
-                        return Outcome::Failed(mls_error(e));
-                    }
-                    if let Err(e) = db::set_chat_state(tx, &item.group_id, ChatState::Removed) {
-                        return Outcome::Failed(e);
-                    }
+                if !removed {
+                    return Outcome::Shown(Vec::new());
                 }
-                Outcome::Shown(Vec::new())
+                if let Err(e) = group.delete(provider.storage()) {
+                    return Outcome::Failed(mls_error(e));
+                }
+                if let Err(e) = db::set_chat_state(tx, &item.group_id, ChatState::Removed) {
+                    return Outcome::Failed(e);
+                }
+                let notice = match proposer {
+                    Some(Sender::Member(leaf)) if leaf == own => return Outcome::Shown(Vec::new()),
+                    Some(Sender::External(_)) => Notice::RemovedByModerators,
+                    _ => Notice::Removed,
+                };
+                let row = notice_row(&item.group_id, &sender, notice, item, false);
+                self.store_notice(tx, row)
             }
             ProcessedMessageContent::ProposalMessage(proposal) => {
                 // A member may propose its own removal (leaving); the server, as external
@@ -331,6 +382,7 @@ impl Client {
             Ok(blocked) => blocked,
             Err(e) => return Outcome::Failed(e),
         };
+        let mut revealed = Vec::new();
         let (text, hidden) = match payload.body {
             // Messages from blocked accounts are kept (they can still be reported) but not shown.
             Some(v1::app_payload::Body::Text(body)) => (body.text, blocked),
@@ -369,6 +421,20 @@ impl Client {
                 if let Err(e) = db::set_chat_meta(tx, &group_id, kind, &name) {
                     return Outcome::Failed(e);
                 }
+                // A new group's name is known now: "alice added you to #team" can be shown.
+                if current == Some(ChatKind::Unknown) && kind == ChatKind::Group {
+                    match db::reveal_notices(tx, &group_id) {
+                        Ok(rows) => {
+                            for row in rows {
+                                match self.view_of(tx, row) {
+                                    Ok(view) => revealed.push(view),
+                                    Err(e) => return Outcome::Failed(e),
+                                }
+                            }
+                        }
+                        Err(e) => return Outcome::Failed(e),
+                    }
+                }
                 (String::new(), true)
             }
             None => return Outcome::Rejected(Rejected::Ignored("empty payload")),
@@ -389,6 +455,7 @@ impl Client {
             payload: plaintext,
             aad: aad.to_vec(),
             hidden,
+            notice: None,
         };
         let inserted = db::insert_message(tx, &row);
         if let (Ok(true), Some(franking)) = (&inserted, &item.franking) {
@@ -411,9 +478,42 @@ impl Client {
                     Err(e) => Outcome::Failed(e),
                 }
             }
-            // A redelivered message, or metadata: nothing new to show.
-            Ok(_) => Outcome::Shown(Vec::new()),
+            // A redelivered message, or metadata (and the notices it revealed).
+            Ok(_) => Outcome::Shown(revealed),
             Err(e) => Outcome::Failed(e),
         }
+    }
+}
+
+/// A notice of what `actor` did to us in a group, at the time the server accepted it. Its id is
+/// derived from the queue item, so that it is stored once.
+fn notice_row(
+    group_id: &[u8],
+    actor: &DeviceIdentity,
+    notice: Notice,
+    item: &v1::QueueItem,
+    hidden: bool,
+) -> db::MessageRow {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(b"parley/v1/notice\0");
+    hasher.update(group_id);
+    hasher.update(notice.as_str());
+    hasher.update(item.seq.to_be_bytes());
+    let id = hasher.finalize()[..16].to_vec();
+    db::MessageRow {
+        id,
+        group_id: group_id.to_vec(),
+        sender: actor.username.to_string(),
+        sender_device: actor.device_id.to_vec(),
+        text: String::new(),
+        sent_at: item.accepted_at_ms,
+        received_at: now_ms(),
+        group_seq: None,
+        status: MessageStatus::Received,
+        payload: Vec::new(),
+        aad: Vec::new(),
+        hidden,
+        notice: Some(notice),
     }
 }

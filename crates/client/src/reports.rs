@@ -160,6 +160,20 @@ impl Client {
         db::block(&self.db(), user.as_str(), now_ms())
     }
 
+    /// Shows an account's messages again (those received while it was blocked stay hidden).
+    pub fn unblock(&self, user: &Username) -> Result<(), ClientError> {
+        if db::unblock(&self.db(), user.as_str())? {
+            Ok(())
+        } else {
+            Err(ClientError::Invalid(format!("{user} is not blocked")))
+        }
+    }
+
+    /// The accounts blocked on this device, by name.
+    pub fn blocked(&self) -> Result<Vec<String>, ClientError> {
+        db::blocked(&self.db())
+    }
+
     async fn require_account(&self, user: &Username) -> Result<(), ClientError> {
         let path = format!("/v1/users/{user}");
         let found: Result<v1::UserDevices, ClientError> = self.authed(|| self.api.get(&path)).await;

@@ -4,7 +4,7 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::client::Client;
-use crate::db::{self, now_ms, ChatKind, ChatRow, ChatState, MessageRow};
+use crate::db::{self, now_ms, ChatKind, ChatRow, ChatState, MessageRow, Notice};
 use crate::error::ClientError;
 use crate::groups::{chat_handle, load_group};
 use crate::names::ChatRef;
@@ -24,6 +24,9 @@ pub struct MessageView {
     pub status: String,
     /// Position in the group's server order, once known.
     pub group_seq: Option<u64>,
+    /// `text` for a message; `notice` for what happened to us in the chat ("alice removed you
+    /// from #team"), whose `text` is that sentence and `sender` who did it.
+    pub kind: String,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -72,11 +75,25 @@ impl Client {
                     hex::encode(&row.group_id[..4.min(row.group_id.len())])
                 )
             });
+        let text = match row.notice {
+            None => row.text,
+            Some(Notice::Added) => format!("{} added you to {chat}", row.sender),
+            Some(Notice::Removed) => format!("{} removed you from {chat}", row.sender),
+            Some(Notice::RemovedByModerators) => {
+                format!("the server's moderators removed you from {chat}")
+            }
+        };
         Ok(MessageView {
             id: hex::encode(&row.id),
+            kind: if row.notice.is_some() {
+                "notice"
+            } else {
+                "text"
+            }
+            .into(),
             chat,
             sender: row.sender,
-            text: row.text,
+            text,
             sent_at: rfc3339(row.sent_at),
             status: row.status.as_str().to_owned(),
             group_seq: row.group_seq,

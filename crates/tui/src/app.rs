@@ -428,6 +428,7 @@ mod tests {
             sent_at: "2026-01-01T00:00:00.000Z".into(),
             status: "received".into(),
             group_seq: Some(1),
+            kind: "text".into(),
         }
     }
 

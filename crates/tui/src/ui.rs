@@ -137,6 +137,22 @@ fn draw_messages(frame: &mut Frame<'_>, app: &App, area: Rect) {
         .messages
         .iter()
         .map(|m| {
+            if m.kind == "notice" {
+                // What happened to us in the chat: one line, set apart from messages.
+                return ListItem::new(Line::from(vec![
+                    Span::styled(
+                        time_of(&m.sent_at).to_owned(),
+                        Style::default().fg(Color::Gray),
+                    ),
+                    Span::raw(" "),
+                    Span::styled(
+                        m.text.replace('\n', " "),
+                        Style::default()
+                            .fg(Color::Yellow)
+                            .add_modifier(Modifier::ITALIC),
+                    ),
+                ]));
+            }
             let state = match m.status.as_str() {
                 "sending" => " ⧗ sending",
                 "sent" => " ✓ sent",

@@ -36,6 +36,33 @@ impl MessageStatus {
     }
 }
 
+/// What happened to us in a chat (a row of the log that is not a text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// `sender` added us to the group.
+    Added,
+    /// `sender` removed us from the group.
+    Removed,
+    /// The server's moderators removed us (an external proposal `sender` committed).
+    RemovedByModerators,
+}
+
+impl Notice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Notice::Added => "added",
+            Notice::Removed => "removed",
+            Notice::RemovedByModerators => "removed_by_moderators",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Notice> {
+        [Notice::Added, Notice::Removed, Notice::RemovedByModerators]
+            .into_iter()
+            .find(|n| n.as_str() == text)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct MessageRow {
     pub id: Vec<u8>,
@@ -50,14 +77,16 @@ pub struct MessageRow {
     pub payload: Vec<u8>,
     pub aad: Vec<u8>,
     pub hidden: bool,
+    /// Set for a notice instead of a text.
+    pub notice: Option<Notice>,
 }
 
 /// Inserts a message unless one with its id is already there. Returns whether it was new.
 pub fn insert_message(conn: &Connection, m: &MessageRow) -> Result<bool, ClientError> {
     let inserted = conn.execute(
         "INSERT OR IGNORE INTO messages
-            (id, group_id, sender, sender_device, text, sent_at, received_at, group_seq, status, payload, aad, hidden)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            (id, group_id, sender, sender_device, text, sent_at, received_at, group_seq, status, payload, aad, hidden, notice)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             m.id,
             m.group_id,
@@ -70,7 +99,8 @@ pub fn insert_message(conn: &Connection, m: &MessageRow) -> Result<bool, ClientE
             m.status as i64,
             m.payload,
             m.aad,
-            m.hidden
+            m.hidden,
+            m.notice.map(Notice::as_str)
         ],
     )?;
     Ok(inserted == 1)
@@ -97,7 +127,7 @@ pub fn set_message_status(
 }
 
 const MESSAGE_COLUMNS: &str =
-    "id, group_id, sender, sender_device, text, sent_at, received_at, group_seq, status, payload, aad, hidden FROM messages";
+    "id, group_id, sender, sender_device, text, sent_at, received_at, group_seq, status, payload, aad, hidden, notice FROM messages";
 
 // Evidence rows start with the same columns (see `evidence`).
 pub(super) fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
@@ -114,6 +144,10 @@ pub(super) fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Mess
         payload: row.get(9)?,
         aad: row.get(10)?,
         hidden: row.get(11)?,
+        notice: row
+            .get::<_, Option<String>>(12)?
+            .as_deref()
+            .and_then(Notice::parse),
     })
 }
 
@@ -163,4 +197,25 @@ pub fn last_message(conn: &Connection, group_id: &[u8]) -> Result<Option<Message
             message_from_row,
         )
         .optional()?)
+}
+
+/// Shows a group's hidden notices (kept back until the group's name was known); returns them.
+pub fn reveal_notices(conn: &Connection, group_id: &[u8]) -> Result<Vec<MessageRow>, ClientError> {
+    let mut statement = conn.prepare(&format!(
+        "SELECT {MESSAGE_COLUMNS} WHERE group_id = ?1 AND hidden = 1 AND notice IS NOT NULL ORDER BY rowid"
+    ))?;
+    let rows = statement
+        .query_map(params![group_id], message_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    conn.execute(
+        "UPDATE messages SET hidden = 0 WHERE group_id = ?1 AND hidden = 1 AND notice IS NOT NULL",
+        params![group_id],
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(|row| MessageRow {
+            hidden: false,
+            ..row
+        })
+        .collect())
 }

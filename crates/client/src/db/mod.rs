@@ -152,6 +152,11 @@ CREATE TABLE blocked (
 -- What the user has seen: messages received after this time count as unread.
 ALTER TABLE chats ADD COLUMN last_read INTEGER NOT NULL DEFAULT 0;
 "#,
+    r#"
+-- What happened to us in a chat, shown among its messages: NULL for a text, else a Notice
+-- (`sender` is who did it).
+ALTER TABLE messages ADD COLUMN notice TEXT;
+"#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), ClientError> {

@@ -43,3 +43,15 @@ pub fn is_blocked(conn: &Connection, username: &str) -> Result<bool, ClientError
         |row| row.get(0),
     )?)
 }
+
+/// Unblocks an account; returns whether it was blocked.
+pub fn unblock(conn: &Connection, username: &str) -> Result<bool, ClientError> {
+    Ok(conn.execute("DELETE FROM blocked WHERE username = ?1", params![username])? == 1)
+}
+
+/// Blocked accounts, by name.
+pub fn blocked(conn: &Connection) -> Result<Vec<String>, ClientError> {
+    let mut statement = conn.prepare("SELECT username FROM blocked ORDER BY username")?;
+    let rows = statement.query_map([], |row| row.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}

@@ -19,6 +19,9 @@ impl Client {
     /// Sends a text message. A 1:1 chat is created on first use; the peer may be offline.
     /// Returns the message as stored locally; its status says whether the server has it yet.
     pub async fn send_text(&self, chat: &ChatRef, text: &str) -> Result<MessageView, ClientError> {
+        if text.trim().is_empty() {
+            return Err(ClientError::Invalid("the message is empty".into()));
+        }
         if text.len() > parley_protocol::limits::MAX_TEXT_BYTES {
             return Err(ClientError::Invalid(format!(
                 "message is longer than {} bytes",

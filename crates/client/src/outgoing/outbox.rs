@@ -131,6 +131,7 @@ impl Client {
                 aad,
                 // Chat metadata is kept (re-encryption reads it) but never shown.
                 hidden: !log,
+                notice: None,
             },
         )?;
         if log {
