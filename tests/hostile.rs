@@ -466,3 +466,36 @@ async fn claims_for_one_account_are_rate_limited_whoever_makes_them() {
     let (status, _) = claim(&server, &token(&bob), &["mallory0"]).await;
     assert_eq!(status, 200);
 }
+
+// Item 7 (server side): files only their owner can read.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_directory_and_every_file_in_it_are_for_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = TestServer::start();
+    // Something in the database and its write-ahead log.
+    let alice = Device::register(&server.url(), "alice").await;
+    drop(alice);
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let data = server.data_dir();
+    let mut seen = vec![format!("{} {:o}", data.display(), mode(&data))];
+    assert_eq!(mode(&data), 0o700, "{}", seen[0]);
+    let files = walk(&data);
+    for name in [
+        "parley.db",
+        "parley.db-wal",
+        "parley.db-shm",
+        "franking-keys.json",
+    ] {
+        assert!(
+            files.iter().any(|f| f.ends_with(name)),
+            "{name} in {files:?}"
+        );
+    }
+    for file in &files {
+        seen.push(format!("{} {:o}", file.display(), mode(file)));
+        assert_eq!(mode(file), 0o600, "{seen:?}");
+    }
+    eprintln!("{seen:?}");
+}

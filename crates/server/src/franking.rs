@@ -158,8 +158,16 @@ fn modified(path: &Path) -> Option<SystemTime> {
 impl FrankingKeys {
     /// Opens the key file in `data_dir`, creating it with a first key if there is none.
     pub fn open(data_dir: &Path) -> Result<FrankingKeys, FrankingKeyError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| FrankingKeyError::Io(data_dir.to_owned(), e))?;
+        // Owner-only, like everything in it (a PostgreSQL deployment's directory holds only
+        // the key files).
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(data_dir)
+                .map_err(|e| FrankingKeyError::Io(data_dir.to_owned(), e))?;
+        }
         let path = data_dir.join(KEY_FILE);
         if !path.exists() {
             let first = KeyFile {

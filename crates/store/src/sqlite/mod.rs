@@ -128,12 +128,47 @@ fn open_connection(path: &Path, options: &SqliteOptions) -> StoreResult<Connecti
     Ok(conn)
 }
 
+/// The data directory (0700) and the database with its WAL and shared-memory files (0600) are
+/// for their owner only, whatever the umask: the database holds reported plaintexts. SQLite
+/// gives the `-wal` and `-shm` files the database file's mode, so the database is created
+/// first, by us; files of an older installation are tightened.
+fn private_files(dir: &Path, database: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let tighten = |path: &Path, mode: u32| -> std::io::Result<()> {
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            }
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    };
+    tighten(dir, 0o700)?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(database)?;
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut name = database.as_os_str().to_owned();
+        name.push(suffix);
+        tighten(Path::new(&name), 0o600)?;
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) `parley.db` in `dir` and applies pending migrations.
     pub fn open(dir: &Path, options: SqliteOptions) -> StoreResult<SqliteStore> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join(DATABASE_FILE);
+        private_files(dir, &path)
+            .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
         let mut conn = open_connection(&path, &options)?;
         migrations::migrate(&mut conn)?;
         // The writer checkpoints (SQLite's automatic checkpoint, every 1,000 pages) between its
