@@ -31,6 +31,7 @@ pub enum Command {
     Report { message_id: String, reason: String },
     Block { user: String },
     SafetyNumber { user: String },
+    Members { group: String },
     Quit,
 }
 
@@ -67,9 +68,19 @@ impl Prompt {
 pub enum Overlay {
     None,
     Help,
-    Prompt { prompt: Prompt, input: String },
-    ConfirmLeave { group: String },
+    Prompt {
+        prompt: Prompt,
+        input: String,
+    },
+    ConfirmLeave {
+        group: String,
+    },
     Safety(SafetyNumber),
+    /// A group's members, one a line, admins marked.
+    Members {
+        group: String,
+        lines: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +170,27 @@ impl App {
         self.status = format!("Error: {error}");
     }
 
+    /// Shows a group's members (one entry per device, as the group state lists them).
+    pub fn show_members(&mut self, group: &str, members: &[String], admins: &[String]) {
+        let mut names = members.to_vec();
+        names.sort();
+        names.dedup();
+        let lines = names
+            .into_iter()
+            .map(|name| {
+                if admins.contains(&name) {
+                    format!("{name} (admin)")
+                } else {
+                    name
+                }
+            })
+            .collect();
+        self.overlay = Overlay::Members {
+            group: group.to_owned(),
+            lines,
+        };
+    }
+
     pub fn show_safety_number(&mut self, number: SafetyNumber) {
         self.overlay = Overlay::Safety(number);
     }
@@ -180,7 +212,7 @@ impl App {
         }
         match std::mem::replace(&mut self.overlay, Overlay::None) {
             Overlay::None => self.key_main(key),
-            Overlay::Help | Overlay::Safety(_) => Vec::new(),
+            Overlay::Help | Overlay::Safety(_) | Overlay::Members { .. } => Vec::new(),
             Overlay::ConfirmLeave { group } => match key {
                 Key::Char('y') => vec![Command::Leave { group }],
                 _ => Vec::new(),
@@ -284,6 +316,10 @@ impl App {
             Key::Char('g') => self.prompt(Prompt::NewGroup),
             Key::Char('a') if self.current_group().is_some() => self.prompt(Prompt::AddMember),
             Key::Char('r') if self.current_group().is_some() => self.prompt(Prompt::RemoveMember),
+            Key::Char('m') => match self.current_group() {
+                Some(group) => vec![Command::Members { group }],
+                None => Vec::new(),
+            },
             Key::Char('l') => {
                 if let Some(group) = self.current_group() {
                     self.overlay = Overlay::ConfirmLeave { group };
@@ -430,6 +466,32 @@ mod tests {
             group_seq: Some(1),
             kind: "text".into(),
         }
+    }
+
+    #[test]
+    fn m_on_a_group_asks_for_its_members_and_shows_them_until_a_key() {
+        let mut app = App::new("alice");
+        app.set_chats(vec![chat("#team", 0)]);
+        assert_eq!(
+            app.key(Key::Char('m')),
+            vec![Command::Members {
+                group: "team".into()
+            }]
+        );
+        app.show_members(
+            "team",
+            &["alice".into(), "bob".into(), "bob".into()],
+            &["alice".into()],
+        );
+        assert_eq!(
+            app.overlay,
+            Overlay::Members {
+                group: "team".into(),
+                lines: vec!["alice (admin)".into(), "bob".into()]
+            }
+        );
+        assert!(app.key(Key::Char('x')).is_empty());
+        assert_eq!(app.overlay, Overlay::None);
     }
 
     fn typed(app: &mut App, text: &str) -> Vec<Command> {

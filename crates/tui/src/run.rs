@@ -5,7 +5,7 @@ use std::io::Stdout;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use parley_client::{ChatRef, Client, SafetyNumber};
+use parley_client::{ChatRef, Client, GroupStateView, SafetyNumber};
 use parley_protocol::Username;
 use ratatui::backend::CrosstermBackend;
 use ratatui::crossterm::event::{
@@ -35,6 +35,7 @@ enum UiEvent {
     Progress(u64, u64),
     Done(Result<String, String>, Option<String>),
     Safety(Result<SafetyNumber, String>),
+    Members(String, Result<GroupStateView, String>),
 }
 
 /// Restores the terminal however the UI ends.
@@ -196,6 +197,13 @@ fn spawn_command(client: Arc<Client>, command: Command, events: mpsc::UnboundedS
                 let _ = events.send(UiEvent::Safety(number));
                 return;
             }
+            Command::Members { group } => {
+                let state = client
+                    .group_state(&ChatRef::Group(group.clone()))
+                    .map_err(|e| e.to_string());
+                let _ = events.send(UiEvent::Members(group, state));
+                return;
+            }
             Command::OpenChat { .. } => (Ok(String::new()), None),
             Command::Quit => return,
         };
@@ -303,6 +311,10 @@ pub async fn run(client: Client) -> Result<(), TuiError> {
             }
             UiEvent::Safety(Ok(number)) => app.show_safety_number(number),
             UiEvent::Safety(Err(e)) => app.show_error(&e),
+            UiEvent::Members(group, Ok(state)) => {
+                app.show_members(&group, &state.members, &state.admins)
+            }
+            UiEvent::Members(_, Err(e)) => app.show_error(&e),
         }
         terminal.draw(|frame| ui::draw(frame, &app))?;
     }

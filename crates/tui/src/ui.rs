@@ -19,6 +19,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("n", "new 1:1 chat"),
     ("g", "new group"),
     ("a / r", "add / remove a group member"),
+    ("m", "members and admins of the group"),
     ("l", "leave the group"),
     ("R", "report the selected message"),
     ("b", "block the selected sender or the peer"),
@@ -269,6 +270,19 @@ fn draw_overlay(frame: &mut Frame<'_>, app: &App) {
                     Block::default()
                         .borders(Borders::ALL)
                         .title(format!("Leave #{group}?")),
+                ),
+                popup,
+            );
+        }
+        Overlay::Members { group, lines } => {
+            let lines: Vec<Line> = lines.iter().map(|l| Line::from(l.clone())).collect();
+            let popup = centered(area, 40, lines.len() as u16 + 2);
+            frame.render_widget(Clear, popup);
+            frame.render_widget(
+                Paragraph::new(lines).block(
+                    Block::default()
+                        .borders(Borders::ALL)
+                        .title(format!("#{group} (any key closes)")),
                 ),
                 popup,
             );
