@@ -499,3 +499,167 @@ async fn the_data_directory_and_every_file_in_it_are_for_their_owner_only() {
     }
     eprintln!("{seen:?}");
 }
+
+// Item 2: bounded memory per connection.
+
+/// A WebSocket client on a raw TCP stream that never reads after the handshake.
+async fn raw_live(server: &TestServer, token: &str) -> Option<tokio::net::TcpStream> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .ok()?;
+    let request = format!(
+        "GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Authorization: Bearer {token}\r\n\r\n",
+        server.port
+    );
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).await.ok()? == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    head.starts_with(b"HTTP/1.1 101").then_some(stream)
+}
+
+/// A masked client frame (mask 0, so the payload goes as is).
+fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0x80 | opcode];
+    match payload.len() {
+        n if n < 126 => frame.push(0x80 | n as u8),
+        n if n < 65536 => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// Answers /healthz in a loop until stopped; returns the slowest answer.
+fn watch_health(
+    server: &TestServer,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Duration>,
+) {
+    let url = format!("{}/healthz", server.url());
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        let mut slowest = Duration::ZERO;
+        while stopped.try_recv().is_err() {
+            let started = Instant::now();
+            let ok = tokio::time::timeout(Duration::from_secs(10), http.get(&url).send())
+                .await
+                .is_ok_and(|r| r.is_ok_and(|r| r.status().is_success()));
+            slowest = slowest.max(if ok {
+                started.elapsed()
+            } else {
+                Duration::from_secs(10)
+            });
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        slowest
+    });
+    (stop, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pings_whose_pongs_are_never_read_do_not_grow_the_servers_memory() {
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::start();
+    let alice = Device::register(&server.url(), "alice").await;
+    let mut stream = raw_live(&server, &token(&alice)).await.expect("upgraded");
+    let before = server.rss_kib();
+    let (stop, health) = watch_health(&server);
+    let burst: Vec<u8> = client_frame(0x9, &[7; 125]).repeat(8192);
+    let started = Instant::now();
+    let mut sent = 0usize;
+    // 400,000 pings (52 MB of pongs), or until the server stops reading them.
+    for _ in 0..49 {
+        match tokio::time::timeout(Duration::from_secs(5), stream.write_all(&burst)).await {
+            Ok(Ok(())) => sent += 8192,
+            _ => break,
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let grown = server.rss_kib().saturating_sub(before);
+    let _ = stop.send(());
+    let slowest = health.await.unwrap();
+    eprintln!(
+        "{sent} pings in {:?}: server memory +{} KiB, slowest /healthz {slowest:?}",
+        started.elapsed(),
+        grown
+    );
+    assert!(grown < 16 * 1024, "memory grew by {grown} KiB");
+    assert!(
+        slowest < Duration::from_millis(500),
+        "/healthz took {slowest:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_connections_that_never_read_hold_little_memory() {
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::start();
+    let alice = Device::register(&server.url(), "alice").await;
+    let bob = Device::register(&server.url(), "bob").await;
+    // 16 MB waiting in bob's queue.
+    let text = "x".repeat(60_000);
+    for _ in 0..270 {
+        alice
+            .client
+            .send_text(
+                &parley_client::ChatRef::Direct(parley_protocol::Username::parse("bob").unwrap()),
+                &text,
+            )
+            .await
+            .unwrap();
+    }
+    let before = server.rss_kib();
+    let (stop, health) = watch_health(&server);
+    let start_push = client_frame(
+        0x2,
+        &v1::ClientFrame {
+            body: Some(v1::client_frame::Body::StartPush(v1::StartPush {
+                after: 0,
+            })),
+        }
+        .encode_to_vec(),
+    );
+    let mut streams = Vec::new();
+    let mut refused = 0;
+    for _ in 0..60 {
+        match raw_live(&server, &token(&bob)).await {
+            Some(mut stream) => {
+                stream.write_all(&start_push).await.unwrap();
+                streams.push(stream);
+            }
+            None => refused += 1,
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let grown = server.rss_kib().saturating_sub(before);
+    let _ = stop.send(());
+    let slowest = health.await.unwrap();
+    eprintln!(
+        "60 push connections on one token ({refused} refused), never reading: server memory +{} KiB, slowest /healthz {slowest:?}",
+        grown
+    );
+    assert!(grown < 64 * 1024, "memory grew by {grown} KiB");
+    assert!(
+        slowest < Duration::from_millis(500),
+        "/healthz took {slowest:?}"
+    );
+    drop(streams);
+}

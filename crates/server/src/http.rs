@@ -221,6 +221,8 @@ async fn timed(
 
 /// Read buffer of a live connection.
 const LIVE_READ_BUFFER: usize = 1024;
+/// Write buffer of a live connection: frames are flushed once they hold this much.
+const LIVE_WRITE_BUFFER: usize = 64 * 1024;
 
 /// `GET /v1/ws`: the live connection (see [`crate::live`]). Inbound frames are bounded like
 /// HTTP bodies.
@@ -228,16 +230,23 @@ async fn websocket(
     State(app): AppState,
     device: Authenticated,
     upgrade: WebSocketUpgrade,
-) -> Response {
+) -> Result<Response, ApiError> {
+    // Counted before the upgrade: a device or account over its share gets an error, not a
+    // connection.
+    let slot = app.live.admit(&device)?;
     let limit = app.config.max_frame_bytes;
-    upgrade
+    Ok(upgrade
         // tungstenite zero-fills its read buffer's spare room before every read: a small
         // buffer keeps that cheap, and an idle connection small (large frames still arrive,
         // in several reads).
         .read_buffer_size(LIVE_READ_BUFFER)
         .max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |socket| crate::live::session(app, device, socket))
+        // What a client does not read (our frames, and the pongs tungstenite answers its
+        // pings with) stays below this; past it the connection ends.
+        .write_buffer_size(LIVE_WRITE_BUFFER)
+        .max_write_buffer_size(LIVE_WRITE_BUFFER + limit)
+        .on_upgrade(move |socket| crate::live::session(app, device, socket, slot)))
 }
 
 /// Errors produced below our handlers (body too large, wrong method, bad WebSocket upgrade)

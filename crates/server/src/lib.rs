@@ -40,6 +40,8 @@ pub struct App {
     pub rates: rate::RateLimits,
     pub moderation: moderation::Moderation,
     pub identity: Arc<moderation::ServerIdentity>,
+    /// Live connections per device and per account.
+    pub(crate) live: live::LiveConnections,
 }
 
 impl App {
@@ -72,6 +74,7 @@ impl App {
             fanout,
             metrics: Arc::new(metrics::Metrics::default()),
             rates: rate::RateLimits::new(&config),
+            live: live::LiveConnections::default(),
             config,
         }))
     }

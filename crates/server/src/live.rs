@@ -12,12 +12,13 @@
 //! Like the HTTP handlers, this module holds no rules: submissions, fetches and acks go to the
 //! delivery service, which owns them.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ws::{Message as WsMessage, WebSocket};
-use parley_protocol::v1;
 use parley_protocol::v1::client_frame::Body;
+use parley_protocol::{v1, DeviceId, ErrorCode, UserId};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -37,6 +38,110 @@ const SESSION_RECHECK: Duration = Duration::from_secs(1);
 /// Close code for a connection whose session ended (suspension, expiry): 4000 + HTTP 401.
 const SESSION_ENDED: u16 = 4401;
 
+/// Live connections one device may hold open at once on a node, and one account over all its
+/// devices.
+const CONNECTIONS_PER_DEVICE: usize = 4;
+const CONNECTIONS_PER_ACCOUNT: usize = 16;
+/// Payload bytes in one pushed frame (a frame always holds at least one item).
+const PUSH_FRAME_BYTES: usize = 1024 * 1024;
+/// Control frames (pings, unsolicited pongs) a client may send per second, and in a burst.
+const CONTROL_PER_SECOND: u32 = 10;
+const CONTROL_BURST: u32 = 50;
+
+#[derive(Default)]
+struct Counts {
+    devices: HashMap<DeviceId, usize>,
+    accounts: HashMap<UserId, usize>,
+}
+
+/// Open live connections by device and by account on this node.
+#[derive(Default)]
+pub(crate) struct LiveConnections {
+    counts: Arc<Mutex<Counts>>,
+}
+
+/// One admitted connection; dropping it frees its place.
+pub(crate) struct Slot {
+    counts: Arc<Mutex<Counts>>,
+    device: DeviceId,
+    user: UserId,
+}
+
+fn lock(counts: &Mutex<Counts>) -> std::sync::MutexGuard<'_, Counts> {
+    counts.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl LiveConnections {
+    /// A place for one more connection of `device`, or an error saying whose share is used up.
+    pub(crate) fn admit(&self, device: &Authenticated) -> Result<Slot, ApiError> {
+        let (device_id, user) = (device.0.device_id, device.0.user_id);
+        let mut counts = lock(&self.counts);
+        if counts.devices.get(&device_id).copied().unwrap_or(0) >= CONNECTIONS_PER_DEVICE {
+            return Err(ApiError::new(
+                ErrorCode::RateLimited,
+                format!("this device has {CONNECTIONS_PER_DEVICE} live connections open already"),
+            ));
+        }
+        if counts.accounts.get(&user).copied().unwrap_or(0) >= CONNECTIONS_PER_ACCOUNT {
+            return Err(ApiError::new(
+                ErrorCode::RateLimited,
+                format!("this account has {CONNECTIONS_PER_ACCOUNT} live connections open already"),
+            ));
+        }
+        *counts.devices.entry(device_id).or_default() += 1;
+        *counts.accounts.entry(user).or_default() += 1;
+        Ok(Slot {
+            counts: self.counts.clone(),
+            device: device_id,
+            user,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut counts = lock(&self.counts);
+        fn release<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: &K) {
+            if let Some(count) = map.get_mut(key) {
+                *count -= 1;
+                if *count == 0 {
+                    map.remove(key);
+                }
+            }
+        }
+        release(&mut counts.devices, &self.device);
+        release(&mut counts.accounts, &self.user);
+    }
+}
+
+/// Control frames within their rate: a token bucket.
+struct ControlBudget {
+    tokens: f64,
+    at: tokio::time::Instant,
+}
+
+impl ControlBudget {
+    fn new() -> Self {
+        ControlBudget {
+            tokens: CONTROL_BURST as f64,
+            at: tokio::time::Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        let refill = now.duration_since(self.at).as_secs_f64() * CONTROL_PER_SECOND as f64;
+        self.tokens = (self.tokens + refill).min(CONTROL_BURST as f64);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// Where pushing stands on one connection.
 enum Push {
     /// Hints only: the client fetches over HTTP.
@@ -45,7 +150,7 @@ enum Push {
     On { sent: u64 },
 }
 
-pub(crate) async fn session(app: Arc<App>, device: Authenticated, socket: WebSocket) {
+pub(crate) async fn session(app: Arc<App>, device: Authenticated, socket: WebSocket, slot: Slot) {
     let device_id = device.0.device_id;
     let Ok(head) = app.delivery.queue_head(device_id).await else {
         return;
@@ -68,9 +173,11 @@ pub(crate) async fn session(app: Arc<App>, device: Authenticated, socket: WebSoc
         ended,
         check,
         checked_at: tokio::time::Instant::now(),
+        control: ControlBudget::new(),
     }
     .run(&mut heads)
     .await;
+    drop(slot);
     drop(heads);
     app.metrics.live_connections.dec();
     app.fanout.release(device_id);
@@ -99,6 +206,7 @@ struct Session {
     check: tokio::time::Interval,
     /// When the session was last found valid.
     checked_at: tokio::time::Instant,
+    control: ControlBudget,
 }
 
 /// Why a connection ends when its session did.
@@ -165,7 +273,8 @@ impl Session {
                         .push_batch(&self.device, sent, head, PUSH_BATCH)
                         .await
                     {
-                        Ok(batch) => {
+                        Ok(mut batch) => {
+                            cap_frame(&mut batch.items);
                             let pushed_up_to = batch.items.last().map_or(batch.head, |i| i.seq);
                             self.app
                                 .metrics
@@ -238,7 +347,14 @@ impl Session {
                             }
                         }
                         Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return "closed",
-                        // Pings are answered below us; text frames mean nothing here.
+                        // Pings are answered below us, each answer a frame to write: within a
+                        // rate, so that pongs a client never reads cannot pile up.
+                        Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {
+                            if !self.control.take() {
+                                return "too many control frames";
+                            }
+                        }
+                        // Text frames mean nothing here.
                         Some(Ok(_)) => {}
                     }
                 }
@@ -318,8 +434,45 @@ impl Session {
     }
 }
 
+/// Keeps a pushed frame near [`PUSH_FRAME_BYTES`]: the items after are pushed next, so that a
+/// client that does not read holds at most one such frame here.
+fn cap_frame(items: &mut Vec<v1::QueueItem>) {
+    let mut bytes = 0;
+    let keep = items
+        .iter()
+        .position(|item| {
+            bytes += item.payload.len();
+            bytes > PUSH_FRAME_BYTES
+        })
+        .map_or(items.len(), |over| over.max(1));
+    items.truncate(keep);
+}
+
 async fn wait_for(task: &mut Option<JoinHandle<()>>) {
     if let Some(task) = task {
         let _ = task.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(seq: u64, bytes: usize) -> v1::QueueItem {
+        v1::QueueItem {
+            seq,
+            payload: vec![0; bytes],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_pushed_frame_holds_about_a_mebibyte_and_at_least_one_item() {
+        let mut items: Vec<_> = (1..=10).map(|s| item(s, 300 * 1024)).collect();
+        cap_frame(&mut items);
+        assert_eq!(items.len(), 3);
+        let mut large = vec![item(1, 4 * 1024 * 1024), item(2, 10)];
+        cap_frame(&mut large);
+        assert_eq!(large.len(), 1);
     }
 }
