@@ -55,7 +55,8 @@ pub async fn run(args: AdminArgs) -> Result<()> {
                 .await
                 .map_err(api)?;
             output::line(&format!(
-                "removal of {name} proposed in {groups} group(s); members commit it when they next sync"
+                "removal of {name} proposed in {groups} group(s); members commit it when they next sync \
+                 (chats of two are left alone)"
             ));
         }
         AdminCommand::Token { label } => {

@@ -273,7 +273,8 @@ pub enum AdminCommand {
         /// The account.
         username: String,
     },
-    /// Remove a suspended account from all its groups (the server proposes, members commit).
+    /// Remove a suspended account from its groups of three or more (the server proposes,
+    /// members commit); 1:1 chats stay.
     RemoveFromGroups {
         /// The suspended account.
         username: String,

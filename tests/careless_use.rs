@@ -379,3 +379,83 @@ fn empty_or_blank_messages_are_refused() {
     }
     assert!(texts(&ok(parley(bob, &["sync", "--json"]))).is_empty());
 }
+
+// ---- Item 15: moderators remove a suspended account ----
+
+fn admin(server: &TestServer, args: &[&str]) -> String {
+    let output = Command::new(BIN)
+        .args(["admin", "--data"])
+        .arg(server.data_dir())
+        .args(args)
+        .output()
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    );
+    assert!(output.status.success(), "admin {args:?}: {err}");
+    out
+}
+
+#[test]
+fn moderators_leave_one_to_one_chats_alone_and_messages_sent_there_arrive() {
+    let server = TestServer::start();
+    let homes = accounts(&server, &["alice", "bob", "carol"]);
+    let (alice, bob, carol) = (homes[0].path(), homes[1].path(), homes[2].path());
+    ok(parley(alice, &["send", "bob", "hi bob"]));
+    ok(parley(alice, &["group", "create", "town", "bob", "carol"]));
+    ok(parley(bob, &["sync"]));
+    ok(parley(carol, &["sync"]));
+
+    admin(&server, &["suspend", "alice"]);
+    let out = admin(&server, &["remove-from-groups", "alice"]);
+    assert!(out.contains("in 1 group"), "{out}");
+    ok(parley(bob, &["sync"]));
+    ok(parley(carol, &["sync"]));
+    ok(parley(bob, &["sync"]));
+
+    // Bob's message in the 1:1 chat is sent into a live chat: alice reads it once unsuspended.
+    let sent = json_lines(&ok(parley(bob, &["history", "alice", "--json"])));
+    assert_eq!(sent.len(), 1);
+    ok(parley(bob, &["send", "alice", "are you there?"]));
+    admin(&server, &["unsuspend", "alice"]);
+    let received = texts(&ok(parley(alice, &["sync", "--json"])));
+    assert!(
+        received.contains(&"are you there?".to_string()),
+        "{received:?}"
+    );
+    let out = ok(parley(alice, &["sync"]));
+    assert!(!out.contains("parley:"), "{out}");
+    ok(parley(alice, &["send", "bob", "back again"]));
+    assert_eq!(texts(&ok(parley(bob, &["sync", "--json"]))), ["back again"]);
+}
+
+#[test]
+fn a_member_whose_removal_is_pending_fails_cleanly() {
+    let server = TestServer::start();
+    let homes = accounts(&server, &["alice", "bob", "carol"]);
+    let (alice, bob) = (homes[0].path(), homes[1].path());
+    ok(parley(bob, &["group", "create", "town", "alice"]));
+    ok(parley(bob, &["group", "add", "town", "carol"]));
+    ok(parley(alice, &["sync"]));
+
+    admin(&server, &["suspend", "alice"]);
+    admin(&server, &["remove-from-groups", "alice"]);
+    admin(&server, &["unsuspend", "alice"]);
+    // Before the members commit the removal, alice syncs and tries to send.
+    let (status, _, err) = parley(alice, &["sync"]);
+    assert_eq!(status, 0, "sync failed: {err}");
+    let (status, _, err) = parley(alice, &["send", "#town", "still here?"]);
+    assert_ne!(
+        status, 0,
+        "a message was accepted from a member being removed"
+    );
+    assert!(err.contains("moderators"), "{err}");
+    // Once a member commits it, alice is told.
+    ok(parley(bob, &["sync"]));
+    let out = ok(parley(alice, &["sync"]));
+    assert!(
+        out.contains("the server's moderators removed you from #town"),
+        "{out}"
+    );
+}

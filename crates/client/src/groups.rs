@@ -31,17 +31,38 @@ pub(crate) fn join_config() -> MlsGroupJoinConfig {
         .build()
 }
 
-/// The group, if we are still an active member of it.
+/// The group, if we are still an active member of it and not being removed by the server's
+/// moderators (their proposal waits for another member to commit it; until then nothing we
+/// could send or commit would be accepted: openmls refuses to encrypt beside a pending
+/// proposal, and a commit cannot remove its own sender).
 pub(crate) fn load_active_group(
     provider: &TxProvider<'_>,
     group_id: &[u8],
 ) -> Result<MlsGroup, ClientError> {
     match load_group(provider, group_id)? {
-        Some(group) if group.is_active() => Ok(group),
+        Some(group) if group.is_active() => {
+            if removal_by_moderators_pending(&group) {
+                return Err(ClientError::Invalid(
+                    "the server's moderators are removing you from this chat; \
+                     it can no longer be written to"
+                        .into(),
+                ));
+            }
+            Ok(group)
+        }
         _ => Err(ClientError::Invalid(
             "you are no longer a member of this chat".into(),
         )),
     }
+}
+
+/// Whether the server (as external sender) proposed removing us and nobody committed it yet.
+pub(crate) fn removal_by_moderators_pending(group: &MlsGroup) -> bool {
+    let own = group.own_leaf_index();
+    group.pending_proposals().any(|p| {
+        matches!(p.sender(), Sender::External(_))
+            && matches!(p.proposal(), Proposal::Remove(r) if r.removed() == own)
+    })
 }
 
 pub(crate) fn load_group(

@@ -339,8 +339,13 @@ impl Moderation {
         Ok(())
     }
 
-    /// Proposes the removal of a suspended account from every group it is in. Returns how many
-    /// groups got a proposal; the members' clients commit them.
+    /// Proposes the removal of a suspended account from every group of three or more accounts
+    /// it is in. Returns how many groups got a proposal; the members' clients commit them.
+    ///
+    /// A chat of two accounts (every 1:1 chat) is left alone: removing one of two would leave
+    /// the other writing into a chat nobody reads, with each message shown as "sent". The
+    /// suspension already stops the account's sending; what its partner sends stays queued for
+    /// it and is read if the suspension is lifted.
     pub async fn remove_from_groups(
         &self,
         moderator: &str,
@@ -360,6 +365,17 @@ impl Moderation {
         let memberships = self.store.memberships(user).await?;
         let mut proposed = 0;
         for membership in &memberships {
+            match self.accounts_in(membership.group_id).await {
+                Ok(accounts) if accounts <= 2 => {
+                    tracing::info!(group = %membership.group_id, "chat of two left alone");
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(group = %membership.group_id, error = %e.0, "group unreadable");
+                    continue;
+                }
+            }
             match self
                 .propose_removal(membership.group_id, &membership.leaves)
                 .await
@@ -374,6 +390,27 @@ impl Moderation {
             .audit(Self::audit(moderator, "remove from groups", user.as_str()))
             .await?;
         Ok(proposed)
+    }
+
+    /// How many accounts (not devices) a group has, from its public state.
+    async fn accounts_in(&self, group_id: GroupId) -> Result<usize, ApiError> {
+        let record = self
+            .store
+            .group(group_id)
+            .await?
+            .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "unknown group"))?;
+        let public = PublicGroupState::load(
+            &MlsGroupId::from_slice(group_id.as_bytes()),
+            &record.public_state,
+        )
+        .map_err(|_| ApiError::new(ErrorCode::Internal, "group state unreadable"))?;
+        let accounts: std::collections::BTreeSet<Username> = public
+            .group
+            .members()
+            .filter_map(|m| DeviceIdentity::from_credential(&m.credential).ok())
+            .map(|id| id.username)
+            .collect();
+        Ok(accounts.len())
     }
 
     async fn propose_removal(&self, group_id: GroupId, leaves: &[u32]) -> Result<(), ApiError> {

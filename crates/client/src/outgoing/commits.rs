@@ -9,7 +9,7 @@ use super::outbox::{is_wrong_epoch, random_id, MAX_EPOCH_RETRIES};
 use crate::client::Client;
 use crate::db::{self, ChatState, OutboxKind};
 use crate::error::{mls_error, ClientError};
-use crate::groups::{load_active_group, load_group};
+use crate::groups::{load_active_group, load_group, removal_by_moderators_pending};
 use crate::provider::TxProvider;
 
 impl Client {
@@ -85,7 +85,9 @@ impl Client {
                     let others_pending = group
                         .pending_proposals()
                         .any(|p| !matches!(p.sender(), Sender::Member(leaf) if *leaf == own));
-                    if group.is_active() && others_pending {
+                    // Our own removal is for the others to commit.
+                    if group.is_active() && others_pending && !removal_by_moderators_pending(&group)
+                    {
                         waiting.push(chat.group_id);
                     }
                 }
