@@ -5,20 +5,6 @@ mod common;
 
 use common::*;
 
-fn admin(server: &TestServer, args: &[&str]) -> (i32, String, String) {
-    let output = std::process::Command::new(BIN)
-        .args(["admin", "--data"])
-        .arg(server.data_dir())
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).trim().to_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -57,7 +43,10 @@ async fn signed_in(server: &TestServer, cookie: &str) -> bool {
 async fn a_cross_site_post_with_the_moderators_cookie_changes_nothing() {
     let server = TestServer::start();
     let alice = Device::register(&server.url(), "alice").await;
-    let (_, token, _) = admin(&server, &["token", "--label", "ada"]);
+    let token = admin(&server, &["token", "--label", "ada"])
+        .1
+        .trim()
+        .to_owned();
     let cookie = sign_in(&server, &token).await;
     for origin in [Some("https://evil.example"), Some("null"), None] {
         let mut request = browser()
@@ -81,7 +70,10 @@ async fn a_cross_site_post_with_the_moderators_cookie_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cookie_is_a_session_that_expires_ends_on_sign_out_and_with_its_token() {
     let server = TestServer::start();
-    let (_, token, _) = admin(&server, &["token", "--label", "ada"]);
+    let token = admin(&server, &["token", "--label", "ada"])
+        .1
+        .trim()
+        .to_owned();
     let response = browser()
         .post(format!("{}/admin/login", server.url()))
         .header("origin", server.url())
@@ -142,7 +134,7 @@ async fn the_cookie_is_a_session_that_expires_ends_on_sign_out_and_with_its_toke
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guessing_tokens_is_throttled_and_logged() {
     let server = TestServer::start();
-    let (_, token, _) = admin(&server, &["token"]);
+    let token = admin(&server, &["token"]).1.trim().to_owned();
     let mut statuses = Vec::new();
     for guess in 0..15 {
         let response = browser()
@@ -176,7 +168,7 @@ async fn guessing_tokens_is_throttled_and_logged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_pages_forbid_framing_sniffing_and_caching() {
     let server = TestServer::start();
-    let (_, token, _) = admin(&server, &["token"]);
+    let token = admin(&server, &["token"]).1.trim().to_owned();
     let cookie = sign_in(&server, &token).await;
     for path in ["/admin", "/admin/reports", "/admin/audit"] {
         let response = browser()
@@ -210,24 +202,18 @@ fn rotating_the_franking_key_is_audited() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_tls_the_cookie_is_secure_and_browsers_are_told_to_stay_on_https() {
     let dir = tempfile::tempdir().unwrap();
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let (cert, key, pem) = self_signed_certificate(dir.path());
     let server = TestServer::start_with(&[
         "--tls-cert",
         cert.to_str().unwrap(),
         "--tls-key",
         key.to_str().unwrap(),
     ]);
-    let (_, token, _) = admin(&server, &["token"]);
+    let token = admin(&server, &["token"]).1.trim().to_owned();
     let base = format!("https://localhost:{}", server.port);
     let https = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap(),
-        )
+        .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap())
         .build()
         .unwrap();
     let response = https

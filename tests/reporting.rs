@@ -11,20 +11,6 @@ fn user(name: &str) -> Username {
     Username::parse(name).unwrap()
 }
 
-fn admin(server: &TestServer, args: &[&str]) -> (i32, String, String) {
-    let output = std::process::Command::new(BIN)
-        .args(["admin", "--data"])
-        .arg(server.data_dir())
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 fn reports(server: &TestServer) -> Vec<serde_json::Value> {
     let (status, out, err) = admin(server, &["reports", "--json"]);
     assert_eq!(status, 0, "{err}");

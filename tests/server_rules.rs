@@ -185,11 +185,7 @@ async fn groups_are_capped_at_the_configured_size() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_serves_clients_that_trust_the_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let (cert, key, _) = self_signed_certificate(dir.path());
     let server = TestServer::start_with(&[
         "--tls-cert",
         cert.to_str().unwrap(),

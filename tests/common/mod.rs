@@ -347,6 +347,33 @@ pub fn cli(home: &Path, server: &str, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Runs `parley admin --data <the server's data> ARGS`; returns (status, stdout, stderr).
+pub fn admin(server: &TestServer, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(BIN)
+        .args(["admin", "--data"])
+        .arg(server.data_dir())
+        .args(args)
+        .output()
+        .expect("run parley admin");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A self-signed certificate for localhost and 127.0.0.1, written to `dir`: (cert file, key
+/// file, the certificate's PEM).
+pub fn self_signed_certificate(dir: &Path) -> (PathBuf, PathBuf, String) {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .expect("a certificate");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).expect("write the certificate");
+    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write the key");
+    (cert, key, certified.cert.pem())
+}
+
 pub fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
     stdout
         .lines()
