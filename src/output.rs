@@ -6,7 +6,7 @@
 
 use std::io::Write as _;
 
-use parley_client::{ChatSummary, GroupStateView, MessageView};
+use parley_client::{rfc3339, ChatSummary, GroupStateView, MessageView};
 use parley_store::{AuditEntry, Report};
 
 /// One line on stdout.
@@ -179,12 +179,6 @@ fn local_time(rfc3339: &str) -> String {
                 .to_string()
         })
         .unwrap_or_else(|_| rfc3339.to_owned())
-}
-
-fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// The first line of a text, cut to `max` characters, marked where anything was left out.

@@ -43,4 +43,4 @@ pub use db::MessageStatus;
 pub use error::ClientError;
 pub use names::{parse_group_name, ChatRef};
 pub use reports::{EvidenceBundle, EvidenceMessage};
-pub use views::{ChatSummary, GroupStateView, MessageView, SafetyNumber};
+pub use views::{rfc3339, ChatSummary, GroupStateView, MessageView, SafetyNumber};

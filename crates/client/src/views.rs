@@ -42,7 +42,8 @@ pub struct ChatSummary {
     pub unread: u64,
 }
 
-pub(crate) fn rfc3339(ms: i64) -> String {
+/// Milliseconds since the epoch as RFC 3339 in UTC, the form every front end prints.
+pub fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
