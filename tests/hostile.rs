@@ -663,3 +663,98 @@ async fn push_connections_that_never_read_hold_little_memory() {
     );
     drop(streams);
 }
+
+// Item 4: no amplification in decoding.
+
+/// Samples the server's resident memory until stopped; returns the peak growth in KiB.
+fn watch_memory(
+    server: &TestServer,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<u64>,
+) {
+    let pid = server.pid();
+    let rss = move || -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+            .unwrap_or(0)
+    };
+    let before = rss();
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let mut peak = before;
+        while stopped.try_recv().is_err() {
+            peak = peak.max(rss());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        peak.saturating_sub(before)
+    });
+    (stop, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_of_empty_repeated_fields_do_not_amplify_in_memory_or_stall_the_server() {
+    let server = TestServer::start();
+    let alice = Device::register(&server.url(), "alice").await;
+    let token = token(&alice);
+    // Empty `context` entries (field 3, length 0) and empty key packages: 8 MiB, and just
+    // under the routes' body limits (2 and 4 MiB).
+    let reports: Vec<u8> = [0x1a, 0x00].repeat(4 * 1024 * 1024);
+    let uploads: Vec<u8> = [0x0a, 0x00].repeat(4 * 1024 * 1024);
+    let small_reports: Vec<u8> = [0x1a, 0x00].repeat(1024 * 1024 - 64);
+    let small_uploads: Vec<u8> = [0x0a, 0x00].repeat(2 * 1024 * 1024 - 64);
+    let (stop_memory, memory) = watch_memory(&server);
+    let (stop_health, health) = watch_health(&server);
+    let started = Instant::now();
+    let attacks = (0..8).map(|i| {
+        let (url, body) = match i % 4 {
+            0 => (format!("{}/v1/reports", server.url()), reports.clone()),
+            1 => (format!("{}/v1/keypackages", server.url()), uploads.clone()),
+            2 => (
+                format!("{}/v1/reports", server.url()),
+                small_reports.clone(),
+            ),
+            _ => (
+                format!("{}/v1/keypackages", server.url()),
+                small_uploads.clone(),
+            ),
+        };
+        let token = token.clone();
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .header("content-type", PROTOBUF)
+                .body(body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        })
+    });
+    let mut statuses = Vec::new();
+    for attack in attacks {
+        statuses.push(attack.await.unwrap());
+    }
+    let _ = stop_memory.send(());
+    let _ = stop_health.send(());
+    let (grown, slowest) = (memory.await.unwrap(), health.await.unwrap());
+    eprintln!(
+        "8 parallel bodies (2-8 MiB) of empty repeated fields in {:?}: answers {statuses:?}, peak server memory +{grown} KiB, slowest /healthz {slowest:?}",
+        started.elapsed()
+    );
+    assert!(
+        statuses.iter().all(|s| (400..500).contains(s)),
+        "{statuses:?}"
+    );
+    assert!(grown < 64 * 1024, "memory grew by {grown} KiB");
+    assert!(
+        slowest < Duration::from_millis(250),
+        "/healthz took {slowest:?}"
+    );
+}

@@ -46,7 +46,96 @@ pub fn decode<M: prost::Message + Default>(bytes: &[u8], max_len: usize) -> Resu
     })
 }
 
+/// Like [`decode`], but first counts the message's top-level fields without decoding anything
+/// and refuses more than `max_fields`: a body of empty repeated entries (two bytes each on the
+/// wire, a hundred or more in memory) cannot amplify into a huge structure.
+pub fn decode_bounded<M: prost::Message + Default>(
+    bytes: &[u8],
+    max_len: usize,
+    max_fields: usize,
+) -> Result<M, WireError> {
+    if bytes.len() > max_len {
+        return decode(bytes, max_len);
+    }
+    let fields = count_fields(bytes, max_fields).ok_or_else(|| {
+        WireError::new(
+            ErrorCode::Malformed,
+            format!(
+                "malformed {}: not protobuf",
+                std::any::type_name::<M>()
+                    .rsplit("::")
+                    .next()
+                    .unwrap_or("message")
+            ),
+        )
+    })?;
+    if fields > max_fields {
+        return Err(WireError::new(
+            ErrorCode::TooLarge,
+            format!("more than {max_fields} fields in one message"),
+        ));
+    }
+    decode(bytes, max_len)
+}
+
+/// The number of top-level fields in a protobuf encoding, counting at most `max + 1`; `None`
+/// when it does not parse as protobuf (the decoder then says what is wrong).
+fn count_fields(mut bytes: &[u8], max: usize) -> Option<usize> {
+    fn varint(bytes: &mut &[u8]) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..70).step_by(7) {
+            let (&byte, rest) = bytes.split_first()?;
+            *bytes = rest;
+            value |= u64::from(byte & 0x7f).checked_shl(shift)?;
+            if byte & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+    let mut count = 0;
+    while !bytes.is_empty() && count <= max {
+        let key = varint(&mut bytes)?;
+        let skip = match key & 7 {
+            0 => {
+                varint(&mut bytes)?;
+                0
+            }
+            1 => 8,
+            2 => usize::try_from(varint(&mut bytes)?).ok()?,
+            5 => 4,
+            // Groups (3, 4) are not proto3: let the decoder refuse them.
+            _ => return Some(count + 1),
+        };
+        bytes = bytes.get(skip..)?;
+        count += 1;
+    }
+    Some(count)
+}
+
 /// Encodes a protobuf message.
 pub fn encode<M: prost::Message>(message: &M) -> Vec<u8> {
     message.encode_to_vec()
+}
+
+#[cfg(test)]
+mod bounded_tests {
+    use super::*;
+
+    #[test]
+    fn top_level_fields_are_counted_without_decoding() {
+        let claim = v1::ClaimKeyPackages {
+            usernames: vec!["alice".into(); 5],
+        };
+        let bytes = encode(&claim);
+        assert_eq!(count_fields(&bytes, 100), Some(5));
+        assert!(decode_bounded::<v1::ClaimKeyPackages>(&bytes, 1 << 20, 5).is_ok());
+        let err = decode_bounded::<v1::ClaimKeyPackages>(&bytes, 1 << 20, 4).unwrap_err();
+        assert_eq!(err.code, ErrorCode::TooLarge);
+        // Empty entries, two bytes each.
+        let empties = [0x1a, 0x00].repeat(1000);
+        assert!(decode_bounded::<v1::ReportRequest>(&empties, 1 << 20, 22).is_err());
+        // Truncated input is left to the decoder's error.
+        assert!(decode_bounded::<v1::ClaimKeyPackages>(&[0x0a, 0x05, b'a'], 100, 10).is_err());
+    }
 }

@@ -33,8 +33,37 @@ impl<M: prost::Message> IntoResponse for Proto<M> {
     }
 }
 
-fn decode<M: prost::Message + Default>(app: &App, body: &Bytes) -> Result<M, ApiError> {
-    Ok(parley_protocol::decode(body, app.config.max_frame_bytes)?)
+/// Bodies larger than this are decoded on a blocking thread, off the async workers, so that
+/// large bodies arriving together cannot stall everything else.
+const DECODE_INLINE_BYTES: usize = 256 * 1024;
+/// Top-level fields in a message without repeated fields (duplicates merge; this only bounds
+/// the work).
+const FEW_FIELDS: usize = 64;
+/// Body limits by route: each fits what the route carries. Submissions and group creation
+/// take up to `--max-frame-bytes`.
+const AUTH_BODY_BYTES: usize = 4 * 1024;
+const UPLOAD_BODY_BYTES: usize = 4 * 1024 * 1024;
+const CLAIM_BODY_BYTES: usize = 64 * 1024;
+const ACK_BODY_BYTES: usize = 1024;
+const REPORT_BODY_BYTES: usize = 2 * 1024 * 1024;
+/// A report's context messages (as `moderation` accepts them) plus the message and reason.
+const REPORT_FIELDS: usize = 24;
+
+/// Decodes a body of at most `max_fields` top-level fields (see
+/// [`parley_protocol::decode_bounded`]).
+async fn decode<M: prost::Message + Default + Send + 'static>(
+    app: &App,
+    body: Bytes,
+    max_fields: usize,
+) -> Result<M, ApiError> {
+    let max = app.config.max_frame_bytes;
+    if body.len() <= DECODE_INLINE_BYTES {
+        return Ok(parley_protocol::decode_bounded(&body, max, max_fields)?);
+    }
+    tokio::task::spawn_blocking(move || parley_protocol::decode_bounded(&body, max, max_fields))
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::Internal, "decoding failed"))?
+        .map_err(ApiError::from)
 }
 
 impl FromRequestParts<Arc<App>> for Authenticated {
@@ -66,7 +95,11 @@ async fn register(
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     app.rates.check_auth(client_ip(&peer))?;
-    Ok(Proto(app.accounts.register(decode(&app, &body)?).await?))
+    Ok(Proto(
+        app.accounts
+            .register(decode(&app, body, FEW_FIELDS).await?)
+            .await?,
+    ))
 }
 
 async fn challenge(
@@ -75,7 +108,11 @@ async fn challenge(
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     app.rates.check_auth(client_ip(&peer))?;
-    Ok(Proto(app.accounts.challenge(decode(&app, &body)?).await?))
+    Ok(Proto(
+        app.accounts
+            .challenge(decode(&app, body, FEW_FIELDS).await?)
+            .await?,
+    ))
 }
 
 async fn login(
@@ -84,7 +121,11 @@ async fn login(
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     app.rates.check_auth(client_ip(&peer))?;
-    Ok(Proto(app.accounts.login(decode(&app, &body)?).await?))
+    Ok(Proto(
+        app.accounts
+            .login(decode(&app, body, FEW_FIELDS).await?)
+            .await?,
+    ))
 }
 
 async fn user_devices(
@@ -100,11 +141,14 @@ async fn upload_key_packages(
     device: Authenticated,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Proto(
-        app.key_packages
-            .upload(&device, decode(&app, &body)?)
-            .await?,
-    ))
+    app.rates.check_submission(&device.0.user_id)?;
+    let upload = decode(
+        &app,
+        body,
+        parley_protocol::limits::MAX_KEY_PACKAGES_PER_UPLOAD + 1,
+    )
+    .await?;
+    Ok(Proto(app.key_packages.upload(&device, upload).await?))
 }
 
 async fn key_package_count(
@@ -120,7 +164,7 @@ async fn claim_key_packages(
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     app.rates.check_submission(&device.0.user_id)?;
-    let request = decode(&app, &body)?;
+    let request = decode(&app, body, parley_protocol::limits::MAX_CLAIM_USERNAMES).await?;
     Ok(Proto(
         app.key_packages
             .claim(request, |target, name| app.rates.check_claim(target, name))
@@ -134,11 +178,8 @@ async fn create_group(
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     app.rates.check_submission(&device.0.user_id)?;
-    Ok(Proto(
-        app.delivery
-            .create_group(&device, decode(&app, &body)?)
-            .await?,
-    ))
+    let group = decode(&app, body, FEW_FIELDS).await?;
+    Ok(Proto(app.delivery.create_group(&device, group).await?))
 }
 
 async fn submit(
@@ -146,7 +187,10 @@ async fn submit(
     device: Authenticated,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Proto(app.submit(&device, decode(&app, &body)?).await?))
+    // Rate first: a refused submission costs no decoding.
+    app.rates.check_submission(&device.0.user_id)?;
+    let submit = decode(&app, body, FEW_FIELDS).await?;
+    Ok(Proto(app.submit_checked(&device, submit).await?))
 }
 
 #[derive(serde::Deserialize)]
@@ -179,7 +223,7 @@ async fn ack(
     device: Authenticated,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    let ack: v1::Ack = decode(&app, &body)?;
+    let ack: v1::Ack = decode(&app, body, FEW_FIELDS).await?;
     app.delivery.ack(&device, ack.up_to).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -317,20 +361,41 @@ pub fn router(app: Arc<App>) -> Router {
     let limit = app.config.max_frame_bytes;
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/v1/accounts", post(register))
-        .route("/v1/auth/challenge", post(challenge))
-        .route("/v1/auth/login", post(login))
+        .route(
+            "/v1/accounts",
+            post(register).layer(DefaultBodyLimit::max(AUTH_BODY_BYTES)),
+        )
+        .route(
+            "/v1/auth/challenge",
+            post(challenge).layer(DefaultBodyLimit::max(AUTH_BODY_BYTES)),
+        )
+        .route(
+            "/v1/auth/login",
+            post(login).layer(DefaultBodyLimit::max(AUTH_BODY_BYTES)),
+        )
         .route("/v1/users/{username}", get(user_devices))
-        .route("/v1/keypackages", post(upload_key_packages))
+        .route(
+            "/v1/keypackages",
+            post(upload_key_packages).layer(DefaultBodyLimit::max(UPLOAD_BODY_BYTES)),
+        )
         .route("/v1/keypackages/count", get(key_package_count))
-        .route("/v1/keypackages/claim", post(claim_key_packages))
+        .route(
+            "/v1/keypackages/claim",
+            post(claim_key_packages).layer(DefaultBodyLimit::max(CLAIM_BODY_BYTES)),
+        )
         .route("/v1/groups", post(create_group))
         .route("/v1/messages", post(submit))
         .route("/v1/queue", get(fetch_queue))
-        .route("/v1/queue/ack", post(ack))
+        .route(
+            "/v1/queue/ack",
+            post(ack).layer(DefaultBodyLimit::max(ACK_BODY_BYTES)),
+        )
         .route("/v1/ws", get(websocket))
         .route("/v1/info", get(server_info))
-        .route("/v1/reports", post(report))
+        .route(
+            "/v1/reports",
+            post(report).layer(DefaultBodyLimit::max(REPORT_BODY_BYTES)),
+        )
         .fallback(not_found)
         .layer(axum::middleware::from_fn(protobuf_only))
         .layer(axum::middleware::map_response(uniform_errors))
@@ -350,9 +415,9 @@ async fn report(
     device: Authenticated,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Proto(
-        app.moderation.report(&device, decode(&app, &body)?).await?,
-    ))
+    app.rates.check_submission(&device.0.user_id)?;
+    let report = decode(&app, body, REPORT_FIELDS).await?;
+    Ok(Proto(app.moderation.report(&device, report).await?))
 }
 
 /// When hints may have been lost (NATS failed over), re-reads the queue heads of this node's

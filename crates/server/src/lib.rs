@@ -86,6 +86,15 @@ impl App {
         submit: parley_protocol::v1::Submit,
     ) -> Result<parley_protocol::v1::SubmitResponse, ApiError> {
         self.rates.check_submission(&device.0.user_id)?;
+        self.submit_checked(device, submit).await
+    }
+
+    /// A submission whose rate was checked already (before its body was decoded).
+    pub(crate) async fn submit_checked(
+        &self,
+        device: &accounts::Authenticated,
+        submit: parley_protocol::v1::Submit,
+    ) -> Result<parley_protocol::v1::SubmitResponse, ApiError> {
         let result = self.delivery.submit(device, submit).await;
         match &result {
             Ok(accepted) if !accepted.duplicate => self.metrics.messages_in.inc(),
