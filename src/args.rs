@@ -347,4 +347,10 @@ pub struct ServerArgs {
     /// [default: 50].
     #[arg(long, value_name = "N")]
     pub auth_rate_per_second: Option<u32>,
+    /// Accounts one client address may register at once [default: 10].
+    #[arg(long, value_name = "N")]
+    pub registration_burst: Option<u32>,
+    /// Further registrations an hour per client address, once the burst is spent [default: 60].
+    #[arg(long, value_name = "N")]
+    pub registrations_per_hour: Option<u32>,
 }

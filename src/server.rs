@@ -66,6 +66,14 @@ fn config(args: ServerArgs) -> Result<ServerConfig> {
         file.auth_rate_per_second,
         defaults.auth_per_second,
     );
+    config.registration_burst = args
+        .registration_burst
+        .or(file.registration_burst)
+        .unwrap_or(defaults.registration_burst);
+    config.registrations_per_hour = args
+        .registrations_per_hour
+        .or(file.registrations_per_hour)
+        .unwrap_or(defaults.registrations_per_hour);
     if let Some(seconds) = file.session_ttl_seconds {
         config.session_ttl = Duration::from_secs(seconds);
     }

@@ -87,6 +87,7 @@ impl TestServer {
             .arg("--metrics-listen")
             .arg(format!("127.0.0.1:{}", self.metrics_port))
             .args(&self.extra_args)
+            .args(self.registration_limit())
             .env("PARLEY_LOG", "debug")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -104,6 +105,19 @@ impl TestServer {
             .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
         self.port = address.rsplit(':').next().unwrap().parse().expect("port");
         self.child = Some(child);
+    }
+
+    /// Tests register many accounts from 127.0.0.1: a high registration limit, unless the
+    /// test sets its own.
+    fn registration_limit(&self) -> Vec<&'static str> {
+        if self
+            .extra_args
+            .iter()
+            .any(|a| a.starts_with("--registration"))
+        {
+            return Vec::new();
+        }
+        vec!["--registration-burst", "1000000"]
     }
 
     /// The server process's id (for reading its memory in /proc).

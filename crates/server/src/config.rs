@@ -43,6 +43,9 @@ pub struct ServerConfig {
     /// Registrations, logins and KeyPackage claims per second per client address.
     pub auth_per_second: u32,
     pub auth_burst: u32,
+    /// Registrations per client address: a burst, refilled at so many an hour.
+    pub registration_burst: u32,
+    pub registrations_per_hour: u32,
     /// KeyPackage claims per second for one claimed account (by anyone), and the burst.
     pub claim_per_second: u32,
     pub claim_burst: u32,
@@ -69,6 +72,8 @@ impl ServerConfig {
             submit_burst: 2000,
             auth_per_second: 50,
             auth_burst: 500,
+            registration_burst: 10,
+            registrations_per_hour: 60,
             claim_per_second: 1,
             claim_burst: 20,
             reserved_names: crate::reserved::DEFAULT_RESERVED
@@ -117,7 +122,12 @@ impl ServerConfig {
                 "session lifetime and check interval must be at least 1 second".into(),
             ));
         }
-        if self.submit_per_second == 0 || self.auth_per_second == 0 || self.claim_per_second == 0 {
+        if self.submit_per_second == 0
+            || self.auth_per_second == 0
+            || self.claim_per_second == 0
+            || self.registrations_per_hour == 0
+            || self.registration_burst == 0
+        {
             return Err(ServerError::Config(
                 "rate limits must be at least 1 per second".into(),
             ));
@@ -146,6 +156,9 @@ pub struct FileConfig {
     pub auth_rate_per_second: Option<u32>,
     /// KeyPackage claims per second for one account (bursts of twenty times this).
     pub claim_rate_per_second: Option<u32>,
+    /// Accounts one client address may register at once, and how many more an hour.
+    pub registration_burst: Option<u32>,
+    pub registrations_per_hour: Option<u32>,
     /// How long a login lasts.
     pub session_ttl_seconds: Option<u64>,
     /// How often a live connection checks its session.

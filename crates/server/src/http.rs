@@ -95,6 +95,7 @@ async fn register(
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     app.rates.check_auth(client_ip(&peer))?;
+    app.rates.check_registration(client_ip(&peer))?;
     Ok(Proto(
         app.accounts
             .register(decode(&app, body, FEW_FIELDS).await?)

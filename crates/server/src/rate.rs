@@ -1,8 +1,9 @@
-//! Rate limits: per account for submissions, per client address for authentication calls, per
-//! claimed account for KeyPackage claims.
+//! Rate limits: per account for submissions, per client address for authentication calls and
+//! registrations, per claimed account for KeyPackage claims.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::time::Duration;
 
 use governor::{DefaultKeyedRateLimiter, Quota};
 use parley_protocol::{ErrorCode, UserId};
@@ -12,6 +13,8 @@ use crate::{ApiError, ServerConfig};
 pub struct RateLimits {
     submissions: DefaultKeyedRateLimiter<UserId>,
     auth: DefaultKeyedRateLimiter<IpAddr>,
+    /// Registrations per client address: a small burst, then a few an hour.
+    registrations: DefaultKeyedRateLimiter<IpAddr>,
     /// KeyPackage claims per claimed account, whoever claims: one-time packages cannot be
     /// drained faster than this.
     claims: DefaultKeyedRateLimiter<UserId>,
@@ -31,6 +34,13 @@ impl RateLimits {
                 config.submit_burst,
             )),
             auth: DefaultKeyedRateLimiter::keyed(quota(config.auth_per_second, config.auth_burst)),
+            registrations: DefaultKeyedRateLimiter::keyed(
+                Quota::with_period(
+                    Duration::from_secs(3600) / config.registrations_per_hour.max(1),
+                )
+                .unwrap_or_else(|| Quota::per_hour(NonZeroU32::MIN))
+                .allow_burst(NonZeroU32::new(config.registration_burst).unwrap_or(NonZeroU32::MIN)),
+            ),
             claims: DefaultKeyedRateLimiter::keyed(quota(
                 config.claim_per_second,
                 config.claim_burst,
@@ -50,6 +60,15 @@ impl RateLimits {
             .map_err(|_| ApiError::new(ErrorCode::RateLimited, "too many requests; slow down"))
     }
 
+    pub fn check_registration(&self, address: IpAddr) -> Result<(), ApiError> {
+        self.registrations.check_key(&address).map_err(|_| {
+            ApiError::new(
+                ErrorCode::RateLimited,
+                "too many registrations from this address; retry later",
+            )
+        })
+    }
+
     pub fn check_claim(
         &self,
         target: &UserId,
@@ -67,6 +86,7 @@ impl RateLimits {
     pub fn prune(&self) {
         self.submissions.retain_recent();
         self.auth.retain_recent();
+        self.registrations.retain_recent();
         self.claims.retain_recent();
     }
 }
