@@ -459,3 +459,40 @@ fn a_member_whose_removal_is_pending_fails_cleanly() {
         "{out}"
     );
 }
+
+// ---- Sibling of item 15: a pending proposal must not make a send fail ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_right_after_receiving_a_members_leave_goes_out() {
+    use parley_client::ChatRef;
+    let server = TestServer::start();
+    let alice = Device::register(&server.url(), "alice").await;
+    let bob = Device::register(&server.url(), "bob").await;
+    let carol = Device::register(&server.url(), "carol").await;
+    let user = |n: &str| parley_protocol::Username::parse(n).unwrap();
+    alice
+        .client
+        .create_group("team", &[user("bob"), user("carol")])
+        .await
+        .unwrap();
+    bob.client.sync().await.unwrap();
+    carol.client.sync().await.unwrap();
+    carol.client.leave_group("team").await.unwrap();
+    // Alice's app has fetched carol's proposal (a receive, as a live push triggers) but not yet
+    // committed it when she sends.
+    alice.client.receive().await.unwrap();
+    let team = ChatRef::Group("team".into());
+    let sent = alice.client.send_text(&team, "after carol left").await;
+    assert!(sent.is_ok(), "{:?}", sent.err());
+    assert_eq!(sent.unwrap().status, "sent");
+    let got: Vec<String> = bob
+        .client
+        .sync()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.kind == "text")
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(got, ["after carol left"]);
+}

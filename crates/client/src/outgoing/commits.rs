@@ -72,45 +72,52 @@ impl Client {
 
     /// Commits proposals other members left for us to commit (members leaving).
     pub(crate) async fn commit_pending_proposals(&self) -> Result<(), ClientError> {
-        let groups: Vec<Vec<u8>> = {
+        let groups: Vec<Vec<u8>> = db::all_chats(&self.db())?
+            .into_iter()
+            .filter(|c| c.state == ChatState::Active)
+            .map(|c| c.group_id)
+            .collect();
+        for group_id in groups {
+            self.commit_pending_in(&group_id).await?;
+        }
+        Ok(())
+    }
+
+    /// Commits the proposals others left in one group, if there are any for us to commit (our
+    /// own removal by the moderators is for the others). openmls encrypts nothing beside a
+    /// pending proposal, so a send commits them first.
+    pub(crate) async fn commit_pending_in(&self, group_id: &[u8]) -> Result<(), ClientError> {
+        let waiting = {
             let conn = self.db();
             let provider = TxProvider::new(&self.crypto, &conn);
-            let mut waiting = Vec::new();
-            for chat in db::all_chats(&conn)?
-                .into_iter()
-                .filter(|c| c.state == ChatState::Active)
-            {
-                if let Some(group) = load_group(&provider, &chat.group_id)? {
+            match load_group(&provider, group_id)? {
+                Some(group) if group.is_active() => {
                     let own = group.own_leaf_index();
                     let others_pending = group
                         .pending_proposals()
                         .any(|p| !matches!(p.sender(), Sender::Member(leaf) if *leaf == own));
-                    // Our own removal is for the others to commit.
-                    if group.is_active() && others_pending && !removal_by_moderators_pending(&group)
-                    {
-                        waiting.push(chat.group_id);
-                    }
+                    others_pending && !removal_by_moderators_pending(&group)
                 }
+                _ => false,
             }
-            waiting
         };
-        for group_id in groups {
-            let result = self
-                .run_commit(&group_id, |group, provider| {
-                    if group.pending_proposals().next().is_none() {
-                        return Err(ClientError::Invalid("nothing to commit".into()));
-                    }
-                    let (commit, welcome, _) = group
-                        .commit_to_pending_proposals(provider, &self.signer)
-                        .map_err(mls_error)?;
-                    Ok((commit, welcome))
-                })
-                .await;
-            match result {
-                Ok(()) | Err(ClientError::Invalid(_)) => {}
-                Err(e) => return Err(e),
-            }
+        if !waiting {
+            return Ok(());
         }
-        Ok(())
+        let result = self
+            .run_commit(group_id, |group, provider| {
+                if group.pending_proposals().next().is_none() {
+                    return Err(ClientError::Invalid("nothing to commit".into()));
+                }
+                let (commit, welcome, _) = group
+                    .commit_to_pending_proposals(provider, &self.signer)
+                    .map_err(mls_error)?;
+                Ok((commit, welcome))
+            })
+            .await;
+        match result {
+            Ok(()) | Err(ClientError::Invalid(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }

@@ -43,8 +43,10 @@ impl Client {
                 return Err(ClientError::UnknownChat(format!("#{name}")))
             }
         };
-        // Our earlier group changes must be settled before new messages are encrypted.
+        // Our earlier group changes must be settled before new messages are encrypted, and
+        // others' proposals committed (a member who left, received but not yet committed).
         self.settle_pending_changes(&group_id).await?;
+        self.commit_pending_in(&group_id).await?;
         let body = v1::app_payload::Body::Text(v1::TextBody {
             text: text.to_owned(),
             ..Default::default()
