@@ -224,7 +224,10 @@ fn someone_you_have_heard_from_can_be_blocked_offline() {
     for (home, name) in [(a, "alice"), (b, "bob"), (c, "carol")] {
         assert_eq!(cli(home, &url, &["register", name]).0, 0);
     }
-    assert_eq!(cli(a, &url, &["group", "create", "team", "bob", "carol"]).0, 0);
+    assert_eq!(
+        cli(a, &url, &["group", "create", "team", "bob", "carol"]).0,
+        0
+    );
     assert_eq!(cli(c, &url, &["sync"]).0, 0);
     assert_eq!(cli(c, &url, &["send", "#team", "spam"]).0, 0);
     assert_eq!(cli(b, &url, &["sync"]).0, 0);
