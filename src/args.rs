@@ -353,4 +353,7 @@ pub struct ServerArgs {
     /// Further registrations an hour per client address, once the burst is spent [default: 60].
     #[arg(long, value_name = "N")]
     pub registrations_per_hour: Option<u32>,
+    /// MiB one account may submit a minute, ciphertexts and Welcomes [default: 64].
+    #[arg(long, value_name = "MIB")]
+    pub send_mib_per_minute: Option<u32>,
 }

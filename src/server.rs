@@ -20,11 +20,13 @@ fn config(args: ServerArgs) -> Result<ServerConfig> {
         Some(path) => parley_server::config::FileConfig::load(path)?,
         None => Default::default(),
     };
+    let transport = file.transport(Default::default());
     let data = args
         .data
         .or(file.data)
         .unwrap_or_else(|| PathBuf::from("parley-data"));
     let mut config = ServerConfig::new(data);
+    config.transport = transport;
     let defaults = ServerConfig::new(PathBuf::new());
     config.listen = args.listen.or(file.listen).unwrap_or(defaults.listen);
     config.metrics_listen = args.metrics_listen.or(file.metrics_listen);
@@ -74,6 +76,10 @@ fn config(args: ServerArgs) -> Result<ServerConfig> {
         .registrations_per_hour
         .or(file.registrations_per_hour)
         .unwrap_or(defaults.registrations_per_hour);
+    config.send_mib_per_minute = args
+        .send_mib_per_minute
+        .or(file.send_mib_per_minute)
+        .unwrap_or(defaults.send_mib_per_minute);
     if let Some(seconds) = file.session_ttl_seconds {
         config.session_ttl = Duration::from_secs(seconds);
     }

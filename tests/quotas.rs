@@ -74,3 +74,53 @@ async fn registration_from_one_address_is_limited_to_a_small_burst() {
     assert_eq!(code, ErrorCode::RateLimited);
     assert!(message.contains("registrations"), "{message}");
 }
+
+async fn post_as(token: &str, url: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
+    let response = reqwest::Client::new()
+        .post(url)
+        .header("content-type", PROTOBUF)
+        .bearer_auth(token)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.bytes().await.unwrap().to_vec())
+}
+
+/// One account may hand the server only so many bytes a minute (before: 50 messages of 4 MiB,
+/// 200 MB, into a recipient's queue in 2 s). The submissions here are 4 MiB of junk, which the
+/// server refuses as invalid MLS once it has read them; past the budget it refuses them before
+/// looking at them, as "sending too much".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_account_cannot_send_more_than_its_byte_budget_a_minute() {
+    let server = TestServer::start_with(&["--send-mib-per-minute", "64"]);
+    let alice = Device::register(&server.url(), "alice").await;
+    let token = alice.client.api().token().expect("logged in").to_owned();
+    let url = format!("{}/v1/messages", server.url());
+    let started = std::time::Instant::now();
+    let (mut processed, mut refused) = (0u64, None);
+    for i in 0..50u8 {
+        let submit = v1::Submit {
+            message_id: vec![i; 16],
+            mls_message: vec![i; 4 << 20],
+            welcome: None,
+        };
+        let (status, body) = post_as(&token, &url, submit.encode_to_vec()).await;
+        let (code, message) = error_of(&body);
+        match code {
+            ErrorCode::RateLimited => {
+                refused.get_or_insert((status, message));
+            }
+            _ => processed += 4,
+        }
+    }
+    eprintln!(
+        "{processed} MiB of 200 processed in {:?}; refused: {refused:?}",
+        started.elapsed()
+    );
+    assert!(processed <= 68, "{processed} MiB processed");
+    let (status, message) = refused.expect("refused past the budget");
+    assert_eq!(status, 429);
+    assert!(message.contains("sending too much"), "{message}");
+}

@@ -46,6 +46,9 @@ pub struct ServerConfig {
     /// Registrations per client address: a burst, refilled at so many an hour.
     pub registration_burst: u32,
     pub registrations_per_hour: u32,
+    /// What one account may submit a minute (ciphertexts and Welcomes), in MiB; the whole
+    /// budget may go at once.
+    pub send_mib_per_minute: u32,
     /// KeyPackage claims per second for one claimed account (by anyone), and the burst.
     pub claim_per_second: u32,
     pub claim_burst: u32,
@@ -74,6 +77,7 @@ impl ServerConfig {
             auth_burst: 500,
             registration_burst: 10,
             registrations_per_hour: 60,
+            send_mib_per_minute: 64,
             claim_per_second: 1,
             claim_burst: 20,
             reserved_names: crate::reserved::DEFAULT_RESERVED
@@ -127,6 +131,7 @@ impl ServerConfig {
             || self.claim_per_second == 0
             || self.registrations_per_hour == 0
             || self.registration_burst == 0
+            || self.send_mib_per_minute == 0
         {
             return Err(ServerError::Config(
                 "rate limits must be at least 1 per second".into(),
@@ -159,6 +164,8 @@ pub struct FileConfig {
     /// Accounts one client address may register at once, and how many more an hour.
     pub registration_burst: Option<u32>,
     pub registrations_per_hour: Option<u32>,
+    /// MiB one account may submit a minute.
+    pub send_mib_per_minute: Option<u32>,
     /// How long a login lasts.
     pub session_ttl_seconds: Option<u64>,
     /// How often a live connection checks its session.

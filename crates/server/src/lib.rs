@@ -95,7 +95,11 @@ impl App {
         device: &accounts::Authenticated,
         submit: parley_protocol::v1::Submit,
     ) -> Result<parley_protocol::v1::SubmitResponse, ApiError> {
-        let result = self.delivery.submit(device, submit).await;
+        let bytes = submit.mls_message.len() + submit.welcome.as_ref().map_or(0, Vec::len);
+        let result = match self.rates.check_sent_bytes(&device.0.user_id, bytes) {
+            Ok(()) => self.delivery.submit(device, submit).await,
+            Err(e) => Err(e),
+        };
         match &result {
             Ok(accepted) if !accepted.duplicate => self.metrics.messages_in.inc(),
             Ok(_) => {}

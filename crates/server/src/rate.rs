@@ -1,4 +1,4 @@
-//! Rate limits: per account for submissions, per client address for authentication calls and
+//! Rate limits: per account for submissions and their bytes, per client address for authentication calls and
 //! registrations, per claimed account for KeyPackage claims.
 
 use std::net::IpAddr;
@@ -15,6 +15,8 @@ pub struct RateLimits {
     auth: DefaultKeyedRateLimiter<IpAddr>,
     /// Registrations per client address: a small burst, then a few an hour.
     registrations: DefaultKeyedRateLimiter<IpAddr>,
+    /// KiB submitted per account, refilled over a minute.
+    sent_kib: DefaultKeyedRateLimiter<UserId>,
     /// KeyPackage claims per claimed account, whoever claims: one-time packages cannot be
     /// drained faster than this.
     claims: DefaultKeyedRateLimiter<UserId>,
@@ -41,6 +43,11 @@ impl RateLimits {
                 .unwrap_or_else(|| Quota::per_hour(NonZeroU32::MIN))
                 .allow_burst(NonZeroU32::new(config.registration_burst).unwrap_or(NonZeroU32::MIN)),
             ),
+            sent_kib: DefaultKeyedRateLimiter::keyed({
+                let kib = NonZeroU32::new(config.send_mib_per_minute.saturating_mul(1024))
+                    .unwrap_or(NonZeroU32::MIN);
+                Quota::per_minute(kib).allow_burst(kib)
+            }),
             claims: DefaultKeyedRateLimiter::keyed(quota(
                 config.claim_per_second,
                 config.claim_burst,
@@ -69,6 +76,19 @@ impl RateLimits {
         })
     }
 
+    /// Charges `bytes` to the account's budget of bytes a minute.
+    pub fn check_sent_bytes(&self, user: &UserId, bytes: usize) -> Result<(), ApiError> {
+        let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+        let kib = NonZeroU32::new(kib).unwrap_or(NonZeroU32::MIN);
+        match self.sent_kib.check_key_n(user, kib) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) | Err(_) => Err(ApiError::new(
+                ErrorCode::RateLimited,
+                "sending too much: this account's byte budget for the minute is spent; retry later",
+            )),
+        }
+    }
+
     pub fn check_claim(
         &self,
         target: &UserId,
@@ -87,6 +107,7 @@ impl RateLimits {
         self.submissions.retain_recent();
         self.auth.retain_recent();
         self.registrations.retain_recent();
+        self.sent_kib.retain_recent();
         self.claims.retain_recent();
     }
 }
