@@ -356,4 +356,10 @@ pub struct ServerArgs {
     /// MiB one account may submit a minute, ciphertexts and Welcomes [default: 64].
     #[arg(long, value_name = "MIB")]
     pub send_mib_per_minute: Option<u32>,
+    /// Groups (and 1:1 chats) one account may create at once [default: 10].
+    #[arg(long, value_name = "N")]
+    pub group_burst: Option<u32>,
+    /// Further groups an hour per account, once the burst is spent [default: 20].
+    #[arg(long, value_name = "N")]
+    pub groups_per_hour: Option<u32>,
 }

@@ -80,6 +80,14 @@ fn config(args: ServerArgs) -> Result<ServerConfig> {
         .send_mib_per_minute
         .or(file.send_mib_per_minute)
         .unwrap_or(defaults.send_mib_per_minute);
+    config.group_burst = args
+        .group_burst
+        .or(file.group_burst)
+        .unwrap_or(defaults.group_burst);
+    config.groups_per_hour = args
+        .groups_per_hour
+        .or(file.groups_per_hour)
+        .unwrap_or(defaults.groups_per_hour);
     if let Some(seconds) = file.session_ttl_seconds {
         config.session_ttl = Duration::from_secs(seconds);
     }

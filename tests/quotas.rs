@@ -124,3 +124,35 @@ async fn one_account_cannot_send_more_than_its_byte_budget_a_minute() {
     assert_eq!(status, 429);
     assert!(message.contains("sending too much"), "{message}");
 }
+
+/// An account may not create groups with strangers at an unlimited rate (before: 20 groups
+/// with one victim in 1.3 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_cannot_create_groups_at_an_unlimited_rate() {
+    let server = TestServer::start_with(&["--group-burst", "10"]);
+    let mallory = Device::register(&server.url(), "mallory").await;
+    let _victim = Device::register(&server.url(), "victim").await;
+    let victim = parley_protocol::Username::parse("victim").unwrap();
+    let started = Instant::now();
+    let mut created = 0;
+    let mut refusal = None;
+    for i in 0..20 {
+        match mallory
+            .client
+            .create_group(&format!("spam{i}"), std::slice::from_ref(&victim))
+            .await
+        {
+            Ok(()) => created += 1,
+            Err(e) => {
+                refusal.get_or_insert(e.to_string());
+            }
+        }
+    }
+    eprintln!(
+        "{created} groups with one victim in {:?}; refusal: {refusal:?}",
+        started.elapsed()
+    );
+    assert!(created <= 10, "{created} groups created");
+    let refusal = refusal.expect("refused past the burst");
+    assert!(refusal.contains("too many new groups"), "{refusal}");
+}

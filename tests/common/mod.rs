@@ -107,17 +107,18 @@ impl TestServer {
         self.child = Some(child);
     }
 
-    /// Tests register many accounts from 127.0.0.1: a high registration limit, unless the
-    /// test sets its own.
+    /// Tests register many accounts from 127.0.0.1 and create many groups: high limits,
+    /// unless the test sets its own.
     fn registration_limit(&self) -> Vec<&'static str> {
-        if self
-            .extra_args
-            .iter()
-            .any(|a| a.starts_with("--registration"))
-        {
-            return Vec::new();
+        let mut args = Vec::new();
+        let set = |flag: &str| self.extra_args.iter().any(|a| a.starts_with(flag));
+        if !set("--registration") {
+            args.extend(["--registration-burst", "1000000"]);
         }
-        vec!["--registration-burst", "1000000"]
+        if !set("--group") {
+            args.extend(["--group-burst", "1000000"]);
+        }
+        args
     }
 
     /// The server process's id (for reading its memory in /proc).

@@ -49,6 +49,9 @@ pub struct ServerConfig {
     /// What one account may submit a minute (ciphertexts and Welcomes), in MiB; the whole
     /// budget may go at once.
     pub send_mib_per_minute: u32,
+    /// Groups one account may create at once, and how many more an hour.
+    pub group_burst: u32,
+    pub groups_per_hour: u32,
     /// KeyPackage claims per second for one claimed account (by anyone), and the burst.
     pub claim_per_second: u32,
     pub claim_burst: u32,
@@ -78,6 +81,8 @@ impl ServerConfig {
             registration_burst: 10,
             registrations_per_hour: 60,
             send_mib_per_minute: 64,
+            group_burst: 10,
+            groups_per_hour: 20,
             claim_per_second: 1,
             claim_burst: 20,
             reserved_names: crate::reserved::DEFAULT_RESERVED
@@ -132,6 +137,8 @@ impl ServerConfig {
             || self.registrations_per_hour == 0
             || self.registration_burst == 0
             || self.send_mib_per_minute == 0
+            || self.group_burst == 0
+            || self.groups_per_hour == 0
         {
             return Err(ServerError::Config(
                 "rate limits must be at least 1 per second".into(),
@@ -166,6 +173,9 @@ pub struct FileConfig {
     pub registrations_per_hour: Option<u32>,
     /// MiB one account may submit a minute.
     pub send_mib_per_minute: Option<u32>,
+    /// Groups one account may create at once, and how many more an hour.
+    pub group_burst: Option<u32>,
+    pub groups_per_hour: Option<u32>,
     /// How long a login lasts.
     pub session_ttl_seconds: Option<u64>,
     /// How often a live connection checks its session.

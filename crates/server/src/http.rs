@@ -179,6 +179,7 @@ async fn create_group(
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     app.rates.check_submission(&device.0.user_id)?;
+    app.rates.check_group_creation(&device.0.user_id)?;
     let group = decode(&app, body, FEW_FIELDS).await?;
     Ok(Proto(app.delivery.create_group(&device, group).await?))
 }

@@ -1,4 +1,4 @@
-//! Rate limits: per account for submissions and their bytes, per client address for authentication calls and
+//! Rate limits: per account for submissions, their bytes and new groups, per client address for authentication calls and
 //! registrations, per claimed account for KeyPackage claims.
 
 use std::net::IpAddr;
@@ -17,6 +17,8 @@ pub struct RateLimits {
     registrations: DefaultKeyedRateLimiter<IpAddr>,
     /// KiB submitted per account, refilled over a minute.
     sent_kib: DefaultKeyedRateLimiter<UserId>,
+    /// Groups created per account: a small burst, then a few an hour.
+    groups: DefaultKeyedRateLimiter<UserId>,
     /// KeyPackage claims per claimed account, whoever claims: one-time packages cannot be
     /// drained faster than this.
     claims: DefaultKeyedRateLimiter<UserId>,
@@ -28,6 +30,13 @@ fn quota(per_second: u32, burst: u32) -> Quota {
     Quota::per_second(rate).allow_burst(burst)
 }
 
+/// A burst, refilled at `per_hour` an hour.
+fn per_hour(per_hour: u32, burst: u32) -> Quota {
+    Quota::with_period(Duration::from_secs(3600) / per_hour.max(1))
+        .unwrap_or_else(|| Quota::per_hour(NonZeroU32::MIN))
+        .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN))
+}
+
 impl RateLimits {
     pub fn new(config: &ServerConfig) -> Self {
         RateLimits {
@@ -36,18 +45,19 @@ impl RateLimits {
                 config.submit_burst,
             )),
             auth: DefaultKeyedRateLimiter::keyed(quota(config.auth_per_second, config.auth_burst)),
-            registrations: DefaultKeyedRateLimiter::keyed(
-                Quota::with_period(
-                    Duration::from_secs(3600) / config.registrations_per_hour.max(1),
-                )
-                .unwrap_or_else(|| Quota::per_hour(NonZeroU32::MIN))
-                .allow_burst(NonZeroU32::new(config.registration_burst).unwrap_or(NonZeroU32::MIN)),
-            ),
+            registrations: DefaultKeyedRateLimiter::keyed(per_hour(
+                config.registrations_per_hour,
+                config.registration_burst,
+            )),
             sent_kib: DefaultKeyedRateLimiter::keyed({
                 let kib = NonZeroU32::new(config.send_mib_per_minute.saturating_mul(1024))
                     .unwrap_or(NonZeroU32::MIN);
                 Quota::per_minute(kib).allow_burst(kib)
             }),
+            groups: DefaultKeyedRateLimiter::keyed(per_hour(
+                config.groups_per_hour,
+                config.group_burst,
+            )),
             claims: DefaultKeyedRateLimiter::keyed(quota(
                 config.claim_per_second,
                 config.claim_burst,
@@ -89,6 +99,15 @@ impl RateLimits {
         }
     }
 
+    pub fn check_group_creation(&self, user: &UserId) -> Result<(), ApiError> {
+        self.groups.check_key(user).map_err(|_| {
+            ApiError::new(
+                ErrorCode::RateLimited,
+                "too many new groups from this account; retry later",
+            )
+        })
+    }
+
     pub fn check_claim(
         &self,
         target: &UserId,
@@ -108,6 +127,7 @@ impl RateLimits {
         self.auth.retain_recent();
         self.registrations.retain_recent();
         self.sent_kib.retain_recent();
+        self.groups.retain_recent();
         self.claims.retain_recent();
     }
 }
