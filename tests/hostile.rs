@@ -758,3 +758,264 @@ async fn bodies_of_empty_repeated_fields_do_not_amplify_in_memory_or_stall_the_s
         "/healthz took {slowest:?}"
     );
 }
+
+// Item 3: timeouts and connection limits against slowloris.
+
+/// A configuration file for the server with short transport timeouts (seconds).
+fn transport_config(server_dir: &std::path::Path, header: u64, body: u64) -> std::path::PathBuf {
+    let path = server_dir.join(format!("transport-{header}-{body}.toml"));
+    std::fs::write(
+        &path,
+        format!("header_timeout_seconds = {header}\nbody_timeout_seconds = {body}\n"),
+    )
+    .unwrap();
+    path
+}
+
+fn started_with_transport(header: u64, body: u64) -> (tempfile::TempDir, TestServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = transport_config(dir.path(), header, body);
+    let server = TestServer::start_with(&["--config", config.to_str().unwrap()]);
+    (dir, server)
+}
+
+/// Connects from another loopback address (127.0.0.2), so that the per-address cap applies to
+/// the attacker and not to the test's own /healthz probes from 127.0.0.1.
+async fn connect_from(source: [u8; 4], port: u16) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(std::net::SocketAddr::from((source, 0)))?;
+    socket
+        .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+}
+
+/// Reads until the server closes the connection (or errs), up to `within`; what it sent.
+async fn read_until_closed(
+    stream: &mut tokio::net::TcpStream,
+    within: Duration,
+) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(got),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_beyond_the_per_address_cap_are_refused_and_healthz_keeps_answering() {
+    // Long header timeout: what closes the excess here is the cap, not the timeout.
+    let (_dir, server) = started_with_transport(30, 30);
+    let (stop, health) = watch_health(&server);
+    let mut held = Vec::new();
+    for _ in 0..600 {
+        match connect_from([127, 0, 0, 2], server.port).await {
+            Ok(stream) => held.push(stream),
+            Err(e) => panic!("connect failed: {e}"),
+        }
+    }
+    // Every connection beyond the cap is answered 503 (or closed) at once.
+    let mut refused = 0;
+    let mut answered_503 = 0;
+    for stream in held.iter_mut() {
+        if let Some(got) = read_until_closed(stream, Duration::from_millis(20)).await {
+            refused += 1;
+            if got.starts_with(b"HTTP/1.1 503") {
+                answered_503 += 1;
+            }
+        }
+    }
+    let _ = stop.send(());
+    let slowest = health.await.unwrap();
+    eprintln!(
+        "600 silent connections from 127.0.0.2: {refused} closed at once ({answered_503} with 503), slowest /healthz {slowest:?}"
+    );
+    assert!(refused >= 600 - 64, "only {refused} of 600 were refused");
+    assert!(answered_503 >= 600 - 64, "only {answered_503} answered 503");
+    assert!(
+        slowest < Duration::from_millis(500),
+        "/healthz took {slowest:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_a_header_or_nothing_at_all_is_closed_after_the_header_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let (_dir, server) = started_with_transport(1, 2);
+    let mut half = connect_from([127, 0, 0, 3], server.port).await.unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: parley\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let mut silent = connect_from([127, 0, 0, 3], server.port).await.unwrap();
+    let started = Instant::now();
+    let half_closed = read_until_closed(&mut half, Duration::from_secs(5)).await;
+    let half_after = started.elapsed();
+    let silent_closed = read_until_closed(&mut silent, Duration::from_secs(5)).await;
+    let silent_after = started.elapsed();
+    eprintln!(
+        "header timeout 1 s: half a header closed after {half_after:?} ({}), a silent connection after {silent_after:?} ({})",
+        half_closed.is_some(),
+        silent_closed.is_some()
+    );
+    assert!(half_closed.is_some(), "half a header kept open for 5 s");
+    assert!(
+        silent_closed.is_some(),
+        "a silent connection kept open for 5 s"
+    );
+    assert!(half_after < Duration::from_millis(2500), "{half_after:?}");
+    assert!(
+        silent_after < Duration::from_millis(2500),
+        "{silent_after:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfinished_bodies_hold_little_memory_and_are_closed_after_the_body_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let (_dir, server) = started_with_transport(1, 2);
+    let alice = Device::register(&server.url(), "alice").await;
+    let token = token(&alice);
+    let (stop_memory, memory) = watch_memory(&server);
+    let (stop_health, health) = watch_health(&server);
+    let length = 8 * 1024 * 1024 - 1024;
+    let mut streams = Vec::new();
+    for i in 0..50u8 {
+        let mut stream = connect_from([127, 0, 1, 1 + i], server.port).await.unwrap();
+        let head = format!(
+            "POST /v1/messages HTTP/1.1\r\nHost: parley\r\nAuthorization: Bearer {token}\r\nContent-Type: {PROTOBUF}\r\nContent-Length: {length}\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&[0x0a; 1024]).await.unwrap();
+        streams.push(stream);
+    }
+    let started = Instant::now();
+    let mut closed = 0;
+    for stream in streams.iter_mut() {
+        let left = Duration::from_secs(5).saturating_sub(started.elapsed());
+        if read_until_closed(stream, left).await.is_some() {
+            closed += 1;
+        }
+    }
+    let after = started.elapsed();
+    let _ = stop_memory.send(());
+    let _ = stop_health.send(());
+    let (grown, slowest) = (memory.await.unwrap(), health.await.unwrap());
+    eprintln!(
+        "50 unfinished 8 MiB bodies, body timeout 2 s: {closed} closed within {after:?}, peak server memory +{grown} KiB, slowest /healthz {slowest:?}"
+    );
+    assert_eq!(closed, 50, "{closed} of 50 closed within 5 s");
+    assert!(grown < 32 * 1024, "memory grew by {grown} KiB");
+    assert!(
+        slowest < Duration::from_millis(500),
+        "/healthz took {slowest:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_connections_may_open_only_a_few_streams_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start();
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    // Prior-knowledge HTTP/2: the preface and an empty SETTINGS frame.
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    // The server's first frame is its SETTINGS.
+    let mut header = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut header))
+        .await
+        .expect("server SETTINGS in time")
+        .unwrap();
+    assert_eq!(header[3], 0x4, "first frame is not SETTINGS: {header:?}");
+    let length = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+    let mut payload = vec![0u8; length];
+    stream.read_exact(&mut payload).await.unwrap();
+    let streams = payload
+        .chunks_exact(6)
+        .find(|s| u16::from_be_bytes([s[0], s[1]]) == 0x3)
+        .map(|s| u32::from_be_bytes([s[2], s[3], s[4], s[5]]));
+    eprintln!("HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: {streams:?}");
+    assert!(
+        streams.is_some_and(|n| n <= 16),
+        "the server allows {streams:?} concurrent streams"
+    );
+}
+
+fn started_with_settings(settings: &str) -> (tempfile::TempDir, TestServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("transport.toml");
+    std::fs::write(&path, settings).unwrap();
+    let server = TestServer::start_with(&["--config", path.to_str().unwrap()]);
+    (dir, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_is_closed_but_a_quiet_live_connection_is_not() {
+    use tokio::io::AsyncWriteExt;
+    let (_dir, server) = started_with_settings(
+        "idle_timeout_seconds = 1\nheader_timeout_seconds = 10\nbody_timeout_seconds = 10\n",
+    );
+    let alice = Device::register(&server.url(), "alice").await;
+    let mut live = open_live(&server.url(), &token(&alice)).await;
+    // An HTTP/2 connection that opens no stream: idle.
+    let mut idle = connect_from([127, 0, 0, 5], server.port).await.unwrap();
+    idle.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let closed = read_until_closed(&mut idle, Duration::from_secs(5)).await;
+    let after = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(2500).saturating_sub(after)).await;
+    eprintln!(
+        "idle timeout 1 s: an idle HTTP/2 connection closed after {after:?} ({}); a live connection quiet for 2.5 s still answers",
+        closed.is_some()
+    );
+    assert!(closed.is_some(), "the idle connection stayed open for 5 s");
+    assert!(after < Duration::from_millis(2500), "{after:?}");
+    assert_live(&mut live).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_global_connection_cap_connections_are_answered_503_and_the_server_recovers() {
+    let (_dir, server) = started_with_settings(
+        "max_connections = 40\nheader_timeout_seconds = 1\nbody_timeout_seconds = 2\n",
+    );
+    let mut held = Vec::new();
+    // 30 from each of two addresses: each under the per-address cap, 60 in all.
+    for i in 0..60u8 {
+        held.push(
+            connect_from([127, 0, 2, 1 + i % 2], server.port)
+                .await
+                .unwrap(),
+        );
+    }
+    let mut answered_503 = 0;
+    for stream in held.iter_mut() {
+        if let Some(got) = read_until_closed(stream, Duration::from_millis(20)).await {
+            if got.starts_with(b"HTTP/1.1 503") {
+                answered_503 += 1;
+            }
+        }
+    }
+    // The silent ones time out after 1 s, and the server serves again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let started = Instant::now();
+    let health = reqwest::get(format!("{}/healthz", server.url()))
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0);
+    eprintln!(
+        "60 silent connections, global cap 40: {answered_503} answered 503; after the header timeout /healthz answers {health} in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(answered_503, 20);
+    assert_eq!(health, 200);
+}

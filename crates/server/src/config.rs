@@ -57,6 +57,8 @@ pub struct ServerConfig {
     pub claim_burst: u32,
     /// Names (and their look-alikes) nobody may register; see [`crate::reserved`].
     pub reserved_names: Vec<String>,
+    /// Timeouts and connection caps of the API listener (against slowloris).
+    pub transport: TransportLimits,
 }
 
 impl ServerConfig {
@@ -89,6 +91,7 @@ impl ServerConfig {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+            transport: TransportLimits::default(),
         }
     }
 
@@ -144,8 +147,89 @@ impl ServerConfig {
                 "rate limits must be at least 1 per second".into(),
             ));
         }
+        self.transport.check()?;
         Ok(())
     }
+}
+
+/// Timeouts and connection caps of the API listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportLimits {
+    /// A request's header (and a new connection's first request) must arrive within this; it
+    /// also bounds how long an HTTP/1 connection may wait between requests.
+    pub header_timeout: Duration,
+    /// A request's whole body must arrive within this.
+    pub body_timeout: Duration,
+    /// A connection on which nothing is read or written for this long is closed (live
+    /// WebSocket connections excepted: they have their own liveness checks).
+    pub idle_timeout: Duration,
+    /// Open connections from one client address; those beyond are answered 503 and closed.
+    pub max_connections_per_address: usize,
+    /// Open connections in all; `None`: the file-descriptor limit less a reserve.
+    pub max_connections: Option<usize>,
+    /// Concurrent streams on one HTTP/2 connection.
+    pub http2_max_streams: u32,
+}
+
+impl Default for TransportLimits {
+    fn default() -> Self {
+        TransportLimits {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+            max_connections_per_address: 64,
+            max_connections: None,
+            http2_max_streams: 16,
+        }
+    }
+}
+
+/// File descriptors kept for the database, key files, the metrics listener and logs.
+const DESCRIPTOR_RESERVE: usize = 256;
+
+impl TransportLimits {
+    /// The global connection cap: as configured, or below the process's file-descriptor limit
+    /// (the soft `RLIMIT_NOFILE`, read from `/proc/self/limits`; 1024 where that is unknown).
+    pub fn connection_cap(&self) -> usize {
+        self.max_connections.unwrap_or_else(|| {
+            let limit = std::fs::read_to_string("/proc/self/limits")
+                .ok()
+                .and_then(|text| open_files_limit(&text))
+                .unwrap_or(1024);
+            limit
+                .saturating_sub(DESCRIPTOR_RESERVE.min(limit / 2))
+                .max(1)
+        })
+    }
+
+    fn check(&self) -> Result<(), ServerError> {
+        if self.header_timeout.is_zero()
+            || self.body_timeout.is_zero()
+            || self.idle_timeout.is_zero()
+        {
+            return Err(ServerError::Config(
+                "header, body and idle timeouts must be at least 1 second".into(),
+            ));
+        }
+        if self.max_connections_per_address == 0
+            || self.max_connections == Some(0)
+            || self.http2_max_streams == 0
+        {
+            return Err(ServerError::Config(
+                "connection and stream limits must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The soft limit in `/proc/self/limits`' "Max open files" line (`None` when unlimited).
+fn open_files_limit(limits: &str) -> Option<usize> {
+    limits
+        .lines()
+        .find_map(|line| line.strip_prefix("Max open files"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|soft| soft.parse().ok())
 }
 
 /// `parley server --config FILE`: the same settings as the command line, in TOML. Every key is
@@ -182,6 +266,32 @@ pub struct FileConfig {
     pub session_check_seconds: Option<u64>,
     /// Names nobody may register, nor anything that looks like them (replaces the default list).
     pub reserved_names: Option<Vec<String>>,
+    /// Transport limits; see [`TransportLimits`].
+    pub header_timeout_seconds: Option<u64>,
+    pub body_timeout_seconds: Option<u64>,
+    pub idle_timeout_seconds: Option<u64>,
+    pub max_connections_per_address: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub http2_max_streams: Option<u32>,
+}
+
+impl FileConfig {
+    /// The transport limits this file sets, over `defaults`.
+    pub fn transport(&self, defaults: TransportLimits) -> TransportLimits {
+        let seconds = |value: Option<u64>, default: Duration| {
+            value.map(Duration::from_secs).unwrap_or(default)
+        };
+        TransportLimits {
+            header_timeout: seconds(self.header_timeout_seconds, defaults.header_timeout),
+            body_timeout: seconds(self.body_timeout_seconds, defaults.body_timeout),
+            idle_timeout: seconds(self.idle_timeout_seconds, defaults.idle_timeout),
+            max_connections_per_address: self
+                .max_connections_per_address
+                .unwrap_or(defaults.max_connections_per_address),
+            max_connections: self.max_connections.or(defaults.max_connections),
+            http2_max_streams: self.http2_max_streams.unwrap_or(defaults.http2_max_streams),
+        }
+    }
 }
 
 impl FileConfig {
@@ -210,6 +320,38 @@ mod tests {
         );
         assert_eq!(config.max_group_members, Some(10_000));
         assert!(config.database_url.is_none());
+    }
+
+    #[test]
+    fn the_open_files_limit_is_read_from_proc_limits() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+                      Max open files            20000                524288               files\n";
+        assert_eq!(open_files_limit(limits), Some(20000));
+        assert_eq!(
+            open_files_limit("Max open files            unlimited            unlimited"),
+            None
+        );
+        let cap = TransportLimits::default().connection_cap();
+        assert!(cap >= 1, "{cap}");
+        let set = TransportLimits {
+            max_connections: Some(7),
+            ..TransportLimits::default()
+        };
+        assert_eq!(set.connection_cap(), 7);
+    }
+
+    #[test]
+    fn transport_limits_come_from_the_file() {
+        let file = FileConfig::parse(
+            "header_timeout_seconds = 1\nbody_timeout_seconds = 2\nhttp2_max_streams = 4\n",
+        )
+        .unwrap();
+        let limits = file.transport(TransportLimits::default());
+        assert_eq!(limits.header_timeout, Duration::from_secs(1));
+        assert_eq!(limits.body_timeout, Duration::from_secs(2));
+        assert_eq!(limits.idle_timeout, Duration::from_secs(120));
+        assert_eq!(limits.http2_max_streams, 4);
+        assert_eq!(limits.max_connections_per_address, 64);
     }
 
     #[test]

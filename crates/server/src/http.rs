@@ -467,6 +467,7 @@ pub async fn serve(
     spawn_hint_recovery(app.clone());
     let listen = app.config.listen;
     let tls = app.config.tls.clone();
+    let app_tls = tls.is_some();
     // One shutdown for both listeners.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -499,8 +500,33 @@ pub async fn serve(
             tracing::warn!(error = %e, "metrics listener failed");
         }
     });
-    let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
-    match tls {
+    let limits = app.config.transport.clone();
+    let limiter =
+        crate::transport::Limiter::new(limits.max_connections_per_address, limits.connection_cap());
+    let body_timeout = limits.body_timeout;
+    let deadlines = limiter.clone();
+    let service = router(app)
+        .layer(axum::middleware::map_request(move |request| {
+            crate::transport::deadlines(deadlines.clone(), body_timeout, request)
+        }))
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(Duration::from_secs(5)));
+    });
+    // TCP_NODELAY: small frames must leave at once; with Nagle's algorithm a push waits for the
+    // acknowledgement of the previous one, which the client may delay by 40 ms.
+    let counted = |answer_busy| {
+        crate::transport::LimitAcceptor::new(
+            axum_server::accept::NoDelayAcceptor::new(),
+            limiter.clone(),
+            limits.idle_timeout,
+            answer_busy,
+        )
+    };
+    let serving = match tls {
         Some(files) => {
             let config =
                 axum_server::tls_rustls::RustlsConfig::from_pem_file(&files.cert, &files.key)
@@ -508,42 +534,56 @@ pub async fn serve(
                     .map_err(|e| {
                         ServerError::Config(format!("cannot load TLS certificate or key: {e}"))
                     })?;
-            let handle = axum_server::Handle::new();
-            let stopper = handle.clone();
-            tokio::spawn(async move {
-                shutdown.await;
-                stopper.graceful_shutdown(Some(Duration::from_secs(5)));
-            });
-            // TCP_NODELAY, as for plain connections below.
             let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
-                .acceptor(axum_server::accept::NoDelayAcceptor::new());
-            let server = axum_server::bind(listen)
+                .handshake_timeout(limits.header_timeout)
+                .acceptor(counted(false));
+            let mut server = axum_server::bind(listen)
                 .acceptor(acceptor)
-                .handle(handle.clone());
-            let serving = tokio::spawn(async move { server.serve(service).await });
-            if let Some(address) = handle.listening().await {
-                announce(address, true);
-            }
-            serving
-                .await
-                .map_err(|e| ServerError::Io(std::io::Error::other(e)))??;
+                .handle(handle.clone())
+                .first_request_timeout(limits.header_timeout)
+                .accept_error_handler(accept_failed);
+            configure(&mut server, &limits);
+            tokio::spawn(async move { server.serve(service).await })
         }
         None => {
-            let listener = tokio::net::TcpListener::bind(listen).await?;
-            announce(listener.local_addr()?, false);
-            // Small frames must leave at once: with Nagle's algorithm a push waits for the
-            // acknowledgement of the previous one, which the client may delay by 40 ms.
-            let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
-                if let Err(e) = stream.set_nodelay(true) {
-                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-                }
-            });
-            axum::serve(listener, service)
-                .with_graceful_shutdown(shutdown)
-                .await?;
+            let mut server = axum_server::bind(listen)
+                .acceptor(counted(true))
+                .handle(handle.clone())
+                .first_request_timeout(limits.header_timeout)
+                .accept_error_handler(accept_failed);
+            configure(&mut server, &limits);
+            tokio::spawn(async move { server.serve(service).await })
         }
+    };
+    if let Some(address) = handle.listening().await {
+        announce(address, app_tls);
     }
+    serving
+        .await
+        .map_err(|e| ServerError::Io(std::io::Error::other(e)))??;
     Ok(())
+}
+
+/// hyper's limits: header-read timeout (which also bounds the wait for the next request on a
+/// kept-alive HTTP/1 connection) and HTTP/2 streams per connection. No HTTP/2 keep-alive pings:
+/// they would keep an idle connection busy; the idle timeout closes dead and idle ones alike.
+fn configure<A>(
+    server: &mut axum_server::Server<SocketAddr, A>,
+    limits: &crate::config::TransportLimits,
+) {
+    let builder = server.http_builder();
+    builder
+        .http1()
+        .header_read_timeout(Some(limits.header_timeout));
+    builder
+        .http2()
+        .max_concurrent_streams(Some(limits.http2_max_streams));
+}
+
+/// Failed accepts (the descriptor limit, say) and refused connections are logged; the listener
+/// keeps accepting.
+fn accept_failed(peer: Option<&SocketAddr>, error: &std::io::Error) {
+    tracing::debug!(?peer, %error, "connection not accepted");
 }
 
 /// The one line tests and operators wait for: the address actually bound.

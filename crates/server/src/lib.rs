@@ -22,6 +22,7 @@ pub mod notify;
 pub mod public_state;
 pub mod rate;
 pub mod reserved;
+pub mod transport;
 
 use std::sync::Arc;
 
