@@ -14,6 +14,9 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     Ok(())
 }
 
+/// Longest retention and session lifetime a configuration may ask for (a hundred years).
+const MAX_DAYS: u64 = 36_500;
+
 /// Flags over the file over the defaults.
 fn config(args: ServerArgs) -> Result<ServerConfig> {
     let file = match &args.config {
@@ -51,6 +54,11 @@ fn config(args: ServerArgs) -> Result<ServerConfig> {
         .or(file.max_frame_bytes)
         .unwrap_or(defaults.max_frame_bytes);
     if let Some(days) = args.retention_days.or(file.retention_days) {
+        // Bounded: a huge value wrapped (days * 86400, then milliseconds as i64) to a cut-off in
+        // the future, and the first expiry run deleted every queued message.
+        if days > MAX_DAYS {
+            bail!("a retention of {days} days is too long (at most {MAX_DAYS})");
+        }
         config.retention = Duration::from_secs(days * 24 * 3600);
     }
     // A rate allows bursts of ten times itself.
@@ -89,6 +97,10 @@ fn config(args: ServerArgs) -> Result<ServerConfig> {
         .or(file.groups_per_hour)
         .unwrap_or(defaults.groups_per_hour);
     if let Some(seconds) = file.session_ttl_seconds {
+        // Bounded for the same reason: expiry is now plus this, in milliseconds as i64.
+        if seconds > MAX_DAYS * 24 * 3600 {
+            bail!("a session lifetime of {seconds} s is too long (at most {MAX_DAYS} days)");
+        }
         config.session_ttl = Duration::from_secs(seconds);
     }
     if let Some(rate) = file.claim_rate_per_second {

@@ -82,6 +82,25 @@ impl EvidenceMessage {
     }
 }
 
+impl EvidenceBundle {
+    /// The report request this bundle stands for: every hex field decoded, nothing else
+    /// checked (the server verifies the franks).
+    pub fn to_wire(&self) -> Result<v1::ReportRequest, ClientError> {
+        if self.version != 1 {
+            return Err(invalid("unknown version"));
+        }
+        Ok(v1::ReportRequest {
+            message: Some(self.message.to_wire()?),
+            reason: self.reason.clone(),
+            context: self
+                .context
+                .iter()
+                .map(EvidenceMessage::to_wire)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
 impl Client {
     /// Builds the evidence bundle for a received message, with up to `context` neighbouring
     /// messages of the same chat.
@@ -123,18 +142,7 @@ impl Client {
 
     /// Sends a report; returns the server's report id.
     pub async fn send_report(&self, bundle: &EvidenceBundle) -> Result<u64, ClientError> {
-        if bundle.version != 1 {
-            return Err(invalid("unknown version"));
-        }
-        let request = v1::ReportRequest {
-            message: Some(bundle.message.to_wire()?),
-            reason: bundle.reason.clone(),
-            context: bundle
-                .context
-                .iter()
-                .map(EvidenceMessage::to_wire)
-                .collect::<Result<_, _>>()?,
-        };
+        let request = bundle.to_wire()?;
         let response: v1::ReportResponse = self
             .authed(|| self.api.post("/v1/reports", &request, true))
             .await?;

@@ -85,7 +85,10 @@ pub(crate) fn store_members(members: &[(DeviceIdentity, Vec<u8>, u32)]) -> Vec<G
         .collect()
 }
 
-fn parse_mls(bytes: &[u8]) -> Result<MlsMessageIn, ApiError> {
+/// Parses an MLS message from untrusted bytes (a submission's message or Welcome, a new group's
+/// GroupInfo), exactly as the Delivery Service does before anything else; public for the fuzz
+/// targets (`crates/fuzz`).
+pub fn parse_mls(bytes: &[u8]) -> Result<MlsMessageIn, ApiError> {
     MlsMessageIn::tls_deserialize_exact(bytes)
         .map_err(|_| ApiError::invalid_mls("MLS message does not parse"))
 }

@@ -24,7 +24,14 @@ pub struct PublicGroupState {
 impl PublicGroupState {
     pub fn load(group_id: &MlsGroupId, blob: &[u8]) -> Result<Self, StateError> {
         let storage = decode_storage(blob)?;
-        let group = PublicGroup::load(&storage, group_id)
+        // openmls' in-memory storage unwraps what it deserializes: a corrupt value in the blob
+        // (a damaged row, a bad restore) panics in there. That is a corrupt state, not a crash
+        // (found by the `public_state` fuzz target).
+        let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            PublicGroup::load(&storage, group_id)
+        }))
+        .map_err(|_| StateError::Corrupt)?;
+        let group = loaded
             .map_err(|_| StateError::Corrupt)?
             .ok_or(StateError::Missing)?;
         Ok(PublicGroupState { group, storage })

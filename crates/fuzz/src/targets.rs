@@ -1,0 +1,405 @@
+//! The targets. Each calls the same parsing functions the server or client calls on untrusted
+//! bytes, then what those callers do next with the value, and checks that a decoded value
+//! encodes back to itself. A target may only return (value or error) or panic (a finding).
+
+use std::fmt::Debug;
+
+use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
+use openmls::prelude::{
+    ContentType, GroupId as MlsGroupId, KeyPackageIn, MlsMessageBodyIn, ProposalStore,
+    ProtocolMessage, ProtocolVersion, PublicGroup, RatchetTreeIn,
+};
+use openmls_memory_storage::MemoryStorage;
+use openmls_rust_crypto::RustCrypto;
+use parley_mls::{DeviceIdentity, Roles};
+use parley_protocol::{limits, v1, DeviceId, GroupId, MessageId, UserId, Username};
+use prost::Message;
+
+use crate::Target;
+
+const PROTO_MAX: usize = 64 * 1024;
+const MLS_MAX: usize = 64 * 1024;
+
+/// Decodes `M` as both sides do (bounded by the frame limit) and checks that a decoded value
+/// survives encoding and decoding again unchanged.
+fn proto<M: Message + Default + PartialEq + Debug>(bytes: &[u8]) -> Option<M> {
+    match parley_protocol::decode::<M>(bytes, limits::MAX_FRAME_BYTES) {
+        Ok(message) => {
+            let again = M::decode(message.encode_to_vec().as_slice())
+                .expect("a decoded message encodes to something that decodes");
+            assert_eq!(again, message, "re-encoding changed the message");
+            Some(message)
+        }
+        Err(e) => {
+            assert!(!e.message.is_empty(), "an error without a message");
+            None
+        }
+    }
+}
+
+macro_rules! proto_targets {
+    ($($name:ident => $ty:ty, $about:literal;)*) => {
+        $(
+            fn $name(bytes: &[u8]) {
+                proto::<$ty>(bytes);
+            }
+        )*
+        /// One target per protobuf message of `parley_protocol::v1`.
+        pub const PROTO: &[Target] = &[
+            $(Target {
+                name: stringify!($name),
+                about: $about,
+                max_len: PROTO_MAX,
+                run: $name,
+            },)*
+        ];
+    };
+}
+
+proto_targets! {
+    proto_error_body => v1::ErrorBody, "client: every error response";
+    proto_register_request => v1::RegisterRequest, "server: POST /v1/register";
+    proto_register_response => v1::RegisterResponse, "client: register answer";
+    proto_challenge_request => v1::ChallengeRequest, "server: POST /v1/challenge";
+    proto_challenge_response => v1::ChallengeResponse, "client: challenge answer";
+    proto_login_request => v1::LoginRequest, "server: POST /v1/login";
+    proto_login_response => v1::LoginResponse, "client: login answer";
+    proto_user_devices => v1::UserDevices, "client: device list";
+    proto_device_info => v1::DeviceInfo, "client: one device";
+    proto_upload_key_packages => v1::UploadKeyPackages, "server: KeyPackage upload";
+    proto_key_package_count => v1::KeyPackageCount, "client: KeyPackage count";
+    proto_claim_key_packages => v1::ClaimKeyPackages, "server: KeyPackage claim";
+    proto_claimed_key_package => v1::ClaimedKeyPackage, "client: one claimed package";
+    proto_claim_response => v1::ClaimResponse, "client: claim answer";
+    proto_create_group => v1::CreateGroup, "server: POST /v1/groups";
+    proto_create_group_response => v1::CreateGroupResponse, "client: group created";
+    proto_submit => v1::Submit, "server: POST /v1/messages";
+    proto_submit_response => v1::SubmitResponse, "client: submission answer";
+    proto_franking_context => v1::FrankingContext, "client: a queue item's frank";
+    proto_queue_item => v1::QueueItem, "client: one queue item";
+    proto_welcome_bundle => v1::WelcomeBundle, "client: a Welcome queue item's payload";
+    proto_queue_batch => v1::QueueBatch, "client: GET /v1/queue page";
+    proto_ack => v1::Ack, "server: POST /v1/ack";
+    proto_server_frame => v1::ServerFrame, "client: live WebSocket frame";
+    proto_client_frame => v1::ClientFrame, "server: live WebSocket frame";
+    proto_live_submit => v1::LiveSubmit, "server: live submission";
+    proto_start_push => v1::StartPush, "server: live push request";
+    proto_live_result => v1::LiveResult, "client: live submission answer";
+    proto_reported_message => v1::ReportedMessage, "server: one reported message";
+    proto_report_request => v1::ReportRequest, "server: POST /v1/reports";
+    proto_report_response => v1::ReportResponse, "client: report answer";
+    proto_server_info => v1::ServerInfo, "client: GET /v1/info";
+    proto_app_payload => v1::AppPayload, "client: decrypted payload; server: reported payload";
+    proto_text_body => v1::TextBody, "client: a text";
+    proto_group_meta => v1::GroupMeta, "client: group name and kind";
+    proto_message_aad => v1::MessageAad, "server and client: authenticated data";
+    proto_group_roles => v1::GroupRoles, "client and server: roles extension";
+}
+
+/// What the Delivery Service does with a submission's MLS message before it needs the group
+/// (`delivery::submit`): parse, classify, group id and epoch; for an application message its
+/// content type, AAD bound and franking tag. The Welcome beside a commit must parse as one.
+fn mls_submission(bytes: &[u8]) {
+    submission_checks(bytes);
+    if let Ok(message) = parley_server::delivery::parse_mls(bytes) {
+        let _is_welcome = matches!(message.extract(), MlsMessageBodyIn::Welcome(_));
+    }
+}
+
+fn submission_checks(bytes: &[u8]) -> Option<()> {
+    if bytes.len() > limits::MAX_MLS_MESSAGE_BYTES {
+        return None;
+    }
+    let message = parley_server::delivery::parse_mls(bytes)
+        .ok()?
+        .try_into_protocol_message()
+        .ok()?;
+    let _group = GroupId::from_slice(message.group_id().as_slice()).ok()?;
+    let _epoch = message.epoch().as_u64();
+    match &message {
+        ProtocolMessage::PrivateMessage(private) => {
+            if private.content_type() != ContentType::Application
+                || private.aad().len() > limits::MAX_AAD_BYTES
+            {
+                return None;
+            }
+            let _tag = v1::MessageAad::decode(private.aad())
+                .ok()
+                .map(|aad| aad.franking_tag)
+                .filter(|tag| tag.len() == parley_mls::franking::TAG_LEN)?;
+        }
+        ProtocolMessage::PublicMessage(public) => {
+            let _ = public.content_type();
+        }
+    }
+    Some(())
+}
+
+/// A new group (`delivery::create_group`): the input is a big-endian u32 length, a GroupInfo
+/// message of that length, then the ratchet tree. Parsed, then verified with openmls'
+/// `PublicGroup::from_external` as the server does, members' credentials and roles read.
+fn create_group(bytes: &[u8]) {
+    let Some((info, tree)) = split_two(bytes) else {
+        return;
+    };
+    let Ok(message) = parley_server::delivery::parse_mls(info) else {
+        return;
+    };
+    let MlsMessageBodyIn::GroupInfo(info) = message.extract() else {
+        return;
+    };
+    let Ok(tree) = RatchetTreeIn::tls_deserialize_exact(tree) else {
+        return;
+    };
+    let storage = MemoryStorage::default();
+    let Ok((group, _)) = PublicGroup::from_external(
+        &RustCrypto::default(),
+        &storage,
+        tree,
+        info,
+        ProposalStore::new(),
+    ) else {
+        return;
+    };
+    for member in group.members() {
+        let _ = DeviceIdentity::from_credential(&member.credential);
+    }
+    let _ = Roles::from_group_context(group.group_context());
+    // The state the server stores loads back.
+    let blob = parley_server::public_state::encode_storage(&storage);
+    parley_server::public_state::PublicGroupState::load(group.group_id(), &blob)
+        .expect("a state the server wrote loads again");
+}
+
+/// A length-prefixed first part and the rest.
+pub fn split_two(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (len, rest) = bytes.split_first_chunk::<4>()?;
+    let len = u32::from_be_bytes(*len) as usize;
+    (rest.len() >= len).then(|| rest.split_at(len))
+}
+
+/// A KeyPackage upload (`keypackages::validate`): parse, verify, read the identity, suite.
+fn key_package(bytes: &[u8]) {
+    if bytes.len() > limits::MAX_KEY_PACKAGE_BYTES {
+        return;
+    }
+    let Ok(parsed) = KeyPackageIn::tls_deserialize_exact(bytes) else {
+        return;
+    };
+    let Ok(package) = parsed.validate(&RustCrypto::default(), ProtocolVersion::Mls10) else {
+        return;
+    };
+    let _ = DeviceIdentity::from_credential(package.leaf_node().credential());
+    let _ = package.last_resort();
+    let _ = package.ciphersuite();
+    // What the server stores and hands out re-encodes.
+    package
+        .tls_serialize_detached()
+        .expect("a validated KeyPackage serializes");
+}
+
+/// A group's stored public state (disk, or a PostgreSQL row): the blob layout, then openmls
+/// loading a `PublicGroup` from it, for the id the seeds use and for the id in the blob.
+fn public_state(bytes: &[u8]) {
+    use parley_server::public_state::{decode_storage, encode_storage, PublicGroupState};
+    let Ok(storage) = decode_storage(bytes) else {
+        return;
+    };
+    let again = encode_storage(&storage);
+    assert_eq!(
+        decode_storage(&again).map(|s| encode_storage(&s)).ok(),
+        Some(again.clone()),
+        "a decoded state re-encodes stably"
+    );
+    let id = MlsGroupId::from_slice(&crate::seeds::GROUP_ID);
+    if let Ok(state) = PublicGroupState::load(&id, bytes) {
+        let _ = state.group.members().count();
+        let _ = state.encode();
+    }
+}
+
+/// A live WebSocket frame (`live.rs`, `Session::handle`): decoded under the frame limit, then
+/// dispatched as the session does: a cursor clamped to the head, acknowledgements folded, a
+/// submission checked as `delivery::submit` checks it before it needs the store.
+fn live_frame(bytes: &[u8]) {
+    use v1::client_frame::Body;
+    let head = 1_000u64;
+    let Ok(frame) = parley_protocol::decode::<v1::ClientFrame>(bytes, limits::MAX_FRAME_BYTES)
+    else {
+        return;
+    };
+    let mut pending: Option<u64> = None;
+    match frame.body {
+        Some(Body::StartPush(start)) => assert!(start.after.min(head) <= head),
+        Some(Body::Ack(ack)) => pending = Some(pending.unwrap_or(0).max(ack.up_to)),
+        Some(Body::Submit(live)) => {
+            if let Some(submit) = live.submit {
+                if MessageId::from_slice(&submit.message_id).is_ok()
+                    && submit
+                        .welcome
+                        .as_ref()
+                        .is_none_or(|w| w.len() <= limits::MAX_WELCOME_BYTES)
+                {
+                    submission_checks(&submit.mls_message);
+                    if let Some(welcome) = &submit.welcome {
+                        if let Ok(message) = parley_server::delivery::parse_mls(welcome) {
+                            let _ = message.extract();
+                        }
+                    }
+                }
+            }
+        }
+        None => {}
+    }
+    let _ = pending;
+}
+
+/// A Welcome queue item as the client opens it (`incoming.rs`): the bundle, the Welcome and
+/// the ratchet tree the server attached.
+fn welcome_bundle(bytes: &[u8]) {
+    let Ok(bundle) = v1::WelcomeBundle::decode(bytes) else {
+        return;
+    };
+    if let Ok(message) = parley_server::delivery::parse_mls(&bundle.welcome) {
+        let _ = message.extract();
+    }
+    let _ = RatchetTreeIn::tls_deserialize_exact(bundle.ratchet_tree.as_slice());
+}
+
+/// Ids and names as the server and client parse them from the wire and from MLS credentials
+/// (`username:device-hex`).
+fn ids_and_names(bytes: &[u8]) {
+    let _ = UserId::from_slice(bytes);
+    let _ = DeviceId::from_slice(bytes);
+    let _ = GroupId::from_slice(bytes);
+    let _ = MessageId::from_slice(bytes);
+    if let Ok(identity) = DeviceIdentity::parse(bytes) {
+        assert_eq!(
+            DeviceIdentity::parse(&identity.to_bytes()).ok(),
+            Some(identity),
+            "an identity re-encodes to itself"
+        );
+    }
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        if let Ok(name) = Username::parse(text) {
+            assert_eq!(Username::parse(name.as_str()).ok(), Some(name));
+        }
+        let _ = DeviceId::parse_hex(text);
+        let _ = parley_client::parse_group_name(text);
+    }
+}
+
+/// An evidence bundle file (`parley report --import`): JSON, then the report request it
+/// stands for.
+fn evidence_bundle(bytes: &[u8]) {
+    let Ok(bundle) = serde_json::from_slice::<parley_client::EvidenceBundle>(bytes) else {
+        return;
+    };
+    let text = serde_json::to_vec(&bundle).expect("a bundle serializes");
+    let again: parley_client::EvidenceBundle =
+        serde_json::from_slice(&text).expect("a serialized bundle parses");
+    assert_eq!(again, bundle, "a bundle survives JSON");
+    if let Ok(request) = bundle.to_wire() {
+        let bytes = parley_protocol::encode(&request);
+        assert_eq!(
+            v1::ReportRequest::decode(bytes.as_slice()).ok(),
+            Some(request),
+            "a report request survives protobuf"
+        );
+    }
+}
+
+/// The server's configuration file (`--config`, TOML).
+fn config_file(bytes: &[u8]) {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return;
+    };
+    let _ = parley_server::config::FileConfig::parse(text);
+}
+
+/// The server's signing key file (`server-signer.json`, read at start).
+fn server_key_file(bytes: &[u8]) {
+    let _ = serde_json::from_slice::<openmls_basic_credential::SignatureKeyPair>(bytes);
+}
+
+/// Targets beyond the protobuf messages.
+pub const OTHERS: &[Target] = &[
+    Target {
+        name: "mls_submission",
+        about: "server: the MLS message of a submission (delivery::submit)",
+        max_len: MLS_MAX,
+        run: mls_submission,
+    },
+    Target {
+        name: "create_group",
+        about: "server: GroupInfo and ratchet tree of a new group (delivery::create_group)",
+        max_len: MLS_MAX,
+        run: create_group,
+    },
+    Target {
+        name: "key_package",
+        about: "server: an uploaded KeyPackage (keypackages::validate)",
+        max_len: MLS_MAX,
+        run: key_package,
+    },
+    Target {
+        name: "public_state",
+        about: "server: a group's stored public state (public_state)",
+        max_len: MLS_MAX,
+        run: public_state,
+    },
+    Target {
+        name: "live_frame",
+        about: "server: a live WebSocket client frame, decoded and dispatched (live.rs)",
+        max_len: MLS_MAX,
+        run: live_frame,
+    },
+    Target {
+        name: "welcome_bundle",
+        about: "client: a Welcome queue item (incoming.rs)",
+        max_len: MLS_MAX,
+        run: welcome_bundle,
+    },
+    Target {
+        name: "ids_and_names",
+        about: "both: ids, usernames, credential identities, group names",
+        max_len: 256,
+        run: ids_and_names,
+    },
+    Target {
+        name: "evidence_bundle",
+        about: "client: an evidence bundle file and its report request (reports.rs)",
+        max_len: PROTO_MAX,
+        run: evidence_bundle,
+    },
+    Target {
+        name: "config_file",
+        about: "server: the TOML configuration file (config.rs FileConfig)",
+        max_len: PROTO_MAX,
+        run: config_file,
+    },
+    Target {
+        name: "server_key_file",
+        about: "server: its signing key file (moderation::ServerIdentity)",
+        max_len: 4096,
+        run: server_key_file,
+    },
+];
+
+/// Every target, protobuf messages first.
+pub static ALL: &[Target] = &concat_targets();
+
+const fn concat_targets() -> [Target; PROTO.len() + OTHERS.len()] {
+    let mut all = [PROTO[0]; PROTO.len() + OTHERS.len()];
+    let mut i = 0;
+    while i < PROTO.len() {
+        all[i] = PROTO[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < OTHERS.len() {
+        all[i + j] = OTHERS[j];
+        j += 1;
+    }
+    all
+}
