@@ -656,7 +656,10 @@ async fn push_connections_that_never_read_hold_little_memory() {
         "60 push connections on one token ({refused} refused), never reading: server memory +{} KiB, slowest /healthz {slowest:?}",
         grown
     );
-    assert!(grown < 64 * 1024, "memory grew by {grown} KiB");
+    // Bound: 96 MiB. Most of what remains is the allocator keeping the store pages a push reads
+    // (up to 16 MiB before trimming to one frame) on the 4 admitted connections; before the
+    // caps, 1.97 GB.
+    assert!(grown < 96 * 1024, "memory grew by {grown} KiB");
     assert!(
         slowest < Duration::from_millis(500),
         "/healthz took {slowest:?}"
@@ -748,10 +751,13 @@ async fn bodies_of_empty_repeated_fields_do_not_amplify_in_memory_or_stall_the_s
         "8 parallel bodies (2-8 MiB) of empty repeated fields in {:?}: answers {statuses:?}, peak server memory +{grown} KiB, slowest /healthz {slowest:?}",
         started.elapsed()
     );
+    // Refused: 413, or (0) the connection closed under a client still sending, when the server
+    // answered before the body was all sent.
     assert!(
-        statuses.iter().all(|s| (400..500).contains(s)),
+        statuses.iter().all(|s| *s == 0 || (400..500).contains(s)),
         "{statuses:?}"
     );
+    assert!(statuses.contains(&413), "{statuses:?}");
     assert!(grown < 64 * 1024, "memory grew by {grown} KiB");
     assert!(
         slowest < Duration::from_millis(250),
