@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use openmls_traits::signatures::Signer;
 use parley_protocol::{v1, ErrorCode};
 use prost::Message as _;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -18,20 +17,6 @@ type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 const PROTOBUF: &str = parley_protocol::CONTENT_TYPE;
-
-fn admin(server: &TestServer, args: &[&str]) -> (i32, String, String) {
-    let output = std::process::Command::new(BIN)
-        .args(["admin", "--data"])
-        .arg(server.data_dir())
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
 
 async fn open_live(server: &str, token: &str) -> Socket {
     let url = format!("{}/v1/ws", server.replacen("http", "ws", 1));
@@ -175,22 +160,6 @@ async fn an_expired_session_ends_its_open_live_connection() {
 
 // Item 9: strict requests.
 
-fn proof_register(username: &str) -> Vec<u8> {
-    let keys =
-        openmls_basic_credential::SignatureKeyPair::new(openmls::prelude::SignatureScheme::ED25519)
-            .unwrap();
-    let key = keys.public().to_vec();
-    let proof = keys
-        .sign(&v1::register_proof_input(username, &key))
-        .unwrap();
-    v1::RegisterRequest {
-        username: username.into(),
-        signature_key: key,
-        proof,
-    }
-    .encode_to_vec()
-}
-
 async fn post(url: &str, content_type: Option<&str>, body: Vec<u8>) -> (u16, Vec<u8>) {
     let mut request = reqwest::Client::new().post(url).body(body);
     if let Some(content_type) = content_type {
@@ -199,11 +168,6 @@ async fn post(url: &str, content_type: Option<&str>, body: Vec<u8>) -> (u16, Vec
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     (status, response.bytes().await.unwrap().to_vec())
-}
-
-fn error_of(body: &[u8]) -> (ErrorCode, String) {
-    let error = v1::ErrorBody::decode(body).expect("a protobuf error body");
-    (ErrorCode::from_u32(error.code), error.message)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

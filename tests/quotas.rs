@@ -7,32 +7,10 @@ mod common;
 use std::time::Instant;
 
 use common::*;
-use openmls_traits::signatures::Signer;
 use parley_protocol::{v1, ErrorCode};
 use prost::Message as _;
 
 const PROTOBUF: &str = parley_protocol::CONTENT_TYPE;
-
-fn proof_register(username: &str) -> Vec<u8> {
-    let keys =
-        openmls_basic_credential::SignatureKeyPair::new(openmls::prelude::SignatureScheme::ED25519)
-            .unwrap();
-    let key = keys.public().to_vec();
-    let proof = keys
-        .sign(&v1::register_proof_input(username, &key))
-        .unwrap();
-    v1::RegisterRequest {
-        username: username.into(),
-        signature_key: key,
-        proof,
-    }
-    .encode_to_vec()
-}
-
-fn error_of(body: &[u8]) -> (ErrorCode, String) {
-    let error = v1::ErrorBody::decode(body).expect("a protobuf error body");
-    (ErrorCode::from_u32(error.code), error.message)
-}
 
 /// Registration from one address is limited to a small burst (before: 526 accounts in 0.5 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -389,6 +389,36 @@ pub fn self_signed_certificate(dir: &Path) -> (PathBuf, PathBuf, String) {
     (cert, key, certified.cert.pem())
 }
 
+/// A registration request body for `username` with a fresh key and its proof of possession,
+/// as a client sends it.
+pub fn proof_register(username: &str) -> Vec<u8> {
+    use openmls_traits::signatures::Signer as _;
+    use prost::Message as _;
+    let keys =
+        openmls_basic_credential::SignatureKeyPair::new(openmls::prelude::SignatureScheme::ED25519)
+            .expect("a key pair");
+    let key = keys.public().to_vec();
+    let proof = keys
+        .sign(&parley_protocol::v1::register_proof_input(username, &key))
+        .expect("a signature");
+    parley_protocol::v1::RegisterRequest {
+        username: username.into(),
+        signature_key: key,
+        proof,
+    }
+    .encode_to_vec()
+}
+
+/// The code and message of a protobuf error body.
+pub fn error_of(body: &[u8]) -> (parley_protocol::ErrorCode, String) {
+    use prost::Message as _;
+    let error = parley_protocol::v1::ErrorBody::decode(body).expect("a protobuf error body");
+    (
+        parley_protocol::ErrorCode::from_u32(error.code),
+        error.message,
+    )
+}
+
 pub fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
     stdout
         .lines()
