@@ -356,6 +356,10 @@ pub struct ServerArgs {
     /// MiB one account may submit a minute, ciphertexts and Welcomes [default: 64].
     #[arg(long, value_name = "MIB")]
     pub send_mib_per_minute: Option<u32>,
+    /// MiB of undelivered messages one device's queue may hold; submissions beyond are refused
+    /// ("the queue of NAME is full"), nothing queued is dropped [default: 256].
+    #[arg(long, value_name = "MIB")]
+    pub queue_mib_per_device: Option<u32>,
     /// Groups (and 1:1 chats) one account may create at once [default: 10].
     #[arg(long, value_name = "N")]
     pub group_burst: Option<u32>,

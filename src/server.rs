@@ -88,6 +88,10 @@ fn config(args: ServerArgs) -> Result<ServerConfig> {
         .send_mib_per_minute
         .or(file.send_mib_per_minute)
         .unwrap_or(defaults.send_mib_per_minute);
+    config.queue_mib_per_device = args
+        .queue_mib_per_device
+        .or(file.queue_mib_per_device)
+        .unwrap_or(defaults.queue_mib_per_device);
     config.group_burst = args
         .group_burst
         .or(file.group_burst)

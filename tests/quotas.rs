@@ -134,3 +134,61 @@ async fn an_account_cannot_create_groups_at_an_unlimited_rate() {
     let refusal = refusal.expect("refused past the burst");
     assert!(refusal.contains("too many new groups"), "{refusal}");
 }
+
+/// A recipient's queue has a byte budget (before: one member put 200 MB into a recipient's
+/// queue in 2 s, kept 30 days). Past it the sender is told "recipient's queue is full" and the
+/// message waits in the sender's outbox; nothing queued is dropped, and once the recipient has
+/// caught up the waiting message goes out with the sender's next sync, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_recipient_queue_refuses_the_sender_and_loses_nothing() {
+    let server = TestServer::start_with(&["--queue-mib-per-device", "1"]);
+    let alice = Device::register(&server.url(), "alice").await;
+    let bob = Device::register(&server.url(), "bob").await;
+    let to_bob = parley_client::ChatRef::Direct(parley_protocol::Username::parse("bob").unwrap());
+    // Texts of 60 KiB: about seventeen fill a 1 MiB queue.
+    let text = |i: usize| format!("{i:03} {}", "x".repeat(60 * 1024));
+    let mut sent = 0;
+    let refusal = loop {
+        match alice.client.send_text(&to_bob, &text(sent)).await {
+            Ok(_) => sent += 1,
+            Err(e) => break e.to_string(),
+        }
+        assert!(sent < 40, "a 1 MiB queue took {sent} messages of 60 KiB");
+    };
+    eprintln!("{sent} messages of 60 KiB queued for bob; then: {refusal}");
+    assert!((14..=18).contains(&sent), "{sent} accepted");
+    assert!(
+        refusal.contains("recipient's queue is full: bob"),
+        "{refusal}"
+    );
+    assert!(refusal.contains("kept"), "{refusal}");
+    let waiting = alice.client.history(&to_bob, 100).unwrap();
+    assert_eq!(waiting.last().map(|m| m.status.as_str()), Some("sending"));
+    // Other chats are not held up by bob's queue.
+    let carol = Device::register(&server.url(), "carol").await;
+    let to_carol =
+        parley_client::ChatRef::Direct(parley_protocol::Username::parse("carol").unwrap());
+    alice
+        .client
+        .send_text(&to_carol, "unaffected")
+        .await
+        .unwrap();
+    assert_eq!(carol.client.sync().await.unwrap().len(), 1);
+    // Bob catches up: everything, oldest first. Then alice's next sync sends the waiting one.
+    let first = bob.client.sync().await.unwrap();
+    assert_eq!(first.len(), sent);
+    assert!(first[0].text.starts_with("000 "), "the oldest was kept");
+    alice.client.sync().await.unwrap();
+    let last = bob.client.sync().await.unwrap();
+    assert_eq!(last.len(), 1);
+    assert!(
+        last[0].text.starts_with(&format!("{sent:03} ")),
+        "{}",
+        &last[0].text[..8]
+    );
+    let history = alice.client.history(&to_bob, 100).unwrap();
+    assert!(
+        history.iter().all(|m| m.status == "sent"),
+        "all sent in the end"
+    );
+}

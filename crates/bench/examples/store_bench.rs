@@ -74,6 +74,7 @@ fn submission(sender: DeviceId, group_id: GroupId, n: u64) -> Submission {
         accepted_at: 1,
         transition: None,
         franking_tag: Some(vec![7; 32]),
+        queue_limit: u64::MAX,
     }
 }
 

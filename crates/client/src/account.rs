@@ -144,7 +144,7 @@ impl Client {
             identity: DeviceIdentity::new(username, device_id),
             user_id,
             ciphersuite,
-            flush_lock: tokio::sync::Mutex::new(()),
+            flush_lock: tokio::sync::Mutex::new(Default::default()),
             receive_lock: tokio::sync::Mutex::new(()),
             _home_lock: lock,
         })

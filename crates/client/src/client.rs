@@ -30,8 +30,9 @@ pub struct Client {
     pub(crate) user_id: UserId,
     pub(crate) ciphersuite: Ciphersuite,
     /// One flush of the outbox at a time, and one pass over the queue at a time (a front end may
-    /// sync in the background while the user sends).
-    pub(crate) flush_lock: tokio::sync::Mutex<()>,
+    /// sync in the background while the user sends). The flush lock guards what the last flush
+    /// had to hold back.
+    pub(crate) flush_lock: tokio::sync::Mutex<crate::outgoing::HeldBack>,
     pub(crate) receive_lock: tokio::sync::Mutex<()>,
     /// This process's exclusive hold on the home (see `home`), for the client's whole life.
     pub(crate) _home_lock: crate::home::HomeLock,

@@ -38,6 +38,12 @@ impl ClientError {
         }
     }
 
+    /// A recipient's queue on the server is full: the submission stays in the outbox and is
+    /// retried later, and the group's later submissions wait behind it.
+    pub fn is_queue_full(&self) -> bool {
+        self.server_code() == Some(ErrorCode::QueueFull)
+    }
+
     /// True when retrying later may succeed (the server was unreachable or busy).
     pub fn is_transient(&self) -> bool {
         match self {

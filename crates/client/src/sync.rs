@@ -16,6 +16,10 @@ impl Client {
     pub async fn sync(&self) -> Result<Vec<MessageView>, ClientError> {
         let mut shown = self.receive().await?;
         self.flush_outbox().await?;
+        // A recipient who has not caught up holds back that chat's sends, not the sync.
+        for refused in self.all_held_back().await {
+            tracing::warn!("not sent yet: {refused}");
+        }
         self.commit_pending_proposals().await?;
         // Committing may have pulled in more messages (a lost epoch race).
         shown.extend(self.receive().await?);

@@ -28,6 +28,9 @@ pub enum ErrorCode {
     Unavailable = 18,
     /// The same ciphertext was already accepted in this group under another message id.
     Replay = 19,
+    /// A recipient's queue holds as many undelivered bytes as the server allows; the
+    /// submission was not stored (retry once the recipient has caught up).
+    QueueFull = 20,
 }
 
 impl ErrorCode {
@@ -52,6 +55,7 @@ impl ErrorCode {
             17 => InvalidKeyPackage,
             18 => Unavailable,
             19 => Replay,
+            20 => QueueFull,
             _ => Internal,
         }
     }
@@ -70,6 +74,7 @@ impl ErrorCode {
             UsernameTaken | GroupExists | IdempotencyConflict | WrongEpoch | Replay => 409,
             GroupTooLarge => 422,
             RateLimited => 429,
+            QueueFull => 507,
         }
     }
 }

@@ -49,6 +49,10 @@ pub struct ServerConfig {
     /// What one account may submit a minute (ciphertexts and Welcomes), in MiB; the whole
     /// budget may go at once.
     pub send_mib_per_minute: u32,
+    /// Undelivered bytes one device's queue may hold (application messages; group changes may
+    /// take it to twice this, so that a member can still be removed). Beyond it submissions to
+    /// the device are refused with "the queue of NAME is full"; nothing queued is dropped.
+    pub queue_mib_per_device: u32,
     /// Groups one account may create at once, and how many more an hour.
     pub group_burst: u32,
     pub groups_per_hour: u32,
@@ -83,6 +87,7 @@ impl ServerConfig {
             registration_burst: 10,
             registrations_per_hour: 60,
             send_mib_per_minute: 64,
+            queue_mib_per_device: 256,
             group_burst: 10,
             groups_per_hour: 20,
             claim_per_second: 1,
@@ -140,6 +145,7 @@ impl ServerConfig {
             || self.registrations_per_hour == 0
             || self.registration_burst == 0
             || self.send_mib_per_minute == 0
+            || self.queue_mib_per_device == 0
             || self.group_burst == 0
             || self.groups_per_hour == 0
         {
@@ -257,6 +263,8 @@ pub struct FileConfig {
     pub registrations_per_hour: Option<u32>,
     /// MiB one account may submit a minute.
     pub send_mib_per_minute: Option<u32>,
+    /// MiB of undelivered messages one device's queue may hold.
+    pub queue_mib_per_device: Option<u32>,
     /// Groups one account may create at once, and how many more an hour.
     pub group_burst: Option<u32>,
     pub groups_per_hour: Option<u32>,

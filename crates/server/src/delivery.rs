@@ -44,6 +44,9 @@ pub struct Delivery {
     store: Arc<dyn Store>,
     fanout: Arc<dyn Fanout>,
     max_group_members: usize,
+    /// Undelivered bytes a recipient's queue may hold with an application message in it;
+    /// group changes may fill it to twice this, so that a stuck member can still be removed.
+    queue_bytes: u64,
     franking: Arc<FrankingKeys>,
     /// The server as MLS external sender, which every group must list first.
     external_sender: openmls::prelude::ExternalSender,
@@ -233,6 +236,7 @@ impl Delivery {
         store: Arc<dyn Store>,
         fanout: Arc<dyn Fanout>,
         max_group_members: usize,
+        queue_bytes: u64,
         franking: Arc<FrankingKeys>,
         external_sender: openmls::prelude::ExternalSender,
     ) -> Self {
@@ -240,6 +244,7 @@ impl Delivery {
             store,
             fanout,
             max_group_members,
+            queue_bytes,
             franking,
             external_sender,
         }
@@ -426,6 +431,7 @@ impl Delivery {
                         accepted_at: now_ms(),
                         transition: None,
                         franking_tag: Some(franking_tag),
+                        queue_limit: self.queue_bytes,
                     })
                     .await
                     .map_err(ApiError::from)
@@ -585,6 +591,7 @@ impl Delivery {
                 payload: request.mls_message.clone(),
                 accepted_at: now_ms(),
                 franking_tag: None,
+                queue_limit: self.queue_bytes.saturating_mul(2),
                 transition: Some(GroupTransition {
                     expected_state_version: record.state_version,
                     new_epoch: outcome.new_epoch,

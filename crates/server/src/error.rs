@@ -80,6 +80,10 @@ impl From<StoreError> for ApiError {
             StoreError::NoKeyPackage(_) => {
                 ApiError::new(ErrorCode::NoKeyPackage, "no key package left")
             }
+            StoreError::QueueFull(name) => ApiError::new(
+                ErrorCode::QueueFull,
+                format!("recipient's queue is full: {name} has too much undelivered; try again once they have caught up"),
+            ),
             StoreError::Replay => ApiError::new(ErrorCode::Replay, "replayed message"),
             StoreError::DuplicateReport => ApiError::new(ErrorCode::Replay, "already reported"),
             StoreError::StateChanged => {

@@ -67,6 +67,7 @@ impl App {
                 store.clone(),
                 fanout.clone(),
                 config.max_group_members,
+                u64::from(config.queue_mib_per_device) << 20,
                 keys.clone(),
                 identity.external_sender(),
             ),

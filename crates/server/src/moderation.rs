@@ -447,6 +447,8 @@ impl Moderation {
                     epoch: record.epoch,
                     payload: proposal,
                     accepted_at: now_ms(),
+                    // A moderator's removal goes through however full the queues are.
+                    queue_limit: u64::MAX,
                     transition: Some(GroupTransition {
                         expected_state_version: record.state_version,
                         new_epoch: record.epoch,

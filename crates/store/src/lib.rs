@@ -54,6 +54,10 @@ pub enum StoreError {
     /// The user at this index of a claim has no KeyPackage left on any device.
     #[error("no key package left for the user at index {0} of the claim")]
     NoKeyPackage(usize),
+    /// A recipient's queue would hold more than the submission's `queue_limit`; nothing was
+    /// stored (the oldest items are never dropped to make room).
+    #[error("the queue of {0} is full")]
+    QueueFull(Username),
     #[error("storage failure: {0}")]
     Backend(String),
 }

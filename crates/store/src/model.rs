@@ -113,6 +113,10 @@ pub struct Submission {
     pub transition: Option<GroupTransition>,
     /// The franking tag from an application message's authenticated data.
     pub franking_tag: Option<Vec<u8>>,
+    /// Bytes of undelivered items each recipient's queue may hold once this message (and its
+    /// Welcome) is in it; a recipient beyond it refuses the whole submission
+    /// ([`crate::StoreError::QueueFull`]).
+    pub queue_limit: u64,
 }
 
 /// What an accepted handshake message does to the group.

@@ -49,6 +49,7 @@ fn message(sender: DeviceId, id: u8, group: GroupId, epoch: u64, payload: &[u8])
         accepted_at: 10,
         transition: None,
         franking_tag: Some(vec![0xaa; 32]),
+        queue_limit: u64::MAX,
     }
 }
 
@@ -308,6 +309,89 @@ async fn a_welcome_travels_with_its_commit(store: Arc<dyn Store>) {
         store.accept(stale).await,
         Err(StoreError::StateChanged)
     ));
+}
+
+/// A recipient's queue holds at most `queue_limit` undelivered bytes: a submission that would
+/// take any recipient beyond it is refused whole, naming that recipient, and nothing queued is
+/// dropped to make room; acknowledging and expiring give the room back.
+async fn a_full_queue_refuses_instead_of_dropping(store: Arc<dyn Store>) {
+    let (a, b, c, d) = (
+        account(&*store, 1, "alice").await,
+        account(&*store, 2, "bob").await,
+        account(&*store, 3, "carol").await,
+        account(&*store, 4, "dave").await,
+    );
+    let group = GroupId::from_bytes([12; 16]);
+    group_of(&*store, group, &[a, b, c]).await;
+    let limited = |id: u8, payload: &[u8], at: Millis| Submission {
+        queue_limit: 100,
+        accepted_at: at,
+        ..message(a, id, group, 1, payload)
+    };
+    let first = store.accept(limited(1, &[1; 60], 10)).await.unwrap();
+    let refused = store.accept(limited(2, &[2; 60], 10)).await;
+    assert!(
+        matches!(&refused, Err(StoreError::QueueFull(name)) if ["bob", "carol"].contains(&name.as_str())),
+        "{refused:?}"
+    );
+    // Nothing of the refused message was stored, for anyone; the group's order goes on.
+    assert_eq!(queued(&*store, b, 0, 10).await, items(&[(1, &[1; 60])]));
+    assert_eq!(queued(&*store, c, 0, 10).await, items(&[(1, &[1; 60])]));
+    store.ack(b, 1).await.unwrap();
+    let second = store.accept(limited(3, &[3; 30], 20)).await.unwrap();
+    assert_eq!(second.group_seq, first.group_seq + 1);
+    // Bob has room (30 queued), carol has not (90): carol is the one named.
+    let refused = store.accept(limited(4, &[4; 20], 20)).await;
+    assert!(
+        matches!(&refused, Err(StoreError::QueueFull(name)) if name.as_str() == "carol"),
+        "{refused:?}"
+    );
+    // A retry of an accepted message is its first answer, not a second charge.
+    assert!(
+        store
+            .accept(limited(3, &[3; 30], 20))
+            .await
+            .unwrap()
+            .duplicate
+    );
+    // Expiry gives back what it deletes: carol's 60-byte item goes, her 30 stay.
+    assert_eq!(store.expire(15, 15).await.unwrap(), 1);
+    store.accept(limited(5, &[5; 70], 20)).await.unwrap();
+    assert_eq!(
+        queued(&*store, c, 0, 10).await,
+        items(&[(2, &[3; 30]), (3, &[5; 70])])
+    );
+    // A Welcome counts against its recipient's queue too, and refuses its whole commit.
+    let add = |welcome: usize| {
+        let mut add = limited(6, b"add-dave", 20);
+        add.queue_limit = 150;
+        add.transition = Some(GroupTransition {
+            expected_state_version: 0,
+            new_epoch: 2,
+            new_public_state: b"with dave".to_vec(),
+            members: members(&[a, b, c, d]),
+            welcome: Some(WelcomeDelivery {
+                payload: vec![6; welcome],
+                recipients: vec![d],
+            }),
+        });
+        add
+    };
+    let refused = store.accept(add(160)).await;
+    assert!(
+        matches!(&refused, Err(StoreError::QueueFull(name)) if name.as_str() == "dave"),
+        "{refused:?}"
+    );
+    assert!(
+        !store.is_member(group, d).await.unwrap(),
+        "the commit was not applied"
+    );
+    assert!(queued(&*store, d, 0, 10).await.is_empty());
+    assert_eq!(queued(&*store, b, 0, 10).await.len(), 2);
+    store.accept(add(80)).await.unwrap();
+    assert!(store.is_member(group, d).await.unwrap());
+    assert_eq!(queued(&*store, d, 0, 10).await.len(), 1);
+    assert_eq!(queued(&*store, b, 0, 10).await.len(), 3);
 }
 
 async fn undelivered_items_expire(store: Arc<dyn Store>) {
@@ -631,6 +715,7 @@ async fn queues_match_a_model_under_random_traffic(store: Arc<dyn Store>) {
                         welcome: welcome.clone(),
                     }),
                     franking_tag: None,
+                    queue_limit: u64::MAX,
                 };
                 store.accept(submission).await.unwrap();
                 for member in roster.iter().filter(|d| **d != sender) {
@@ -907,6 +992,7 @@ where
     one_commit_per_epoch(make().await).await;
     a_welcome_travels_with_its_commit(make().await).await;
     undelivered_items_expire(make().await).await;
+    a_full_queue_refuses_instead_of_dropping(make().await).await;
     a_queue_interleaves_groups_in_arrival_order(make().await).await;
     a_member_who_leaves_and_returns_gets_nothing_from_meanwhile(make().await).await;
     expiry_keeps_the_newer_part_of_a_queue(make().await).await;

@@ -7,6 +7,8 @@ mod commits;
 mod group_ops;
 mod outbox;
 
+pub(crate) use outbox::HeldBack;
+
 use parley_protocol::v1;
 
 use crate::client::Client;
@@ -52,16 +54,29 @@ impl Client {
             ..Default::default()
         });
         let message_id = self.queue_application(&group_id, body, true)?;
-        match self.flush_outbox().await {
-            Ok(()) => {}
+        let flushed = self.flush_outbox().await;
+        let view = {
+            let conn = self.db();
+            let row = db::message(&conn, message_id.as_bytes())?
+                .ok_or_else(|| ClientError::Protocol("sent message vanished".into()))?;
+            self.view_of(&conn, row)?
+        };
+        match flushed {
+            Ok(()) if view.status == "sending" => match self.held_back(&group_id).await {
+                Some(mut refused) => {
+                    refused
+                        .message
+                        .push_str("; the message is kept and goes out with a later sync");
+                    Err(ClientError::Server(refused))
+                }
+                None => Ok(view),
+            },
+            Ok(()) => Ok(view),
             Err(e) if e.is_transient() => {
                 tracing::info!(error = %e, "message queued; will retry");
+                Ok(view)
             }
-            Err(e) => return Err(e),
+            Err(e) => Err(e),
         }
-        let conn = self.db();
-        let row = db::message(&conn, message_id.as_bytes())?
-            .ok_or_else(|| ClientError::Protocol("sent message vanished".into()))?;
-        self.view_of(&conn, row)
     }
 }

@@ -27,6 +27,11 @@ pub(super) fn random_id() -> MessageId {
     MessageId::from_bytes(bytes)
 }
 
+/// Groups whose next submission met a full recipient queue in the last flush, with the
+/// server's refusal: their submissions wait in the outbox, in order, for a later flush. Not an
+/// error of the flush: other chats go on.
+pub(crate) type HeldBack = std::collections::HashMap<Vec<u8>, parley_protocol::WireError>;
+
 /// The server refused a submission because another member's commit moved the epoch first.
 pub(super) fn is_wrong_epoch(error: &ClientError) -> bool {
     error.server_code() == Some(ErrorCode::WrongEpoch)
@@ -66,6 +71,8 @@ impl Client {
             {
                 Ok(accepted) => self.on_accepted(&row, &accepted)?,
                 Err(e) if e.is_transient() => return Err(e),
+                // Not accepted, so nothing of ours needs merging first; it is retried later.
+                Err(e) if e.is_queue_full() => continue,
                 Err(e) => {
                     tracing::info!(error = %e, "server refused a queued group change");
                     self.on_refused(&row)?;
@@ -177,10 +184,14 @@ impl Client {
         if db::outbox_is_empty(&self.db())? {
             return Ok(());
         }
-        let _one_at_a_time = self.flush_lock.lock().await;
+        let mut held_back = self.flush_lock.lock().await;
+        held_back.clear();
         let mut first_error = None;
         let rows = db::outbox(&self.db())?;
         for row in rows {
+            if held_back.contains_key(&row.group_id) {
+                continue;
+            }
             let mut epoch_retries = 0;
             loop {
                 let current = db::outbox_entry(&self.db(), row.seq)?;
@@ -199,6 +210,11 @@ impl Client {
                         break;
                     }
                     Err(e) if e.is_transient() => return Err(e),
+                    Err(ClientError::Server(refused)) if refused.code == ErrorCode::QueueFull => {
+                        tracing::info!("a recipient's queue is full; the submission waits");
+                        held_back.insert(current.group_id.clone(), refused);
+                        break;
+                    }
                     Err(e)
                         if is_wrong_epoch(&e)
                             && current.kind == OutboxKind::Application
@@ -227,6 +243,16 @@ impl Client {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Why the last flush held back this group's submissions, if it did.
+    pub(crate) async fn held_back(&self, group_id: &[u8]) -> Option<parley_protocol::WireError> {
+        self.flush_lock.lock().await.get(group_id).cloned()
+    }
+
+    /// Every refusal that holds submissions back after the last flush.
+    pub(crate) async fn all_held_back(&self) -> Vec<parley_protocol::WireError> {
+        self.flush_lock.lock().await.values().cloned().collect()
     }
 
     fn on_accepted(

@@ -112,6 +112,18 @@ pub(super) async fn device(pool: &PgPool, device: DeviceId) -> StoreResult<Optio
     row.as_ref().map(device_from_row).transpose()
 }
 
+/// The username a device belongs to, inside a transaction.
+pub(super) async fn username_of(tx: &mut Tx<'_>, device: &[u8]) -> StoreResult<Username> {
+    let name: String = sqlx::query_scalar(
+        "SELECT u.username FROM devices d JOIN users u ON u.id = d.user_id WHERE d.id = $1",
+    )
+    .bind(device)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(sql_error)?;
+    username(name)
+}
+
 pub(super) async fn user_devices(pool: &PgPool, name: &Username) -> StoreResult<Vec<DeviceRecord>> {
     let rows = sqlx::query(&format!(
         "SELECT {DEVICE_COLUMNS} WHERE u.username = $1 ORDER BY d.id"

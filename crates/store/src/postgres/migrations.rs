@@ -22,6 +22,7 @@ const MIGRATIONS: &[&[&str]] = &[
     ],
     &[queue::MIGRATION_2],
     &[moderation::MIGRATION_3],
+    &[queue::MIGRATION_4],
 ];
 
 pub(super) async fn migrate(pool: &PgPool) -> StoreResult<()> {

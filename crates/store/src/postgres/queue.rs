@@ -61,6 +61,18 @@ ALTER TABLE payloads ALTER COLUMN refs DROP NOT NULL;
 CREATE INDEX payloads_accepted ON payloads (accepted_at);
 "#;
 
+pub(super) const MIGRATION_4: &str = r#"
+-- Bytes of undelivered payloads in each device's queue (a recipient's queue has a byte
+-- budget): each pointer records its payload's size, charged to the device when the pointer is
+-- written and released when it is deleted. Pointers written by a node of the previous version
+-- during a rolling upgrade record 0 and are not charged either.
+ALTER TABLE queue ADD COLUMN size BIGINT NOT NULL DEFAULT 0;
+UPDATE queue q SET size = octet_length(p.data) FROM payloads p
+    WHERE p.group_id = q.group_id AND p.group_seq = q.group_seq AND p.kind = q.kind;
+ALTER TABLE devices ADD COLUMN queued_bytes BIGINT NOT NULL DEFAULT 0;
+UPDATE devices d SET queued_bytes = COALESCE((SELECT SUM(size) FROM queue WHERE device_id = d.id), 0);
+"#;
+
 /// Payload bytes in one queue page.
 const MAX_FETCH_BYTES: usize = 16 * 1024 * 1024;
 
@@ -99,12 +111,14 @@ fn stored_submission(row: &sqlx::postgres::PgRow) -> StoreResult<StoredSubmissio
 
 /// Appends a pointer to each device's queue, with one statement for the sequence numbers and
 /// one for the rows, whatever the number of recipients.
+#[allow(clippy::too_many_arguments)]
 async fn enqueue(
     tx: &mut Tx<'_>,
     devices: &[DeviceId],
     group: &GroupId,
     group_seq: u64,
     kind: ItemKind,
+    (size, limit): (usize, u64),
     now: Millis,
     deliveries: &mut Vec<(DeviceId, u64)>,
 ) -> StoreResult<()> {
@@ -113,12 +127,15 @@ async fn enqueue(
     }
     let ids: Vec<Vec<u8>> = devices.iter().map(|d| id(d.as_bytes())).collect();
     let rows = sqlx::query(
-        "UPDATE devices SET queue_head = queue_head + 1 WHERE id = ANY($1) RETURNING id, queue_head",
+        "UPDATE devices SET queue_head = queue_head + 1, queued_bytes = queued_bytes + $2
+         WHERE id = ANY($1) RETURNING id, queue_head, queued_bytes",
     )
     .bind(&ids)
+    .bind(size as i64)
     .fetch_all(&mut **tx)
     .await
     .map_err(sql_error)?;
+    refuse_full_queue(tx, &rows, limit).await?;
     let mut devices_out = Vec::with_capacity(rows.len());
     let mut seqs = Vec::with_capacity(rows.len());
     for row in rows {
@@ -129,8 +146,8 @@ async fn enqueue(
         seqs.push(seq);
     }
     sqlx::query(
-        "INSERT INTO queue (device_id, seq, group_id, group_seq, kind, enqueued_at)
-         SELECT d, s, $3, $4, $5, $6 FROM UNNEST($1::bytea[], $2::bigint[]) AS t(d, s)",
+        "INSERT INTO queue (device_id, seq, group_id, group_seq, kind, enqueued_at, size)
+         SELECT d, s, $3, $4, $5, $6, $7 FROM UNNEST($1::bytea[], $2::bigint[]) AS t(d, s)",
     )
     .bind(&devices_out)
     .bind(&seqs)
@@ -138,6 +155,7 @@ async fn enqueue(
     .bind(group_seq as i64)
     .bind(kind as i16)
     .bind(now)
+    .bind(size as i64)
     .execute(&mut **tx)
     .await
     .map_err(sql_error)?;
@@ -166,6 +184,25 @@ async fn insert_payload(
     .execute(&mut **tx)
     .await
     .map_err(sql_error)?;
+    Ok(())
+}
+
+/// Fails with [`StoreError::QueueFull`] when one of `rows` (device id, _, queued bytes after
+/// the charge) is beyond `limit`; the caller's transaction then rolls the charge back.
+async fn refuse_full_queue(
+    tx: &mut Tx<'_>,
+    rows: &[sqlx::postgres::PgRow],
+    limit: u64,
+) -> StoreResult<()> {
+    for row in rows {
+        let queued: i64 = row.try_get(2).map_err(sql_error)?;
+        if queued as u64 > limit {
+            let device: Vec<u8> = row.try_get(0).map_err(sql_error)?;
+            return Err(StoreError::QueueFull(
+                accounts::username_of(tx, &device).await?,
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -227,11 +264,12 @@ async fn store_message(
                                    accepted_at, data, franking_tag)
              SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE cardinality($9::bytea[]) > 0
          ), heads AS (
-             UPDATE devices SET queue_head = queue_head + 1 WHERE id = ANY($9)
-             RETURNING id, queue_head
+             UPDATE devices SET queue_head = queue_head + 1, queued_bytes = queued_bytes + $12
+             WHERE id = ANY($9)
+             RETURNING id, queue_head, queued_bytes
          ), pointers AS (
-             INSERT INTO queue (device_id, seq, group_id, group_seq, kind, enqueued_at)
-             SELECT id, queue_head, $1, $2, $3, $6 FROM heads
+             INSERT INTO queue (device_id, seq, group_id, group_seq, kind, enqueued_at, size)
+             SELECT id, queue_head, $1, $2, $3, $6, $12 FROM heads
          ), sequence AS (
              UPDATE groups SET next_seq = $2 + 1 WHERE id = $1
          ), record AS (
@@ -239,7 +277,7 @@ async fn store_message(
                                       epoch, accepted_at)
              VALUES ($4, $5, $10, $1, $2, $11, $6)
          )
-         SELECT id, queue_head FROM heads",
+         SELECT id, queue_head, queued_bytes FROM heads",
     )
     .bind(id(submission.group_id.as_bytes()))
     .bind(group_seq as i64)
@@ -252,9 +290,11 @@ async fn store_message(
     .bind(&recipients)
     .bind(&submission.fingerprint)
     .bind(epoch as i64)
+    .bind(submission.payload.len() as i64)
     .fetch_all(&mut **tx)
     .await
     .map_err(sql_error)?;
+    refuse_full_queue(tx, &rows, submission.queue_limit).await?;
     let deliveries = rows
         .into_iter()
         .map(|row| {
@@ -357,6 +397,7 @@ async fn accept_in(tx: &mut Tx<'_>, submission: &Submission) -> StoreResult<Acce
             &submission.group_id,
             group_seq,
             ItemKind::Welcome,
+            (welcome.payload.len(), submission.queue_limit),
             submission.accepted_at,
             &mut accepted.deliveries,
         )
@@ -431,8 +472,16 @@ pub(super) async fn fetch_queue(
 
 pub(super) async fn ack(pool: &PgPool, device: DeviceId, up_to: u64) -> StoreResult<()> {
     let released: Vec<PayloadKey> = transaction!(pool, |tx| {
+        // One statement: the pointers go and their bytes are released.
         let rows = sqlx::query(
-            "DELETE FROM queue WHERE device_id = $1 AND seq <= $2 RETURNING group_id, group_seq, kind",
+            "WITH gone AS (
+                 DELETE FROM queue WHERE device_id = $1 AND seq <= $2
+                 RETURNING group_id, group_seq, kind, size
+             ), released AS (
+                 UPDATE devices SET queued_bytes = GREATEST(0, queued_bytes - (SELECT COALESCE(SUM(size), 0) FROM gone))
+                 WHERE id = $1
+             )
+             SELECT group_id, group_seq, kind FROM gone",
         )
         .bind(id(device.as_bytes()))
         .bind(up_to as i64)
@@ -466,7 +515,8 @@ pub(super) async fn queue_depth(pool: &PgPool) -> StoreResult<u64> {
 pub(super) async fn expire(pool: &PgPool, before: Millis, now: Millis) -> StoreResult<u64> {
     let (expired, released) = transaction!(pool, |tx| {
         let rows = sqlx::query(
-            "DELETE FROM queue WHERE enqueued_at < $1 RETURNING device_id, seq, group_id, group_seq, kind",
+            "DELETE FROM queue WHERE enqueued_at < $1
+             RETURNING device_id, seq, group_id, group_seq, kind, size",
         )
         .bind(before)
         .fetch_all(&mut *tx)
@@ -476,11 +526,15 @@ pub(super) async fn expire(pool: &PgPool, before: Millis, now: Millis) -> StoreR
         for row in &rows {
             let device: Vec<u8> = row.try_get(0).map_err(sql_error)?;
             let seq: i64 = row.try_get(1).map_err(sql_error)?;
+            let size: i64 = row.try_get(5).map_err(sql_error)?;
             sqlx::query(
-                "UPDATE devices SET expired_up_to = GREATEST(expired_up_to, $2) WHERE id = $1",
+                "UPDATE devices SET expired_up_to = GREATEST(expired_up_to, $2),
+                                    queued_bytes = GREATEST(0, queued_bytes - $3)
+                 WHERE id = $1",
             )
             .bind(&device)
             .bind(seq)
+            .bind(size)
             .execute(&mut *tx)
             .await
             .map_err(sql_error)?;

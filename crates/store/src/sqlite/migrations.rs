@@ -25,6 +25,7 @@ pub(super) const MIGRATIONS: &[&[&str]] = &[
     &[queue::MIGRATION_3],
     &[queue::MIGRATION_4, groups::MIGRATION_4],
     &[moderation::MIGRATION_5],
+    &[queue::MIGRATION_6],
 ];
 
 /// Applies the migrations that have not run yet, in one transaction.
@@ -114,6 +115,17 @@ mod tests {
             (vec![0], 2),
             "the public state moved to its own table"
         );
+        let queued_bytes = || -> i64 {
+            Connection::open(store.database_path())
+                .unwrap()
+                .query_row(
+                    "SELECT queued_bytes FROM devices WHERE id = ?1",
+                    [bob.as_bytes().to_vec()],
+                    |row| row.get(0),
+                )
+                .unwrap()
+        };
+        assert_eq!(queued_bytes(), 9, "the Welcome and the message count");
         // The numbering goes on from the old head.
         let next = store
             .accept(Submission {
@@ -126,11 +138,14 @@ mod tests {
                 accepted_at: 7,
                 transition: None,
                 franking_tag: None,
+                queue_limit: u64::MAX,
             })
             .await
             .unwrap();
         assert_eq!(next.deliveries, vec![(bob, 8)]);
+        assert_eq!(queued_bytes(), 14);
         store.ack(bob, 8).await.unwrap();
+        assert_eq!(queued_bytes(), 0, "acknowledged bytes are released");
         assert_eq!(
             payload_count(&store),
             0,

@@ -97,6 +97,17 @@ DROP TABLE queue;
 -- sequence number of the device's runs, and it is raised when runs are deleted.
 "#;
 
+pub(super) const MIGRATION_6: &str = r#"
+-- Bytes of undelivered payloads in each device's queue, charged when a message is accepted and
+-- released when it is acknowledged or expires: a recipient's queue has a byte budget.
+ALTER TABLE devices ADD COLUMN queued_bytes INTEGER NOT NULL DEFAULT 0;
+UPDATE devices SET queued_bytes = COALESCE((
+    SELECT SUM(length(p.data)) FROM queue_runs r JOIN payloads p
+      ON p.group_id = r.group_id AND p.id BETWEEN r.first_payload AND r.last_payload
+     AND (r.single = 1 OR (p.kind = 1 AND p.sender_device != r.device_id))
+    WHERE r.device_id = devices.id), 0);
+"#;
+
 /// Payload bytes in one queue page.
 const MAX_FETCH_BYTES: usize = 16 * 1024 * 1024;
 
@@ -213,6 +224,93 @@ fn enqueue_members(
     Ok(())
 }
 
+/// Adds `bytes` to the queue of every member of `group` but `sender`, or refuses: the first
+/// member whose queue would then hold more than `limit`.
+fn charge_members(
+    tx: &Transaction<'_>,
+    group: &[u8],
+    sender: &DeviceId,
+    bytes: usize,
+    limit: u64,
+) -> StoreResult<()> {
+    let mut charge = tx.prepare_cached(
+        "UPDATE devices SET queued_bytes = queued_bytes + ?3
+         WHERE id IN (SELECT device_id FROM group_members WHERE group_id = ?1 AND device_id != ?2)
+         RETURNING id, queued_bytes",
+    )?;
+    let mut full = None;
+    let mut rows = charge.query(params![group, blob(sender.as_bytes()), bytes as i64])?;
+    while let Some(row) = rows.next()? {
+        if full.is_none() && row.get::<_, i64>(1)? as u64 > limit {
+            full = Some(row.get::<_, Vec<u8>>(0)?);
+        }
+    }
+    drop(rows);
+    match full {
+        Some(device) => Err(StoreError::QueueFull(accounts::username_of(tx, &device)?)),
+        None => Ok(()),
+    }
+}
+
+/// [`charge_members`] for a Welcome's recipients.
+fn charge_devices(
+    tx: &Transaction<'_>,
+    devices: &[DeviceId],
+    bytes: usize,
+    limit: u64,
+) -> StoreResult<()> {
+    let mut charge = tx.prepare_cached(
+        "UPDATE devices SET queued_bytes = queued_bytes + ?2 WHERE id = ?1 RETURNING queued_bytes",
+    )?;
+    for device in devices {
+        let device = blob(device.as_bytes());
+        let queued: Option<i64> = charge
+            .query_row(params![device, bytes as i64], |row| row.get(0))
+            .optional()?;
+        if queued.is_some_and(|queued| queued as u64 > limit) {
+            return Err(StoreError::QueueFull(accounts::username_of(tx, device)?));
+        }
+    }
+    Ok(())
+}
+
+/// Gives back the bytes of the first `count` items of `run`, which are leaving the device's
+/// queue.
+fn release(tx: &Transaction<'_>, device: &[u8], run: &Run, count: i64) -> StoreResult<()> {
+    let bytes: i64 = if run.single {
+        query_one(
+            tx,
+            "SELECT length(data) FROM payloads WHERE id = ?1",
+            params![run.first_payload],
+            |row| row.get(0),
+        )
+        .optional()?
+        .unwrap_or(0)
+    } else {
+        query_one(
+            tx,
+            "SELECT COALESCE(SUM(n), 0) FROM (
+                 SELECT length(data) AS n FROM payloads
+                 WHERE group_id = ?1 AND id BETWEEN ?2 AND ?3 AND kind = 1 AND sender_device != ?4
+                 ORDER BY id LIMIT ?5)",
+            params![
+                run.group,
+                run.first_payload,
+                run.last_payload,
+                device,
+                count
+            ],
+            |row| row.get(0),
+        )?
+    };
+    exec(
+        tx,
+        "UPDATE devices SET queued_bytes = MAX(0, queued_bytes - ?2) WHERE id = ?1",
+        params![device, bytes],
+    )?;
+    Ok(())
+}
+
 fn insert_payload(
     tx: &Transaction<'_>,
     kind: ItemKind,
@@ -274,6 +372,7 @@ fn run_item(
 /// Drops the first `count` items of the device's run that starts at `first_seq` (all of them:
 /// the run goes). Raises the device's head floor past dropped runs.
 fn drop_run_items(tx: &Transaction<'_>, device: &[u8], run: &Run, count: i64) -> StoreResult<()> {
+    release(tx, device, run, count)?;
     // Items are left only in a group run that loses fewer than all of them.
     let remaining = if !run.single && count <= run.last_seq - run.first_seq {
         run_item(
@@ -424,6 +523,13 @@ pub(super) fn accept(tx: &Transaction<'_>, submission: Submission) -> StoreResul
     let mut deliveries = Vec::with_capacity(recipients.len());
     // Nobody to deliver to (a group of one): nothing to store but the order and the record.
     if !recipients.is_empty() {
+        charge_members(
+            tx,
+            group,
+            &submission.sender,
+            submission.payload.len(),
+            submission.queue_limit,
+        )?;
         let payload_id = insert_payload(
             tx,
             ItemKind::GroupMessage,
@@ -456,6 +562,12 @@ pub(super) fn accept(tx: &Transaction<'_>, submission: Submission) -> StoreResul
             params![group],
         )?;
         if let Some(welcome) = &transition.welcome {
+            charge_devices(
+                tx,
+                &welcome.recipients,
+                welcome.payload.len(),
+                submission.queue_limit,
+            )?;
             let welcome_id = insert_payload(
                 tx,
                 ItemKind::Welcome,
@@ -698,6 +810,7 @@ pub(super) mod tests {
                     accepted_at: 5,
                     transition: None,
                     franking_tag: None,
+                    queue_limit: u64::MAX,
                 })
                 .await
                 .unwrap();
