@@ -360,6 +360,10 @@ pub struct ServerArgs {
     /// ("the queue of NAME is full"), nothing queued is dropped [default: 256].
     #[arg(long, value_name = "MIB")]
     pub queue_mib_per_device: Option<u32>,
+    /// Groups (1:1 chats included) an account may be in and still create another; others may
+    /// still add it to theirs [default: 5000].
+    #[arg(long, value_name = "N")]
+    pub max_groups_per_account: Option<u32>,
     /// Groups (and 1:1 chats) one account may create at once [default: 10].
     #[arg(long, value_name = "N")]
     pub group_burst: Option<u32>,

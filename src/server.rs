@@ -92,6 +92,10 @@ fn config(args: ServerArgs) -> Result<ServerConfig> {
         .queue_mib_per_device
         .or(file.queue_mib_per_device)
         .unwrap_or(defaults.queue_mib_per_device);
+    config.max_groups_per_account = args
+        .max_groups_per_account
+        .or(file.max_groups_per_account)
+        .unwrap_or(defaults.max_groups_per_account);
     config.group_burst = args
         .group_burst
         .or(file.group_burst)

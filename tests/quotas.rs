@@ -192,3 +192,34 @@ async fn a_full_recipient_queue_refuses_the_sender_and_loses_nothing() {
         "all sent in the end"
     );
 }
+
+/// An account's groups are a budget too: one in `--max-groups-per-account` groups (1:1 chats
+/// included) cannot create another until it leaves one (before: no bound but the rate).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_in_too_many_groups_cannot_create_another() {
+    let server = TestServer::start_with(&["--max-groups-per-account", "3"]);
+    let mallory = Device::register(&server.url(), "mallory").await;
+    let _victim = Device::register(&server.url(), "victim").await;
+    let victim = parley_protocol::Username::parse("victim").unwrap();
+    for i in 0..3 {
+        mallory
+            .client
+            .create_group(&format!("spam{i}"), std::slice::from_ref(&victim))
+            .await
+            .unwrap();
+    }
+    let refusal = mallory
+        .client
+        .create_group("spam3", std::slice::from_ref(&victim))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refusal.contains("too many groups"), "{refusal}");
+    mallory.client.leave_group("spam0").await.unwrap();
+    let _victim_commits_the_leave = _victim.client.sync().await.unwrap();
+    mallory
+        .client
+        .create_group("spam3", std::slice::from_ref(&victim))
+        .await
+        .unwrap();
+}

@@ -54,6 +54,7 @@ async fn group(store: &Arc<dyn Store>, n: u64, members: &[DeviceId]) -> GroupId 
             public_state: vec![0; 64],
             members,
             now: 0,
+            max_groups: u64::MAX,
         })
         .await
         .unwrap();

@@ -16,6 +16,9 @@ pub const MAX_KEY_PACKAGE_BYTES: usize = 16 * 1024;
 pub const MAX_KEY_PACKAGES_PER_UPLOAD: usize = 200;
 /// Most KeyPackages a device may keep on the server.
 pub const MAX_KEY_PACKAGES_PER_DEVICE: usize = 1000;
+/// Bytes of KeyPackages stored for all of one account's devices (a post-quantum KeyPackage is
+/// about 2.5 KiB; clients keep about a hundred per device).
+pub const MAX_KEY_PACKAGE_BYTES_PER_ACCOUNT: u64 = 4 * 1024 * 1024;
 /// Most usernames in one KeyPackage claim.
 pub const MAX_CLAIM_USERNAMES: usize = 1000;
 /// Most queue items in one fetch.

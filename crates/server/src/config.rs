@@ -53,6 +53,8 @@ pub struct ServerConfig {
     /// take it to twice this, so that a member can still be removed). Beyond it submissions to
     /// the device are refused with "the queue of NAME is full"; nothing queued is dropped.
     pub queue_mib_per_device: u32,
+    /// Groups (1:1 chats included) an account may be in and still create another.
+    pub max_groups_per_account: u32,
     /// Groups one account may create at once, and how many more an hour.
     pub group_burst: u32,
     pub groups_per_hour: u32,
@@ -88,6 +90,7 @@ impl ServerConfig {
             registrations_per_hour: 60,
             send_mib_per_minute: 64,
             queue_mib_per_device: 256,
+            max_groups_per_account: 5000,
             group_burst: 10,
             groups_per_hour: 20,
             claim_per_second: 1,
@@ -146,6 +149,7 @@ impl ServerConfig {
             || self.registration_burst == 0
             || self.send_mib_per_minute == 0
             || self.queue_mib_per_device == 0
+            || self.max_groups_per_account == 0
             || self.group_burst == 0
             || self.groups_per_hour == 0
         {
@@ -265,6 +269,8 @@ pub struct FileConfig {
     pub send_mib_per_minute: Option<u32>,
     /// MiB of undelivered messages one device's queue may hold.
     pub queue_mib_per_device: Option<u32>,
+    /// Groups an account may be in and still create another.
+    pub max_groups_per_account: Option<u32>,
     /// Groups one account may create at once, and how many more an hour.
     pub group_burst: Option<u32>,
     pub groups_per_hour: Option<u32>,

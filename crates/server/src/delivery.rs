@@ -44,12 +44,20 @@ pub struct Delivery {
     store: Arc<dyn Store>,
     fanout: Arc<dyn Fanout>,
     max_group_members: usize,
-    /// Undelivered bytes a recipient's queue may hold with an application message in it;
-    /// group changes may fill it to twice this, so that a stuck member can still be removed.
-    queue_bytes: u64,
+    budgets: Budgets,
     franking: Arc<FrankingKeys>,
     /// The server as MLS external sender, which every group must list first.
     external_sender: openmls::prelude::ExternalSender,
+}
+
+/// What one account may store through the Delivery Service.
+#[derive(Debug, Clone, Copy)]
+pub struct Budgets {
+    /// Undelivered bytes a recipient's queue may hold with an application message in it;
+    /// group changes may fill it to twice this, so that a stuck member can still be removed.
+    pub queue_bytes: u64,
+    /// Groups an account may be in and still create another.
+    pub groups_per_account: u64,
 }
 
 /// What processing a handshake message against the group's public state produced.
@@ -236,7 +244,7 @@ impl Delivery {
         store: Arc<dyn Store>,
         fanout: Arc<dyn Fanout>,
         max_group_members: usize,
-        queue_bytes: u64,
+        budgets: Budgets,
         franking: Arc<FrankingKeys>,
         external_sender: openmls::prelude::ExternalSender,
     ) -> Self {
@@ -244,7 +252,7 @@ impl Delivery {
             store,
             fanout,
             max_group_members,
-            queue_bytes,
+            budgets,
             franking,
             external_sender,
         }
@@ -343,6 +351,7 @@ impl Delivery {
                 public_state: state,
                 members: store_members(&members),
                 now: now_ms(),
+                max_groups: self.budgets.groups_per_account,
             })
             .await?;
         tracing::info!(group = %group_id, device = %device.0.device_id, "group created");
@@ -431,7 +440,7 @@ impl Delivery {
                         accepted_at: now_ms(),
                         transition: None,
                         franking_tag: Some(franking_tag),
-                        queue_limit: self.queue_bytes,
+                        queue_limit: self.budgets.queue_bytes,
                     })
                     .await
                     .map_err(ApiError::from)
@@ -591,7 +600,7 @@ impl Delivery {
                 payload: request.mls_message.clone(),
                 accepted_at: now_ms(),
                 franking_tag: None,
-                queue_limit: self.queue_bytes.saturating_mul(2),
+                queue_limit: self.budgets.queue_bytes.saturating_mul(2),
                 transition: Some(GroupTransition {
                     expected_state_version: record.state_version,
                     new_epoch: outcome.new_epoch,
@@ -608,18 +617,35 @@ impl Delivery {
         Err(StoreError::StateChanged.into())
     }
 
+    /// A page of the device's queue for `GET /v1/queue`.
     pub async fn fetch(
         &self,
         device: &Authenticated,
         after: u64,
         limit: u32,
     ) -> Result<v1::QueueBatch, ApiError> {
+        self.fetch_within(device, after, limit, parley_store::MAX_PAGE_BYTES)
+            .await
+    }
+
+    async fn fetch_within(
+        &self,
+        device: &Authenticated,
+        after: u64,
+        limit: u32,
+        max_bytes: usize,
+    ) -> Result<v1::QueueBatch, ApiError> {
         let limit = limit.clamp(1, limits::MAX_FETCH_ITEMS);
         let key = self.franking.current();
         // The stores count in i64: a larger cursor must not wrap into a negative one.
         let page = self
             .store
-            .fetch_queue(device.0.device_id, after.min(i64::MAX as u64), limit)
+            .fetch_queue_within(
+                device.0.device_id,
+                after.min(i64::MAX as u64),
+                limit,
+                max_bytes,
+            )
             .await?;
         // Heads only grow, so a cursor past the head is not one this server gave out (another
         // server's, or a client's bug): reading on would hide the items it is going to get.
@@ -638,7 +664,9 @@ impl Delivery {
     }
 
     /// The next items for a live connection that pushed up to `after` and knows of `head`:
-    /// from what this node just accepted when it holds all of them, else from the store.
+    /// from what this node just accepted when it holds all of them, else from the store. About
+    /// [`PUSH_PAGE_BYTES`] at a time (at least one item), so that the connections of one
+    /// account cannot make the server hold many pages at once.
     pub async fn push_batch(
         &self,
         device: &Authenticated,
@@ -653,7 +681,7 @@ impl Delivery {
             .recent(device_id, after, head, limit as usize)
         {
             Some(recent) => v1::QueueBatch {
-                items: recent
+                items: within_bytes(&recent, PUSH_PAGE_BYTES)
                     .iter()
                     .map(|(seq, live)| {
                         let franking = live
@@ -665,7 +693,10 @@ impl Delivery {
                 head,
                 expired_up_to: 0,
             },
-            None => self.fetch(device, after, limit).await?,
+            None => {
+                self.fetch_within(device, after, limit, PUSH_PAGE_BYTES)
+                    .await?
+            }
         };
         if let Some(last) = batch.items.last() {
             self.fanout.local().pushed(device_id, last.seq);
@@ -702,6 +733,25 @@ impl Delivery {
 }
 
 /// A queue entry as the recipient at `seq` gets it.
+/// Payload bytes a live push reads at a time (a frame's worth).
+pub const PUSH_PAGE_BYTES: usize = 1024 * 1024;
+
+/// The first of `recent` whose payloads fit `max_bytes` (at least one).
+fn within_bytes(
+    recent: &[(u64, Arc<crate::notify::LiveEntry>)],
+    max_bytes: usize,
+) -> &[(u64, Arc<crate::notify::LiveEntry>)] {
+    let mut bytes = 0;
+    let fits = recent
+        .iter()
+        .take_while(|(_, live)| {
+            bytes += live.entry.payload.len();
+            bytes <= max_bytes
+        })
+        .count();
+    &recent[..fits.max(1).min(recent.len())]
+}
+
 fn queue_item(e: &QueueEntry, seq: u64, franking: Option<v1::FrankingContext>) -> v1::QueueItem {
     v1::QueueItem {
         seq,

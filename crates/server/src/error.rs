@@ -75,7 +75,15 @@ impl From<StoreError> for ApiError {
             ),
             StoreError::TooManyKeyPackages => ApiError::new(
                 ErrorCode::TooLarge,
-                "too many key packages stored for this device",
+                format!(
+                    "too many key packages stored: at most {} per device and {} KiB per account",
+                    parley_protocol::limits::MAX_KEY_PACKAGES_PER_DEVICE,
+                    parley_protocol::limits::MAX_KEY_PACKAGE_BYTES_PER_ACCOUNT / 1024
+                ),
+            ),
+            StoreError::TooManyGroups => ApiError::new(
+                ErrorCode::Forbidden,
+                "you are in too many groups to create another; leave some first",
             ),
             StoreError::NoKeyPackage(_) => {
                 ApiError::new(ErrorCode::NoKeyPackage, "no key package left")

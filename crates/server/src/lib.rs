@@ -67,7 +67,10 @@ impl App {
                 store.clone(),
                 fanout.clone(),
                 config.max_group_members,
-                u64::from(config.queue_mib_per_device) << 20,
+                delivery::Budgets {
+                    queue_bytes: u64::from(config.queue_mib_per_device) << 20,
+                    groups_per_account: u64::from(config.max_groups_per_account),
+                },
                 keys.clone(),
                 identity.external_sender(),
             ),

@@ -49,8 +49,13 @@ pub enum StoreError {
     DuplicateReport,
     #[error("message id was already used for different content")]
     IdempotencyConflict,
-    #[error("too many key packages stored for this device")]
+    /// Beyond [`parley_protocol::limits::MAX_KEY_PACKAGES_PER_DEVICE`] for the device or
+    /// [`parley_protocol::limits::MAX_KEY_PACKAGE_BYTES_PER_ACCOUNT`] for its account.
+    #[error("too many key packages stored for this device or account")]
     TooManyKeyPackages,
+    /// The creator of a new group is already in `NewGroup::max_groups` groups.
+    #[error("the account is in too many groups")]
+    TooManyGroups,
     /// The user at this index of a claim has no KeyPackage left on any device.
     #[error("no key package left for the user at index {0} of the claim")]
     NoKeyPackage(usize),
@@ -69,6 +74,9 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Payload bytes in one page of a queue (the first item always comes, whatever its size).
+pub const MAX_PAGE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Durable state of a Parley server. Every method is one transaction.
 #[async_trait]
@@ -119,8 +127,26 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a submission and a pointer for every recipient device in one transaction, or
     /// nothing. A retry of a stored submission returns the first result with `duplicate` set.
     async fn accept(&self, submission: Submission) -> StoreResult<Accepted>;
-    async fn fetch_queue(&self, device: DeviceId, after: u64, limit: u32)
-        -> StoreResult<QueuePage>;
+    /// The device's queue after `after`: at most `limit` items and, past the first,
+    /// [`MAX_PAGE_BYTES`] of payload.
+    async fn fetch_queue(
+        &self,
+        device: DeviceId,
+        after: u64,
+        limit: u32,
+    ) -> StoreResult<QueuePage> {
+        self.fetch_queue_within(device, after, limit, MAX_PAGE_BYTES)
+            .await
+    }
+    /// [`Store::fetch_queue`] with a smaller byte budget (a live push reads about a frame's
+    /// worth at a time). Never more than about `max_bytes` is read, whatever `limit` says.
+    async fn fetch_queue_within(
+        &self,
+        device: DeviceId,
+        after: u64,
+        limit: u32,
+        max_bytes: usize,
+    ) -> StoreResult<QueuePage>;
     /// Deletes the device's queue entries up to `up_to`, and payloads nobody needs any more.
     async fn ack(&self, device: DeviceId, up_to: u64) -> StoreResult<()>;
     async fn queue_head(&self, device: DeviceId) -> StoreResult<u64>;

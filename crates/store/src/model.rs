@@ -71,6 +71,9 @@ pub struct NewGroup {
     pub public_state: Vec<u8>,
     pub members: Vec<GroupMember>,
     pub now: Millis,
+    /// Groups each member's account may be in, this one included (the members of a new group
+    /// are its creator's devices); beyond it [`crate::StoreError::TooManyGroups`].
+    pub max_groups: u64,
 }
 
 #[derive(Debug, Clone)]

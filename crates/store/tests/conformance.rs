@@ -61,6 +61,7 @@ async fn group_of(store: &dyn Store, group: GroupId, devices: &[DeviceId]) {
             public_state: b"state".to_vec(),
             members: members(devices),
             now: 1,
+            max_groups: u64::MAX,
         })
         .await
         .unwrap();
@@ -125,6 +126,50 @@ async fn accounts_and_sessions(store: Arc<dyn Store>) {
         store.session(&[5; 32], 150).await.unwrap().is_none(),
         "expired sessions do not authenticate"
     );
+}
+
+/// An account's stored KeyPackages have a byte budget across its devices, and an upload that
+/// would go beyond it stores nothing.
+async fn key_packages_have_a_byte_budget_per_account(store: Arc<dyn Store>) {
+    let bob = account(&*store, 2, "bob").await;
+    let packages = |n: usize| (0..n).map(|i| vec![i as u8; 16 * 1024]).collect::<Vec<_>>();
+    let budget = parley_protocol::limits::MAX_KEY_PACKAGE_BYTES_PER_ACCOUNT as usize;
+    let fits = budget / (16 * 1024);
+    store.add_key_packages(bob, packages(200), None).await.unwrap();
+    let refused = store
+        .add_key_packages(bob, packages(fits - 200 + 1), None)
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::TooManyKeyPackages)),
+        "{refused:?}"
+    );
+    assert_eq!(store.key_package_count(bob).await.unwrap().one_time, 200);
+    let count = store
+        .add_key_packages(bob, packages(fits - 200), None)
+        .await
+        .unwrap();
+    assert_eq!(count.one_time as usize, fits);
+}
+
+/// An account already in `max_groups` groups cannot create another (others may still add it
+/// to theirs).
+async fn an_account_in_too_many_groups_cannot_create_another(store: Arc<dyn Store>) {
+    let alice = account(&*store, 1, "alice").await;
+    let new_group = |n: u8| NewGroup {
+        group_id: GroupId::from_bytes([n; 16]),
+        epoch: 1,
+        public_state: b"state".to_vec(),
+        members: members(&[alice]),
+        now: 1,
+        max_groups: 3,
+    };
+    for n in 1..=3 {
+        store.create_group(new_group(n)).await.unwrap();
+    }
+    let refused = store.create_group(new_group(4)).await;
+    assert!(matches!(refused, Err(StoreError::TooManyGroups)), "{refused:?}");
+    assert!(store.group(GroupId::from_bytes([4; 16])).await.unwrap().is_none());
+    assert_eq!(store.memberships(&Username::parse("alice").unwrap()).await.unwrap().len(), 3);
 }
 
 async fn key_packages_are_handed_out_once(store: Arc<dyn Store>) {
@@ -987,6 +1032,8 @@ where
 {
     accounts_and_sessions(make().await).await;
     key_packages_are_handed_out_once(make().await).await;
+    key_packages_have_a_byte_budget_per_account(make().await).await;
+    an_account_in_too_many_groups_cannot_create_another(make().await).await;
     a_claim_for_several_users_takes_all_or_nothing(make().await).await;
     a_message_is_stored_once_with_a_pointer_per_recipient(make().await).await;
     one_commit_per_epoch(make().await).await;

@@ -43,7 +43,21 @@ pub(super) async fn create_group(pool: &PgPool, group: NewGroup) -> StoreResult<
         if inserted.rows_affected() == 0 {
             return Err(StoreError::GroupExists);
         }
-        insert_members(&mut tx, group.group_id.as_bytes(), &group.members).await
+        insert_members(&mut tx, group.group_id.as_bytes(), &group.members).await?;
+        for member in &group.members {
+            let groups: i64 = sqlx::query_scalar(
+                "SELECT COUNT(DISTINCT group_id) FROM group_members WHERE device_id IN
+                     (SELECT id FROM devices WHERE user_id = (SELECT user_id FROM devices WHERE id = $1))",
+            )
+            .bind(id(member.device_id.as_bytes()))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(sql_error)?;
+            if groups as u64 > group.max_groups {
+                return Err(StoreError::TooManyGroups);
+            }
+        }
+        Ok(())
     })
 }
 

@@ -76,6 +76,17 @@ pub(super) async fn add_key_packages(
             .await
             .map_err(sql_error)?;
         }
+        let account_bytes: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(octet_length(data)), 0)::BIGINT FROM key_packages WHERE device_id IN
+                 (SELECT id FROM devices WHERE user_id = (SELECT user_id FROM devices WHERE id = $1))",
+        )
+        .bind(id(device.as_bytes()))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(sql_error)?;
+        if account_bytes as u64 > parley_protocol::limits::MAX_KEY_PACKAGE_BYTES_PER_ACCOUNT {
+            return Err(StoreError::TooManyKeyPackages);
+        }
         count_key_packages(&mut *tx, &device).await
     })
 }

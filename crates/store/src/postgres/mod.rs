@@ -165,13 +165,14 @@ impl Store for PgStore {
         queue::accept(&self.pool, submission).await
     }
 
-    async fn fetch_queue(
+    async fn fetch_queue_within(
         &self,
         device: DeviceId,
         after: u64,
         limit: u32,
+        max_bytes: usize,
     ) -> StoreResult<QueuePage> {
-        queue::fetch_queue(&self.pool, device, after, limit).await
+        queue::fetch_queue(&self.pool, device, after, limit, max_bytes).await
     }
 
     async fn ack(&self, device: DeviceId, up_to: u64) -> StoreResult<()> {

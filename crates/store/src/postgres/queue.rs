@@ -73,9 +73,6 @@ ALTER TABLE devices ADD COLUMN queued_bytes BIGINT NOT NULL DEFAULT 0;
 UPDATE devices d SET queued_bytes = COALESCE((SELECT SUM(size) FROM queue WHERE device_id = d.id), 0);
 "#;
 
-/// Payload bytes in one queue page.
-const MAX_FETCH_BYTES: usize = 16 * 1024 * 1024;
-
 pub(super) async fn find_submission(
     executor: impl sqlx::PgExecutor<'_>,
     device: &DeviceId,
@@ -411,6 +408,7 @@ pub(super) async fn fetch_queue(
     device: DeviceId,
     after: u64,
     limit: u32,
+    max_bytes: usize,
 ) -> StoreResult<QueuePage> {
     let head = sqlx::query("SELECT queue_head, expired_up_to FROM devices WHERE id = $1")
         .bind(id(device.as_bytes()))
@@ -427,16 +425,20 @@ pub(super) async fn fetch_queue(
     let rows = sqlx::query(
         "SELECT q.seq, p.kind, p.group_id, p.group_seq, p.sender_device, u.username, p.message_id,
                 p.accepted_at, p.data, p.franking_tag
-         FROM queue q
+         FROM (SELECT seq, group_id, group_seq, kind, size,
+                      SUM(size) OVER (ORDER BY seq) AS running
+               FROM queue WHERE device_id = $1 AND seq > $2 ORDER BY seq LIMIT $3) q
          JOIN payloads p ON p.group_id = q.group_id AND p.group_seq = q.group_seq AND p.kind = q.kind
          JOIN devices d ON d.id = p.sender_device
          JOIN users u ON u.id = d.user_id
-         WHERE q.device_id = $1 AND q.seq > $2
-         ORDER BY q.seq LIMIT $3",
+         -- Only the payloads that fit the page are read (the first always does).
+         WHERE q.running - q.size < $4
+         ORDER BY q.seq",
     )
     .bind(id(device.as_bytes()))
     .bind(after as i64)
     .bind(limit as i64)
+    .bind(max_bytes as i64)
     .fetch_all(pool)
     .await
     .map_err(sql_error)?;
@@ -444,7 +446,7 @@ pub(super) async fn fetch_queue(
     let mut bytes = 0;
     for row in rows {
         let payload: Vec<u8> = row.try_get(8).map_err(sql_error)?;
-        if !entries.is_empty() && bytes + payload.len() > MAX_FETCH_BYTES {
+        if !entries.is_empty() && bytes + payload.len() > max_bytes {
             break;
         }
         bytes += payload.len();

@@ -57,7 +57,19 @@ pub(super) fn create_group(tx: &Transaction<'_>, group: NewGroup) -> StoreResult
         "INSERT INTO group_states (group_id, public_state) VALUES (?1, ?2)",
         params![id, group.public_state],
     )?;
-    insert_members(tx, id, &group.members)
+    insert_members(tx, id, &group.members)?;
+    let mut groups_of = tx.prepare_cached(
+        "SELECT COUNT(DISTINCT group_id) FROM group_members WHERE device_id IN
+             (SELECT id FROM devices WHERE user_id = (SELECT user_id FROM devices WHERE id = ?1))",
+    )?;
+    for member in &group.members {
+        let groups: i64 =
+            groups_of.query_row(params![blob(member.device_id.as_bytes())], |row| row.get(0))?;
+        if groups as u64 > group.max_groups {
+            return Err(StoreError::TooManyGroups);
+        }
+    }
+    Ok(())
 }
 
 fn insert_members(tx: &Transaction<'_>, group: &[u8], members: &[GroupMember]) -> StoreResult<()> {

@@ -59,6 +59,15 @@ pub(super) fn add_key_packages(
         )?;
         insert.execute(params![blob(device.as_bytes()), 1, package])?;
     }
+    let account_bytes: i64 = tx.query_row(
+        "SELECT COALESCE(SUM(length(data)), 0) FROM key_packages WHERE device_id IN
+             (SELECT id FROM devices WHERE user_id = (SELECT user_id FROM devices WHERE id = ?1))",
+        params![blob(device.as_bytes())],
+        |row| row.get(0),
+    )?;
+    if account_bytes as u64 > parley_protocol::limits::MAX_KEY_PACKAGE_BYTES_PER_ACCOUNT {
+        return Err(StoreError::TooManyKeyPackages);
+    }
     count_key_packages(tx, &device)
 }
 

@@ -403,13 +403,14 @@ impl Store for SqliteStore {
         self.write(move |tx| queue::accept(tx, submission)).await
     }
 
-    async fn fetch_queue(
+    async fn fetch_queue_within(
         &self,
         device: DeviceId,
         after: u64,
         limit: u32,
+        max_bytes: usize,
     ) -> StoreResult<QueuePage> {
-        self.read(move |conn| queue::fetch_queue(conn, device, after, limit))
+        self.read(move |conn| queue::fetch_queue(conn, device, after, limit, max_bytes))
             .await
     }
 

@@ -108,9 +108,6 @@ UPDATE devices SET queued_bytes = COALESCE((
     WHERE r.device_id = devices.id), 0);
 "#;
 
-/// Payload bytes in one queue page.
-const MAX_FETCH_BYTES: usize = 16 * 1024 * 1024;
-
 pub(super) fn find_submission(
     conn: &Connection,
     device: &DeviceId,
@@ -610,6 +607,7 @@ pub(super) fn fetch_queue(
     device: DeviceId,
     after: u64,
     limit: u32,
+    max_bytes: usize,
 ) -> StoreResult<QueuePage> {
     let device_bytes = blob(device.as_bytes());
     let (head, expired_up_to) = queue_position(conn, device_bytes)?;
@@ -627,7 +625,8 @@ pub(super) fn fetch_queue(
            AND p.sender_device != ?4
          ORDER BY p.id LIMIT ?5 OFFSET ?6"
     ))?;
-    // A page stops once it holds MAX_FETCH_BYTES of payload (always at least one item).
+    // A page stops once it holds `max_bytes` of payload (always at least one item); rows are
+    // read one at a time, so no more than one item beyond it is ever in memory.
     let mut entries: Vec<QueueEntry> = Vec::new();
     let mut bytes = 0;
     let mut names = SenderNames::default();
@@ -653,7 +652,7 @@ pub(super) fn fetch_queue(
         while let Some(row) = rows.next()? {
             let entry = item_from_row(conn, &mut names, row, seq)?;
             seq += 1;
-            if !entries.is_empty() && bytes + entry.payload.len() > MAX_FETCH_BYTES {
+            if !entries.is_empty() && bytes + entry.payload.len() > max_bytes {
                 break 'runs;
             }
             bytes += entry.payload.len();
@@ -795,6 +794,7 @@ pub(super) mod tests {
                     })
                     .collect(),
                 now: 1,
+                max_groups: u64::MAX,
             })
             .await
             .unwrap();
