@@ -135,7 +135,10 @@ async fn key_packages_have_a_byte_budget_per_account(store: Arc<dyn Store>) {
     let packages = |n: usize| (0..n).map(|i| vec![i as u8; 16 * 1024]).collect::<Vec<_>>();
     let budget = parley_protocol::limits::MAX_KEY_PACKAGE_BYTES_PER_ACCOUNT as usize;
     let fits = budget / (16 * 1024);
-    store.add_key_packages(bob, packages(200), None).await.unwrap();
+    store
+        .add_key_packages(bob, packages(200), None)
+        .await
+        .unwrap();
     let refused = store
         .add_key_packages(bob, packages(fits - 200 + 1), None)
         .await;
@@ -167,9 +170,23 @@ async fn an_account_in_too_many_groups_cannot_create_another(store: Arc<dyn Stor
         store.create_group(new_group(n)).await.unwrap();
     }
     let refused = store.create_group(new_group(4)).await;
-    assert!(matches!(refused, Err(StoreError::TooManyGroups)), "{refused:?}");
-    assert!(store.group(GroupId::from_bytes([4; 16])).await.unwrap().is_none());
-    assert_eq!(store.memberships(&Username::parse("alice").unwrap()).await.unwrap().len(), 3);
+    assert!(
+        matches!(refused, Err(StoreError::TooManyGroups)),
+        "{refused:?}"
+    );
+    assert!(store
+        .group(GroupId::from_bytes([4; 16]))
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        store
+            .memberships(&Username::parse("alice").unwrap())
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
 }
 
 async fn key_packages_are_handed_out_once(store: Arc<dyn Store>) {
@@ -437,6 +454,32 @@ async fn a_full_queue_refuses_instead_of_dropping(store: Arc<dyn Store>) {
     assert!(store.is_member(group, d).await.unwrap());
     assert_eq!(queued(&*store, d, 0, 10).await.len(), 1);
     assert_eq!(queued(&*store, b, 0, 10).await.len(), 3);
+}
+
+/// A page holds at most its byte budget of payload, but always its first item.
+async fn a_page_stops_at_its_byte_budget(store: Arc<dyn Store>) {
+    let (a, b) = (
+        account(&*store, 1, "alice").await,
+        account(&*store, 2, "bob").await,
+    );
+    let group = GroupId::from_bytes([13; 16]);
+    group_of(&*store, group, &[a, b]).await;
+    for id in 1..=3u8 {
+        store
+            .accept(message(a, id, group, 1, &[id; 100]))
+            .await
+            .unwrap();
+    }
+    let seqs = |page: QueuePage| page.entries.iter().map(|e| e.seq).collect::<Vec<_>>();
+    let within = |max: usize| store.fetch_queue_within(b, 0, 10, max);
+    assert_eq!(
+        seqs(within(10).await.unwrap()),
+        [1],
+        "the first comes whatever its size"
+    );
+    assert_eq!(seqs(within(199).await.unwrap()), [1]);
+    assert_eq!(seqs(within(200).await.unwrap()), [1, 2]);
+    assert_eq!(seqs(store.fetch_queue(b, 1, 10).await.unwrap()), [2, 3]);
 }
 
 async fn undelivered_items_expire(store: Arc<dyn Store>) {
@@ -1040,6 +1083,7 @@ where
     a_welcome_travels_with_its_commit(make().await).await;
     undelivered_items_expire(make().await).await;
     a_full_queue_refuses_instead_of_dropping(make().await).await;
+    a_page_stops_at_its_byte_budget(make().await).await;
     a_queue_interleaves_groups_in_arrival_order(make().await).await;
     a_member_who_leaves_and_returns_gets_nothing_from_meanwhile(make().await).await;
     expiry_keeps_the_newer_part_of_a_queue(make().await).await;
