@@ -122,6 +122,11 @@ pub struct Moderation {
     sign_ins: DefaultKeyedRateLimiter<std::net::IpAddr>,
 }
 
+/// One console sign-in attempt the throttle allowed; [`Moderation::sign_in`] spends it.
+pub struct SignInAttempt {
+    client: std::net::IpAddr,
+}
+
 /// How long a console session lasts after sign-in.
 pub const CONSOLE_SESSION_MS: i64 = 8 * 3600 * 1000;
 /// Console sign-in attempts per client address: a burst of this many, then one every 6 s.
@@ -569,14 +574,9 @@ impl Moderation {
             .await?)
     }
 
-    /// Signs a moderator in to the console with an admin token: returns a fresh session id (the
-    /// cookie's value, never the token itself), or None for a wrong token. Attempts are
-    /// throttled per client address, and failures logged.
-    pub async fn sign_in(
-        &self,
-        token: &str,
-        client: std::net::IpAddr,
-    ) -> Result<Option<String>, ApiError> {
+    /// A console sign-in attempt from `client`, if its address is within the throttle
+    /// (guessing a token is slow). Asked for before the sign-in form is read.
+    pub fn sign_in_attempt(&self, client: std::net::IpAddr) -> Result<SignInAttempt, ApiError> {
         if self.sign_ins.check_key(&client).is_err() {
             tracing::warn!(%client, "console sign-in throttled");
             return Err(ApiError::new(
@@ -584,6 +584,18 @@ impl Moderation {
                 "too many sign-in attempts; wait a minute",
             ));
         }
+        Ok(SignInAttempt { client })
+    }
+
+    /// Signs a moderator in to the console with an admin token: returns a fresh session id (the
+    /// cookie's value, never the token itself), or None for a wrong token. Each attempt is one
+    /// the throttle allowed ([`Moderation::sign_in_attempt`]); failures are logged.
+    pub async fn sign_in(
+        &self,
+        attempt: SignInAttempt,
+        token: &str,
+    ) -> Result<Option<String>, ApiError> {
+        let SignInAttempt { client } = attempt;
         let session = hex::encode(rand::random::<[u8; 32]>());
         let now = now_ms();
         let valid = token.len() == 64
