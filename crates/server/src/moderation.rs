@@ -32,7 +32,7 @@ use prost::Message as _;
 use serde::Serialize;
 
 use crate::accounts::Authenticated;
-use crate::fanout::Fanout;
+use crate::fanout::{Announced, AnnouncingFanout, Fanout};
 use crate::franking::FrankingKeys;
 use crate::public_state::PublicGroupState;
 use crate::{now_ms, ApiError};
@@ -117,6 +117,8 @@ pub struct Moderation {
     keys: Arc<FrankingKeys>,
     identity: Arc<ServerIdentity>,
     fanout: Arc<dyn Fanout>,
+    /// In `parley admin`, which holds no live connections: what the nodes must be told.
+    announcer: Option<Arc<AnnouncingFanout>>,
     reporters: DefaultKeyedRateLimiter<DeviceId>,
     /// Console sign-in attempts per client address: guessing a token is throttled.
     sign_ins: DefaultKeyedRateLimiter<std::net::IpAddr>,
@@ -151,11 +153,36 @@ impl Moderation {
             keys,
             identity,
             fanout,
+            announcer: None,
             reporters: DefaultKeyedRateLimiter::keyed(quota),
             sign_ins: DefaultKeyedRateLimiter::keyed(
                 Quota::per_minute(std::num::NonZeroU32::MIN.saturating_add(9))
                     .allow_burst(std::num::NonZeroU32::MIN.saturating_add(SIGN_IN_BURST - 1)),
             ),
+        }
+    }
+
+    /// Moderation in a process that serves no live connections (`parley admin`): what the
+    /// nodes must hear at once goes to `announcer`, and out with
+    /// [`Moderation::finish_announcements`].
+    pub fn announcing(
+        store: Arc<dyn Store>,
+        keys: Arc<FrankingKeys>,
+        identity: Arc<ServerIdentity>,
+        announcer: Arc<AnnouncingFanout>,
+    ) -> Self {
+        let mut moderation = Self::new(store, keys, identity, announcer.clone());
+        moderation.announcer = Some(announcer);
+        moderation
+    }
+
+    /// Tells the nodes what the actions so far must let them know (ended sessions, hints),
+    /// and says who heard it. Nothing to do in a server process, whose fanout announces at
+    /// once.
+    pub async fn finish_announcements(&self) -> Announced {
+        match &self.announcer {
+            Some(announcer) => announcer.finish().await,
+            None => Announced::Nothing,
         }
     }
 
@@ -296,8 +323,8 @@ impl Moderation {
             .await?)
     }
 
-    /// Suspends an account: its sessions end, it cannot log in or send. Open reports against it
-    /// are marked actioned.
+    /// Suspends an account: its sessions end, it cannot log in or send, and its live
+    /// connections on every node close at once. Open reports against it are marked actioned.
     pub async fn suspend(&self, moderator: &str, user: &Username) -> Result<bool, ApiError> {
         if user.as_str() == SYSTEM_USERNAME {
             return Err(ApiError::forbidden(
@@ -309,6 +336,8 @@ impl Moderation {
             .store
             .set_suspended(user, true, Self::audit(moderator, "suspend", user.as_str()))
             .await?;
+        // Also when it was suspended already: an earlier announcement may have been lost.
+        self.fanout.end_sessions(user);
         for report in self.store.reports(Some(ReportStatus::Open)).await? {
             if report.report.accused == *user {
                 let audit = Self::audit(moderator, "action report", &report.id.to_string());
