@@ -229,17 +229,21 @@ pub struct ReportArgs {
 
 #[derive(Args)]
 pub struct AdminArgs {
-    /// The server's data directory (key files, and the SQLite database).
-    #[arg(
-        long,
-        env = "PARLEY_DATA",
-        default_value = "parley-data",
-        value_name = "DIR"
-    )]
-    pub data: PathBuf,
+    /// The server's TOML configuration file (as `parley server --config`): its data,
+    /// database_url and nats apply here too; flags override it.
+    #[arg(long, env = "PARLEY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The server's data directory (key files, and the SQLite database) [default: parley-data].
+    #[arg(long, env = "PARLEY_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
     /// The deployment's PostgreSQL database, if it does not use the embedded SQLite.
     #[arg(long, env = "PARLEY_DATABASE_URL", value_name = "URL")]
     pub database_url: Option<String>,
+    /// The deployment's NATS servers, nats://host:4222[,nats://...]: a suspension closes the
+    /// account's live connections on every node at once. Without, the nodes running on the
+    /// data directory on this machine are told.
+    #[arg(long, env = "PARLEY_NATS", value_delimiter = ',', value_name = "URL")]
+    pub nats: Option<Vec<String>>,
     /// Who is acting, for the audit log.
     #[arg(long, default_value = "cli", value_name = "NAME")]
     pub moderator: String,
@@ -263,7 +267,8 @@ pub enum AdminCommand {
         /// The report's id, as `reports` prints it.
         id: u64,
     },
-    /// Suspend an account: its sessions end, it cannot log in or send.
+    /// Suspend an account: its sessions end (live connections close at once on the nodes
+    /// told, see --nats), it cannot log in or send.
     Suspend {
         /// The account.
         username: String,

@@ -21,6 +21,11 @@ pub fn line(text: &str) {
     }
 }
 
+/// A warning as one line on stderr: the command did what it says, but not all of it.
+pub fn warning(text: &str) {
+    let _ = writeln!(std::io::stderr(), "parley: warning: {text}");
+}
+
 /// An error as one line on stderr, then exit status 1. Never an empty line: a message-less error
 /// is named by its kind.
 pub fn fail(error: &anyhow::Error) -> ! {

@@ -140,6 +140,33 @@ async fn a_suspended_account_loses_its_open_live_connection_and_can_submit_nothi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspension_by_the_cli_closes_the_live_connection_of_a_single_node_without_nats_at_once()
+{
+    // The node checks sessions only once a minute on its own: what closes the connection in
+    // time is the command telling it.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("parley.toml");
+    std::fs::write(&config, "session_check_seconds = 60\n").unwrap();
+    let server = TestServer::start_with(&["--config", config.to_str().unwrap()]);
+    let alice = Device::register(&server.url(), "alice").await;
+    let mut socket = open_live(&server.url(), &token(&alice)).await;
+    assert_live(&mut socket).await;
+    let started = Instant::now();
+    let (status, out, err) = admin(&server, &["suspend", "alice"]);
+    assert_eq!(status, 0, "{err}");
+    eprintln!("parley admin suspend took {:?}", started.elapsed());
+    assert!(out.contains("announced to 1 node"), "{out}");
+    // Nothing sent on the connection: anything the client sends would have the server check
+    // the session, which is not what is measured here.
+    let seen = observe(&mut socket, Duration::from_secs(10)).await;
+    let closed = seen
+        .closed_after
+        .unwrap_or_else(|| panic!("open 10 s after the suspension: {seen:?}"));
+    eprintln!("closed {closed:?} after `parley admin suspend` returned");
+    assert!(closed < Duration::from_secs(1), "closed after {closed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_session_ends_its_open_live_connection() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("parley.toml");
@@ -988,4 +1015,145 @@ async fn past_the_global_connection_cap_connections_are_answered_503_and_the_ser
     );
     assert_eq!(answered_503, 20);
     assert_eq!(health, 200);
+}
+
+// Item 5: a client over its rate is refused before its body is read.
+
+/// Sends a request's head announcing a body of `length` bytes, then only `body` (all of it, or
+/// the start of a body that never completes); the status the server answers within `within`
+/// and how long it took, or None if it waits for the rest.
+async fn answer_to_body(
+    server: &TestServer,
+    source: [u8; 4],
+    path: &str,
+    headers: &str,
+    length: usize,
+    body: &[u8],
+    within: Duration,
+) -> Option<(u16, Duration)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = connect_from(source, server.port).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n{headers}Content-Length: {length}\r\n\r\n",
+        server.port
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.windows(2).any(|w| w == b"\r\n") {
+        let left = within.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Err(_) | Ok(Ok(0)) | Ok(Err(_)) => return None,
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let status = std::str::from_utf8(&got)
+        .ok()
+        .and_then(|text| text.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {:?}", String::from_utf8_lossy(&got)));
+    Some((status, started.elapsed()))
+}
+
+/// Spends a rate by small, complete requests from `source` until one is answered 429.
+async fn exhaust(server: &TestServer, source: [u8; 4], path: &str, headers: &str, body: &[u8]) {
+    let within = Duration::from_secs(5);
+    for _ in 0..200 {
+        let answer = answer_to_body(server, source, path, headers, body.len(), body, within).await;
+        if let Some((429, _)) = answer {
+            return;
+        }
+    }
+    panic!("{path}: no 429 after 200 requests");
+}
+
+/// A route, its headers, a small body that spends its rate, the body announced, and the
+/// attacker's address.
+type Attack<'a> = (&'a str, &'a str, &'a [u8], usize, [u8; 4]);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_rate_is_answered_429_at_once_without_the_server_waiting_for_its_body() {
+    // Low rates (bursts of ten), so that a few requests spend them; the body timeout is the
+    // default 30 s, which is how long a server that reads the body first waits.
+    let server = TestServer::start_with(&["--rate-per-second", "1", "--auth-rate-per-second", "1"]);
+    let alice = Device::register(&server.url(), "alice").await;
+    let bearer = format!(
+        "Authorization: Bearer {}\r\nContent-Type: {PROTOBUF}\r\n",
+        token(&alice)
+    );
+    let protobuf = format!("Content-Type: {PROTOBUF}\r\n");
+    let form = format!(
+        "Content-Type: application/x-www-form-urlencoded\r\nOrigin: http://127.0.0.1:{}\r\n",
+        server.port
+    );
+    let frame = 8 * 1024 * 1024 - 1024;
+    // Per address for the authentication calls and console sign-ins, per account for
+    // everything a device sends.
+    let junk: &[u8] = &[0x0a, 0x0a];
+    let wrong_token: &[u8] = b"token=wrong";
+    let attacks: [Attack; 10] = [
+        ("/v1/accounts", &protobuf, junk, 4000, [127, 0, 2, 1]),
+        ("/v1/auth/challenge", &protobuf, junk, 4000, [127, 0, 2, 2]),
+        ("/v1/auth/login", &protobuf, junk, 4000, [127, 0, 2, 3]),
+        ("/v1/messages", &bearer, junk, frame, [127, 0, 2, 4]),
+        ("/v1/groups", &bearer, junk, frame, [127, 0, 2, 4]),
+        (
+            "/v1/keypackages",
+            &bearer,
+            junk,
+            4 * 1024 * 1024 - 1024,
+            [127, 0, 2, 4],
+        ),
+        (
+            "/v1/keypackages/claim",
+            &bearer,
+            junk,
+            60 * 1024,
+            [127, 0, 2, 4],
+        ),
+        (
+            "/v1/reports",
+            &bearer,
+            junk,
+            2 * 1024 * 1024 - 1024,
+            [127, 0, 2, 4],
+        ),
+        ("/admin/login", &form, wrong_token, 4000, [127, 0, 2, 5]),
+        // The same account from another address: the limit is the account's.
+        ("/v1/messages", &bearer, junk, frame, [127, 0, 2, 6]),
+    ];
+    let mut answers = Vec::new();
+    for (path, headers, spend, length, source) in attacks {
+        // Spent just before, so that no token refills in between.
+        exhaust(&server, source, path, headers, spend).await;
+        let start = vec![0x0a; 1024.min(length / 2)];
+        let within = Duration::from_secs(5);
+        let answer = answer_to_body(&server, source, path, headers, length, &start, within).await;
+        eprintln!("{path}: an unfinished {length}-byte body over the rate: answered {answer:?}");
+        answers.push((path, answer));
+    }
+    for (path, answer) in answers {
+        let (status, after) = answer
+            .unwrap_or_else(|| panic!("{path}: no answer in 5 s, the server waits for the body"));
+        assert_eq!(status, 429, "{path}");
+        assert!(
+            after < Duration::from_secs(1),
+            "{path}: answered after {after:?}"
+        );
+    }
+    // Within the rate, a body is read and decoded as before.
+    let within = Duration::from_secs(5);
+    let answer = answer_to_body(
+        &server,
+        [127, 0, 2, 7],
+        "/v1/auth/challenge",
+        &protobuf,
+        2,
+        junk,
+        within,
+    )
+    .await;
+    assert_eq!(answer.map(|(status, _)| status), Some(400));
 }

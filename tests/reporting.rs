@@ -352,3 +352,57 @@ async fn franking_keys_rotate_and_old_franks_still_verify() {
         .collect();
     assert_eq!(texts, ["under key one", "under key two"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_online_hear_of_a_removal_proposed_by_the_cli_at_once() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+    let server = TestServer::start();
+    let alice = Device::register(&server.url(), "alice").await;
+    let bob = Device::register(&server.url(), "bob").await;
+    let carol = Device::register(&server.url(), "carol").await;
+    bob.client
+        .create_group("town", &[user("alice"), user("carol")])
+        .await
+        .unwrap();
+    alice.client.sync().await.unwrap();
+    carol.client.sync().await.unwrap();
+    let (status, _, err) = admin(&server, &["suspend", "alice"]);
+    assert_eq!(status, 0, "{err}");
+
+    // Carol is online: a live connection, which announces her queue head.
+    let url = format!("{}/v1/ws", server.url().replacen("http", "ws", 1));
+    let mut request = url.into_client_request().unwrap();
+    let token = carol.client.api().token().unwrap().to_owned();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let mut socket = tokio_tungstenite::connect_async(request).await.unwrap().0;
+    let head = |message: Option<Result<WsMessage, _>>| match message {
+        Some(Ok(WsMessage::Binary(bytes))) => {
+            v1::ServerFrame::decode(bytes.as_ref())
+                .expect("a ServerFrame")
+                .queue_head
+        }
+        other => panic!("not a frame: {other:?}"),
+    };
+    let before = head(socket.next().await);
+
+    let (status, out, err) = admin(&server, &["remove-from-groups", "alice"]);
+    let done = std::time::Instant::now();
+    assert_eq!(status, 0, "{err}");
+    assert!(out.contains("announced to 1 node"), "{out}");
+    // The proposal is queued for her, and the hint that says so arrives at once (it used to be
+    // lost: members learnt of it at their next sync).
+    let next = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
+        .await
+        .expect("no hint within 10 s");
+    let after = head(next);
+    eprintln!(
+        "queue head {before} -> {after}, {:?} after `parley admin remove-from-groups` returned",
+        done.elapsed()
+    );
+    assert_eq!(after, before + 1);
+    assert!(done.elapsed() < std::time::Duration::from_secs(1));
+}

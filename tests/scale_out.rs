@@ -378,3 +378,145 @@ async fn a_suspension_on_one_nodes_console_closes_live_connections_on_the_others
     eprintln!("closed on the other node {closed:?} after the suspension");
     assert!(closed < Duration::from_secs(2), "closed after {closed:?}");
 }
+
+/// A live connection of `device` to a node, once its session runs (the first frame arrived).
+async fn live_on(
+    node: &str,
+    device: &Device,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!("{}/v1/ws", node.replacen("http", "ws", 1));
+    let mut request = url.into_client_request().unwrap();
+    let token = device.client.api().token().unwrap().to_owned();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let mut socket = tokio_tungstenite::connect_async(request).await.unwrap().0;
+    // The first frame announces the queue head: the session is running.
+    assert!(matches!(socket.next().await, Some(Ok(_))));
+    socket
+}
+
+/// How long after `since` the server closed the connection (at most `within`).
+async fn closed_after(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    since: std::time::Instant,
+    within: Duration,
+) -> Option<Duration> {
+    use futures_util::StreamExt;
+    tokio::time::timeout(within, async {
+        loop {
+            match socket.next().await {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_)))
+                | Some(Err(_))
+                | None => break since.elapsed(),
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await
+    .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspension_by_the_cli_closes_live_connections_on_every_node_at_once() {
+    // Both nodes check sessions only once a minute on their own: what closes the connections
+    // in time is the command's announcement over NATS.
+    let mut deployment = Deployment::start(0);
+    let config = deployment.shared.path().join("slow-check.toml");
+    std::fs::write(&config, "session_check_seconds = 60\n").unwrap();
+    for node in 0..2 {
+        deployment.add_node_with(node, &["--config", config.to_str().unwrap()]);
+    }
+    let alice = register_at(&deployment.url(0), "alice").await;
+    let bob = register_at(&deployment.url(0), "bob").await;
+    let mut alice_sockets = [
+        live_on(&deployment.url(0), &alice).await,
+        live_on(&deployment.url(1), &alice).await,
+    ];
+    let mut bob_sockets = [
+        live_on(&deployment.url(0), &bob).await,
+        live_on(&deployment.url(1), &bob).await,
+    ];
+    let nats = (0..3)
+        .map(|i| deployment.nats.url(i))
+        .collect::<Vec<_>>()
+        .join(",");
+
+    // With the deployment's flags: --nats as `parley server` takes it.
+    let started = std::time::Instant::now();
+    let output = std::process::Command::new(BIN)
+        .args(["admin", "--data"])
+        .arg(deployment.shared.path())
+        .args(["--database-url", &deployment.postgres.url()])
+        .args(["--nats", &nats, "suspend", "alice"])
+        .output()
+        .unwrap();
+    let done = std::time::Instant::now();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(out.contains("over NATS"), "{out}");
+    for (node, socket) in alice_sockets.iter_mut().enumerate() {
+        let closed = closed_after(socket, done, Duration::from_secs(10)).await;
+        eprintln!(
+            "node {node}: closed {closed:?} after `parley admin suspend` returned ({:?} after it started)",
+            done - started
+        );
+        let closed = closed.unwrap_or_else(|| panic!("node {node}: still open 10 s later"));
+        assert!(
+            closed < Duration::from_secs(1),
+            "node {node}: closed after {closed:?}"
+        );
+    }
+    // Bob's connections are not alice's: still open.
+    for socket in bob_sockets.iter_mut() {
+        assert_eq!(
+            closed_after(socket, done, Duration::from_millis(500)).await,
+            None
+        );
+    }
+
+    // With the server's configuration file, which names the data, database and NATS servers.
+    let server_config = deployment.shared.path().join("parley.toml");
+    std::fs::write(
+        &server_config,
+        format!(
+            "data = {:?}\ndatabase_url = {:?}\nnats = [{}]\n",
+            deployment.shared.path(),
+            deployment.postgres.url(),
+            (0..3)
+                .map(|i| format!("{:?}", deployment.nats.url(i)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    )
+    .unwrap();
+    let output = std::process::Command::new(BIN)
+        .args(["admin", "--config"])
+        .arg(&server_config)
+        .args(["suspend", "bob"])
+        .output()
+        .unwrap();
+    let done = std::time::Instant::now();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for (node, socket) in bob_sockets.iter_mut().enumerate() {
+        let closed = closed_after(socket, done, Duration::from_secs(10)).await;
+        eprintln!("node {node}: bob's connection closed {closed:?} after `parley admin --config` returned");
+        let closed = closed.unwrap_or_else(|| panic!("node {node}: still open 10 s later"));
+        assert!(
+            closed < Duration::from_secs(1),
+            "node {node}: closed after {closed:?}"
+        );
+    }
+}

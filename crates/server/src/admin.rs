@@ -7,7 +7,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Form, Path, Request, State};
+use axum::extract::{ConnectInfo, Form, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -17,6 +18,7 @@ use maud::{html, Markup, DOCTYPE};
 use parley_protocol::Username;
 use parley_store::Report;
 
+use crate::moderation::SignInAttempt;
 use crate::App;
 
 const COOKIE: &str = "parley_admin";
@@ -129,12 +131,41 @@ fn cookie(app: &App, value: &str, max_age_s: i64) -> String {
     format!("{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/admin; Max-Age={max_age_s}{secure}")
 }
 
+/// A sign-in attempt the throttle allowed. An extractor of the request head, so that axum
+/// asks the throttle before it reads the form (the last extractor): a client that is guessing
+/// tokens is answered at once, whatever body it announces.
+struct Attempt(SignInAttempt);
+
+impl FromRequestParts<Arc<App>> for Attempt {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Response> {
+        let Some(ConnectInfo(peer)) = parts
+            .extensions
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .copied()
+        else {
+            return Err(StatusCode::INTERNAL_SERVER_ERROR.into_response());
+        };
+        app.moderation
+            .sign_in_attempt(peer.ip())
+            .map(Attempt)
+            .map_err(|e| refused_sign_in(&e))
+    }
+}
+
+fn refused_sign_in(e: &crate::ApiError) -> Response {
+    let status =
+        StatusCode::from_u16(e.code().http_status()).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
+    (status, login_form(Some(&e.0.message))).into_response()
+}
+
 async fn login(
     State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    Attempt(attempt): Attempt,
     Form(form): Form<Login>,
 ) -> Response {
-    match app.moderation.sign_in(form.token.trim(), peer.ip()).await {
+    match app.moderation.sign_in(attempt, form.token.trim()).await {
         Ok(Some(session)) => {
             let max_age = crate::moderation::CONSOLE_SESSION_MS / 1000;
             (
@@ -148,11 +179,7 @@ async fn login(
             login_form(Some("That token is not valid.")),
         )
             .into_response(),
-        Err(e) => {
-            let status = StatusCode::from_u16(e.code().http_status())
-                .unwrap_or(StatusCode::TOO_MANY_REQUESTS);
-            (status, login_form(Some(&e.0.message))).into_response()
-        }
+        Err(e) => refused_sign_in(&e),
     }
 }
 
@@ -290,10 +317,8 @@ async fn user_action(
         return (StatusCode::BAD_REQUEST, "invalid username").into_response();
     };
     let result = match action.as_str() {
-        "suspend" => app.moderation.suspend(&name, &user).await.map(|_| {
-            // Its live connections, on every node, close now rather than at their next check.
-            app.fanout.end_sessions(&user);
-        }),
+        // Its live connections, on every node, close now rather than at their next check.
+        "suspend" => app.moderation.suspend(&name, &user).await.map(|_| ()),
         "unsuspend" => app.moderation.unsuspend(&name, &user).await.map(|_| ()),
         "remove-from-groups" => app
             .moderation

@@ -34,8 +34,9 @@ pub struct ServerConfig {
     pub retention: Duration,
     pub session_ttl: Duration,
     /// How often a live connection checks that its session is still valid (expiry, and
-    /// suspensions made by another process, which cannot tell this one). Suspensions through
-    /// this node's console, or another node's over NATS, end the connections at once.
+    /// suspensions nobody could tell this node of). Suspensions through this node's console,
+    /// another node's over NATS, or `parley admin` (over NATS, or through this node's local
+    /// socket) end the connections at once.
     pub session_check: Duration,
     /// Sustained submissions per second per account, and the burst above it.
     pub submit_per_second: u32,

@@ -4,10 +4,13 @@
 //! the database holds the queues and clients read them by cursor, so a lost hint costs latency,
 //! never data. [`InProcessFanout`] serves a single node; [`NatsFanout`] carries hints between
 //! nodes over a NATS cluster, on one subject per device that only the node holding that device's
-//! live connection subscribes to.
+//! live connection subscribes to. [`AnnouncingFanout`] serves `parley admin`, which holds no
+//! live connections: it tells the nodes, over NATS or through their local sockets.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
@@ -46,7 +49,7 @@ pub trait Fanout: Send + Sync + 'static {
     }
     /// The account's sessions ended (suspension): its live connections on every node check
     /// their sessions at once and close. Connections that miss this (a lost NATS message, a
-    /// suspension by another process) find out at their next periodic check.
+    /// process that could not tell this node) find out at their next periodic check.
     fn end_sessions(&self, user: &Username) {
         self.local().end_sessions(user);
     }
@@ -226,5 +229,143 @@ impl Fanout for NatsFanout {
                 tracing::warn!(error = %e, "suspension not announced; other nodes find out at their next session check");
             }
         });
+    }
+}
+
+/// Something a process without live connections tells the nodes that have them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Announcement {
+    /// A device's queue head (as [`Fanout::publish`] announces it).
+    Head(DeviceId, u64),
+    /// An account's sessions ended (as [`Fanout::end_sessions`] announces it).
+    Ended(Username),
+}
+
+/// Who heard what [`AnnouncingFanout::finish`] announced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Announced {
+    /// There was nothing to announce.
+    Nothing,
+    /// Published over NATS: every node of the deployment heard it.
+    Nats,
+    /// Without NATS: this many nodes running on the data directory on this machine confirmed
+    /// it (none: no node is running here).
+    LocalNodes(usize),
+    /// Not announced, for this reason; the nodes find out at their periodic session check.
+    Failed(String),
+}
+
+/// Hints and ended sessions from a process that holds no live connections (`parley admin`),
+/// for the nodes that do: over NATS when the deployment uses it, the same messages a node
+/// publishes ([`NatsFanout`]), else through the sockets of the nodes running on the data
+/// directory on this machine ([`crate::local`]). Kept until [`AnnouncingFanout::finish`]
+/// sends them all at once.
+pub struct AnnouncingFanout {
+    local: Notifier,
+    nats: Option<Vec<String>>,
+    data_dir: PathBuf,
+    queued: Mutex<Vec<Announcement>>,
+}
+
+/// How long `parley admin` waits for NATS (connecting, then flushing).
+const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl AnnouncingFanout {
+    /// Announcements over the given NATS servers, or without them to the local nodes on
+    /// `data_dir`. Connects only in [`AnnouncingFanout::finish`], if there is anything to say.
+    pub fn new(data_dir: PathBuf, nats: Option<Vec<String>>) -> AnnouncingFanout {
+        AnnouncingFanout {
+            local: Notifier::default(),
+            nats,
+            data_dir,
+            queued: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn queue(&self, announcements: impl IntoIterator<Item = Announcement>) {
+        self.queued
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(announcements);
+    }
+
+    /// Sends everything announced so far and says who heard it.
+    pub async fn finish(&self) -> Announced {
+        let queued = std::mem::take(&mut *self.queued.lock().unwrap_or_else(|p| p.into_inner()));
+        if queued.is_empty() {
+            return Announced::Nothing;
+        }
+        match &self.nats {
+            Some(servers) => {
+                match tokio::time::timeout(ANNOUNCE_TIMEOUT, publish_all(servers, &queued)).await {
+                    Ok(Ok(())) => Announced::Nats,
+                    Ok(Err(e)) => Announced::Failed(e),
+                    Err(_) => Announced::Failed(format!(
+                        "NATS did not answer within {ANNOUNCE_TIMEOUT:?}"
+                    )),
+                }
+            }
+            None => Announced::LocalNodes(crate::local::announce(&self.data_dir, &queued).await),
+        }
+    }
+}
+
+async fn publish_all(servers: &[String], announcements: &[Announcement]) -> Result<(), String> {
+    let addresses = servers
+        .iter()
+        .map(|s| s.parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("bad NATS address: {e}"))?;
+    let client = async_nats::ConnectOptions::new()
+        .name("parley-admin")
+        .connection_timeout(ANNOUNCE_TIMEOUT)
+        .connect(addresses)
+        .await
+        .map_err(|e| format!("cannot connect to NATS: {e}"))?;
+    for announcement in announcements {
+        let (subject, payload) = match announcement {
+            Announcement::Head(device, head) => (subject(device), head.to_be_bytes().to_vec()),
+            Announcement::Ended(user) => {
+                (ENDED_SUBJECT.to_owned(), user.as_str().as_bytes().to_vec())
+            }
+        };
+        client
+            .publish(subject, payload.into())
+            .await
+            .map_err(|e| format!("cannot publish on NATS: {e}"))?;
+    }
+    client
+        .flush()
+        .await
+        .map_err(|e| format!("cannot flush to NATS: {e}"))
+}
+
+#[async_trait]
+impl Fanout for AnnouncingFanout {
+    fn local(&self) -> &Notifier {
+        // Nobody is connected to this process.
+        &self.local
+    }
+
+    fn publish(&self, deliveries: Vec<(DeviceId, u64)>, _entry: Option<Arc<LiveEntry>>) {
+        self.queue(
+            deliveries
+                .into_iter()
+                .map(|(device, head)| Announcement::Head(device, head)),
+        );
+    }
+
+    async fn subscribe(&self, device: DeviceId, head: u64) -> watch::Receiver<u64> {
+        self.local.subscribe(device, head)
+    }
+
+    fn release(&self, _device: DeviceId) {}
+
+    async fn hints_lost(&self) {
+        std::future::pending::<()>().await
+    }
+
+    fn end_sessions(&self, user: &Username) {
+        self.queue([Announcement::Ended(user.clone())]);
     }
 }

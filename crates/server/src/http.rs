@@ -85,17 +85,78 @@ impl FromRequestParts<Arc<App>> for Authenticated {
     }
 }
 
-fn client_ip(parts: &ConnectInfo<SocketAddr>) -> std::net::IpAddr {
-    parts.0.ip()
+/// The client's address, as the listener recorded it.
+fn client_ip(parts: &Parts) -> Result<std::net::IpAddr, ApiError> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|peer| peer.0.ip())
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "client address unknown"))
+}
+
+// Rate checks are extractors of the request head. axum runs every such extractor before the
+// body's (always a handler's last argument), so a client over its rate is answered at once:
+// nothing reads, waits for or buffers its body, which the route's limit would allow up to
+// megabytes and the body timeout for tens of seconds.
+
+/// An authentication call (challenge, login) within its client address's rate.
+struct AuthAllowed;
+
+impl FromRequestParts<Arc<App>> for AuthAllowed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        app.rates.check_auth(client_ip(parts)?)?;
+        Ok(AuthAllowed)
+    }
+}
+
+/// A registration within its client address's rates (authentication calls, and registrations).
+struct RegistrationAllowed;
+
+impl FromRequestParts<Arc<App>> for RegistrationAllowed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let address = client_ip(parts)?;
+        app.rates.check_auth(address)?;
+        app.rates.check_registration(address)?;
+        Ok(RegistrationAllowed)
+    }
+}
+
+/// An authenticated device whose account is within its submission rate (which every call
+/// that sends something counts: messages, groups, KeyPackages, claims, reports).
+struct Submitter(Authenticated);
+
+impl FromRequestParts<Arc<App>> for Submitter {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let device = Authenticated::from_request_parts(parts, app).await?;
+        app.rates.check_submission(&device.0.user_id)?;
+        Ok(Submitter(device))
+    }
+}
+
+/// A [`Submitter`] whose account may also create a group now.
+struct GroupCreator(Authenticated);
+
+impl FromRequestParts<Arc<App>> for GroupCreator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let Submitter(device) = Submitter::from_request_parts(parts, app).await?;
+        app.rates.check_group_creation(&device.0.user_id)?;
+        Ok(GroupCreator(device))
+    }
 }
 
 async fn register(
     State(app): AppState,
-    peer: ConnectInfo<SocketAddr>,
+    _allowed: RegistrationAllowed,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    app.rates.check_auth(client_ip(&peer))?;
-    app.rates.check_registration(client_ip(&peer))?;
     Ok(Proto(
         app.accounts
             .register(decode(&app, body, FEW_FIELDS).await?)
@@ -105,10 +166,9 @@ async fn register(
 
 async fn challenge(
     State(app): AppState,
-    peer: ConnectInfo<SocketAddr>,
+    _allowed: AuthAllowed,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    app.rates.check_auth(client_ip(&peer))?;
     Ok(Proto(
         app.accounts
             .challenge(decode(&app, body, FEW_FIELDS).await?)
@@ -118,10 +178,9 @@ async fn challenge(
 
 async fn login(
     State(app): AppState,
-    peer: ConnectInfo<SocketAddr>,
+    _allowed: AuthAllowed,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    app.rates.check_auth(client_ip(&peer))?;
     Ok(Proto(
         app.accounts
             .login(decode(&app, body, FEW_FIELDS).await?)
@@ -139,10 +198,9 @@ async fn user_devices(
 
 async fn upload_key_packages(
     State(app): AppState,
-    device: Authenticated,
+    Submitter(device): Submitter,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    app.rates.check_submission(&device.0.user_id)?;
     let upload = decode(
         &app,
         body,
@@ -161,10 +219,10 @@ async fn key_package_count(
 
 async fn claim_key_packages(
     State(app): AppState,
-    device: Authenticated,
+    _submitter: Submitter,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    app.rates.check_submission(&device.0.user_id)?;
+    // Claims are limited per claimed account too, once the body names them.
     let request = decode(&app, body, parley_protocol::limits::MAX_CLAIM_USERNAMES).await?;
     Ok(Proto(
         app.key_packages
@@ -175,22 +233,20 @@ async fn claim_key_packages(
 
 async fn create_group(
     State(app): AppState,
-    device: Authenticated,
+    GroupCreator(device): GroupCreator,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    app.rates.check_submission(&device.0.user_id)?;
-    app.rates.check_group_creation(&device.0.user_id)?;
     let group = decode(&app, body, FEW_FIELDS).await?;
     Ok(Proto(app.delivery.create_group(&device, group).await?))
 }
 
 async fn submit(
     State(app): AppState,
-    device: Authenticated,
+    Submitter(device): Submitter,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    // Rate first: a refused submission costs no decoding.
-    app.rates.check_submission(&device.0.user_id)?;
+    // The rate was checked before the body was read: a refused submission costs no reading
+    // and no decoding.
     let submit = decode(&app, body, FEW_FIELDS).await?;
     Ok(Proto(app.submit_checked(&device, submit).await?))
 }
@@ -414,10 +470,9 @@ async fn server_info(State(app): AppState) -> impl IntoResponse {
 
 async fn report(
     State(app): AppState,
-    device: Authenticated,
+    Submitter(device): Submitter,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    app.rates.check_submission(&device.0.user_id)?;
     let report = decode(&app, body, REPORT_FIELDS).await?;
     Ok(Proto(app.moderation.report(&device, report).await?))
 }

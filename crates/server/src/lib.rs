@@ -16,6 +16,7 @@ pub mod franking;
 pub mod http;
 pub mod keypackages;
 mod live;
+mod local;
 pub mod metrics;
 pub mod moderation;
 pub mod notify;
@@ -127,10 +128,14 @@ pub fn open_sqlite_store(config: &ServerConfig) -> Result<Arc<dyn Store>, Server
 }
 
 /// Moderation on a data directory, for the `parley admin` commands (the server may be running
-/// on the same directory: SQLite serializes the writers).
+/// on the same directory: SQLite serializes the writers). What the nodes must hear at once (a
+/// suspension ends live connections, a removal proposal is a hint) is announced over `nats` when
+/// the deployment uses it, else to the nodes running on `data_dir` on this machine, by
+/// [`moderation::Moderation::finish_announcements`].
 pub async fn open_moderation(
     data_dir: &std::path::Path,
     database_url: Option<&str>,
+    nats: Option<&[String]>,
 ) -> Result<moderation::Moderation, ServerError> {
     // Opening an empty directory would create a new, empty server there: a mistyped --data.
     let marker = match database_url {
@@ -152,9 +157,13 @@ pub async fn open_moderation(
         franking::FrankingKeys::open(data_dir).map_err(|e| ServerError::Config(e.to_string()))?,
     );
     let identity = Arc::new(moderation::ServerIdentity::open(data_dir)?);
-    // Hints from here are lost: members learn of a removal on their next sync.
-    let fanout: Arc<dyn fanout::Fanout> = Arc::new(fanout::InProcessFanout::default());
-    Ok(moderation::Moderation::new(store, keys, identity, fanout))
+    let announcer = Arc::new(fanout::AnnouncingFanout::new(
+        data_dir.to_owned(),
+        nats.map(<[String]>::to_vec),
+    ));
+    Ok(moderation::Moderation::announcing(
+        store, keys, identity, announcer,
+    ))
 }
 
 /// Runs the server until `shutdown` resolves.
@@ -172,6 +181,8 @@ pub async fn run(
         None => Arc::new(fanout::InProcessFanout::default()),
     };
     let app = App::new(config, store, fanout)?;
+    // `parley admin` on this machine tells the node through it; removed when the node stops.
+    let _socket = local::listen(&app);
     http::serve(app, shutdown).await
 }
 

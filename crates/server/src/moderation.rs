@@ -32,7 +32,7 @@ use prost::Message as _;
 use serde::Serialize;
 
 use crate::accounts::Authenticated;
-use crate::fanout::Fanout;
+use crate::fanout::{Announced, AnnouncingFanout, Fanout};
 use crate::franking::FrankingKeys;
 use crate::public_state::PublicGroupState;
 use crate::{now_ms, ApiError};
@@ -117,9 +117,16 @@ pub struct Moderation {
     keys: Arc<FrankingKeys>,
     identity: Arc<ServerIdentity>,
     fanout: Arc<dyn Fanout>,
+    /// In `parley admin`, which holds no live connections: what the nodes must be told.
+    announcer: Option<Arc<AnnouncingFanout>>,
     reporters: DefaultKeyedRateLimiter<DeviceId>,
     /// Console sign-in attempts per client address: guessing a token is throttled.
     sign_ins: DefaultKeyedRateLimiter<std::net::IpAddr>,
+}
+
+/// One console sign-in attempt the throttle allowed; [`Moderation::sign_in`] spends it.
+pub struct SignInAttempt {
+    client: std::net::IpAddr,
 }
 
 /// How long a console session lasts after sign-in.
@@ -146,11 +153,36 @@ impl Moderation {
             keys,
             identity,
             fanout,
+            announcer: None,
             reporters: DefaultKeyedRateLimiter::keyed(quota),
             sign_ins: DefaultKeyedRateLimiter::keyed(
                 Quota::per_minute(std::num::NonZeroU32::MIN.saturating_add(9))
                     .allow_burst(std::num::NonZeroU32::MIN.saturating_add(SIGN_IN_BURST - 1)),
             ),
+        }
+    }
+
+    /// Moderation in a process that serves no live connections (`parley admin`): what the
+    /// nodes must hear at once goes to `announcer`, and out with
+    /// [`Moderation::finish_announcements`].
+    pub fn announcing(
+        store: Arc<dyn Store>,
+        keys: Arc<FrankingKeys>,
+        identity: Arc<ServerIdentity>,
+        announcer: Arc<AnnouncingFanout>,
+    ) -> Self {
+        let mut moderation = Self::new(store, keys, identity, announcer.clone());
+        moderation.announcer = Some(announcer);
+        moderation
+    }
+
+    /// Tells the nodes what the actions so far must let them know (ended sessions, hints),
+    /// and says who heard it. Nothing to do in a server process, whose fanout announces at
+    /// once.
+    pub async fn finish_announcements(&self) -> Announced {
+        match &self.announcer {
+            Some(announcer) => announcer.finish().await,
+            None => Announced::Nothing,
         }
     }
 
@@ -291,8 +323,8 @@ impl Moderation {
             .await?)
     }
 
-    /// Suspends an account: its sessions end, it cannot log in or send. Open reports against it
-    /// are marked actioned.
+    /// Suspends an account: its sessions end, it cannot log in or send, and its live
+    /// connections on every node close at once. Open reports against it are marked actioned.
     pub async fn suspend(&self, moderator: &str, user: &Username) -> Result<bool, ApiError> {
         if user.as_str() == SYSTEM_USERNAME {
             return Err(ApiError::forbidden(
@@ -304,6 +336,8 @@ impl Moderation {
             .store
             .set_suspended(user, true, Self::audit(moderator, "suspend", user.as_str()))
             .await?;
+        // Also when it was suspended already: an earlier announcement may have been lost.
+        self.fanout.end_sessions(user);
         for report in self.store.reports(Some(ReportStatus::Open)).await? {
             if report.report.accused == *user {
                 let audit = Self::audit(moderator, "action report", &report.id.to_string());
@@ -571,14 +605,9 @@ impl Moderation {
             .await?)
     }
 
-    /// Signs a moderator in to the console with an admin token: returns a fresh session id (the
-    /// cookie's value, never the token itself), or None for a wrong token. Attempts are
-    /// throttled per client address, and failures logged.
-    pub async fn sign_in(
-        &self,
-        token: &str,
-        client: std::net::IpAddr,
-    ) -> Result<Option<String>, ApiError> {
+    /// A console sign-in attempt from `client`, if its address is within the throttle
+    /// (guessing a token is slow). Asked for before the sign-in form is read.
+    pub fn sign_in_attempt(&self, client: std::net::IpAddr) -> Result<SignInAttempt, ApiError> {
         if self.sign_ins.check_key(&client).is_err() {
             tracing::warn!(%client, "console sign-in throttled");
             return Err(ApiError::new(
@@ -586,6 +615,18 @@ impl Moderation {
                 "too many sign-in attempts; wait a minute",
             ));
         }
+        Ok(SignInAttempt { client })
+    }
+
+    /// Signs a moderator in to the console with an admin token: returns a fresh session id (the
+    /// cookie's value, never the token itself), or None for a wrong token. Each attempt is one
+    /// the throttle allowed ([`Moderation::sign_in_attempt`]); failures are logged.
+    pub async fn sign_in(
+        &self,
+        attempt: SignInAttempt,
+        token: &str,
+    ) -> Result<Option<String>, ApiError> {
+        let SignInAttempt { client } = attempt;
         let session = hex::encode(rand::random::<[u8; 32]>());
         let now = now_ms();
         let valid = token.len() == 64
