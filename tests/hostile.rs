@@ -1157,3 +1157,49 @@ async fn a_client_over_its_rate_is_answered_429_at_once_without_the_server_waiti
     .await;
     assert_eq!(answer.map(|(status, _)| status), Some(400));
 }
+
+/// Past its byte budget for the minute, an account's submission is refused by its announced
+/// length, before its body is read (before: read in full, up to 8 MiB, then refused; 64
+/// connections of one address could hold 512 MiB that way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submission_past_the_byte_budget_is_refused_before_its_body_is_read() {
+    let server = TestServer::start_with(&["--send-mib-per-minute", "8"]);
+    let alice = Device::register(&server.url(), "alice").await;
+    let bearer = format!(
+        "Authorization: Bearer {}\r\nContent-Type: {PROTOBUF}\r\n",
+        token(&alice)
+    );
+    // Two junk submissions of 4 MiB spend the budget (refused as invalid MLS, but read).
+    for i in 0..2u8 {
+        let junk = v1::Submit {
+            message_id: vec![i; 16],
+            mls_message: vec![i; 4 << 20],
+            welcome: None,
+        };
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/messages", server.url()))
+            .header("content-type", PROTOBUF)
+            .bearer_auth(token(&alice))
+            .body(junk.encode_to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(response.status().as_u16(), 429, "within the budget");
+    }
+    let length = 4 << 20;
+    let start = vec![0x0a; 1024];
+    let answer = answer_to_body(
+        &server,
+        [127, 0, 3, 1],
+        "/v1/messages",
+        &bearer,
+        length,
+        &start,
+        Duration::from_secs(5),
+    )
+    .await;
+    eprintln!("an unfinished 4 MiB submission past the byte budget: answered {answer:?}");
+    let (status, after) = answer.expect("no answer in 5 s: the server waits for the body");
+    assert_eq!(status, 429);
+    assert!(after < Duration::from_secs(1), "answered after {after:?}");
+}

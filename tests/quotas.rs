@@ -223,3 +223,68 @@ async fn an_account_in_too_many_groups_cannot_create_another() {
         .await
         .unwrap();
 }
+
+async fn get_as(token: &str, url: &str) -> (u16, Vec<u8>) {
+    let response = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.bytes().await.unwrap().to_vec())
+}
+
+/// Reading is rate-limited per account too: a queue page may be megabytes (before: 3,000
+/// pages in a row, all answered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_account_cannot_read_at_an_unlimited_rate() {
+    let server = TestServer::start();
+    let alice = Device::register(&server.url(), "alice").await;
+    let token = alice.client.api().token().expect("logged in").to_owned();
+    let url = format!("{}/v1/queue?after=0", server.url());
+    let started = Instant::now();
+    let (mut answered, mut refusal) = (0, None);
+    for _ in 0..3000 {
+        let (status, body) = get_as(&token, &url).await;
+        match status {
+            200 => answered += 1,
+            429 => {
+                refusal.get_or_insert(error_of(&body).1);
+            }
+            other => panic!("HTTP {other}"),
+        }
+    }
+    let elapsed = started.elapsed();
+    eprintln!("{answered} of 3000 queue reads answered in {elapsed:?}; refusal: {refusal:?}");
+    // A burst of 1,000, then 100 a second.
+    assert!(
+        answered as f64 <= 1000.0 + 100.0 * elapsed.as_secs_f64() + 10.0,
+        "{answered} answered"
+    );
+    assert!(refusal.expect("refused").contains("slow down"));
+}
+
+/// Unknown tokens cost a store lookup each: an address that sends many is refused for a while
+/// before they are looked up (before: 2,000 unknown tokens, 2,000 lookups).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_sending_unknown_tokens_is_refused_for_a_while() {
+    let server = TestServer::start();
+    let url = format!("{}/v1/keypackages/count", server.url());
+    let (mut unauthenticated, mut refusal) = (0, None);
+    for i in 0..2000u32 {
+        let (status, body) = get_as(&format!("forged-{i:08}"), &url).await;
+        match status {
+            401 => unauthenticated += 1,
+            429 => {
+                refusal.get_or_insert(error_of(&body).1);
+            }
+            other => panic!("HTTP {other}"),
+        }
+    }
+    eprintln!("{unauthenticated} of 2000 unknown tokens looked up; refusal: {refusal:?}");
+    assert!(unauthenticated < 600, "{unauthenticated} looked up");
+    assert!(refusal
+        .expect("refused")
+        .contains("too many unknown tokens from this address"));
+}

@@ -81,7 +81,26 @@ impl FromRequestParts<Arc<App>> for Authenticated {
         let token = header
             .strip_prefix("Bearer ")
             .ok_or_else(|| ApiError::unauthenticated("Authorization must be a Bearer token"))?;
-        app.accounts.authenticate(token).await
+        let address = client_ip(parts)?;
+        app.rates.check_token_address(address)?;
+        let authenticated = app.accounts.authenticate(token).await;
+        if matches!(&authenticated, Err(e) if e.code() == ErrorCode::Unauthenticated) {
+            app.rates.note_token_failure(address);
+        }
+        authenticated
+    }
+}
+
+/// An authenticated device whose account is within its rate of reads.
+struct Reader(Authenticated);
+
+impl FromRequestParts<Arc<App>> for Reader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let device = Authenticated::from_request_parts(parts, app).await?;
+        app.rates.check_read(&device.0.user_id)?;
+        Ok(Reader(device))
     }
 }
 
@@ -190,7 +209,7 @@ async fn login(
 
 async fn user_devices(
     State(app): AppState,
-    _device: Authenticated,
+    _reader: Reader,
     Path(username): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Proto(app.accounts.user_devices(&username).await?))
@@ -212,7 +231,7 @@ async fn upload_key_packages(
 
 async fn key_package_count(
     State(app): AppState,
-    device: Authenticated,
+    Reader(device): Reader,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Proto(app.key_packages.count(&device).await?))
 }
@@ -240,15 +259,46 @@ async fn create_group(
     Ok(Proto(app.delivery.create_group(&device, group).await?))
 }
 
+/// A [`Submitter`] whose announced body (`Content-Length`) fits its account's byte budget for
+/// the minute, charged before the body is read; `charged` is false for a body of unknown
+/// length, which is charged once read.
+struct Sender {
+    device: Authenticated,
+    charged: bool,
+}
+
+impl FromRequestParts<Arc<App>> for Sender {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let Submitter(device) = Submitter::from_request_parts(parts, app).await?;
+        let announced = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if let Some(length) = announced {
+            app.rates.check_sent_bytes(&device.0.user_id, length)?;
+        }
+        Ok(Sender {
+            device,
+            charged: announced.is_some(),
+        })
+    }
+}
+
 async fn submit(
     State(app): AppState,
-    Submitter(device): Submitter,
+    sender: Sender,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    // The rate was checked before the body was read: a refused submission costs no reading
+    // The rates were checked before the body was read: a refused submission costs no reading
     // and no decoding.
     let submit = decode(&app, body, FEW_FIELDS).await?;
-    Ok(Proto(app.submit_checked(&device, submit).await?))
+    Ok(Proto(
+        app.submit_checked(&sender.device, submit, sender.charged)
+            .await?,
+    ))
 }
 
 #[derive(serde::Deserialize)]
@@ -265,7 +315,7 @@ fn default_limit() -> u32 {
 
 async fn fetch_queue(
     State(app): AppState,
-    device: Authenticated,
+    Reader(device): Reader,
     Query(params): Query<FetchParams>,
 ) -> Result<impl IntoResponse, ApiError> {
     let batch = app
@@ -278,7 +328,7 @@ async fn fetch_queue(
 
 async fn ack(
     State(app): AppState,
-    device: Authenticated,
+    Reader(device): Reader,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     let ack: v1::Ack = decode(&app, body, FEW_FIELDS).await?;
@@ -330,7 +380,7 @@ const LIVE_WRITE_BUFFER: usize = 64 * 1024;
 /// HTTP bodies.
 async fn websocket(
     State(app): AppState,
-    device: Authenticated,
+    Reader(device): Reader,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     // Counted before the upgrade: a device or account over its share gets an error, not a

@@ -92,17 +92,24 @@ impl App {
         submit: parley_protocol::v1::Submit,
     ) -> Result<parley_protocol::v1::SubmitResponse, ApiError> {
         self.rates.check_submission(&device.0.user_id)?;
-        self.submit_checked(device, submit).await
+        self.submit_checked(device, submit, false).await
     }
 
-    /// A submission whose rate was checked already (before its body was decoded).
+    /// A submission whose rate was checked already (before its body was decoded), and whose
+    /// bytes were charged to the account's budget already if `charged` (by the request's
+    /// `Content-Length`, before the body was read).
     pub(crate) async fn submit_checked(
         &self,
         device: &accounts::Authenticated,
         submit: parley_protocol::v1::Submit,
+        charged: bool,
     ) -> Result<parley_protocol::v1::SubmitResponse, ApiError> {
         let bytes = submit.mls_message.len() + submit.welcome.as_ref().map_or(0, Vec::len);
-        let result = match self.rates.check_sent_bytes(&device.0.user_id, bytes) {
+        let budget = match charged {
+            true => Ok(()),
+            false => self.rates.check_sent_bytes(&device.0.user_id, bytes),
+        };
+        let result = match budget {
             Ok(()) => self.delivery.submit(device, submit).await,
             Err(e) => Err(e),
         };

@@ -1,9 +1,12 @@
-//! Rate limits: per account for submissions, their bytes and new groups, per client address for authentication calls and
-//! registrations, per claimed account for KeyPackage claims.
+//! Rate limits: per account for submissions, their bytes, new groups and reads; per client
+//! address for authentication calls, registrations and failed tokens; per claimed account for
+//! KeyPackage claims.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use governor::{DefaultKeyedRateLimiter, Quota};
 use parley_protocol::{ErrorCode, UserId};
@@ -22,7 +25,22 @@ pub struct RateLimits {
     /// KeyPackage claims per claimed account, whoever claims: one-time packages cannot be
     /// drained faster than this.
     claims: DefaultKeyedRateLimiter<UserId>,
+    /// Reads per account (queue pages, acknowledgements, lookups, live connections): a queue
+    /// page may be megabytes, so reading is not free either.
+    reads: DefaultKeyedRateLimiter<UserId>,
+    /// Bearer tokens the store did not know, per client address; an address past it is
+    /// refused for a while before its tokens are looked up.
+    token_failures: DefaultKeyedRateLimiter<IpAddr>,
+    failing: Mutex<HashMap<IpAddr, Instant>>,
 }
+
+/// Reads per second per account, and the burst.
+const READS_PER_SECOND: u32 = 100;
+const READ_BURST: u32 = 1000;
+/// Unknown tokens per second per address, the burst, and how long an address past them waits.
+const TOKEN_FAILURES_PER_SECOND: u32 = 20;
+const TOKEN_FAILURE_BURST: u32 = 200;
+const FAILING_FOR: Duration = Duration::from_secs(10);
 
 fn quota(per_second: u32, burst: u32) -> Quota {
     let rate = NonZeroU32::new(per_second.max(1)).unwrap_or(NonZeroU32::MIN);
@@ -62,6 +80,39 @@ impl RateLimits {
                 config.claim_per_second,
                 config.claim_burst,
             )),
+            reads: DefaultKeyedRateLimiter::keyed(quota(READS_PER_SECOND, READ_BURST)),
+            token_failures: DefaultKeyedRateLimiter::keyed(quota(
+                TOKEN_FAILURES_PER_SECOND,
+                TOKEN_FAILURE_BURST,
+            )),
+            failing: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn check_read(&self, user: &UserId) -> Result<(), ApiError> {
+        self.reads
+            .check_key(user)
+            .map_err(|_| ApiError::new(ErrorCode::RateLimited, "too many requests; slow down"))
+    }
+
+    /// Refuses an address that recently sent too many unknown tokens, before its token costs
+    /// a lookup.
+    pub fn check_token_address(&self, address: IpAddr) -> Result<(), ApiError> {
+        let failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        match failing.get(&address) {
+            Some(until) if *until > Instant::now() => Err(ApiError::new(
+                ErrorCode::RateLimited,
+                "too many unknown tokens from this address; retry later",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts an unknown token against its address.
+    pub fn note_token_failure(&self, address: IpAddr) {
+        if self.token_failures.check_key(&address).is_err() {
+            let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+            failing.insert(address, Instant::now() + FAILING_FOR);
         }
     }
 
@@ -129,5 +180,12 @@ impl RateLimits {
         self.sent_kib.retain_recent();
         self.groups.retain_recent();
         self.claims.retain_recent();
+        self.reads.retain_recent();
+        self.token_failures.retain_recent();
+        let now = Instant::now();
+        self.failing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, until| *until > now);
     }
 }
