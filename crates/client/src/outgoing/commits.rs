@@ -25,6 +25,12 @@ impl Client {
         for _ in 0..MAX_EPOCH_RETRIES {
             // Nothing of ours may be queued ahead of the commit (see `settle_own_commits`).
             self.flush_outbox().await?;
+            if let Some(mut refused) = self.held_back(group_id).await {
+                refused
+                    .message
+                    .push_str("; messages to this chat wait for that, so the change was not made");
+                return Err(ClientError::Server(refused));
+            }
             let built_at = {
                 let conn = self.db();
                 let tx = conn.unchecked_transaction()?;

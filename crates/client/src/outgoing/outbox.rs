@@ -27,9 +27,9 @@ pub(super) fn random_id() -> MessageId {
     MessageId::from_bytes(bytes)
 }
 
-/// Groups whose next submission met a full recipient queue in the last flush, with the
-/// server's refusal: their submissions wait in the outbox, in order, for a later flush. Not an
-/// error of the flush: other chats go on.
+/// Groups whose next message met a full recipient queue in the last flush, with the server's
+/// refusal: their submissions wait in the outbox, in order, for a later flush. Not an error of
+/// the flush: other chats go on.
 pub(crate) type HeldBack = std::collections::HashMap<Vec<u8>, parley_protocol::WireError>;
 
 /// The server refused a submission because another member's commit moved the epoch first.
@@ -71,8 +71,6 @@ impl Client {
             {
                 Ok(accepted) => self.on_accepted(&row, &accepted)?,
                 Err(e) if e.is_transient() => return Err(e),
-                // Not accepted, so nothing of ours needs merging first; it is retried later.
-                Err(e) if e.is_queue_full() => continue,
                 Err(e) => {
                     tracing::info!(error = %e, "server refused a queued group change");
                     self.on_refused(&row)?;
@@ -210,7 +208,12 @@ impl Client {
                         break;
                     }
                     Err(e) if e.is_transient() => return Err(e),
-                    Err(ClientError::Server(refused)) if refused.code == ErrorCode::QueueFull => {
+                    // A message waits for the recipient to catch up; a group change is refused
+                    // like any other (its author tries again), so that no stale change waits.
+                    Err(ClientError::Server(refused))
+                        if refused.code == ErrorCode::QueueFull
+                            && current.kind == OutboxKind::Application =>
+                    {
                         tracing::info!("a recipient's queue is full; the submission waits");
                         held_back.insert(current.group_id.clone(), refused);
                         break;
