@@ -5,7 +5,9 @@
 //!   HTTP. Old clients keep working.
 //! - After `StartPush { after }` the server pushes the queue items themselves, in order, in
 //!   batches; they stay queued until the client acknowledges them with an `Ack` frame, so a
-//!   connection that drops loses nothing (the next one starts from the client's cursor).
+//!   connection that drops loses nothing (the next one starts from the client's cursor). A
+//!   cursor beyond the device's queue head is refused as `GET /v1/queue` refuses it, and the
+//!   connection closes (close code 4400, the same message).
 //! - `LiveSubmit` frames are submissions answered by `LiveResult`s. Several may be in flight,
 //!   which is what lets the store's group commit gather them into one transaction.
 //!
@@ -37,6 +39,8 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 const SESSION_RECHECK: Duration = Duration::from_secs(1);
 /// Close code for a connection whose session ended (suspension, expiry): 4000 + HTTP 401.
 const SESSION_ENDED: u16 = 4401;
+/// The most bytes a close frame's reason may hold (RFC 6455: 125 with the code).
+const MAX_CLOSE_REASON: usize = 123;
 
 /// Live connections one device may hold open at once on a node, and one account over all its
 /// devices.
@@ -222,15 +226,7 @@ impl Session {
                 Ok(())
             }
             Err(e) if e.code() == parley_protocol::ErrorCode::Unauthenticated => {
-                let close = axum::extract::ws::CloseFrame {
-                    code: SESSION_ENDED,
-                    reason: "the session has ended".into(),
-                };
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(1),
-                    self.socket.send(WsMessage::Close(Some(close))),
-                )
-                .await;
+                self.close(SESSION_ENDED, "the session has ended").await;
                 Err(ENDED)
             }
             // The store is unavailable: the connection stays, and so does the next check.
@@ -239,6 +235,23 @@ impl Session {
                 Ok(())
             }
         }
+    }
+
+    /// Sends a close frame (the reason cut to what one holds), waiting at most a second.
+    async fn close(&mut self, code: u16, reason: &str) {
+        let mut end = reason.len().min(MAX_CLOSE_REASON);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        let close = axum::extract::ws::CloseFrame {
+            code,
+            reason: reason[..end].into(),
+        };
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            self.socket.send(WsMessage::Close(Some(close))),
+        )
+        .await;
     }
 
     /// A check at most [`SESSION_RECHECK`] old.
@@ -380,12 +393,7 @@ impl Session {
             None => {}
         }
         match frame.body {
-            Some(Body::StartPush(start)) => {
-                // A cursor past the head cannot be the client's: it would skip items.
-                self.push = Push::On {
-                    sent: start.after.min(head),
-                };
-            }
+            Some(Body::StartPush(start)) => self.start_push(start.after, head).await?,
             Some(Body::Ack(ack)) => {
                 if self.ack.running.is_some() {
                     self.ack.pending = Some(self.ack.pending.unwrap_or(0).max(ack.up_to));
@@ -423,12 +431,44 @@ impl Session {
         Ok(())
     }
 
+    /// Pushes from `after` on. A cursor beyond the head this connection knows is checked
+    /// against the store's (the hint may still be on its way); beyond that too, it is not one
+    /// the server gave out, and pushing from the head instead would hide the items the client
+    /// lacks. It is refused as `GET /v1/queue` refuses it: the same message, in a close frame
+    /// whose code is 4000 + the HTTP status (4400). The connection ends rather than carry on
+    /// without pushing, because a client that ignored the refusal would wait for pushes forever.
+    async fn start_push(&mut self, after: u64, head: u64) -> Result<(), &'static str> {
+        let sent = if after <= head {
+            after
+        } else {
+            match self.app.delivery.queue_head(self.device.0.device_id).await {
+                Ok(stored) if after <= stored => after,
+                Ok(stored) => {
+                    let refused = crate::delivery::beyond_head("cursor", after, stored);
+                    self.close(4000 + refused.code().http_status(), &refused.0.message)
+                        .await;
+                    return Err("push cursor beyond the head");
+                }
+                // The store is unavailable (and says so where it fails): from the head known,
+                // as before, which at worst pushes items twice.
+                Err(e) => {
+                    tracing::debug!(error = %e.0, "queue head check failed");
+                    head
+                }
+            }
+        };
+        self.push = Push::On { sent };
+        Ok(())
+    }
+
     fn start_ack(&mut self, up_to: u64) {
         let (app, device) = (self.app.clone(), self.device.clone());
         self.ack.running = Some(tokio::spawn(async move {
             if let Err(e) = app.delivery.ack(&device, up_to).await {
                 // Unacknowledged items are pushed again on the next connection: nothing lost.
-                tracing::warn!(error = %e.0, "live acknowledgement failed");
+                // Debug: any client can make its acks fail (beyond its head), and a failing
+                // store is logged as an error where it fails.
+                tracing::debug!(error = %e.0, "live acknowledgement failed");
             }
         }));
     }
