@@ -218,40 +218,134 @@ fn public_state(bytes: &[u8]) {
     }
 }
 
-/// A live WebSocket frame (`live.rs`, `Session::handle`): decoded under the frame limit, then
-/// dispatched as the session does: a cursor clamped to the head, acknowledgements folded, a
-/// submission checked as `delivery::submit` checks it before it needs the store.
+/// A live WebSocket frame as the session handles it: `live::dispatch`, the code `live.rs` runs,
+/// decodes it under the frame limit and decides, from a fresh connection and from a busy one;
+/// the store's answer to a cursor beyond the head is tried below, at and above the cursor, and
+/// missing. A submission then goes through what `delivery::submit` checks before the store.
 fn live_frame(bytes: &[u8]) {
+    use parley_server::live::dispatch::{Action, Check, FrameState, Push};
     use v1::client_frame::Body;
-    let head = 1_000u64;
-    let Ok(frame) = parley_protocol::decode::<v1::ClientFrame>(bytes, limits::MAX_FRAME_BYTES)
-    else {
-        return;
+    const HEAD: u64 = 1_000;
+    let body = parley_protocol::decode::<v1::ClientFrame>(bytes, limits::MAX_FRAME_BYTES)
+        .ok()
+        .and_then(|frame| frame.body);
+    let busy = FrameState {
+        push: Push::On { sent: 10 },
+        acking: true,
+        pending_ack: Some(7),
+        in_flight: 3,
     };
-    let mut pending: Option<u64> = None;
-    match frame.body {
-        Some(Body::StartPush(start)) => assert!(start.after.min(head) <= head),
-        Some(Body::Ack(ack)) => pending = Some(pending.unwrap_or(0).max(ack.up_to)),
-        Some(Body::Submit(live)) => {
-            if let Some(submit) = live.submit {
-                if MessageId::from_slice(&submit.message_id).is_ok()
-                    && submit
-                        .welcome
-                        .as_ref()
-                        .is_none_or(|w| w.len() <= limits::MAX_WELCOME_BYTES)
-                {
-                    submission_checks(&submit.mls_message);
-                    if let Some(welcome) = &submit.welcome {
-                        if let Ok(message) = parley_server::delivery::parse_mls(welcome) {
-                            let _ = message.extract();
-                        }
+    for before in [FrameState::default(), busy] {
+        let mut state = before.clone();
+        let Ok(step) = state.on_frame(bytes, limits::MAX_FRAME_BYTES, HEAD) else {
+            assert!(body.is_none(), "a frame with a body ended the connection");
+            assert_eq!(
+                state, before,
+                "a frame that ends the connection changed its state"
+            );
+            continue;
+        };
+        let body = body.clone().expect("a dispatched frame has a body");
+        assert_eq!(
+            step.check,
+            if matches!(body, Body::Submit(_)) {
+                Check::Now
+            } else {
+                Check::Recent
+            },
+            "only a submission checks the session at once"
+        );
+        match (body, step.action) {
+            (Body::StartPush(start), Action::Done) => {
+                assert!(start.after <= HEAD);
+                assert_eq!(state.push, Push::On { sent: start.after });
+            }
+            (Body::StartPush(start), Action::CheckHead { after }) => {
+                assert!(
+                    after == start.after && after > HEAD,
+                    "asked the store for {after}"
+                );
+                assert_eq!(state, before, "changed before the store answered");
+                confirm_push(&state, after, HEAD);
+            }
+            (Body::Ack(ack), Action::Done) => {
+                assert!(before.acking, "an ack folded while none was running");
+                assert_eq!(state.pending_ack, before.pending_ack.max(Some(ack.up_to)));
+            }
+            (Body::Ack(ack), Action::Ack(up_to)) => {
+                assert!(!before.acking && state.acking && up_to == ack.up_to);
+            }
+            (Body::Submit(live), Action::Submit { request_id, submit }) => {
+                assert_eq!(request_id, live.request_id);
+                assert_eq!(state.in_flight, before.in_flight + 1);
+                match submit {
+                    Ok(submit) => {
+                        assert_eq!(Some(&submit), live.submit.as_ref());
+                        live_submission(&submit);
                     }
+                    Err(e) => assert!(live.submit.is_none(), "refused a body: {e:?}"),
                 }
             }
+            (body, action) => panic!("{body:?} dispatched as {action:?}"),
         }
-        None => {}
+        // Without the store's word no cursor lies past the head known: no item is skipped.
+        if let Push::On { sent } = state.push {
+            assert!(sent <= HEAD, "pushing after {sent}, head {HEAD}");
+        }
+        // The ack written next is the highest folded one.
+        let mut finished = state.clone();
+        assert_eq!(finished.ack_finished(), state.pending_ack);
+        assert_eq!(finished.acking, state.pending_ack.is_some());
     }
-    let _ = pending;
+}
+
+/// The store's answers to a push cursor beyond the connection's head: a cursor is accepted
+/// only up to the store's head, refused beyond it as `GET /v1/queue` refuses it, and without
+/// the store's word pushing starts no later than the head known.
+fn confirm_push(state: &parley_server::live::dispatch::FrameState, after: u64, head: u64) {
+    use parley_server::live::dispatch::Push;
+    for stored in [
+        Some(head),
+        Some(after - 1),
+        Some(after),
+        Some(u64::MAX),
+        None,
+    ] {
+        let mut confirmed = state.clone();
+        match (confirmed.confirm_push(after, head, stored), stored) {
+            (Ok(()), Some(stored)) => {
+                assert!(after <= stored);
+                assert_eq!(confirmed.push, Push::On { sent: after });
+            }
+            (Ok(()), None) => assert_eq!(confirmed.push, Push::On { sent: head }),
+            (Err(e), Some(stored)) => {
+                assert!(after > stored, "refused {after} under head {stored}");
+                assert_eq!(e.code(), parley_protocol::ErrorCode::Malformed);
+                let wanted = format!("cursor {after} is beyond the queue head {stored}");
+                assert!(e.0.message.starts_with(&wanted), "{}", e.0.message);
+                assert_eq!(&confirmed, state, "a refusal changed the state");
+            }
+            (Err(e), None) => panic!("refused without the store's word: {e:?}"),
+        }
+    }
+}
+
+/// What `delivery::submit` checks of a submission before it needs the store.
+fn live_submission(submit: &v1::Submit) {
+    if MessageId::from_slice(&submit.message_id).is_err()
+        || submit
+            .welcome
+            .as_ref()
+            .is_some_and(|w| w.len() > limits::MAX_WELCOME_BYTES)
+    {
+        return;
+    }
+    submission_checks(&submit.mls_message);
+    if let Some(welcome) = &submit.welcome {
+        if let Ok(message) = parley_server::delivery::parse_mls(welcome) {
+            let _ = message.extract();
+        }
+    }
 }
 
 /// A Welcome queue item as the client opens it (`incoming.rs`): the bundle, the Welcome and
@@ -350,7 +444,7 @@ pub const OTHERS: &[Target] = &[
     },
     Target {
         name: "live_frame",
-        about: "server: a live WebSocket client frame, decoded and dispatched (live.rs)",
+        about: "server: a live WebSocket client frame, decoded and dispatched (live::dispatch)",
         max_len: MLS_MAX,
         run: live_frame,
     },
