@@ -96,6 +96,101 @@ proto_targets! {
     proto_group_roles => v1::GroupRoles, "client and server: roles extension";
 }
 
+/// The messages the server decodes with `decode_bounded` (`http.rs`), named by their protobuf
+/// target. The first byte of a `decode_bounded` input picks one, a field limit and a length
+/// limit ([`bounded_selector`]).
+pub const BOUNDED: [&str; 9] = [
+    "proto_register_request",
+    "proto_challenge_request",
+    "proto_login_request",
+    "proto_upload_key_packages",
+    "proto_claim_key_packages",
+    "proto_create_group",
+    "proto_submit",
+    "proto_ack",
+    "proto_report_request",
+];
+/// Field limits: small ones, where the count decides, and those `http.rs` uses.
+pub const BOUNDED_FIELDS: [usize; 7] = [0, 1, 2, 24, 64, 201, 1000];
+/// Length limits: the frame limit, and one that short bodies exceed.
+pub const BOUNDED_BYTES: [usize; 2] = [limits::MAX_FRAME_BYTES, 64];
+
+/// The first byte of a `decode_bounded` input for `BOUNDED[kind]`, `BOUNDED_FIELDS[fields]`
+/// and `BOUNDED_BYTES[bytes]`.
+pub fn bounded_selector(kind: usize, fields: usize, bytes: usize) -> u8 {
+    let (k, f) = (BOUNDED.len(), BOUNDED_FIELDS.len());
+    assert!(kind < k && fields < f && bytes < BOUNDED_BYTES.len());
+    u8::try_from(kind + k * (fields + f * bytes)).expect("a selector fits a byte")
+}
+
+/// `parley_protocol::decode_bounded`, the decoder of every API body: one message type, field
+/// limit and length limit by the first byte, then the body. It must refuse a body over the
+/// length limit, or of more top-level fields than the limit as prost reads them (what it
+/// would build in memory), and otherwise agree with the unbounded decoder.
+fn decode_bounded(bytes: &[u8]) {
+    let Some((&selector, body)) = bytes.split_first() else {
+        return;
+    };
+    let selector = usize::from(selector);
+    let rest = selector / BOUNDED.len();
+    let fields = BOUNDED_FIELDS[rest % BOUNDED_FIELDS.len()];
+    let max_len = BOUNDED_BYTES[(rest / BOUNDED_FIELDS.len()) % BOUNDED_BYTES.len()];
+    match BOUNDED[selector % BOUNDED.len()] {
+        "proto_register_request" => bounded::<v1::RegisterRequest>(body, max_len, fields),
+        "proto_challenge_request" => bounded::<v1::ChallengeRequest>(body, max_len, fields),
+        "proto_login_request" => bounded::<v1::LoginRequest>(body, max_len, fields),
+        "proto_upload_key_packages" => bounded::<v1::UploadKeyPackages>(body, max_len, fields),
+        "proto_claim_key_packages" => bounded::<v1::ClaimKeyPackages>(body, max_len, fields),
+        "proto_create_group" => bounded::<v1::CreateGroup>(body, max_len, fields),
+        "proto_submit" => bounded::<v1::Submit>(body, max_len, fields),
+        "proto_ack" => bounded::<v1::Ack>(body, max_len, fields),
+        "proto_report_request" => bounded::<v1::ReportRequest>(body, max_len, fields),
+        other => unreachable!("no decoder for {other}"),
+    }
+}
+
+fn bounded<M: Message + Default + PartialEq + Debug>(body: &[u8], max_len: usize, fields: usize) {
+    use parley_protocol::ErrorCode;
+    let outcome = parley_protocol::decode_bounded::<M>(body, max_len, fields);
+    let unbounded = parley_protocol::decode::<M>(body, max_len);
+    let count = prost_fields(body);
+    match &outcome {
+        Ok(message) => {
+            let count = count.expect("a decoded body has fields prost can read");
+            assert!(count <= fields, "{count} fields passed a limit of {fields}");
+            assert_eq!(
+                unbounded.as_ref().ok(),
+                Some(message),
+                "bounded and unbounded differ"
+            );
+        }
+        Err(e) => {
+            assert!(!e.message.is_empty(), "an error without a message");
+            if body.len() > max_len {
+                assert_eq!(e.code, ErrorCode::TooLarge, "{}", e.message);
+            } else if count.is_some_and(|count| count <= fields) {
+                // Within both limits it refuses only what the decoder refuses.
+                assert!(unbounded.is_err(), "refused a body within the limits: {e}");
+                assert_ne!(e.code, ErrorCode::TooLarge, "{}", e.message);
+            }
+        }
+    }
+}
+
+/// Top-level fields as prost reads them (a group, with all it holds, is one field), or `None`
+/// where prost cannot read them. An oracle independent of the counter under test: prost's own
+/// field skipping (`prost::encoding` is what prost's generated code calls).
+fn prost_fields(mut body: &[u8]) -> Option<usize> {
+    use prost::encoding::{decode_key, skip_field, DecodeContext};
+    let mut count = 0;
+    while !body.is_empty() {
+        let (tag, wire_type) = decode_key(&mut body).ok()?;
+        skip_field(wire_type, tag, &mut body, DecodeContext::default()).ok()?;
+        count += 1;
+    }
+    Some(count)
+}
+
 /// What the Delivery Service does with a submission's MLS message before it needs the group
 /// (`delivery::submit`): parse, classify, group id and epoch; for an application message its
 /// content type, AAD bound and franking tag. The Welcome beside a commit must parse as one.
@@ -418,6 +513,12 @@ fn server_key_file(bytes: &[u8]) {
 
 /// Targets beyond the protobuf messages.
 pub const OTHERS: &[Target] = &[
+    Target {
+        name: "decode_bounded",
+        about: "server: every API body, decoded under a field limit (protocol::decode_bounded)",
+        max_len: PROTO_MAX,
+        run: decode_bounded,
+    },
     Target {
         name: "mls_submission",
         about: "server: the MLS message of a submission (delivery::submit)",
