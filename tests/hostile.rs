@@ -847,6 +847,58 @@ async fn bodies_of_empty_repeated_fields_do_not_amplify_in_memory_or_stall_the_s
     );
 }
 
+/// Found by the fuzz target `decode_bounded`: the field count stopped at a group, which prost
+/// skips when its field is unknown, so that the empty entries after one were decoded uncounted
+/// (a 2 MiB report became a million context messages in memory).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_ahead_of_empty_repeated_fields_does_not_lift_the_field_bound() {
+    let server = TestServer::start();
+    let alice = Device::register(&server.url(), "alice").await;
+    let token = token(&alice);
+    // Field 15 as an empty group, then empty entries up to just under the route's body limit.
+    let body = |entry: u8, limit: usize| {
+        let mut body = vec![0x7b, 0x7c];
+        body.extend([entry, 0x00].repeat((limit - 64) / 2));
+        body
+    };
+    let reports = body(0x1a, 2 * 1024 * 1024);
+    let uploads = body(0x0a, 4 * 1024 * 1024);
+    let (stop_memory, memory) = watch_memory(&server);
+    let attacks = (0..4).map(|i| {
+        let (route, body) = match i % 2 {
+            0 => ("reports", reports.clone()),
+            _ => ("keypackages", uploads.clone()),
+        };
+        let (url, token) = (format!("{}/v1/{route}", server.url()), token.clone());
+        tokio::spawn(async move {
+            let response = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .header("content-type", PROTOBUF)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, error_of(&response.bytes().await.unwrap()))
+        })
+    });
+    let mut answers = Vec::new();
+    for attack in attacks {
+        answers.push(attack.await.unwrap());
+    }
+    let _ = stop_memory.send(());
+    let grown = memory.await.unwrap();
+    eprintln!(
+        "4 bodies of a group and empty entries: {answers:?}, peak server memory +{grown} KiB"
+    );
+    for (status, (code, message)) in &answers {
+        assert_eq!((*status, *code), (400, ErrorCode::Malformed), "{message}");
+        assert!(message.ends_with("not protobuf"), "{message}");
+    }
+    assert!(grown < 64 * 1024, "memory grew by {grown} KiB");
+}
+
 // Item 3: timeouts and connection limits against slowloris.
 
 /// A configuration file for the server with short transport timeouts (seconds).
