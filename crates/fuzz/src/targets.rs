@@ -126,7 +126,8 @@ pub fn bounded_selector(kind: usize, fields: usize, bytes: usize) -> u8 {
 /// `parley_protocol::decode_bounded`, the decoder of every API body: one message type, field
 /// limit and length limit by the first byte, then the body. It must refuse a body over the
 /// length limit, or of more top-level fields than the limit as prost reads them (what it
-/// would build in memory), and otherwise agree with the unbounded decoder.
+/// would build in memory), or with a group (not proto3; prost would skip one of an unknown
+/// field and decode on), and otherwise agree with the unbounded decoder.
 fn decode_bounded(bytes: &[u8]) {
     let Some((&selector, body)) = bytes.split_first() else {
         return;
@@ -153,10 +154,12 @@ fn bounded<M: Message + Default + PartialEq + Debug>(body: &[u8], max_len: usize
     use parley_protocol::ErrorCode;
     let outcome = parley_protocol::decode_bounded::<M>(body, max_len, fields);
     let unbounded = parley_protocol::decode::<M>(body, max_len);
-    let count = prost_fields(body);
+    let read = prost_fields(body);
     match &outcome {
         Ok(message) => {
-            let count = count.expect("a decoded body has fields prost can read");
+            let read = read.expect("a decoded body has fields prost can read");
+            assert!(!read.group, "a body with a group passed");
+            let count = read.count;
             assert!(count <= fields, "{count} fields passed a limit of {fields}");
             assert_eq!(
                 unbounded.as_ref().ok(),
@@ -168,7 +171,7 @@ fn bounded<M: Message + Default + PartialEq + Debug>(body: &[u8], max_len: usize
             assert!(!e.message.is_empty(), "an error without a message");
             if body.len() > max_len {
                 assert_eq!(e.code, ErrorCode::TooLarge, "{}", e.message);
-            } else if count.is_some_and(|count| count <= fields) {
+            } else if read.is_some_and(|read| read.count <= fields && !read.group) {
                 // Within both limits it refuses only what the decoder refuses.
                 assert!(unbounded.is_err(), "refused a body within the limits: {e}");
                 assert_ne!(e.code, ErrorCode::TooLarge, "{}", e.message);
@@ -177,18 +180,31 @@ fn bounded<M: Message + Default + PartialEq + Debug>(body: &[u8], max_len: usize
     }
 }
 
-/// Top-level fields as prost reads them (a group, with all it holds, is one field), or `None`
-/// where prost cannot read them. An oracle independent of the counter under test: prost's own
-/// field skipping (`prost::encoding` is what prost's generated code calls).
-fn prost_fields(mut body: &[u8]) -> Option<usize> {
-    use prost::encoding::{decode_key, skip_field, DecodeContext};
-    let mut count = 0;
+/// A body's top-level fields as prost reads them.
+#[derive(Clone, Copy)]
+struct Read {
+    /// A group, with all it holds, is one field.
+    count: usize,
+    /// One of them is a group.
+    group: bool,
+}
+
+/// Top-level fields as prost reads them, or `None` where prost cannot read them. An oracle
+/// independent of the counter under test: prost's own field skipping (`prost::encoding` is
+/// what prost's generated code calls).
+fn prost_fields(mut body: &[u8]) -> Option<Read> {
+    use prost::encoding::{decode_key, skip_field, DecodeContext, WireType};
+    let mut read = Read {
+        count: 0,
+        group: false,
+    };
     while !body.is_empty() {
         let (tag, wire_type) = decode_key(&mut body).ok()?;
         skip_field(wire_type, tag, &mut body, DecodeContext::default()).ok()?;
-        count += 1;
+        read.count += 1;
+        read.group |= wire_type == WireType::StartGroup;
     }
-    Some(count)
+    Some(read)
 }
 
 /// What the Delivery Service does with a submission's MLS message before it needs the group
