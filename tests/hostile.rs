@@ -38,6 +38,8 @@ struct Observed {
     frames: Vec<v1::ServerFrame>,
     pongs: usize,
     closed_after: Option<Duration>,
+    /// The close frame's code and reason, if the server sent one.
+    close: Option<(u16, String)>,
 }
 
 async fn observe(socket: &mut Socket, within: Duration) -> Observed {
@@ -51,7 +53,12 @@ async fn observe(socket: &mut Socket, within: Duration) -> Observed {
                     .push(v1::ServerFrame::decode(bytes.as_ref()).expect("a ServerFrame"));
             }
             Ok(Some(Ok(WsMessage::Pong(_)))) => seen.pongs += 1,
-            Ok(Some(Ok(WsMessage::Close(_)))) | Ok(Some(Err(_))) | Ok(None) => {
+            Ok(Some(Ok(WsMessage::Close(frame)))) => {
+                seen.close = frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+                seen.closed_after = Some(started.elapsed());
+                break;
+            }
+            Ok(Some(Err(_))) | Ok(None) => {
                 seen.closed_after = Some(started.elapsed());
                 break;
             }
@@ -263,6 +270,117 @@ async fn a_queue_cursor_or_an_acknowledgement_beyond_the_head_is_refused() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
+}
+
+/// `GET /v1/queue?after=`: status and body.
+async fn fetch_queue(server: &TestServer, token: &str, after: u64) -> (u16, Vec<u8>) {
+    let response = reqwest::Client::new()
+        .get(format!("{}/v1/queue?after={after}", server.url()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.bytes().await.unwrap().to_vec())
+}
+
+fn live_frame(body: v1::client_frame::Body) -> WsMessage {
+    WsMessage::Binary(v1::ClientFrame { body: Some(body) }.encode_to_vec().into())
+}
+
+fn start_push(after: u64) -> WsMessage {
+    live_frame(v1::client_frame::Body::StartPush(v1::StartPush { after }))
+}
+
+/// Alice sends bob `count` texts; bob's token and queue as HTTP shows it.
+async fn bob_with_messages(server: &TestServer, count: usize) -> (Device, String, v1::QueueBatch) {
+    let alice = Device::register(&server.url(), "alice").await;
+    let bob = Device::register(&server.url(), "bob").await;
+    let chat = parley_client::ChatRef::Direct(parley_protocol::Username::parse("bob").unwrap());
+    for i in 0..count {
+        alice
+            .client
+            .send_text(&chat, &format!("text {i}"))
+            .await
+            .unwrap();
+    }
+    let token = token(&bob);
+    let (status, body) = fetch_queue(server, &token, 0).await;
+    assert_eq!(status, 200);
+    let queue = v1::QueueBatch::decode(body.as_slice()).unwrap();
+    assert!(queue.head >= count as u64, "{queue:?}");
+    (bob, token, queue)
+}
+
+/// A push cursor past the head is not one the server gave out: pushing from the head instead
+/// (as it once did) would hide the items the client has not got. The live connection refuses
+/// it as `GET /v1/queue` does, in its close frame: code 4000 + the HTTP status, same message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_push_cursor_beyond_the_head_is_refused_like_a_queue_cursor_and_closes_cleanly() {
+    let server = TestServer::start();
+    let (_bob, token, queue) = bob_with_messages(&server, 2).await;
+    let head = queue.head;
+    for after in [head + 1, 1 << 40, u64::MAX] {
+        let (status, body) = fetch_queue(&server, &token, after).await;
+        let (code, message) = error_of(&body);
+        assert_eq!((status, code), (400, ErrorCode::Malformed), "{message}");
+
+        let mut socket = open_live(&server.url(), &token).await;
+        socket.send(start_push(after)).await.unwrap();
+        let seen = observe(&mut socket, Duration::from_secs(3)).await;
+        assert!(seen.frames.iter().all(|f| f.items.is_empty()), "{seen:?}");
+        let (close_code, reason) = seen
+            .close
+            .clone()
+            .unwrap_or_else(|| panic!("after={after}: no close frame: {seen:?}"));
+        assert_eq!(close_code, 4000 + code.http_status(), "{reason}");
+        assert_eq!(reason, message);
+    }
+    // The boundary, the head itself, is a valid cursor, and the connection keeps serving: a
+    // cursor before it then gets every item, as HTTP lists them.
+    let mut socket = open_live(&server.url(), &token).await;
+    socket.send(start_push(head)).await.unwrap();
+    socket.send(start_push(0)).await.unwrap();
+    let seen = observe(&mut socket, Duration::from_secs(2)).await;
+    assert_eq!(seen.closed_after, None, "{seen:?}");
+    let pushed: Vec<u64> = seen
+        .frames
+        .iter()
+        .flat_map(|f| f.items.iter().map(|i| i.seq))
+        .collect();
+    let listed: Vec<u64> = queue.items.iter().map(|i| i.seq).collect();
+    assert_eq!(pushed, listed);
+}
+
+/// Any client can make its acknowledgements fail (beyond its head): that must not reach the
+/// warning level operators watch, nor acknowledge anything, nor cost the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_live_acknowledgements_are_logged_below_warn_and_acknowledge_nothing() {
+    let server = TestServer::start();
+    let (_bob, token, queue) = bob_with_messages(&server, 1).await;
+    let logged_before = std::fs::read(server.log_path()).unwrap().len();
+    let mut socket = open_live(&server.url(), &token).await;
+    for up_to in [queue.head + 1, u64::MAX] {
+        let ack = v1::client_frame::Body::Ack(v1::Ack { up_to });
+        socket.send(live_frame(ack)).await.unwrap();
+        // One at a time: a second ack while the first runs would be folded into it.
+        let _ = observe(&mut socket, Duration::from_millis(500)).await;
+    }
+    assert_live(&mut socket).await;
+    let (status, body) = fetch_queue(&server, &token, 0).await;
+    assert_eq!(status, 200);
+    assert_eq!(v1::QueueBatch::decode(body.as_slice()).unwrap(), queue);
+
+    let log = std::fs::read(server.log_path()).unwrap();
+    let log = String::from_utf8_lossy(&log[logged_before..]);
+    let failures: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("live acknowledgement failed"))
+        .collect();
+    assert_eq!(failures.len(), 2, "{log}");
+    assert!(failures.iter().all(|l| l.contains("DEBUG")), "{failures:?}");
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains(" WARN ")).collect();
+    assert!(warnings.is_empty(), "{warnings:?}");
 }
 
 // Item 10: operational data is not public.
@@ -754,6 +872,58 @@ async fn bodies_of_empty_repeated_fields_do_not_amplify_in_memory_or_stall_the_s
         slowest < Duration::from_millis(250),
         "/healthz took {slowest:?}"
     );
+}
+
+/// Found by the fuzz target `decode_bounded`: the field count stopped at a group, which prost
+/// skips when its field is unknown, so that the empty entries after one were decoded uncounted
+/// (a 2 MiB report became a million context messages in memory).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_ahead_of_empty_repeated_fields_does_not_lift_the_field_bound() {
+    let server = TestServer::start();
+    let alice = Device::register(&server.url(), "alice").await;
+    let token = token(&alice);
+    // Field 15 as an empty group, then empty entries up to just under the route's body limit.
+    let body = |entry: u8, limit: usize| {
+        let mut body = vec![0x7b, 0x7c];
+        body.extend([entry, 0x00].repeat((limit - 64) / 2));
+        body
+    };
+    let reports = body(0x1a, 2 * 1024 * 1024);
+    let uploads = body(0x0a, 4 * 1024 * 1024);
+    let (stop_memory, memory) = watch_memory(&server);
+    let attacks = (0..4).map(|i| {
+        let (route, body) = match i % 2 {
+            0 => ("reports", reports.clone()),
+            _ => ("keypackages", uploads.clone()),
+        };
+        let (url, token) = (format!("{}/v1/{route}", server.url()), token.clone());
+        tokio::spawn(async move {
+            let response = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .header("content-type", PROTOBUF)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, error_of(&response.bytes().await.unwrap()))
+        })
+    });
+    let mut answers = Vec::new();
+    for attack in attacks {
+        answers.push(attack.await.unwrap());
+    }
+    let _ = stop_memory.send(());
+    let grown = memory.await.unwrap();
+    eprintln!(
+        "4 bodies of a group and empty entries: {answers:?}, peak server memory +{grown} KiB"
+    );
+    for (status, (code, message)) in &answers {
+        assert_eq!((*status, *code), (400, ErrorCode::Malformed), "{message}");
+        assert!(message.ends_with("not protobuf"), "{message}");
+    }
+    assert!(grown < 64 * 1024, "memory grew by {grown} KiB");
 }
 
 // Item 3: timeouts and connection limits against slowloris.

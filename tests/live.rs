@@ -127,11 +127,22 @@ async fn pushed_items_arrive_in_order_and_stay_queued_until_acknowledged() {
     }
     assert_eq!(left, 0, "acknowledged items are deleted");
 
-    // A cursor past the head cannot skip what comes next.
+    // A cursor past the head cannot skip what comes next: it is refused, closing the
+    // connection (tests/hostile.rs has the close frame), and from the head the next one comes.
     let mut third = open_live(&server, &bob).await;
     start_push(&mut third, head + 1_000).await;
+    let mut closed = false;
+    for _ in 0..5 {
+        if next_frame(&mut third).await.is_none() {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "a cursor beyond the head was accepted");
+    let mut fourth = open_live(&server, &bob).await;
+    start_push(&mut fourth, head).await;
     alice.client.send_text(&chat, "three").await.unwrap();
-    let next = items_up_to_head(&mut third).await;
+    let next = items_up_to_head(&mut fourth).await;
     assert_eq!(next[0].seq, head + 1);
 }
 

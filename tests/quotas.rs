@@ -60,13 +60,6 @@ async fn answer_as(token: &str, request: reqwest::RequestBuilder) -> (u16, Vec<u
     (status, response.bytes().await.unwrap().to_vec())
 }
 
-async fn post_as(token: &str, url: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
-    let request = reqwest::Client::new()
-        .post(url)
-        .header("content-type", PROTOBUF);
-    answer_as(token, request.body(body)).await
-}
-
 /// One account may hand the server only so many bytes a minute (before: 50 messages of 4 MiB,
 /// 200 MB, into a recipient's queue in 2 s). The submissions here are 4 MiB of junk, which the
 /// server refuses as invalid MLS once it has read them; past the budget it refuses them by

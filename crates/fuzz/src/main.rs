@@ -1,6 +1,7 @@
 //! `parley-fuzz TARGET --seconds N [--seed S]`: runs one fuzz target for a while on random
 //! (or given) seeds, prints iterations per second, and writes crashing inputs to `crashes/`.
-//! `parley-fuzz --list` names the targets; `parley-fuzz seeds` rewrites the seed corpus.
+//! `parley-fuzz --list` names the targets; `parley-fuzz seeds [TARGET...]` rewrites the seed
+//! corpus (of the targets named, or all).
 #![forbid(unsafe_code)]
 
 use std::time::{Duration, Instant};
@@ -10,7 +11,7 @@ use anyhow::{bail, Context, Result};
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(first) = args.first() else {
-        bail!("usage: parley-fuzz TARGET [--seconds N] [--seed S] | --list | seeds");
+        bail!("usage: parley-fuzz TARGET [--seconds N] [--seed S] | --list | seeds [TARGET...]");
     };
     if first == "--list" {
         for target in parley_fuzz::targets() {
@@ -19,7 +20,7 @@ fn main() -> Result<()> {
         return Ok(());
     }
     if first == "seeds" {
-        let count = parley_fuzz::seeds::write()?;
+        let count = parley_fuzz::seeds::write(&args[1..])?;
         println!("wrote {count} seed files");
         return Ok(());
     }

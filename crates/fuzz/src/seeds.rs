@@ -494,6 +494,7 @@ pub fn generate() -> Result<BTreeMap<&'static str, BTreeMap<String, Vec<u8>>>> {
             .encode_to_vec(),
         ),
     ];
+    bounded_seeds(&samples, &mut put);
     for (i, (target, bytes)) in samples.into_iter().enumerate() {
         put(target, &format!("sample-{i}"), bytes);
     }
@@ -689,10 +690,93 @@ reserved_names = ["admin", "support"]
     Ok(out)
 }
 
-/// Writes the seeds to `corpus/<target>/<name>`, replacing what was there.
-pub fn write() -> Result<usize> {
+/// Seeds of `decode_bounded`: each bounded message's samples under a field limit that admits
+/// them and one that does not, bodies of empty repeated entries at and past their route's
+/// limit, a body past the length limit, and the protobuf edge cases.
+fn bounded_seeds(
+    samples: &[(&'static str, Vec<u8>)],
+    put: &mut impl FnMut(&'static str, &str, Vec<u8>),
+) {
+    use crate::targets::{bounded_selector, BOUNDED, BOUNDED_FIELDS};
+    let limit = |fields: usize| {
+        BOUNDED_FIELDS
+            .iter()
+            .position(|&f| f == fields)
+            .expect("a listed field limit")
+    };
+    let kind = |name: &str| {
+        BOUNDED
+            .iter()
+            .position(|&k| k == name)
+            .expect("a bounded type")
+    };
+    let mut seed = |name: String, kind: usize, fields: usize, bytes: usize, body: &[u8]| {
+        let mut input = vec![bounded_selector(kind, limit(fields), bytes)];
+        input.extend_from_slice(body);
+        put("decode_bounded", &name, input);
+    };
+    for (i, (target, body)) in samples.iter().enumerate() {
+        let Some(k) = BOUNDED.iter().position(|b| b == target) else {
+            continue;
+        };
+        seed(format!("{target}-{i}-within"), k, 64, 0, body);
+        seed(format!("{target}-{i}-over-fields"), k, 1, 0, body);
+        seed(format!("{target}-{i}-over-bytes"), k, 64, 1, body);
+    }
+    let claim = kind("proto_claim_key_packages");
+    let empty_usernames = |n: usize| [0x0a, 0x00].repeat(n);
+    seed(
+        "claim-1000-empty".into(),
+        claim,
+        1000,
+        0,
+        &empty_usernames(1000),
+    );
+    seed(
+        "claim-1001-empty".into(),
+        claim,
+        1000,
+        0,
+        &empty_usernames(1001),
+    );
+    let report = kind("proto_report_request");
+    let empty_context = |n: usize| [0x1a, 0x00].repeat(n);
+    seed("report-24-empty".into(), report, 24, 0, &empty_context(24));
+    seed("report-25-empty".into(), report, 24, 0, &empty_context(25));
+    let upload = kind("proto_upload_key_packages");
+    seed(
+        "upload-202-empty".into(),
+        upload,
+        201,
+        0,
+        &[0x0a, 0x00].repeat(202),
+    );
+    for (k, name) in BOUNDED.iter().enumerate() {
+        for (edge, body) in [
+            ("empty", &[][..]),
+            ("truncated-varint", &[0x08, 0xff]),
+            ("huge-length", &[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]),
+            ("start-group", &[0x0b, 0x0c]),
+            ("field-zero", &[0x00, 0x01]),
+        ] {
+            seed(format!("{name}-{edge}"), k, 2, 0, body);
+        }
+    }
+}
+
+/// Writes the seeds to `corpus/<target>/<name>`, replacing what was there: of the targets
+/// named in `only`, or of all when it is empty. (The MLS seeds come out different on every
+/// run, fresh keys: naming targets leaves the others' files as they are.)
+pub fn write(only: &[String]) -> Result<usize> {
+    let seeds = generate()?;
+    if let Some(unknown) = only.iter().find(|t| !seeds.contains_key(t.as_str())) {
+        bail!("no seeds for target {unknown}");
+    }
     let mut count = 0;
-    for (target, files) in generate()? {
+    for (target, files) in seeds {
+        if !only.is_empty() && !only.iter().any(|t| t == target) {
+            continue;
+        }
         let dir = crate::corpus_dir(target);
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;

@@ -96,6 +96,117 @@ proto_targets! {
     proto_group_roles => v1::GroupRoles, "client and server: roles extension";
 }
 
+/// The messages the server decodes with `decode_bounded` (`http.rs`), named by their protobuf
+/// target. The first byte of a `decode_bounded` input picks one, a field limit and a length
+/// limit ([`bounded_selector`]).
+pub const BOUNDED: [&str; 9] = [
+    "proto_register_request",
+    "proto_challenge_request",
+    "proto_login_request",
+    "proto_upload_key_packages",
+    "proto_claim_key_packages",
+    "proto_create_group",
+    "proto_submit",
+    "proto_ack",
+    "proto_report_request",
+];
+/// Field limits: small ones, where the count decides, and those `http.rs` uses.
+pub const BOUNDED_FIELDS: [usize; 7] = [0, 1, 2, 24, 64, 201, 1000];
+/// Length limits: the frame limit, and one that short bodies exceed.
+pub const BOUNDED_BYTES: [usize; 2] = [limits::MAX_FRAME_BYTES, 64];
+
+/// The first byte of a `decode_bounded` input for `BOUNDED[kind]`, `BOUNDED_FIELDS[fields]`
+/// and `BOUNDED_BYTES[bytes]`.
+pub fn bounded_selector(kind: usize, fields: usize, bytes: usize) -> u8 {
+    let (k, f) = (BOUNDED.len(), BOUNDED_FIELDS.len());
+    assert!(kind < k && fields < f && bytes < BOUNDED_BYTES.len());
+    u8::try_from(kind + k * (fields + f * bytes)).expect("a selector fits a byte")
+}
+
+/// `parley_protocol::decode_bounded`, the decoder of every API body: one message type, field
+/// limit and length limit by the first byte, then the body. It must refuse a body over the
+/// length limit, or of more top-level fields than the limit as prost reads them (what it
+/// would build in memory), or with a group (not proto3; prost would skip one of an unknown
+/// field and decode on), and otherwise agree with the unbounded decoder.
+fn decode_bounded(bytes: &[u8]) {
+    let Some((&selector, body)) = bytes.split_first() else {
+        return;
+    };
+    let selector = usize::from(selector);
+    let rest = selector / BOUNDED.len();
+    let fields = BOUNDED_FIELDS[rest % BOUNDED_FIELDS.len()];
+    let max_len = BOUNDED_BYTES[(rest / BOUNDED_FIELDS.len()) % BOUNDED_BYTES.len()];
+    match BOUNDED[selector % BOUNDED.len()] {
+        "proto_register_request" => bounded::<v1::RegisterRequest>(body, max_len, fields),
+        "proto_challenge_request" => bounded::<v1::ChallengeRequest>(body, max_len, fields),
+        "proto_login_request" => bounded::<v1::LoginRequest>(body, max_len, fields),
+        "proto_upload_key_packages" => bounded::<v1::UploadKeyPackages>(body, max_len, fields),
+        "proto_claim_key_packages" => bounded::<v1::ClaimKeyPackages>(body, max_len, fields),
+        "proto_create_group" => bounded::<v1::CreateGroup>(body, max_len, fields),
+        "proto_submit" => bounded::<v1::Submit>(body, max_len, fields),
+        "proto_ack" => bounded::<v1::Ack>(body, max_len, fields),
+        "proto_report_request" => bounded::<v1::ReportRequest>(body, max_len, fields),
+        other => unreachable!("no decoder for {other}"),
+    }
+}
+
+fn bounded<M: Message + Default + PartialEq + Debug>(body: &[u8], max_len: usize, fields: usize) {
+    use parley_protocol::ErrorCode;
+    let outcome = parley_protocol::decode_bounded::<M>(body, max_len, fields);
+    let unbounded = parley_protocol::decode::<M>(body, max_len);
+    let read = prost_fields(body);
+    match &outcome {
+        Ok(message) => {
+            let read = read.expect("a decoded body has fields prost can read");
+            assert!(!read.group, "a body with a group passed");
+            let count = read.count;
+            assert!(count <= fields, "{count} fields passed a limit of {fields}");
+            assert_eq!(
+                unbounded.as_ref().ok(),
+                Some(message),
+                "bounded and unbounded differ"
+            );
+        }
+        Err(e) => {
+            assert!(!e.message.is_empty(), "an error without a message");
+            if body.len() > max_len {
+                assert_eq!(e.code, ErrorCode::TooLarge, "{}", e.message);
+            } else if read.is_some_and(|read| read.count <= fields && !read.group) {
+                // Within both limits it refuses only what the decoder refuses.
+                assert!(unbounded.is_err(), "refused a body within the limits: {e}");
+                assert_ne!(e.code, ErrorCode::TooLarge, "{}", e.message);
+            }
+        }
+    }
+}
+
+/// A body's top-level fields as prost reads them.
+#[derive(Clone, Copy)]
+struct Read {
+    /// A group, with all it holds, is one field.
+    count: usize,
+    /// One of them is a group.
+    group: bool,
+}
+
+/// Top-level fields as prost reads them, or `None` where prost cannot read them. An oracle
+/// independent of the counter under test: prost's own field skipping (`prost::encoding` is
+/// what prost's generated code calls).
+fn prost_fields(mut body: &[u8]) -> Option<Read> {
+    use prost::encoding::{decode_key, skip_field, DecodeContext, WireType};
+    let mut read = Read {
+        count: 0,
+        group: false,
+    };
+    while !body.is_empty() {
+        let (tag, wire_type) = decode_key(&mut body).ok()?;
+        skip_field(wire_type, tag, &mut body, DecodeContext::default()).ok()?;
+        read.count += 1;
+        read.group |= wire_type == WireType::StartGroup;
+    }
+    Some(read)
+}
+
 /// What the Delivery Service does with a submission's MLS message before it needs the group
 /// (`delivery::submit`): parse, classify, group id and epoch; for an application message its
 /// content type, AAD bound and franking tag. The Welcome beside a commit must parse as one.
@@ -218,40 +329,134 @@ fn public_state(bytes: &[u8]) {
     }
 }
 
-/// A live WebSocket frame (`live.rs`, `Session::handle`): decoded under the frame limit, then
-/// dispatched as the session does: a cursor clamped to the head, acknowledgements folded, a
-/// submission checked as `delivery::submit` checks it before it needs the store.
+/// A live WebSocket frame as the session handles it: `live::dispatch`, the code `live.rs` runs,
+/// decodes it under the frame limit and decides, from a fresh connection and from a busy one;
+/// the store's answer to a cursor beyond the head is tried below, at and above the cursor, and
+/// missing. A submission then goes through what `delivery::submit` checks before the store.
 fn live_frame(bytes: &[u8]) {
+    use parley_server::live::dispatch::{Action, Check, FrameState, Push};
     use v1::client_frame::Body;
-    let head = 1_000u64;
-    let Ok(frame) = parley_protocol::decode::<v1::ClientFrame>(bytes, limits::MAX_FRAME_BYTES)
-    else {
-        return;
+    const HEAD: u64 = 1_000;
+    let body = parley_protocol::decode::<v1::ClientFrame>(bytes, limits::MAX_FRAME_BYTES)
+        .ok()
+        .and_then(|frame| frame.body);
+    let busy = FrameState {
+        push: Push::On { sent: 10 },
+        acking: true,
+        pending_ack: Some(7),
+        in_flight: 3,
     };
-    let mut pending: Option<u64> = None;
-    match frame.body {
-        Some(Body::StartPush(start)) => assert!(start.after.min(head) <= head),
-        Some(Body::Ack(ack)) => pending = Some(pending.unwrap_or(0).max(ack.up_to)),
-        Some(Body::Submit(live)) => {
-            if let Some(submit) = live.submit {
-                if MessageId::from_slice(&submit.message_id).is_ok()
-                    && submit
-                        .welcome
-                        .as_ref()
-                        .is_none_or(|w| w.len() <= limits::MAX_WELCOME_BYTES)
-                {
-                    submission_checks(&submit.mls_message);
-                    if let Some(welcome) = &submit.welcome {
-                        if let Ok(message) = parley_server::delivery::parse_mls(welcome) {
-                            let _ = message.extract();
-                        }
+    for before in [FrameState::default(), busy] {
+        let mut state = before.clone();
+        let Ok(step) = state.on_frame(bytes, limits::MAX_FRAME_BYTES, HEAD) else {
+            assert!(body.is_none(), "a frame with a body ended the connection");
+            assert_eq!(
+                state, before,
+                "a frame that ends the connection changed its state"
+            );
+            continue;
+        };
+        let body = body.clone().expect("a dispatched frame has a body");
+        assert_eq!(
+            step.check,
+            if matches!(body, Body::Submit(_)) {
+                Check::Now
+            } else {
+                Check::Recent
+            },
+            "only a submission checks the session at once"
+        );
+        match (body, step.action) {
+            (Body::StartPush(start), Action::Done) => {
+                assert!(start.after <= HEAD);
+                assert_eq!(state.push, Push::On { sent: start.after });
+            }
+            (Body::StartPush(start), Action::CheckHead { after }) => {
+                assert!(
+                    after == start.after && after > HEAD,
+                    "asked the store for {after}"
+                );
+                assert_eq!(state, before, "changed before the store answered");
+                confirm_push(&state, after, HEAD);
+            }
+            (Body::Ack(ack), Action::Done) => {
+                assert!(before.acking, "an ack folded while none was running");
+                assert_eq!(state.pending_ack, before.pending_ack.max(Some(ack.up_to)));
+            }
+            (Body::Ack(ack), Action::Ack(up_to)) => {
+                assert!(!before.acking && state.acking && up_to == ack.up_to);
+            }
+            (Body::Submit(live), Action::Submit { request_id, submit }) => {
+                assert_eq!(request_id, live.request_id);
+                assert_eq!(state.in_flight, before.in_flight + 1);
+                match submit {
+                    Ok(submit) => {
+                        assert_eq!(Some(&submit), live.submit.as_ref());
+                        live_submission(&submit);
                     }
+                    Err(e) => assert!(live.submit.is_none(), "refused a body: {e:?}"),
                 }
             }
+            (body, action) => panic!("{body:?} dispatched as {action:?}"),
         }
-        None => {}
+        // Without the store's word no cursor lies past the head known: no item is skipped.
+        if let Push::On { sent } = state.push {
+            assert!(sent <= HEAD, "pushing after {sent}, head {HEAD}");
+        }
+        // The ack written next is the highest folded one.
+        let mut finished = state.clone();
+        assert_eq!(finished.ack_finished(), state.pending_ack);
+        assert_eq!(finished.acking, state.pending_ack.is_some());
     }
-    let _ = pending;
+}
+
+/// The store's answers to a push cursor beyond the connection's head: a cursor is accepted
+/// only up to the store's head, refused beyond it as `GET /v1/queue` refuses it, and without
+/// the store's word pushing starts no later than the head known.
+fn confirm_push(state: &parley_server::live::dispatch::FrameState, after: u64, head: u64) {
+    use parley_server::live::dispatch::Push;
+    for stored in [
+        Some(head),
+        Some(after - 1),
+        Some(after),
+        Some(u64::MAX),
+        None,
+    ] {
+        let mut confirmed = state.clone();
+        match (confirmed.confirm_push(after, head, stored), stored) {
+            (Ok(()), Some(stored)) => {
+                assert!(after <= stored);
+                assert_eq!(confirmed.push, Push::On { sent: after });
+            }
+            (Ok(()), None) => assert_eq!(confirmed.push, Push::On { sent: head }),
+            (Err(e), Some(stored)) => {
+                assert!(after > stored, "refused {after} under head {stored}");
+                assert_eq!(e.code(), parley_protocol::ErrorCode::Malformed);
+                let wanted = format!("cursor {after} is beyond the queue head {stored}");
+                assert!(e.0.message.starts_with(&wanted), "{}", e.0.message);
+                assert_eq!(&confirmed, state, "a refusal changed the state");
+            }
+            (Err(e), None) => panic!("refused without the store's word: {e:?}"),
+        }
+    }
+}
+
+/// What `delivery::submit` checks of a submission before it needs the store.
+fn live_submission(submit: &v1::Submit) {
+    if MessageId::from_slice(&submit.message_id).is_err()
+        || submit
+            .welcome
+            .as_ref()
+            .is_some_and(|w| w.len() > limits::MAX_WELCOME_BYTES)
+    {
+        return;
+    }
+    submission_checks(&submit.mls_message);
+    if let Some(welcome) = &submit.welcome {
+        if let Ok(message) = parley_server::delivery::parse_mls(welcome) {
+            let _ = message.extract();
+        }
+    }
 }
 
 /// A Welcome queue item as the client opens it (`incoming.rs`): the bundle, the Welcome and
@@ -325,6 +530,12 @@ fn server_key_file(bytes: &[u8]) {
 /// Targets beyond the protobuf messages.
 pub const OTHERS: &[Target] = &[
     Target {
+        name: "decode_bounded",
+        about: "server: every API body, decoded under a field limit (protocol::decode_bounded)",
+        max_len: PROTO_MAX,
+        run: decode_bounded,
+    },
+    Target {
         name: "mls_submission",
         about: "server: the MLS message of a submission (delivery::submit)",
         max_len: MLS_MAX,
@@ -350,7 +561,7 @@ pub const OTHERS: &[Target] = &[
     },
     Target {
         name: "live_frame",
-        about: "server: a live WebSocket client frame, decoded and dispatched (live.rs)",
+        about: "server: a live WebSocket client frame, decoded and dispatched (live::dispatch)",
         max_len: MLS_MAX,
         run: live_frame,
     },

@@ -63,6 +63,7 @@ fuzz_tests! {
     proto_group_meta: PROTO;
     proto_message_aad: PROTO;
     proto_group_roles: PROTO;
+    decode_bounded: PROTO;
     mls_submission: MLS;
     create_group: MLS;
     key_package: MLS;

@@ -79,7 +79,7 @@ pub fn decode_bounded<M: prost::Message + Default>(
 }
 
 /// The number of top-level fields in a protobuf encoding, counting at most `max + 1`; `None`
-/// when it does not parse as protobuf (the decoder then says what is wrong).
+/// when it does not parse as proto3.
 fn count_fields(mut bytes: &[u8], max: usize) -> Option<usize> {
     fn varint(bytes: &mut &[u8]) -> Option<u64> {
         let mut value = 0u64;
@@ -104,8 +104,10 @@ fn count_fields(mut bytes: &[u8], max: usize) -> Option<usize> {
             1 => 8,
             2 => usize::try_from(varint(&mut bytes)?).ok()?,
             5 => 4,
-            // Groups (3, 4) are not proto3: let the decoder refuse them.
-            _ => return Some(count + 1),
+            // Groups (3, 4) are not proto3, and no message here has one; but prost skips a
+            // group of an unknown field and decodes on, so counting stopped here would let
+            // any number of fields after it through. 6 and 7 are no wire type at all.
+            _ => return None,
         };
         bytes = bytes.get(skip..)?;
         count += 1;
@@ -137,5 +139,23 @@ mod bounded_tests {
         assert!(decode_bounded::<v1::ReportRequest>(&empties, 1 << 20, 22).is_err());
         // Truncated input is left to the decoder's error.
         assert!(decode_bounded::<v1::ClaimKeyPackages>(&[0x0a, 0x05, b'a'], 100, 10).is_err());
+    }
+
+    /// Found by the fuzz target `decode_bounded`: the count stopped at a group, and prost skips
+    /// a group of an unknown field, so the empty entries after one were decoded uncounted.
+    #[test]
+    fn a_group_does_not_hide_the_fields_after_it() {
+        // Field 15 as an empty group, then 1,000 empty `context` entries.
+        let mut body = vec![0x7b, 0x7c];
+        body.extend([0x1a, 0x00].repeat(1000));
+        let err = decode_bounded::<v1::ReportRequest>(&body, 1 << 20, 24).unwrap_err();
+        assert_eq!(err.code, ErrorCode::Malformed);
+        assert_eq!(err.message, "malformed ReportRequest: not protobuf");
+        // Ahead of the limit too, and whatever the group holds.
+        let within = [0x08, 0x01, 0x5b, 0x08, 0x09, 0x5c];
+        assert!(decode_bounded::<v1::Ack>(&within, 100, 64).is_err());
+        // Not a wire type at all.
+        assert!(decode_bounded::<v1::Ack>(&[0x0e], 100, 64).is_err());
+        assert!(decode_bounded::<v1::Ack>(&[0x08, 0x01], 100, 64).is_ok());
     }
 }

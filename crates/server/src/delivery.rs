@@ -803,7 +803,7 @@ fn response(accepted: &parley_store::Accepted) -> v1::SubmitResponse {
     }
 }
 
-fn beyond_head(what: &str, seq: u64, head: u64) -> ApiError {
+pub(crate) fn beyond_head(what: &str, seq: u64, head: u64) -> ApiError {
     ApiError::malformed(format!(
         "{what} {seq} is beyond the queue head {head}: fetch from your last processed item"
     ))

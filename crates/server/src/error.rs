@@ -17,7 +17,7 @@ pub enum ServerError {
 
 /// An error answered to a client: a wire error code and a message that names the problem
 /// without echoing secrets or content.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ApiError(pub WireError);
 
 impl ApiError {

@@ -15,7 +15,7 @@ pub mod fanout;
 pub mod franking;
 pub mod http;
 pub mod keypackages;
-mod live;
+pub mod live;
 mod local;
 pub mod metrics;
 pub mod moderation;

@@ -5,19 +5,21 @@
 //!   HTTP. Old clients keep working.
 //! - After `StartPush { after }` the server pushes the queue items themselves, in order, in
 //!   batches; they stay queued until the client acknowledges them with an `Ack` frame, so a
-//!   connection that drops loses nothing (the next one starts from the client's cursor).
+//!   connection that drops loses nothing (the next one starts from the client's cursor). A
+//!   cursor beyond the device's queue head is refused as `GET /v1/queue` refuses it, and the
+//!   connection closes (close code 4400, the same message).
 //! - `LiveSubmit` frames are submissions answered by `LiveResult`s. Several may be in flight,
 //!   which is what lets the store's group commit gather them into one transaction.
 //!
 //! Like the HTTP handlers, this module holds no rules: submissions, fetches and acks go to the
-//! delivery service, which owns them.
+//! delivery service, which owns them. What each client frame does is decided in [`dispatch`],
+//! without sockets (so that it can be fuzzed); this module carries it out.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ws::{Message as WsMessage, WebSocket};
-use parley_protocol::v1::client_frame::Body;
 use parley_protocol::{v1, DeviceId, ErrorCode, UserId};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -25,9 +27,10 @@ use tokio::task::JoinHandle;
 use crate::accounts::Authenticated;
 use crate::{ApiError, App};
 
-/// Submissions in flight per connection. Past it the connection stops reading, which pushes
-/// back on the client through TCP instead of queueing without bound here.
-const SUBMISSIONS_IN_FLIGHT: usize = 256;
+pub mod dispatch;
+
+use dispatch::{Action, Check, FrameState, Push, SUBMISSIONS_IN_FLIGHT};
+
 /// Most items in one pushed frame (the store also caps a page's bytes).
 const PUSH_BATCH: u32 = 512;
 /// A client that does not take a frame within this time is dropped.
@@ -37,6 +40,8 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 const SESSION_RECHECK: Duration = Duration::from_secs(1);
 /// Close code for a connection whose session ended (suspension, expiry): 4000 + HTTP 401.
 const SESSION_ENDED: u16 = 4401;
+/// The most bytes a close frame's reason may hold (RFC 6455: 125 with the code).
+const MAX_CLOSE_REASON: usize = 123;
 
 /// Live connections one device may hold open at once on a node, and one account over all its
 /// devices.
@@ -142,14 +147,6 @@ impl ControlBudget {
     }
 }
 
-/// Where pushing stands on one connection.
-enum Push {
-    /// Hints only: the client fetches over HTTP.
-    Off,
-    /// Items up to `sent` went out on this connection.
-    On { sent: u64 },
-}
-
 pub(crate) async fn session(app: Arc<App>, device: Authenticated, socket: WebSocket, slot: Slot) {
     let device_id = device.0.device_id;
     let Ok(head) = app.delivery.queue_head(device_id).await else {
@@ -166,10 +163,9 @@ pub(crate) async fn session(app: Arc<App>, device: Authenticated, socket: WebSoc
         app: app.clone(),
         device: Arc::new(device),
         socket,
-        push: Push::Off,
+        frames: FrameState::default(),
         last_head_sent: None,
-        in_flight: 0,
-        ack: AckState::default(),
+        ack: None,
         ended,
         check,
         checked_at: tokio::time::Instant::now(),
@@ -184,22 +180,15 @@ pub(crate) async fn session(app: Arc<App>, device: Authenticated, socket: WebSoc
     tracing::debug!(device = %device_id, reason = outcome, "live connection closed");
 }
 
-/// One acknowledgement writes at a time per connection; later ones while it runs collapse into
-/// the highest, so a flood of acks costs one write, not one task each.
-#[derive(Default)]
-struct AckState {
-    running: Option<JoinHandle<()>>,
-    pending: Option<u64>,
-}
-
 struct Session {
     app: Arc<App>,
     device: Arc<Authenticated>,
     socket: WebSocket,
-    push: Push,
+    /// Pushing, acknowledgements and submissions as client frames left them.
+    frames: FrameState,
     last_head_sent: Option<u64>,
-    in_flight: usize,
-    ack: AckState,
+    /// The acknowledgement being written (while `frames.acking`).
+    ack: Option<JoinHandle<()>>,
     /// Accounts whose sessions a moderator ended.
     ended: tokio::sync::broadcast::Receiver<parley_protocol::Username>,
     /// The periodic session check.
@@ -222,15 +211,7 @@ impl Session {
                 Ok(())
             }
             Err(e) if e.code() == parley_protocol::ErrorCode::Unauthenticated => {
-                let close = axum::extract::ws::CloseFrame {
-                    code: SESSION_ENDED,
-                    reason: "the session has ended".into(),
-                };
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(1),
-                    self.socket.send(WsMessage::Close(Some(close))),
-                )
-                .await;
+                self.close(SESSION_ENDED, "the session has ended").await;
                 Err(ENDED)
             }
             // The store is unavailable: the connection stays, and so does the next check.
@@ -239,6 +220,23 @@ impl Session {
                 Ok(())
             }
         }
+    }
+
+    /// Sends a close frame (the reason cut to what one holds), waiting at most a second.
+    async fn close(&mut self, code: u16, reason: &str) {
+        let mut end = reason.len().min(MAX_CLOSE_REASON);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        let close = axum::extract::ws::CloseFrame {
+            code,
+            reason: reason[..end].into(),
+        };
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            self.socket.send(WsMessage::Close(Some(close))),
+        )
+        .await;
     }
 
     /// A check at most [`SESSION_RECHECK`] old.
@@ -262,7 +260,7 @@ impl Session {
                 ..Default::default()
             };
             let mut more_to_push = false;
-            if let Push::On { sent } = self.push {
+            if let Push::On { sent } = self.frames.push {
                 if head > sent {
                     if let Err(e) = self.recent_check().await {
                         return e;
@@ -283,9 +281,7 @@ impl Session {
                             frame.items = batch.items;
                             frame.expired_up_to = batch.expired_up_to;
                             frame.queue_head = frame.queue_head.max(batch.head);
-                            self.push = Push::On {
-                                sent: pushed_up_to.max(sent),
-                            };
+                            self.frames.pushed(pushed_up_to);
                             more_to_push = pushed_up_to < frame.queue_head;
                         }
                         // The store is unavailable: the items stay queued, the next hint retries.
@@ -296,7 +292,7 @@ impl Session {
             while let Ok(result) = results_rx.try_recv() {
                 results.push(*result);
             }
-            self.in_flight -= results.len();
+            self.frames.answered(results.len());
             frame.results = std::mem::take(&mut results);
             if self.last_head_sent != Some(frame.queue_head)
                 || !frame.items.is_empty()
@@ -333,13 +329,13 @@ impl Session {
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return "shutting down",
                 },
-                () = wait_for(&mut self.ack.running), if self.ack.running.is_some() => {
-                    self.ack.running = None;
-                    if let Some(up_to) = self.ack.pending.take() {
+                () = wait_for(&mut self.ack), if self.ack.is_some() => {
+                    self.ack = None;
+                    if let Some(up_to) = self.frames.ack_finished() {
                         self.start_ack(up_to);
                     }
                 }
-                inbound = self.socket.recv(), if self.in_flight < SUBMISSIONS_IN_FLIGHT => {
+                inbound = self.socket.recv(), if self.frames.reading() => {
                     match inbound {
                         Some(Ok(WsMessage::Binary(bytes))) => {
                             if let Err(e) = self.handle(&bytes, head, &results_tx).await {
@@ -362,54 +358,41 @@ impl Session {
         }
     }
 
-    /// One client frame. A frame that does not parse ends the connection: the client is broken
-    /// or hostile, and nothing it sent before is lost (accepted submissions are stored). Every
-    /// submission checks the session first; other frames rely on a check at most a second old.
+    /// One client frame, decided by [`FrameState::on_frame`]. Every submission checks the
+    /// session first; other frames rely on a check at most a second old.
     async fn handle(
         &mut self,
         bytes: &[u8],
         head: u64,
         results: &mpsc::Sender<Box<v1::LiveResult>>,
     ) -> Result<(), &'static str> {
-        let frame: v1::ClientFrame =
-            parley_protocol::decode(bytes, self.app.config.max_frame_bytes)
-                .map_err(|_| "malformed client frame")?;
-        match &frame.body {
-            Some(Body::Submit(_)) => self.recheck().await?,
-            Some(_) => self.recent_check().await?,
-            None => {}
+        let step = self
+            .frames
+            .on_frame(bytes, self.app.config.max_frame_bytes, head)?;
+        match step.check {
+            Check::Now => self.recheck().await?,
+            Check::Recent => self.recent_check().await?,
         }
-        match frame.body {
-            Some(Body::StartPush(start)) => {
-                // A cursor past the head cannot be the client's: it would skip items.
-                self.push = Push::On {
-                    sent: start.after.min(head),
-                };
-            }
-            Some(Body::Ack(ack)) => {
-                if self.ack.running.is_some() {
-                    self.ack.pending = Some(self.ack.pending.unwrap_or(0).max(ack.up_to));
-                } else {
-                    self.start_ack(ack.up_to);
-                }
-            }
-            Some(Body::Submit(live)) => {
-                self.in_flight += 1;
+        match step.action {
+            Action::Done => {}
+            Action::Ack(up_to) => self.start_ack(up_to),
+            Action::CheckHead { after } => self.confirm_push(after, head).await?,
+            Action::Submit { request_id, submit } => {
                 let (app, device, results) =
                     (self.app.clone(), self.device.clone(), results.clone());
                 tokio::spawn(async move {
-                    let outcome = match live.submit {
-                        None => Err(ApiError::malformed("a live submission without a body")),
-                        Some(submit) => app.submit(&device, submit).await,
+                    let outcome = match submit {
+                        Err(e) => Err(e),
+                        Ok(submit) => app.submit(&device, submit).await,
                     };
                     let result = match outcome {
                         Ok(accepted) => v1::LiveResult {
-                            request_id: live.request_id,
+                            request_id,
                             accepted: Some(accepted),
                             error: None,
                         },
                         Err(e) => v1::LiveResult {
-                            request_id: live.request_id,
+                            request_id,
                             accepted: None,
                             error: Some(e.0.to_wire()),
                         },
@@ -418,17 +401,39 @@ impl Session {
                     let _ = results.send(Box::new(result)).await;
                 });
             }
-            None => return Err("empty client frame"),
+        }
+        Ok(())
+    }
+
+    /// A push cursor beyond the head this connection knows, against the store's head. Refused,
+    /// it gets `GET /v1/queue`'s message in a close frame whose code is 4000 + the HTTP status
+    /// (4400), and the connection ends rather than carry on without pushing: a client that
+    /// ignored the refusal would wait for pushes forever.
+    async fn confirm_push(&mut self, after: u64, head: u64) -> Result<(), &'static str> {
+        let stored = match self.app.delivery.queue_head(self.device.0.device_id).await {
+            Ok(stored) => Some(stored),
+            // The store says why where it fails.
+            Err(e) => {
+                tracing::debug!(error = %e.0, "queue head check failed");
+                None
+            }
+        };
+        if let Err(refused) = self.frames.confirm_push(after, head, stored) {
+            self.close(4000 + refused.code().http_status(), &refused.0.message)
+                .await;
+            return Err("push cursor beyond the head");
         }
         Ok(())
     }
 
     fn start_ack(&mut self, up_to: u64) {
         let (app, device) = (self.app.clone(), self.device.clone());
-        self.ack.running = Some(tokio::spawn(async move {
+        self.ack = Some(tokio::spawn(async move {
             if let Err(e) = app.delivery.ack(&device, up_to).await {
                 // Unacknowledged items are pushed again on the next connection: nothing lost.
-                tracing::warn!(error = %e.0, "live acknowledgement failed");
+                // Debug: any client can make its acks fail (beyond its head), and a failing
+                // store is logged as an error where it fails.
+                tracing::debug!(error = %e.0, "live acknowledgement failed");
             }
         }));
     }
