@@ -245,7 +245,7 @@ async fn sessions_and_usernames_are_checked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_packages_are_single_use_under_concurrent_claims_then_last_resort() {
-    // Claims for one account are rate-limited (tests/hostile.rs); here the store is under test.
+    // Claims for one account are rate-limited (tests/hostile/requests.rs); here the store is under test.
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("parley.toml");
     std::fs::write(&config, "claim_rate_per_second = 1000\n").unwrap();

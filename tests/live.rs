@@ -128,7 +128,7 @@ async fn pushed_items_arrive_in_order_and_stay_queued_until_acknowledged() {
     assert_eq!(left, 0, "acknowledged items are deleted");
 
     // A cursor past the head cannot skip what comes next: it is refused, closing the
-    // connection (tests/hostile.rs has the close frame), and from the head the next one comes.
+    // connection (tests/hostile/sessions.rs has the close frame), and from the head the next one comes.
     let mut third = open_live(&server, &bob).await;
     start_push(&mut third, head + 1_000).await;
     let mut closed = false;
