@@ -17,6 +17,7 @@ const PROTOBUF: &str = parley_protocol::CONTENT_TYPE;
 async fn registration_from_one_address_is_limited_to_a_small_burst() {
     // The harness gives every other server a high limit; this one keeps the defaults.
     let server = TestServer::start_with(&["--registration-burst", "10"]);
+    let watch = Watch::start(&server);
     let url = format!("{}/v1/accounts", server.url());
     let http = reqwest::Client::new();
     let started = Instant::now();
@@ -51,6 +52,12 @@ async fn registration_from_one_address_is_limited_to_a_small_burst() {
     let (code, message) = refusal.expect("refused at some point");
     assert_eq!(code, ErrorCode::RateLimited);
     assert!(message.contains("registrations"), "{message}");
+    watch
+        .assert_cost_below(
+            "registration_from_one_address_is_limited_to_a_small_burst",
+            SMALL_ATTACK_KIB,
+        )
+        .await;
 }
 
 /// The status and body of `request`, sent with `token`.
@@ -68,6 +75,7 @@ async fn answer_as(token: &str, request: reqwest::RequestBuilder) -> (u16, Vec<u
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_account_cannot_send_more_than_its_byte_budget_a_minute() {
     let server = TestServer::start_with(&["--send-mib-per-minute", "64"]);
+    let watch = Watch::start(&server);
     let alice = Device::register(&server.url(), "alice").await;
     let token = alice.client.api().token().expect("logged in").to_owned();
     let url = format!("{}/v1/messages", server.url());
@@ -105,6 +113,12 @@ async fn one_account_cannot_send_more_than_its_byte_budget_a_minute() {
     assert_eq!(processed / 4 + refused + reset, 50);
     let message = refusal.expect("some refusals are answered in words");
     assert!(message.contains("sending too much"), "{message}");
+    watch
+        .assert_cost_below(
+            "one_account_cannot_send_more_than_its_byte_budget_a_minute",
+            SMALL_ATTACK_KIB,
+        )
+        .await;
 }
 
 /// An account may not create groups with strangers at an unlimited rate (before: 20 groups
@@ -112,6 +126,7 @@ async fn one_account_cannot_send_more_than_its_byte_budget_a_minute() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_account_cannot_create_groups_at_an_unlimited_rate() {
     let server = TestServer::start_with(&["--group-burst", "10"]);
+    let watch = Watch::start(&server);
     let mallory = Device::register(&server.url(), "mallory").await;
     let _victim = Device::register(&server.url(), "victim").await;
     let victim = parley_protocol::Username::parse("victim").unwrap();
@@ -137,6 +152,12 @@ async fn an_account_cannot_create_groups_at_an_unlimited_rate() {
     assert!(created <= 10, "{created} groups created");
     let refusal = refusal.expect("refused past the burst");
     assert!(refusal.contains("too many new groups"), "{refusal}");
+    watch
+        .assert_cost_below(
+            "an_account_cannot_create_groups_at_an_unlimited_rate",
+            SMALL_ATTACK_KIB,
+        )
+        .await;
 }
 
 /// A recipient's queue has a byte budget (before: one member put 200 MB into a recipient's
@@ -146,6 +167,7 @@ async fn an_account_cannot_create_groups_at_an_unlimited_rate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_recipient_queue_refuses_the_sender_and_loses_nothing() {
     let server = TestServer::start_with(&["--queue-mib-per-device", "1"]);
+    let watch = Watch::start(&server);
     let alice = Device::register(&server.url(), "alice").await;
     let bob = Device::register(&server.url(), "bob").await;
     let to_bob = parley_client::ChatRef::Direct(parley_protocol::Username::parse("bob").unwrap());
@@ -223,6 +245,12 @@ async fn a_full_recipient_queue_refuses_the_sender_and_loses_nothing() {
         history.iter().all(|m| m.status == "sent"),
         "all sent in the end"
     );
+    watch
+        .assert_cost_below(
+            "a_full_recipient_queue_refuses_the_sender_and_loses_nothing",
+            SMALL_ATTACK_KIB,
+        )
+        .await;
 }
 
 /// An account's groups are a budget too: one in `--max-groups-per-account` groups (1:1 chats
@@ -230,6 +258,7 @@ async fn a_full_recipient_queue_refuses_the_sender_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_account_in_too_many_groups_cannot_create_another() {
     let server = TestServer::start_with(&["--max-groups-per-account", "3"]);
+    let watch = Watch::start(&server);
     let mallory = Device::register(&server.url(), "mallory").await;
     let _victim = Device::register(&server.url(), "victim").await;
     let victim = parley_protocol::Username::parse("victim").unwrap();
@@ -254,6 +283,12 @@ async fn an_account_in_too_many_groups_cannot_create_another() {
         .create_group("spam3", std::slice::from_ref(&victim))
         .await
         .unwrap();
+    watch
+        .assert_cost_below(
+            "an_account_in_too_many_groups_cannot_create_another",
+            SMALL_ATTACK_KIB,
+        )
+        .await;
 }
 
 async fn get_as(token: &str, url: &str) -> (u16, Vec<u8>) {
@@ -265,6 +300,7 @@ async fn get_as(token: &str, url: &str) -> (u16, Vec<u8>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_account_cannot_read_at_an_unlimited_rate() {
     let server = TestServer::start();
+    let watch = Watch::start(&server);
     let alice = Device::register(&server.url(), "alice").await;
     let token = alice.client.api().token().expect("logged in").to_owned();
     let url = format!("{}/v1/queue?after=0", server.url());
@@ -288,6 +324,12 @@ async fn one_account_cannot_read_at_an_unlimited_rate() {
         "{answered} answered"
     );
     assert!(refusal.expect("refused").contains("slow down"));
+    watch
+        .assert_cost_below(
+            "one_account_cannot_read_at_an_unlimited_rate",
+            SMALL_ATTACK_KIB,
+        )
+        .await;
 }
 
 /// Unknown tokens cost a store lookup each: an address that sends many is refused for a while
@@ -295,6 +337,7 @@ async fn one_account_cannot_read_at_an_unlimited_rate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_address_sending_unknown_tokens_is_refused_for_a_while() {
     let server = TestServer::start();
+    let watch = Watch::start(&server);
     let url = format!("{}/v1/keypackages/count", server.url());
     let (mut unauthenticated, mut refusal) = (0, None);
     for i in 0..2000u32 {
@@ -312,4 +355,10 @@ async fn an_address_sending_unknown_tokens_is_refused_for_a_while() {
     assert!(refusal
         .expect("refused")
         .contains("too many unknown tokens from this address"));
+    watch
+        .assert_cost_below(
+            "an_address_sending_unknown_tokens_is_refused_for_a_while",
+            SMALL_ATTACK_KIB,
+        )
+        .await;
 }

@@ -14,6 +14,10 @@ use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+mod watch;
+#[allow(unused_imports)] // not every test binary watches an attack
+pub use watch::*;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_parley");
 
 pub struct TestServer {

@@ -2,6 +2,10 @@
 //! one attack and is named by what must hold. Raw HTTP and WebSocket requests, so that nothing
 //! the client library would check on its own stands between the attacker and the server.
 //!
+//! Each attack is watched (`common::Watch`): the server's resident memory grows by less than a
+//! stated bound (64 MiB unless the test states a tighter one) and `/healthz` answers within
+//! 500 ms throughout; the figures are printed (`-- --nocapture`).
+//!
 //! - `sessions`: suspended accounts and ended sessions lose their live connections; live
 //!   cursors and acknowledgements are checked (items 1, 9).
 //! - `requests`: strict requests, private metrics, reserved names, KeyPackage claims, private
@@ -68,35 +72,6 @@ async fn raw_live(server: &TestServer, token: &str) -> Option<tokio::net::TcpStr
     head.starts_with(b"HTTP/1.1 101").then_some(stream)
 }
 
-/// Answers /healthz in a loop until stopped; returns the slowest answer.
-fn watch_health(
-    server: &TestServer,
-) -> (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<Duration>,
-) {
-    let url = format!("{}/healthz", server.url());
-    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let http = reqwest::Client::new();
-        let mut slowest = Duration::ZERO;
-        while stopped.try_recv().is_err() {
-            let started = Instant::now();
-            let ok = tokio::time::timeout(Duration::from_secs(10), http.get(&url).send())
-                .await
-                .is_ok_and(|r| r.is_ok_and(|r| r.status().is_success()));
-            slowest = slowest.max(if ok {
-                started.elapsed()
-            } else {
-                Duration::from_secs(10)
-            });
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        slowest
-    });
-    (stop, task)
-}
-
 /// The live connection answers a ping and a submission while the session is valid.
 async fn assert_live(socket: &mut Socket) {
     socket
@@ -115,37 +90,6 @@ async fn assert_live(socket: &mut Socket) {
             .any(|f| f.results.iter().any(|r| r.request_id == 1)),
         "{seen:?}"
     );
-}
-
-/// Samples the server's resident memory until stopped; returns the peak growth in KiB.
-fn watch_memory(
-    server: &TestServer,
-) -> (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<u64>,
-) {
-    let pid = server.pid();
-    let rss = move || -> u64 {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            })
-            .unwrap_or(0)
-    };
-    let before = rss();
-    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let mut peak = before;
-        while stopped.try_recv().is_err() {
-            peak = peak.max(rss());
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        peak.saturating_sub(before)
-    });
-    (stop, task)
 }
 
 /// What the server does on a live connection within `within`: the frames it sends, and

@@ -28,8 +28,7 @@ async fn pings_whose_pongs_are_never_read_do_not_grow_the_servers_memory() {
     let server = TestServer::start();
     let alice = Device::register(&server.url(), "alice").await;
     let mut stream = raw_live(&server, &token(&alice)).await.expect("upgraded");
-    let before = server.rss_kib();
-    let (stop, health) = watch_health(&server);
+    let watch = Watch::start(&server);
     let burst: Vec<u8> = client_frame(0x9, &[7; 125]).repeat(8192);
     let started = Instant::now();
     let mut sent = 0usize;
@@ -41,9 +40,8 @@ async fn pings_whose_pongs_are_never_read_do_not_grow_the_servers_memory() {
         }
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let grown = server.rss_kib().saturating_sub(before);
-    let _ = stop.send(());
-    let slowest = health.await.unwrap();
+    let cost = watch.finish().await;
+    let (grown, slowest) = (cost.end_kib, cost.slowest_health);
     eprintln!(
         "{sent} pings in {:?}: server memory +{} KiB, slowest /healthz {slowest:?}",
         started.elapsed(),
@@ -74,8 +72,7 @@ async fn push_connections_that_never_read_hold_little_memory() {
             .await
             .unwrap();
     }
-    let before = server.rss_kib();
-    let (stop, health) = watch_health(&server);
+    let watch = Watch::start(&server);
     let start_push = client_frame(
         0x2,
         &v1::ClientFrame {
@@ -97,9 +94,8 @@ async fn push_connections_that_never_read_hold_little_memory() {
         }
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let grown = server.rss_kib().saturating_sub(before);
-    let _ = stop.send(());
-    let slowest = health.await.unwrap();
+    let cost = watch.finish().await;
+    let (grown, slowest) = (cost.end_kib, cost.slowest_health);
     eprintln!(
         "60 push connections on one token ({refused} refused), never reading: server memory +{} KiB, slowest /healthz {slowest:?}",
         grown
@@ -128,8 +124,7 @@ async fn bodies_of_empty_repeated_fields_do_not_amplify_in_memory_or_stall_the_s
     let uploads: Vec<u8> = [0x0a, 0x00].repeat(4 * 1024 * 1024);
     let small_reports: Vec<u8> = [0x1a, 0x00].repeat(1024 * 1024 - 64);
     let small_uploads: Vec<u8> = [0x0a, 0x00].repeat(2 * 1024 * 1024 - 64);
-    let (stop_memory, memory) = watch_memory(&server);
-    let (stop_health, health) = watch_health(&server);
+    let watch = Watch::start(&server);
     let started = Instant::now();
     let attacks = (0..8).map(|i| {
         let (url, body) = match i % 4 {
@@ -161,9 +156,8 @@ async fn bodies_of_empty_repeated_fields_do_not_amplify_in_memory_or_stall_the_s
     for attack in attacks {
         statuses.push(attack.await.unwrap());
     }
-    let _ = stop_memory.send(());
-    let _ = stop_health.send(());
-    let (grown, slowest) = (memory.await.unwrap(), health.await.unwrap());
+    let cost = watch.finish().await;
+    let (grown, slowest) = (cost.peak_kib, cost.slowest_health);
     eprintln!(
         "8 parallel bodies (2-8 MiB) of empty repeated fields in {:?}: answers {statuses:?}, peak server memory +{grown} KiB, slowest /healthz {slowest:?}",
         started.elapsed()
@@ -198,7 +192,7 @@ async fn a_group_ahead_of_empty_repeated_fields_does_not_lift_the_field_bound() 
     };
     let reports = body(0x1a, 2 * 1024 * 1024);
     let uploads = body(0x0a, 4 * 1024 * 1024);
-    let (stop_memory, memory) = watch_memory(&server);
+    let watch = Watch::start(&server);
     let attacks = (0..4).map(|i| {
         let (route, body) = match i % 2 {
             0 => ("reports", reports.clone()),
@@ -222,8 +216,7 @@ async fn a_group_ahead_of_empty_repeated_fields_does_not_lift_the_field_bound() 
     for attack in attacks {
         answers.push(attack.await.unwrap());
     }
-    let _ = stop_memory.send(());
-    let grown = memory.await.unwrap();
+    let grown = watch.finish().await.peak_kib;
     eprintln!(
         "4 bodies of a group and empty entries: {answers:?}, peak server memory +{grown} KiB"
     );

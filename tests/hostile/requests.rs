@@ -16,6 +16,7 @@ async fn post(url: &str, content_type: Option<&str>, body: Vec<u8>) -> (u16, Vec
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_bodies_of_any_other_content_type_are_refused_with_415() {
     let server = TestServer::start();
+    let watch = Watch::start(&server);
     let url = format!("{}/v1/accounts", server.url());
     // What a web page can send cross-site without a preflight, and no content type at all.
     for (i, content_type) in [
@@ -35,11 +36,18 @@ async fn api_bodies_of_any_other_content_type_are_refused_with_415() {
     }
     let (status, _) = post(&url, Some(PROTOBUF), proof_register("alice")).await;
     assert_eq!(status, 200);
+    watch
+        .assert_cost_below(
+            "api_bodies_of_any_other_content_type_are_refused_with_415",
+            SMALL_ATTACK_KIB,
+        )
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_cursor_or_an_acknowledgement_beyond_the_head_is_refused() {
     let server = TestServer::start();
+    let watch = Watch::start(&server);
     let alice = Device::register(&server.url(), "alice").await;
     let token = token(&alice);
     let http = reqwest::Client::new();
@@ -79,11 +87,18 @@ async fn a_queue_cursor_or_an_acknowledgement_beyond_the_head_is_refused() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
+    watch
+        .assert_cost_below(
+            "a_queue_cursor_or_an_acknowledgement_beyond_the_head_is_refused",
+            SMALL_ATTACK_KIB,
+        )
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_served_only_on_their_own_loopback_listener() {
     let server = TestServer::start();
+    let watch = Watch::start(&server);
     let public = reqwest::get(format!("{}/metrics", server.url()))
         .await
         .unwrap();
@@ -115,6 +130,12 @@ async fn metrics_are_served_only_on_their_own_loopback_listener() {
     assert!(!output.status.success());
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(err.contains("metrics"), "{err}");
+    watch
+        .assert_cost_below(
+            "metrics_are_served_only_on_their_own_loopback_listener",
+            SMALL_ATTACK_KIB,
+        )
+        .await;
 }
 
 // Item 11: reserved and look-alike names.
@@ -131,6 +152,7 @@ async fn register_status(server: &TestServer, name: &str) -> (u16, Vec<u8>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reserved_names_and_their_look_alikes_cannot_be_registered() {
     let server = TestServer::start();
+    let watch = Watch::start(&server);
     for name in [
         "admin",
         "administrator",
@@ -161,6 +183,12 @@ async fn reserved_names_and_their_look_alikes_cannot_be_registered() {
         let (status, _) = register_status(&server, name).await;
         assert_eq!(status, 200, "{name} was refused");
     }
+    watch
+        .assert_cost_below(
+            "reserved_names_and_their_look_alikes_cannot_be_registered",
+            SMALL_ATTACK_KIB,
+        )
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,11 +197,15 @@ async fn the_reserved_name_list_is_configurable() {
     let config = dir.path().join("parley.toml");
     std::fs::write(&config, "reserved_names = [\"acme\", \"helpdesk\"]\n").unwrap();
     let server = TestServer::start_with(&["--config", config.to_str().unwrap()]);
+    let watch = Watch::start(&server);
     for name in ["acme", "acrne", "help_desk", "he1pdesk"] {
         assert_eq!(register_status(&server, name).await.0, 400, "{name}");
     }
     // The list replaces the default one.
     assert_eq!(register_status(&server, "support").await.0, 200);
+    watch
+        .assert_cost_below("the_reserved_name_list_is_configurable", SMALL_ATTACK_KIB)
+        .await;
 }
 
 // Item 6: KeyPackages cannot be drained.
@@ -239,6 +271,7 @@ async fn one_claim_takes_at_most_one_package_per_device_and_a_failed_claim_takes
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_for_one_account_are_rate_limited_whoever_makes_them() {
     let server = TestServer::start();
+    let watch = Watch::start(&server);
     let bob = Device::register(&server.url(), "bob").await;
     let mut claimers = Vec::new();
     for i in 0..3 {
@@ -270,6 +303,12 @@ async fn claims_for_one_account_are_rate_limited_whoever_makes_them() {
     // Another account is not affected.
     let (status, _) = claim(&server, &token(&bob), &["mallory0"]).await;
     assert_eq!(status, 200);
+    watch
+        .assert_cost_below(
+            "claims_for_one_account_are_rate_limited_whoever_makes_them",
+            SMALL_ATTACK_KIB,
+        )
+        .await;
 }
 
 // Item 7 (server side): files only their owner can read.
@@ -278,6 +317,7 @@ async fn claims_for_one_account_are_rate_limited_whoever_makes_them() {
 async fn the_data_directory_and_every_file_in_it_are_for_their_owner_only() {
     use std::os::unix::fs::PermissionsExt;
     let server = TestServer::start();
+    let watch = Watch::start(&server);
     // Something in the database and its write-ahead log.
     let alice = Device::register(&server.url(), "alice").await;
     drop(alice);
@@ -303,6 +343,12 @@ async fn the_data_directory_and_every_file_in_it_are_for_their_owner_only() {
         assert_eq!(mode(file), 0o600, "{seen:?}");
     }
     eprintln!("{seen:?}");
+    watch
+        .assert_cost_below(
+            "the_data_directory_and_every_file_in_it_are_for_their_owner_only",
+            SMALL_ATTACK_KIB,
+        )
+        .await;
 }
 
 // Item 2: bounded memory per connection.

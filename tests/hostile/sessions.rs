@@ -28,6 +28,7 @@ async fn assert_ended_within(socket: &mut Socket, bound: Duration) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspended_account_loses_its_open_live_connection_and_can_submit_nothing_on_it() {
     let server = TestServer::start();
+    let watch = Watch::start(&server);
     let alice = Device::register(&server.url(), "alice").await;
     let mut socket = open_live(&server.url(), &token(&alice)).await;
     assert_live(&mut socket).await;
@@ -44,6 +45,12 @@ async fn a_suspended_account_loses_its_open_live_connection_and_can_submit_nothi
         format!("Bearer {}", token(&alice)).parse().unwrap(),
     );
     assert!(tokio_tungstenite::connect_async(request).await.is_err());
+    watch
+        .assert_cost_below(
+            "a_suspended_account_loses_its_open_live_connection_and_can_submit_nothing_on_it",
+            SMALL_ATTACK_KIB,
+        )
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,6 +86,7 @@ async fn an_expired_session_ends_its_open_live_connection() {
     let config = dir.path().join("parley.toml");
     std::fs::write(&config, "session_ttl_seconds = 3\n").unwrap();
     let server = TestServer::start_with(&["--config", config.to_str().unwrap()]);
+    let watch = Watch::start(&server);
     let alice = Device::register(&server.url(), "alice").await;
     let mut socket = open_live(&server.url(), &token(&alice)).await;
     let opened = Instant::now();
@@ -90,6 +98,12 @@ async fn an_expired_session_ends_its_open_live_connection() {
         .unwrap_or_else(|| panic!("open 10 s after a 3 s session: {seen:?}"));
     eprintln!("a 3 s session's connection closed after {closed:?}");
     assert!(closed <= Duration::from_secs(6), "closed after {closed:?}");
+    watch
+        .assert_cost_below(
+            "an_expired_session_ends_its_open_live_connection",
+            SMALL_ATTACK_KIB,
+        )
+        .await;
 }
 
 // Item 9: strict requests.
@@ -140,6 +154,7 @@ async fn bob_with_messages(server: &TestServer, count: usize) -> (Device, String
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_push_cursor_beyond_the_head_is_refused_like_a_queue_cursor_and_closes_cleanly() {
     let server = TestServer::start();
+    let watch = Watch::start(&server);
     let (_bob, token, queue) = bob_with_messages(&server, 2).await;
     let head = queue.head;
     for after in [head + 1, 1 << 40, u64::MAX] {
@@ -172,6 +187,12 @@ async fn a_live_push_cursor_beyond_the_head_is_refused_like_a_queue_cursor_and_c
         .collect();
     let listed: Vec<u64> = queue.items.iter().map(|i| i.seq).collect();
     assert_eq!(pushed, listed);
+    watch
+        .assert_cost_below(
+            "a_live_push_cursor_beyond_the_head_is_refused_like_a_queue_cursor_and_closes_cleanly",
+            SMALL_ATTACK_KIB,
+        )
+        .await;
 }
 
 /// Any client can make its acknowledgements fail (beyond its head): that must not reach the
@@ -179,6 +200,7 @@ async fn a_live_push_cursor_beyond_the_head_is_refused_like_a_queue_cursor_and_c
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_live_acknowledgements_are_logged_below_warn_and_acknowledge_nothing() {
     let server = TestServer::start();
+    let watch = Watch::start(&server);
     let (_bob, token, queue) = bob_with_messages(&server, 1).await;
     let logged_before = std::fs::read(server.log_path()).unwrap().len();
     let mut socket = open_live(&server.url(), &token).await;
@@ -203,6 +225,12 @@ async fn failed_live_acknowledgements_are_logged_below_warn_and_acknowledge_noth
     assert!(failures.iter().all(|l| l.contains("DEBUG")), "{failures:?}");
     let warnings: Vec<&str> = log.lines().filter(|l| l.contains(" WARN ")).collect();
     assert!(warnings.is_empty(), "{warnings:?}");
+    watch
+        .assert_cost_below(
+            "failed_live_acknowledgements_are_logged_below_warn_and_acknowledge_nothing",
+            SMALL_ATTACK_KIB,
+        )
+        .await;
 }
 
 // Item 10: operational data is not public.

@@ -53,7 +53,7 @@ async fn read_until_closed(
 async fn silent_connections_beyond_the_per_address_cap_are_refused_and_healthz_keeps_answering() {
     // Long header timeout: what closes the excess here is the cap, not the timeout.
     let (_dir, server) = started_with_transport(30, 30);
-    let (stop, health) = watch_health(&server);
+    let watch = Watch::start(&server);
     let mut held = Vec::new();
     for _ in 0..600 {
         match connect_from([127, 0, 0, 2], server.port).await {
@@ -72,8 +72,7 @@ async fn silent_connections_beyond_the_per_address_cap_are_refused_and_healthz_k
             }
         }
     }
-    let _ = stop.send(());
-    let slowest = health.await.unwrap();
+    let slowest = watch.finish().await.slowest_health;
     eprintln!(
         "600 silent connections from 127.0.0.2: {refused} closed at once ({answered_503} with 503), slowest /healthz {slowest:?}"
     );
@@ -89,6 +88,7 @@ async fn silent_connections_beyond_the_per_address_cap_are_refused_and_healthz_k
 async fn half_a_header_or_nothing_at_all_is_closed_after_the_header_timeout() {
     use tokio::io::AsyncWriteExt;
     let (_dir, server) = started_with_transport(1, 2);
+    let watch = Watch::start(&server);
     let mut half = connect_from([127, 0, 0, 3], server.port).await.unwrap();
     half.write_all(b"GET /healthz HTTP/1.1\r\nHost: parley\r\nX-Slow: ")
         .await
@@ -114,6 +114,12 @@ async fn half_a_header_or_nothing_at_all_is_closed_after_the_header_timeout() {
         silent_after < Duration::from_millis(2500),
         "{silent_after:?}"
     );
+    watch
+        .assert_cost_below(
+            "half_a_header_or_nothing_at_all_is_closed_after_the_header_timeout",
+            SMALL_ATTACK_KIB,
+        )
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,8 +128,7 @@ async fn unfinished_bodies_hold_little_memory_and_are_closed_after_the_body_time
     let (_dir, server) = started_with_transport(1, 2);
     let alice = Device::register(&server.url(), "alice").await;
     let token = token(&alice);
-    let (stop_memory, memory) = watch_memory(&server);
-    let (stop_health, health) = watch_health(&server);
+    let watch = Watch::start(&server);
     let length = 8 * 1024 * 1024 - 1024;
     let mut streams = Vec::new();
     for i in 0..50u8 {
@@ -144,9 +149,8 @@ async fn unfinished_bodies_hold_little_memory_and_are_closed_after_the_body_time
         }
     }
     let after = started.elapsed();
-    let _ = stop_memory.send(());
-    let _ = stop_health.send(());
-    let (grown, slowest) = (memory.await.unwrap(), health.await.unwrap());
+    let cost = watch.finish().await;
+    let (grown, slowest) = (cost.peak_kib, cost.slowest_health);
     eprintln!(
         "50 unfinished 8 MiB bodies, body timeout 2 s: {closed} closed within {after:?}, peak server memory +{grown} KiB, slowest /healthz {slowest:?}"
     );
@@ -162,6 +166,7 @@ async fn unfinished_bodies_hold_little_memory_and_are_closed_after_the_body_time
 async fn http2_connections_may_open_only_a_few_streams_at_once() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server = TestServer::start();
+    let watch = Watch::start(&server);
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
         .await
         .unwrap();
@@ -189,6 +194,12 @@ async fn http2_connections_may_open_only_a_few_streams_at_once() {
         streams.is_some_and(|n| n <= 16),
         "the server allows {streams:?} concurrent streams"
     );
+    watch
+        .assert_cost_below(
+            "http2_connections_may_open_only_a_few_streams_at_once",
+            SMALL_ATTACK_KIB,
+        )
+        .await;
 }
 
 fn started_with_settings(settings: &str) -> (tempfile::TempDir, TestServer) {
@@ -323,6 +334,7 @@ async fn a_client_over_its_rate_is_answered_429_at_once_without_the_server_waiti
     // Low rates (bursts of ten), so that a few requests spend them; the body timeout is the
     // default 30 s, which is how long a server that reads the body first waits.
     let server = TestServer::start_with(&["--rate-per-second", "1", "--auth-rate-per-second", "1"]);
+    let watch = Watch::start(&server);
     let alice = Device::register(&server.url(), "alice").await;
     let bearer = format!(
         "Authorization: Bearer {}\r\nContent-Type: {PROTOBUF}\r\n",
@@ -401,6 +413,7 @@ async fn a_client_over_its_rate_is_answered_429_at_once_without_the_server_waiti
     )
     .await;
     assert_eq!(answer.map(|(status, _)| status), Some(400));
+    watch.assert_cost_below("a_client_over_its_rate_is_answered_429_at_once_without_the_server_waiting_for_its_body", SMALL_ATTACK_KIB).await;
 }
 
 /// Past its byte budget for the minute, an account's submission is refused by its announced
@@ -409,6 +422,7 @@ async fn a_client_over_its_rate_is_answered_429_at_once_without_the_server_waiti
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_submission_past_the_byte_budget_is_refused_before_its_body_is_read() {
     let server = TestServer::start_with(&["--send-mib-per-minute", "8"]);
+    let watch = Watch::start(&server);
     let alice = Device::register(&server.url(), "alice").await;
     let bearer = format!(
         "Authorization: Bearer {}\r\nContent-Type: {PROTOBUF}\r\n",
@@ -447,4 +461,10 @@ async fn a_submission_past_the_byte_budget_is_refused_before_its_body_is_read() 
     let (status, after) = answer.expect("no answer in 5 s: the server waits for the body");
     assert_eq!(status, 429);
     assert!(after < Duration::from_secs(1), "answered after {after:?}");
+    watch
+        .assert_cost_below(
+            "a_submission_past_the_byte_budget_is_refused_before_its_body_is_read",
+            SMALL_ATTACK_KIB,
+        )
+        .await;
 }
