@@ -96,7 +96,16 @@ pub(crate) fn listen(app: &Arc<App>) -> Option<NodeSocket> {
             tracing::debug!(path = %socket.path.display(), "listening for local announcements");
             let app = app.clone();
             tokio::spawn(async move {
-                while let Ok((stream, _)) = listener.accept().await {
+                loop {
+                    let stream = match listener.accept().await {
+                        Ok((stream, _)) => stream,
+                        // Out of file descriptors, say: wait, then listen on.
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accepting a local announcement failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
                     let app = app.clone();
                     tokio::spawn(async move {
                         let _ = tokio::time::timeout(CONNECTION_TIMEOUT, serve(&app, stream)).await;

@@ -42,6 +42,18 @@ const TOKEN_FAILURES_PER_SECOND: u32 = 20;
 const TOKEN_FAILURE_BURST: u32 = 200;
 const FAILING_FOR: Duration = Duration::from_secs(10);
 
+/// The key of a client address's limits: an IPv4 address, or an IPv6 address's /64 (one
+/// subscriber usually holds a whole /64, and could otherwise take a fresh address per request).
+fn per_network(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(std::net::Ipv6Addr::from(bits))
+        }
+    }
+}
+
 fn quota(per_second: u32, burst: u32) -> Quota {
     let rate = NonZeroU32::new(per_second.max(1)).unwrap_or(NonZeroU32::MIN);
     let burst = NonZeroU32::new(burst.max(per_second).max(1)).unwrap_or(NonZeroU32::MIN);
@@ -99,7 +111,7 @@ impl RateLimits {
     /// a lookup.
     pub fn check_token_address(&self, address: IpAddr) -> Result<(), ApiError> {
         let failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
-        match failing.get(&address) {
+        match failing.get(&per_network(address)) {
             Some(until) if *until > Instant::now() => Err(ApiError::new(
                 ErrorCode::RateLimited,
                 "too many unknown tokens from this address; retry later",
@@ -110,9 +122,10 @@ impl RateLimits {
 
     /// Counts an unknown token against its address.
     pub fn note_token_failure(&self, address: IpAddr) {
-        if self.token_failures.check_key(&address).is_err() {
+        let network = per_network(address);
+        if self.token_failures.check_key(&network).is_err() {
             let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
-            failing.insert(address, Instant::now() + FAILING_FOR);
+            failing.insert(network, Instant::now() + FAILING_FOR);
         }
     }
 
@@ -124,17 +137,19 @@ impl RateLimits {
 
     pub fn check_auth(&self, address: IpAddr) -> Result<(), ApiError> {
         self.auth
-            .check_key(&address)
+            .check_key(&per_network(address))
             .map_err(|_| ApiError::new(ErrorCode::RateLimited, "too many requests; slow down"))
     }
 
     pub fn check_registration(&self, address: IpAddr) -> Result<(), ApiError> {
-        self.registrations.check_key(&address).map_err(|_| {
-            ApiError::new(
-                ErrorCode::RateLimited,
-                "too many registrations from this address; retry later",
-            )
-        })
+        self.registrations
+            .check_key(&per_network(address))
+            .map_err(|_| {
+                ApiError::new(
+                    ErrorCode::RateLimited,
+                    "too many registrations from this address; retry later",
+                )
+            })
     }
 
     /// Charges `bytes` to the account's budget of bytes a minute.
@@ -187,5 +202,21 @@ impl RateLimits {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|_, until| *until > now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ipv6_subscriber_is_limited_as_one_address_per_64() {
+        let one: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap();
+        let next_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(per_network(one), per_network(same_64));
+        assert_ne!(per_network(one), per_network(next_64));
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(per_network(v4), v4);
     }
 }

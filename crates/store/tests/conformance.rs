@@ -1150,6 +1150,41 @@ async fn postgres_store_conforms() {
     .await;
 }
 
+/// A pointer's bytes are released however it is deleted, also by the plain `DELETE` of a node of
+/// the previous version during a rolling upgrade, so that no queue stays full for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_releases_a_pointers_bytes_whatever_deletes_it() {
+    let postgres = parley_testkit::TestPostgres::start();
+    let store = Arc::new(PgStore::connect(&postgres.url()).await.unwrap());
+    let (a, b) = (
+        account(&*store, 1, "alice").await,
+        account(&*store, 2, "bob").await,
+    );
+    let group = GroupId::from_bytes([0x56; 16]);
+    group_of(&*store, group, &[a, b]).await;
+    let limited = |id: u8| Submission {
+        queue_limit: 100,
+        ..message(a, id, group, 1, &[id; 60])
+    };
+    store.accept(limited(1)).await.unwrap();
+    assert!(matches!(
+        store.accept(limited(2)).await,
+        Err(StoreError::QueueFull(_))
+    ));
+    let pool = sqlx::PgPool::connect(&postgres.url()).await.unwrap();
+    sqlx::query("DELETE FROM queue WHERE seq <= 1")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let queued: i64 = sqlx::query_scalar("SELECT queued_bytes FROM devices WHERE id = $1")
+        .bind(b.as_bytes().to_vec())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(queued, 0);
+    store.accept(limited(2)).await.unwrap();
+}
+
 /// Forty-nine recipients acknowledging the same three group messages at the same moment: none
 /// waits for another, and each payload goes with its last pointer however their transactions
 /// interleave.

@@ -24,13 +24,9 @@ impl Client {
     {
         for _ in 0..MAX_EPOCH_RETRIES {
             // Nothing of ours may be queued ahead of the commit (see `settle_own_commits`).
+            // Messages of ours held back by a full queue may stay ahead of it: flushing passes
+            // them, and they are encrypted again in the epoch the change starts.
             self.flush_outbox().await?;
-            if let Some(mut refused) = self.held_back(group_id).await {
-                refused
-                    .message
-                    .push_str("; messages to this chat wait for that, so the change was not made");
-                return Err(ClientError::Server(refused));
-            }
             let built_at = {
                 let conn = self.db();
                 let tx = conn.unchecked_transaction()?;
@@ -123,6 +119,12 @@ impl Client {
             .await;
         match result {
             Ok(()) | Err(ClientError::Invalid(_)) => Ok(()),
+            // Beyond even a group change's room in someone's queue: the next sync tries again;
+            // the other groups and the sync go on.
+            Err(e) if e.is_queue_full() => {
+                tracing::info!("a recipient's queue is full; the pending proposals wait");
+                Ok(())
+            }
             Err(e) => Err(e),
         }
     }

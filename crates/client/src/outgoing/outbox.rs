@@ -28,8 +28,8 @@ pub(super) fn random_id() -> MessageId {
 }
 
 /// Groups whose next message met a full recipient queue in the last flush, with the server's
-/// refusal: their submissions wait in the outbox, in order, for a later flush. Not an error of
-/// the flush: other chats go on.
+/// refusal: their messages wait in the outbox, in order, for a later flush. Not an error of the
+/// flush: other chats, and this chat's group changes, go on.
 pub(crate) type HeldBack = std::collections::HashMap<Vec<u8>, parley_protocol::WireError>;
 
 /// The server refused a submission because another member's commit moved the epoch first.
@@ -187,7 +187,10 @@ impl Client {
         let mut first_error = None;
         let rows = db::outbox(&self.db())?;
         for row in rows {
-            if held_back.contains_key(&row.group_id) {
+            // A group change goes ahead of the group's held-back messages (the server gives
+            // changes room beyond a full queue, so that a stuck member can be removed); the
+            // messages then fail their epoch and are encrypted again in the change's.
+            if held_back.contains_key(&row.group_id) && row.kind == OutboxKind::Application {
                 continue;
             }
             let mut epoch_retries = 0;

@@ -70,7 +70,8 @@ impl PgStore {
         sqlx::raw_sql(
             "DROP TABLE IF EXISTS parley_schema, users, devices, challenges, sessions, key_packages, groups,
                group_members, payloads, queue, submissions, reports, admin_tokens, admin_sessions, audit_log CASCADE;
-             DROP FUNCTION IF EXISTS audit_log_append_only CASCADE;",
+             DROP FUNCTION IF EXISTS audit_log_append_only CASCADE;
+             DROP FUNCTION IF EXISTS queue_release_bytes CASCADE;",
         )
         .execute(&pool)
         .await

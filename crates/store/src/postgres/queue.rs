@@ -64,13 +64,23 @@ CREATE INDEX payloads_accepted ON payloads (accepted_at);
 pub(super) const MIGRATION_4: &str = r#"
 -- Bytes of undelivered payloads in each device's queue (a recipient's queue has a byte
 -- budget): each pointer records its payload's size, charged to the device when the pointer is
--- written and released when it is deleted. Pointers written by a node of the previous version
--- during a rolling upgrade record 0 and are not charged either.
+-- written and released, by a trigger, whenever it is deleted, by whatever statement: nodes of
+-- the previous version, during a rolling upgrade, delete pointers too. The pointers they write
+-- record 0 and are not charged either.
 ALTER TABLE queue ADD COLUMN size BIGINT NOT NULL DEFAULT 0;
 UPDATE queue q SET size = octet_length(p.data) FROM payloads p
     WHERE p.group_id = q.group_id AND p.group_seq = q.group_seq AND p.kind = q.kind;
 ALTER TABLE devices ADD COLUMN queued_bytes BIGINT NOT NULL DEFAULT 0;
 UPDATE devices d SET queued_bytes = COALESCE((SELECT SUM(size) FROM queue WHERE device_id = d.id), 0);
+CREATE OR REPLACE FUNCTION queue_release_bytes() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE devices d SET queued_bytes = GREATEST(0, d.queued_bytes - g.bytes)
+    FROM (SELECT device_id, SUM(size) AS bytes FROM gone GROUP BY device_id) g
+    WHERE d.id = g.device_id AND g.bytes > 0;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER queue_release_bytes AFTER DELETE ON queue REFERENCING OLD TABLE AS gone
+    FOR EACH STATEMENT EXECUTE FUNCTION queue_release_bytes();
 "#;
 
 pub(super) async fn find_submission(
@@ -474,16 +484,9 @@ pub(super) async fn fetch_queue(
 
 pub(super) async fn ack(pool: &PgPool, device: DeviceId, up_to: u64) -> StoreResult<()> {
     let released: Vec<PayloadKey> = transaction!(pool, |tx| {
-        // One statement: the pointers go and their bytes are released.
+        // The pointers' bytes are released by the `queue_release_bytes` trigger.
         let rows = sqlx::query(
-            "WITH gone AS (
-                 DELETE FROM queue WHERE device_id = $1 AND seq <= $2
-                 RETURNING group_id, group_seq, kind, size
-             ), released AS (
-                 UPDATE devices SET queued_bytes = GREATEST(0, queued_bytes - (SELECT COALESCE(SUM(size), 0) FROM gone))
-                 WHERE id = $1
-             )
-             SELECT group_id, group_seq, kind FROM gone",
+            "DELETE FROM queue WHERE device_id = $1 AND seq <= $2 RETURNING group_id, group_seq, kind",
         )
         .bind(id(device.as_bytes()))
         .bind(up_to as i64)
@@ -518,7 +521,7 @@ pub(super) async fn expire(pool: &PgPool, before: Millis, now: Millis) -> StoreR
     let (expired, released) = transaction!(pool, |tx| {
         let rows = sqlx::query(
             "DELETE FROM queue WHERE enqueued_at < $1
-             RETURNING device_id, seq, group_id, group_seq, kind, size",
+             RETURNING device_id, seq, group_id, group_seq, kind",
         )
         .bind(before)
         .fetch_all(&mut *tx)
@@ -528,15 +531,11 @@ pub(super) async fn expire(pool: &PgPool, before: Millis, now: Millis) -> StoreR
         for row in &rows {
             let device: Vec<u8> = row.try_get(0).map_err(sql_error)?;
             let seq: i64 = row.try_get(1).map_err(sql_error)?;
-            let size: i64 = row.try_get(5).map_err(sql_error)?;
             sqlx::query(
-                "UPDATE devices SET expired_up_to = GREATEST(expired_up_to, $2),
-                                    queued_bytes = GREATEST(0, queued_bytes - $3)
-                 WHERE id = $1",
+                "UPDATE devices SET expired_up_to = GREATEST(expired_up_to, $2) WHERE id = $1",
             )
             .bind(&device)
             .bind(seq)
-            .bind(size)
             .execute(&mut *tx)
             .await
             .map_err(sql_error)?;
