@@ -611,6 +611,18 @@ pub fn generate() -> Result<BTreeMap<&'static str, BTreeMap<String, Vec<u8>>>> {
         );
     }
     put("ids_and_names", "id", vec![1; 16]);
+    put("ids_and_names", "device-certificate", {
+        let account = parley_mls::certificate::AccountKey::from_secret_bytes(&[3; 32]);
+        let name = parley_protocol::Username::parse("alice").unwrap();
+        account
+            .certify(
+                &name,
+                parley_protocol::DeviceId::from_bytes([1; 16]),
+                &[7; 32],
+                42,
+            )
+            .encode()
+    });
 
     let message = |m: &Mls| {
         serde_json::json!({

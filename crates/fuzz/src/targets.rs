@@ -478,6 +478,13 @@ fn ids_and_names(bytes: &[u8]) {
     let _ = DeviceId::from_slice(bytes);
     let _ = GroupId::from_slice(bytes);
     let _ = MessageId::from_slice(bytes);
+    if let Ok(certificate) = parley_mls::certificate::DeviceCertificate::decode(bytes) {
+        assert_eq!(
+            certificate.encode(),
+            bytes,
+            "a certificate re-encodes to its bytes"
+        );
+    }
     if let Ok(identity) = DeviceIdentity::parse(bytes) {
         assert_eq!(
             DeviceIdentity::parse(&identity.to_bytes()).ok(),
@@ -573,7 +580,7 @@ pub const OTHERS: &[Target] = &[
     },
     Target {
         name: "ids_and_names",
-        about: "both: ids, usernames, credential identities, group names",
+        about: "both: ids, usernames, credential identities, device certificates, group names",
         max_len: 256,
         run: ids_and_names,
     },
