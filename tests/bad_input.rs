@@ -133,6 +133,7 @@ async fn sessions_and_usernames_are_checked() {
             username: hostile.into(),
             signature_key: vec![0; 32],
             proof: vec![0; 64],
+            device_id: Vec::new(),
         };
         let result: Result<v1::RegisterResponse, _> = raw.post("/v1/accounts", &request).await;
         assert_eq!(
@@ -146,6 +147,7 @@ async fn sessions_and_usernames_are_checked() {
         username: "mallory".into(),
         signature_key: vec![7; 32],
         proof: vec![0; 64],
+        device_id: Vec::new(),
     };
     let result: Result<v1::RegisterResponse, _> = raw.post("/v1/accounts", &request).await;
     assert!(matches!(
@@ -222,6 +224,7 @@ async fn sessions_and_usernames_are_checked() {
         username: "weakling".into(),
         signature_key: vec![0; 32],
         proof: forged,
+        device_id: Vec::new(),
     };
     let result: Result<v1::RegisterResponse, _> = raw.post("/v1/accounts", &request).await;
     assert_eq!(result.unwrap_err().1, ErrorCode::Malformed);
@@ -510,4 +513,55 @@ async fn sql_metacharacters_are_just_text() {
     let received: Vec<_> = received.iter().filter(|m| m.kind == "text").collect();
     assert_eq!(received[0].text, text);
     assert_eq!(received[0].chat, format!("#{name}"));
+}
+
+/// A device chooses its own id when it registers (so that what it signs can name it): the
+/// server keeps it, refuses one already registered or the server's own, and refuses anything
+/// but 16 bytes; without one it chooses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_chooses_its_id_once_and_only_a_real_one() {
+    let server = TestServer::start();
+    let register = |name: &str, device_id: Vec<u8>| {
+        let body = proof_register_as(name, device_id);
+        let url = format!("{}/v1/accounts", server.url());
+        async move {
+            let response = reqwest::Client::new()
+                .post(url)
+                .header("content-type", parley_protocol::CONTENT_TYPE)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.bytes().await.unwrap().to_vec())
+        }
+    };
+    let (status, body) = register("alice", vec![0xa1; 16]).await;
+    assert_eq!(status, 200);
+    let registered = v1::RegisterResponse::decode(body.as_slice()).unwrap();
+    assert_eq!(registered.device_id, vec![0xa1; 16]);
+    let (status, body) = register("bob", vec![0xa1; 16]).await;
+    assert_eq!(status, 403);
+    assert!(error_of(&body)
+        .1
+        .contains("device id is already registered"));
+    for bad in [vec![0; 16], vec![1; 5], vec![1; 17]] {
+        let (status, body) = register("carol", bad.clone()).await;
+        assert_eq!(
+            (status, error_of(&body).0),
+            (400, ErrorCode::Malformed),
+            "{bad:?}"
+        );
+    }
+    let (status, body) = register("carol", Vec::new()).await;
+    assert_eq!(status, 200);
+    let chosen = v1::RegisterResponse::decode(body.as_slice()).unwrap();
+    assert_eq!(chosen.device_id.len(), 16);
+    // The client library names its device too (and checks that the server kept the name).
+    let dave = Device::register(&server.url(), "dave").await;
+    let (status, body) = register("erin", dave.client.device_id().to_vec()).await;
+    assert_eq!(status, 403, "dave's device id is taken");
+    assert!(error_of(&body)
+        .1
+        .contains("device id is already registered"));
 }

@@ -396,6 +396,11 @@ pub fn self_signed_certificate(dir: &Path) -> (PathBuf, PathBuf, String) {
 /// A registration request body for `username` with a fresh key and its proof of possession,
 /// as a client sends it.
 pub fn proof_register(username: &str) -> Vec<u8> {
+    proof_register_as(username, Vec::new())
+}
+
+/// [`proof_register`] for a device that chooses its id (empty: the server chooses).
+pub fn proof_register_as(username: &str, device_id: Vec<u8>) -> Vec<u8> {
     use openmls_traits::signatures::Signer as _;
     use prost::Message as _;
     let keys =
@@ -409,6 +414,7 @@ pub fn proof_register(username: &str) -> Vec<u8> {
         username: username.into(),
         signature_key: key,
         proof,
+        device_id,
     }
     .encode_to_vec()
 }

@@ -57,6 +57,8 @@ impl Client {
         let proof = signer
             .sign(&v1::register_proof_input(username.as_str(), &public))
             .map_err(|e| ClientError::Mls(format!("signing failed: {e:?}")))?;
+        // The device names itself, so that what it signs (its certificate) can name it.
+        let chosen = DeviceId::from_bytes(rand::random());
         let registered: v1::RegisterResponse = api
             .post(
                 "/v1/accounts",
@@ -64,12 +66,18 @@ impl Client {
                     username: username.to_string(),
                     signature_key: public.clone(),
                     proof,
+                    device_id: chosen.to_vec(),
                 },
                 false,
             )
             .await?;
         let device_id = DeviceId::from_slice(&registered.device_id)
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        if device_id != chosen {
+            return Err(ClientError::Protocol(
+                "the server registered another device id than ours".into(),
+            ));
+        }
         let user_id = UserId::from_slice(&registered.user_id)
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         let crypto = RustCrypto::default();

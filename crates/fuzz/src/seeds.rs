@@ -245,6 +245,7 @@ pub fn generate() -> Result<BTreeMap<&'static str, BTreeMap<String, Vec<u8>>>> {
                 username: "alice".into(),
                 signature_key: vec![3; 32],
                 proof: vec![4; 64],
+                device_id: Vec::new(),
             }
             .encode_to_vec(),
         ),

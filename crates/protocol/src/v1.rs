@@ -29,6 +29,10 @@ pub struct RegisterRequest {
     pub signature_key: Vec<u8>,
     #[prost(bytes = "vec", tag = "3")]
     pub proof: Vec<u8>,
+    /// The device's id, chosen by the device (16 random bytes) so that what it signs can name
+    /// it; empty: the server chooses.
+    #[prost(bytes = "vec", tag = "4")]
+    pub device_id: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, Message)]

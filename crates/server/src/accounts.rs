@@ -94,7 +94,13 @@ impl Accounts {
             &request.proof,
         )?;
         let user_id = UserId::from_bytes(random_bytes());
-        let device_id = DeviceId::from_bytes(random_bytes());
+        let device_id = match request.device_id.as_slice() {
+            [] => DeviceId::from_bytes(random_bytes()),
+            chosen => DeviceId::from_slice(chosen)
+                .ok()
+                .filter(|d| *d != parley_store::SYSTEM_DEVICE)
+                .ok_or_else(|| ApiError::malformed("a device id is 16 bytes, not all zero"))?,
+        };
         self.store
             .create_account(NewAccount {
                 user_id,

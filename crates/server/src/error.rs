@@ -58,6 +58,9 @@ impl From<StoreError> for ApiError {
             StoreError::UsernameTaken => {
                 ApiError::new(ErrorCode::UsernameTaken, "username is already taken")
             }
+            StoreError::DeviceIdTaken => {
+                ApiError::new(ErrorCode::Forbidden, "device id is already registered")
+            }
             StoreError::KeyTaken => {
                 ApiError::new(ErrorCode::Forbidden, "signature key is already registered")
             }

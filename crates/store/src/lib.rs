@@ -33,6 +33,8 @@ pub enum StoreError {
     UsernameTaken,
     #[error("signature key is already registered")]
     KeyTaken,
+    #[error("device id is already registered")]
+    DeviceIdTaken,
     #[error("group already exists")]
     GroupExists,
     #[error("no such group")]

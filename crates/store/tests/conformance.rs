@@ -189,6 +189,26 @@ async fn an_account_in_too_many_groups_cannot_create_another(store: Arc<dyn Stor
     );
 }
 
+/// A device id names one device: a second account cannot register it.
+async fn a_device_id_is_registered_once(store: Arc<dyn Store>) {
+    let alice = account(&*store, 1, "alice").await;
+    let again = store
+        .create_account(NewAccount {
+            user_id: UserId::from_bytes([2; 16]),
+            username: Username::parse("bob").unwrap(),
+            device_id: alice,
+            signature_key: vec![2; 32],
+            now: 1,
+        })
+        .await;
+    assert!(matches!(again, Err(StoreError::DeviceIdTaken)), "{again:?}");
+    assert!(store
+        .user_devices(&Username::parse("bob").unwrap())
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 async fn key_packages_are_handed_out_once(store: Arc<dyn Store>) {
     let bob = account(&*store, 2, "bob").await;
     let count = store
@@ -1075,6 +1095,7 @@ where
 {
     accounts_and_sessions(make().await).await;
     key_packages_are_handed_out_once(make().await).await;
+    a_device_id_is_registered_once(make().await).await;
     key_packages_have_a_byte_budget_per_account(make().await).await;
     an_account_in_too_many_groups_cannot_create_another(make().await).await;
     a_claim_for_several_users_takes_all_or_nothing(make().await).await;

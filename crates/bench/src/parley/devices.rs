@@ -41,6 +41,7 @@ impl Device {
                     username: username.to_string(),
                     signature_key: public.clone(),
                     proof,
+                    device_id: Vec::new(),
                 },
                 None,
             )

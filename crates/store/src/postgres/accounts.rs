@@ -79,6 +79,15 @@ pub(super) async fn create_account(pool: &PgPool, account: NewAccount) -> StoreR
         if key_taken {
             return Err(StoreError::KeyTaken);
         }
+        let id_taken: bool =
+            sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM devices WHERE id = $1)")
+                .bind(id(account.device_id.as_bytes()))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(sql_error)?;
+        if id_taken {
+            return Err(StoreError::DeviceIdTaken);
+        }
         sqlx::query("INSERT INTO users (id, username, created_at) VALUES ($1, $2, $3)")
             .bind(id(account.user_id.as_bytes()))
             .bind(account.username.as_str())

@@ -76,6 +76,14 @@ pub(super) fn create_account(tx: &Transaction<'_>, account: NewAccount) -> Store
     if key_taken {
         return Err(StoreError::KeyTaken);
     }
+    let id_taken: bool = tx.query_row(
+        "SELECT EXISTS(SELECT 1 FROM devices WHERE id = ?1)",
+        params![blob(account.device_id.as_bytes())],
+        |row| row.get(0),
+    )?;
+    if id_taken {
+        return Err(StoreError::DeviceIdTaken);
+    }
     tx.execute(
         "INSERT INTO users (id, username, created_at) VALUES (?1, ?2, ?3)",
         params![
