@@ -382,21 +382,6 @@ fn empty_or_blank_messages_are_refused() {
 
 // ---- Item 15: moderators remove a suspended account ----
 
-fn admin(server: &TestServer, args: &[&str]) -> String {
-    let output = Command::new(BIN)
-        .args(["admin", "--data"])
-        .arg(server.data_dir())
-        .args(args)
-        .output()
-        .unwrap();
-    let (out, err) = (
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    );
-    assert!(output.status.success(), "admin {args:?}: {err}");
-    out
-}
-
 #[test]
 fn moderators_leave_one_to_one_chats_alone_and_messages_sent_there_arrive() {
     let server = TestServer::start();
@@ -407,8 +392,8 @@ fn moderators_leave_one_to_one_chats_alone_and_messages_sent_there_arrive() {
     ok(parley(bob, &["sync"]));
     ok(parley(carol, &["sync"]));
 
-    admin(&server, &["suspend", "alice"]);
-    let out = admin(&server, &["remove-from-groups", "alice"]);
+    admin_ok(&server, &["suspend", "alice"]);
+    let out = admin_ok(&server, &["remove-from-groups", "alice"]);
     assert!(out.contains("in 1 group"), "{out}");
     ok(parley(bob, &["sync"]));
     ok(parley(carol, &["sync"]));
@@ -418,7 +403,7 @@ fn moderators_leave_one_to_one_chats_alone_and_messages_sent_there_arrive() {
     let sent = json_lines(&ok(parley(bob, &["history", "alice", "--json"])));
     assert_eq!(sent.len(), 1);
     ok(parley(bob, &["send", "alice", "are you there?"]));
-    admin(&server, &["unsuspend", "alice"]);
+    admin_ok(&server, &["unsuspend", "alice"]);
     let received = texts(&ok(parley(alice, &["sync", "--json"])));
     assert!(
         received.contains(&"are you there?".to_string()),
@@ -439,9 +424,9 @@ fn a_member_whose_removal_is_pending_fails_cleanly() {
     ok(parley(bob, &["group", "add", "town", "carol"]));
     ok(parley(alice, &["sync"]));
 
-    admin(&server, &["suspend", "alice"]);
-    admin(&server, &["remove-from-groups", "alice"]);
-    admin(&server, &["unsuspend", "alice"]);
+    admin_ok(&server, &["suspend", "alice"]);
+    admin_ok(&server, &["remove-from-groups", "alice"]);
+    admin_ok(&server, &["unsuspend", "alice"]);
     // Before the members commit the removal, alice syncs and tries to send.
     let (status, _, err) = parley(alice, &["sync"]);
     assert_eq!(status, 0, "sync failed: {err}");

@@ -187,21 +187,6 @@ impl Drop for Browser {
     }
 }
 
-fn admin(server: &TestServer, args: &[&str]) -> String {
-    let output = Command::new(BIN)
-        .args(["admin", "--data"])
-        .arg(server.data_dir())
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moderator_signs_in_opens_a_report_and_suspends_the_account() {
     let server = TestServer::start();
@@ -222,7 +207,9 @@ async fn a_moderator_signs_in_opens_a_report_and_suspends_the_account() {
         )
         .await
         .unwrap();
-    let token = admin(&server, &["token", "--label", "ada"]);
+    let token = admin_ok(&server, &["token", "--label", "ada"])
+        .trim()
+        .to_owned();
 
     let browser = Browser::start().await;
     // Without the token nothing but the sign-in page.
@@ -256,7 +243,7 @@ async fn a_moderator_signs_in_opens_a_report_and_suspends_the_account() {
 
     // The suspension took effect, and it is in the audit log under the moderator's name.
     assert!(alice.client.send_text(&chat, "again").await.is_err());
-    let audit = admin(&server, &["audit"]);
+    let audit = admin_ok(&server, &["audit"]).trim().to_owned();
     assert!(audit.contains("ada suspend alice"), "{audit}");
     browser.call("DELETE", "", Value::Null).await;
 }

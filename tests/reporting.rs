@@ -242,9 +242,8 @@ async fn a_message_with_a_wrong_franking_tag_is_never_shown() {
         .all(|m| m.text != "unreportable"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_suspended_account_cannot_send_and_is_removed_from_its_groups() {
-    let server = TestServer::start();
+/// Alice, bob and carol in bob's group #town, everyone synced.
+async fn town_of_three(server: &TestServer) -> (Device, Device, Device) {
     let alice = Device::register(&server.url(), "alice").await;
     let bob = Device::register(&server.url(), "bob").await;
     let carol = Device::register(&server.url(), "carol").await;
@@ -254,6 +253,13 @@ async fn a_suspended_account_cannot_send_and_is_removed_from_its_groups() {
         .unwrap();
     alice.client.sync().await.unwrap();
     carol.client.sync().await.unwrap();
+    (alice, bob, carol)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_account_cannot_send_and_is_removed_from_its_groups() {
+    let server = TestServer::start();
+    let (alice, bob, carol) = town_of_three(&server).await;
     alice
         .client
         .send_text(&ChatRef::Group("town".into()), "abuse")
@@ -359,15 +365,7 @@ async fn members_online_hear_of_a_removal_proposed_by_the_cli_at_once() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     use tokio_tungstenite::tungstenite::Message as WsMessage;
     let server = TestServer::start();
-    let alice = Device::register(&server.url(), "alice").await;
-    let bob = Device::register(&server.url(), "bob").await;
-    let carol = Device::register(&server.url(), "carol").await;
-    bob.client
-        .create_group("town", &[user("alice"), user("carol")])
-        .await
-        .unwrap();
-    alice.client.sync().await.unwrap();
-    carol.client.sync().await.unwrap();
+    let (_alice, _bob, carol) = town_of_three(&server).await;
     let (status, _, err) = admin(&server, &["suspend", "alice"]);
     assert_eq!(status, 0, "{err}");
 

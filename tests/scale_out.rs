@@ -363,18 +363,9 @@ async fn a_suspension_on_one_nodes_console_closes_live_connections_on_the_others
         .await
         .unwrap();
     assert!(response.status().is_redirection(), "{}", response.status());
-    let closed = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            match socket.next().await {
-                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_)))
-                | Some(Err(_))
-                | None => break suspended_at.elapsed(),
-                Some(Ok(_)) => {}
-            }
-        }
-    })
-    .await
-    .expect("the connection on node two stayed open");
+    let closed = closed_after(&mut socket, suspended_at, Duration::from_secs(20))
+        .await
+        .expect("the connection on node two stayed open");
     eprintln!("closed on the other node {closed:?} after the suspension");
     assert!(closed < Duration::from_secs(2), "closed after {closed:?}");
 }

@@ -367,6 +367,13 @@ pub fn cli(home: &Path, server: &str, args: &[&str]) -> (i32, String, String) {
 }
 
 /// Runs `parley admin --data <the server's data> ARGS`; returns (status, stdout, stderr).
+/// `parley admin` that must succeed: its standard output.
+pub fn admin_ok(server: &TestServer, args: &[&str]) -> String {
+    let (status, out, err) = admin(server, args);
+    assert_eq!(status, 0, "admin {args:?}: {err}");
+    out
+}
+
 pub fn admin(server: &TestServer, args: &[&str]) -> (i32, String, String) {
     let output = Command::new(BIN)
         .args(["admin", "--data"])

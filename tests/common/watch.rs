@@ -107,16 +107,14 @@ impl Watch {
             "{attack}: peak server memory +{} KiB, slowest /healthz {:?}",
             cost.peak_kib, cost.slowest_health
         );
-        assert!(
-            cost.peak_kib < kib,
-            "{attack}: memory grew by {} KiB",
-            cost.peak_kib
-        );
-        assert!(
-            cost.slowest_health < HEALTH_WITHIN,
-            "{attack}: /healthz took {:?}",
-            cost.slowest_health
-        );
+        assert_bounded(cost.peak_kib, kib, cost.slowest_health, HEALTH_WITHIN);
         cost
     }
+}
+
+/// The server grew by less than `kib` (`grown_kib`, however measured) and its slowest
+/// `/healthz` (`slowest`) came within `health`.
+pub fn assert_bounded(grown_kib: u64, kib: u64, slowest: Duration, health: Duration) {
+    assert!(grown_kib < kib, "memory grew by {grown_kib} KiB");
+    assert!(slowest < health, "/healthz took {slowest:?}");
 }

@@ -681,7 +681,10 @@ impl Delivery {
             .recent(device_id, after, head, limit as usize)
         {
             Some(recent) => v1::QueueBatch {
-                items: within_bytes(&recent, PUSH_PAGE_BYTES)
+                items: recent[..fitting(
+                    recent.iter().map(|(_, l)| l.entry.payload.len()),
+                    PUSH_PAGE_BYTES,
+                )]
                     .iter()
                     .map(|(seq, live)| {
                         let franking = live
@@ -733,23 +736,23 @@ impl Delivery {
 }
 
 /// A queue entry as the recipient at `seq` gets it.
-/// Payload bytes a live push reads at a time (a frame's worth).
+/// Payload bytes a live push reads, and pushes, at a time: one frame's worth, so that a client
+/// that does not read holds at most about one such frame on the server.
 pub const PUSH_PAGE_BYTES: usize = 1024 * 1024;
 
-/// The first of `recent` whose payloads fit `max_bytes` (at least one).
-fn within_bytes(
-    recent: &[(u64, Arc<crate::notify::LiveEntry>)],
-    max_bytes: usize,
-) -> &[(u64, Arc<crate::notify::LiveEntry>)] {
+/// How many of the first items, of these payload sizes, fit `max_bytes` (at least one, when
+/// there is one): the stores page the same way.
+fn fitting(sizes: impl IntoIterator<Item = usize>, max_bytes: usize) -> usize {
+    let mut sizes = sizes.into_iter().peekable();
+    let any = sizes.peek().is_some();
     let mut bytes = 0;
-    let fits = recent
-        .iter()
-        .take_while(|(_, live)| {
-            bytes += live.entry.payload.len();
+    let fit = sizes
+        .take_while(|size| {
+            bytes += size;
             bytes <= max_bytes
         })
         .count();
-    &recent[..fits.max(1).min(recent.len())]
+    fit.max(usize::from(any))
 }
 
 fn queue_item(e: &QueueEntry, seq: u64, franking: Option<v1::FrankingContext>) -> v1::QueueItem {
@@ -807,4 +810,16 @@ pub(crate) fn beyond_head(what: &str, seq: u64, head: u64) -> ApiError {
     ApiError::malformed(format!(
         "{what} {seq} is beyond the queue head {head}: fetch from your last processed item"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pushed_frame_holds_about_a_mebibyte_and_at_least_one_item() {
+        assert_eq!(fitting([300 * 1024; 10], PUSH_PAGE_BYTES), 3);
+        assert_eq!(fitting([4 * 1024 * 1024, 10], PUSH_PAGE_BYTES), 1);
+        assert_eq!(fitting([], PUSH_PAGE_BYTES), 0);
+    }
 }

@@ -47,8 +47,6 @@ const MAX_CLOSE_REASON: usize = 123;
 /// devices.
 const CONNECTIONS_PER_DEVICE: usize = 4;
 const CONNECTIONS_PER_ACCOUNT: usize = 16;
-/// Payload bytes in one pushed frame (a frame always holds at least one item).
-const PUSH_FRAME_BYTES: usize = 1024 * 1024;
 /// Control frames (pings, unsolicited pongs) a client may send per second, and in a burst.
 const CONTROL_PER_SECOND: u32 = 10;
 const CONTROL_BURST: u32 = 50;
@@ -271,8 +269,8 @@ impl Session {
                         .push_batch(&self.device, sent, head, PUSH_BATCH)
                         .await
                     {
-                        Ok(mut batch) => {
-                            cap_frame(&mut batch.items);
+                        // At most about a frame's worth (`delivery::PUSH_PAGE_BYTES`).
+                        Ok(batch) => {
                             let pushed_up_to = batch.items.last().map_or(batch.head, |i| i.seq);
                             self.app
                                 .metrics
@@ -439,45 +437,8 @@ impl Session {
     }
 }
 
-/// Keeps a pushed frame near [`PUSH_FRAME_BYTES`]: the items after are pushed next, so that a
-/// client that does not read holds at most one such frame here.
-fn cap_frame(items: &mut Vec<v1::QueueItem>) {
-    let mut bytes = 0;
-    let keep = items
-        .iter()
-        .position(|item| {
-            bytes += item.payload.len();
-            bytes > PUSH_FRAME_BYTES
-        })
-        .map_or(items.len(), |over| over.max(1));
-    items.truncate(keep);
-}
-
 async fn wait_for(task: &mut Option<JoinHandle<()>>) {
     if let Some(task) = task {
         let _ = task.await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn item(seq: u64, bytes: usize) -> v1::QueueItem {
-        v1::QueueItem {
-            seq,
-            payload: vec![0; bytes],
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn a_pushed_frame_holds_about_a_mebibyte_and_at_least_one_item() {
-        let mut items: Vec<_> = (1..=10).map(|s| item(s, 300 * 1024)).collect();
-        cap_frame(&mut items);
-        assert_eq!(items.len(), 3);
-        let mut large = vec![item(1, 4 * 1024 * 1024), item(2, 10)];
-        cap_frame(&mut large);
-        assert_eq!(large.len(), 1);
     }
 }
