@@ -8,61 +8,6 @@ use parley_client::ChatRef;
 use parley_protocol::{v1, ErrorCode, Username};
 use prost::Message;
 
-struct Raw {
-    http: reqwest::Client,
-    base: String,
-    token: Option<String>,
-}
-
-impl Raw {
-    fn new(base: &str, token: Option<String>) -> Raw {
-        // No connection reuse: the server closes a connection after refusing an oversized body,
-        // and a pooled connection would then fail the next request.
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(0)
-            .build()
-            .unwrap();
-        Raw {
-            http,
-            base: base.to_owned(),
-            token,
-        }
-    }
-
-    async fn post_bytes(&self, path: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
-        let mut request = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("content-type", parley_protocol::CONTENT_TYPE)
-            .body(body);
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.expect("request");
-        let status = response.status().as_u16();
-        (status, response.bytes().await.unwrap().to_vec())
-    }
-
-    async fn post<Q: Message, R: Message + Default>(
-        &self,
-        path: &str,
-        body: &Q,
-    ) -> Result<R, (u16, ErrorCode, String)> {
-        let (status, bytes) = self.post_bytes(path, body.encode_to_vec()).await;
-        if (200..300).contains(&status) {
-            Ok(R::decode(bytes.as_slice()).expect("decodes"))
-        } else {
-            let error = v1::ErrorBody::decode(bytes.as_slice()).expect("error body decodes");
-            Err((status, ErrorCode::from_u32(error.code), error.message))
-        }
-    }
-
-    async fn healthy(&self) -> bool {
-        let response = self.http.get(format!("{}/healthz", self.base)).send().await;
-        response.map(|r| r.status().is_success()).unwrap_or(false)
-    }
-}
-
 fn submit(message_id: [u8; 16], mls: Vec<u8>) -> v1::Submit {
     v1::Submit {
         message_id: message_id.to_vec(),
@@ -134,6 +79,8 @@ async fn sessions_and_usernames_are_checked() {
             signature_key: vec![0; 32],
             proof: vec![0; 64],
             device_id: Vec::new(),
+            account_key: Vec::new(),
+            certificate: Vec::new(),
         };
         let result: Result<v1::RegisterResponse, _> = raw.post("/v1/accounts", &request).await;
         assert_eq!(
@@ -148,6 +95,8 @@ async fn sessions_and_usernames_are_checked() {
         signature_key: vec![7; 32],
         proof: vec![0; 64],
         device_id: Vec::new(),
+        account_key: Vec::new(),
+        certificate: Vec::new(),
     };
     let result: Result<v1::RegisterResponse, _> = raw.post("/v1/accounts", &request).await;
     assert!(matches!(
@@ -225,6 +174,8 @@ async fn sessions_and_usernames_are_checked() {
         signature_key: vec![0; 32],
         proof: forged,
         device_id: Vec::new(),
+        account_key: Vec::new(),
+        certificate: Vec::new(),
     };
     let result: Result<v1::RegisterResponse, _> = raw.post("/v1/accounts", &request).await;
     assert_eq!(result.unwrap_err().1, ErrorCode::Malformed);

@@ -74,7 +74,10 @@ async fn the_server_refuses_commits_that_break_the_roles() {
     let commit = with_stored_group(&bob, "rules", |group, provider, signer| {
         let carol_leaf = group
             .members()
-            .find(|m| String::from_utf8_lossy(m.credential.serialized_content()).contains("carol"))
+            .find(|m| {
+                parley_mls::DeviceIdentity::from_credential(&m.credential)
+                    .is_ok_and(|id| id.username == user("carol"))
+            })
             .map(|m| m.index)
             .unwrap_or(LeafNodeIndex::new(2));
         let (commit, _, _) = group
@@ -268,7 +271,8 @@ async fn a_commit_cannot_swap_a_members_leaf_for_an_unregistered_key() {
         let carol_leaf = group
             .members()
             .find(|m| {
-                String::from_utf8_lossy(m.credential.serialized_content()).starts_with("carol:")
+                parley_mls::DeviceIdentity::from_credential(&m.credential)
+                    .is_ok_and(|id| id.username == user("carol"))
             })
             .unwrap()
             .index;

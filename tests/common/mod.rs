@@ -14,7 +14,10 @@ use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+mod raw;
 mod watch;
+#[allow(unused_imports)] // not every test binary sends raw requests
+pub use raw::Raw;
 #[allow(unused_imports)] // not every test binary watches an attack
 pub use watch::*;
 
@@ -422,6 +425,8 @@ pub fn proof_register_as(username: &str, device_id: Vec<u8>) -> Vec<u8> {
         signature_key: key,
         proof,
         device_id,
+        account_key: Vec::new(),
+        certificate: Vec::new(),
     }
     .encode_to_vec()
 }

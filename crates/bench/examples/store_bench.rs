@@ -28,6 +28,7 @@ async fn accounts(store: &Arc<dyn Store>, count: u64) -> Vec<DeviceId> {
                 username: Username::parse(&format!("user{n}")).unwrap(),
                 device_id: device,
                 signature_key: id16(3, n).repeat(2),
+                account_key: id16(3, n).repeat(2),
                 now: 0,
             })
             .await

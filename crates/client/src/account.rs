@@ -8,6 +8,7 @@ use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::RustCrypto;
 use openmls_traits::signatures::Signer as _;
+use parley_mls::certificate::{AccountKey, DeviceCertificate};
 use parley_mls::DeviceIdentity;
 use parley_protocol::{v1, DeviceId, UserId, Username};
 
@@ -57,8 +58,10 @@ impl Client {
         let proof = signer
             .sign(&v1::register_proof_input(username.as_str(), &public))
             .map_err(|e| ClientError::Mls(format!("signing failed: {e:?}")))?;
-        // The device names itself, so that what it signs (its certificate) can name it.
+        // The device names itself, so that its certificate can name it.
         let chosen = DeviceId::from_bytes(rand::random());
+        let account_key = AccountKey::generate();
+        let certificate = account_key.certify(&username, chosen, &public, db::now_ms() as u64);
         let registered: v1::RegisterResponse = api
             .post(
                 "/v1/accounts",
@@ -67,6 +70,8 @@ impl Client {
                     signature_key: public.clone(),
                     proof,
                     device_id: chosen.to_vec(),
+                    account_key: account_key.public().to_bytes().to_vec(),
+                    certificate: certificate.encode(),
                 },
                 false,
             )
@@ -95,7 +100,15 @@ impl Client {
                     device_id: device_id.to_vec(),
                     signature_key: public,
                     token: None,
+                    account_secret: Some(account_key.to_secret_bytes().to_vec()),
+                    certificate: Some(certificate.encode()),
                 },
+            )?;
+            db::pin(
+                &tx,
+                username.as_str(),
+                &account_key.public().to_bytes(),
+                db::now_ms(),
             )?;
             tx.commit()?;
         }
@@ -143,6 +156,20 @@ impl Client {
             .map_err(|e| ClientError::Config(e.to_string()))?;
         let user_id =
             UserId::from_slice(&account.user_id).map_err(|e| ClientError::Config(e.to_string()))?;
+        let account_key = account_key_of(&account, &signer)?;
+        let certificate = account
+            .certificate
+            .as_deref()
+            .map(DeviceCertificate::decode)
+            .transpose()
+            .map_err(|e| ClientError::Config(format!("device certificate: {e}")))?;
+        // Our own account key is pinned like anyone's (a device from before had none).
+        db::pin(
+            &conn,
+            username.as_str(),
+            &account_key.public().to_bytes(),
+            db::now_ms(),
+        )?;
         Ok(Client {
             home: home.to_owned(),
             conn: Mutex::new(conn),
@@ -150,6 +177,8 @@ impl Client {
             api,
             signer,
             identity: DeviceIdentity::new(username, device_id),
+            account_key,
+            certificate,
             user_id,
             ciphersuite,
             flush_lock: tokio::sync::Mutex::new(Default::default()),
@@ -157,6 +186,44 @@ impl Client {
             _home_lock: lock,
         })
     }
+}
+
+/// The account key from storage; a device from before multi-device has none stored, and its
+/// own signature key is its account key (the server promoted it the same way).
+fn account_key_of(
+    account: &db::AccountRow,
+    signer: &SignatureKeyPair,
+) -> Result<AccountKey, ClientError> {
+    let secret = match &account.account_secret {
+        Some(secret) => secret.clone(),
+        None => device_secret(signer)?,
+    };
+    let secret: &[u8; 32] = secret
+        .as_slice()
+        .try_into()
+        .map_err(|_| ClientError::Config("the account key is not 32 bytes".into()))?;
+    let key = AccountKey::from_secret_bytes(secret);
+    if account.account_secret.is_none() && key.public().to_bytes() != signer.public() {
+        return Err(ClientError::Config(
+            "the device key cannot serve as the account key".into(),
+        ));
+    }
+    Ok(key)
+}
+
+/// The device's Ed25519 secret. openmls exposes it only in the key pair's serialized form,
+/// which it keeps stable for stored key pairs (`private` as a bare byte list).
+fn device_secret(signer: &SignatureKeyPair) -> Result<Vec<u8>, ClientError> {
+    let unreadable = || ClientError::Config("the device key is unreadable".into());
+    let value = serde_json::to_value(signer).map_err(|_| unreadable())?;
+    value
+        .get("private")
+        .and_then(|p| p.as_array())
+        .ok_or_else(unreadable)?
+        .iter()
+        .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(unreadable)
 }
 
 impl Client {
@@ -173,5 +240,27 @@ impl Client {
         let checked = ServerApi::new(address, api::tls_config(None)?)?.base();
         db::set_server(&self.db(), &checked)?;
         Ok(checked)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_device_from_before_multi_device_is_its_own_account_key() {
+        let signer = SignatureKeyPair::new(SignatureScheme::ED25519).unwrap();
+        let account = db::AccountRow {
+            server: String::new(),
+            username: "alice".into(),
+            user_id: vec![1; 16],
+            device_id: vec![2; 16],
+            signature_key: signer.to_public_vec(),
+            token: None,
+            account_secret: None,
+            certificate: None,
+        };
+        let key = account_key_of(&account, &signer).unwrap();
+        assert_eq!(key.public().to_bytes().as_slice(), signer.public());
     }
 }

@@ -11,7 +11,8 @@ use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::RustCrypto;
 use openmls_traits::signatures::Signer as _;
-use parley_mls::DeviceIdentity;
+use parley_mls::certificate::{AccountKey, DeviceCertificate};
+use parley_mls::{certified_credential, DeviceIdentity};
 use parley_protocol::{v1, DeviceId, ErrorCode, UserId, Username};
 use rusqlite::Connection;
 
@@ -27,6 +28,11 @@ pub struct Client {
     pub(crate) api: ServerApi,
     pub(crate) signer: SignatureKeyPair,
     pub(crate) identity: DeviceIdentity,
+    /// The account key, shared by the account's devices; it certifies each of them.
+    pub(crate) account_key: AccountKey,
+    /// This device's certificate under `account_key`; `None`: a device from before multi-device,
+    /// whose signature key is the account key and which presents a plain credential.
+    pub(crate) certificate: Option<DeviceCertificate>,
     pub(crate) user_id: UserId,
     pub(crate) ciphersuite: Ciphersuite,
     /// One flush of the outbox at a time, and one pass over the queue at a time (a front end may
@@ -59,13 +65,13 @@ impl Client {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn signer_public(&self) -> Vec<u8> {
-        self.signer.to_public_vec()
-    }
-
     pub(crate) fn credential(&self) -> CredentialWithKey {
+        let credential = match &self.certificate {
+            Some(certificate) => certified_credential(&self.account_key.public(), certificate),
+            None => self.identity.to_credential(),
+        };
         CredentialWithKey {
-            credential: self.identity.to_credential(),
+            credential,
             signature_key: self.signer.to_public_vec().into(),
         }
     }

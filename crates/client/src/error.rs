@@ -24,6 +24,11 @@ pub enum ClientError {
     Invalid(String),
     #[error("no chat named {0}")]
     UnknownChat(String),
+    #[error(
+        "{0}'s account identity is not the one you first saw: their safety number changed. \
+         Nothing was sent to the new identity; compare safety numbers with {0} in person"
+    )]
+    IdentityChanged(String),
     #[error("MLS: {0}")]
     Mls(String),
     #[error("local database: {0}")]

@@ -3,7 +3,9 @@
 
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
-use parley_mls::{authorize_commit, franking, DeviceIdentity, Roles};
+use parley_mls::{
+    authorize_commit, franking, introduced_leaves, CertifiedDevice, DeviceIdentity, Roles,
+};
 use parley_protocol::{v1, DeviceId};
 use prost::Message as _;
 
@@ -13,6 +15,7 @@ use crate::error::{mls_error, ClientError};
 use crate::groups::{join_config, load_group};
 use crate::names::parse_group_name;
 use crate::provider::TxProvider;
+use crate::trust::certify_members;
 use crate::views::MessageView;
 
 const FETCH_LIMIT: u32 = 500;
@@ -178,6 +181,14 @@ impl Client {
         if Roles::from_extensions(group.extensions()).is_err() {
             return Outcome::Rejected(Rejected::Unverifiable("group has no roles".into()));
         }
+        // Every member must be certified by its account, under the key we pinned for it.
+        let changed = match certify_members(group.members()) {
+            Ok(members) => match self.pin_accounts(tx, &members) {
+                Ok(changed) => changed,
+                Err(e) => return Outcome::Failed(e),
+            },
+            Err(e) => return Outcome::Rejected(Rejected::Unverifiable(e.to_string())),
+        };
         let group_id = group.group_id().as_slice().to_vec();
         // Parley group ids are 16 bytes; anything else did not come from a Parley client.
         if group_id.len() != parley_protocol::GroupId::LEN {
@@ -192,8 +203,12 @@ impl Client {
         ) {
             return Outcome::Failed(e);
         }
+        let mut shown = match self.identity_notices(tx, &group_id, &changed, item) {
+            Ok(views) => views,
+            Err(e) => return Outcome::Failed(e),
+        };
         let Some(adder) = adder.filter(|a| a.username != *self.username()) else {
-            return Outcome::Shown(Vec::new());
+            return Outcome::Shown(shown);
         };
         // A group we are back in is known by name: say so now. A new chat's kind and name
         // arrive next (GroupMeta); the notice waits for them, and a 1:1 chat shows none.
@@ -202,7 +217,34 @@ impl Client {
             Err(e) => return Outcome::Failed(e),
         };
         let row = notice_row(&group_id, &adder, Notice::Added, item, !known);
-        self.store_notice(tx, row)
+        match self.store_notice(tx, row) {
+            Outcome::Shown(views) => {
+                shown.extend(views);
+                Outcome::Shown(shown)
+            }
+            other => other,
+        }
+    }
+
+    /// A notice in the chat for each account whose key is not the one we pinned.
+    fn identity_notices(
+        &self,
+        tx: &rusqlite::Connection,
+        group_id: &[u8],
+        changed: &[parley_protocol::Username],
+        item: &v1::QueueItem,
+    ) -> Result<Vec<MessageView>, ClientError> {
+        let mut shown = Vec::new();
+        for username in changed {
+            let actor = DeviceIdentity::new(username.clone(), DeviceId::from_bytes([0; 16]));
+            let row = notice_row(group_id, &actor, Notice::IdentityChanged, item, false);
+            match self.store_notice(tx, row) {
+                Outcome::Shown(views) => shown.extend(views),
+                Outcome::Failed(e) => return Err(e),
+                Outcome::Rejected(_) => {}
+            }
+        }
+        Ok(shown)
     }
 
     /// Stores a notice; shows it unless it waits hidden for the chat's name.
@@ -284,6 +326,15 @@ impl Client {
                         "commit breaks the group's rules: {e}"
                     )));
                 }
+                // authorize_commit verified the newcomers' certificates; their keys must also be
+                // the ones we pinned.
+                let newcomers: Vec<CertifiedDevice> = introduced_leaves(&staged)
+                    .filter_map(|leaf| CertifiedDevice::verify_leaf(leaf).ok())
+                    .collect();
+                let changed = match self.pin_accounts(tx, &newcomers) {
+                    Ok(changed) => changed,
+                    Err(e) => return Outcome::Failed(e),
+                };
                 // The server stays the group's external sender (moderation relies on it).
                 if extensions_before.external_senders()
                     != staged.group_context().extensions().external_senders()
@@ -304,7 +355,10 @@ impl Client {
                     return Outcome::Failed(mls_error(e));
                 }
                 if !removed {
-                    return Outcome::Shown(Vec::new());
+                    return match self.identity_notices(tx, &item.group_id, &changed, item) {
+                        Ok(views) => Outcome::Shown(views),
+                        Err(e) => Outcome::Failed(e),
+                    };
                 }
                 if let Err(e) = group.delete(provider.storage()) {
                     return Outcome::Failed(mls_error(e));
@@ -500,6 +554,10 @@ fn notice_row(
     hasher.update(group_id);
     hasher.update(notice.as_str());
     hasher.update(item.seq.to_be_bytes());
+    if notice == Notice::IdentityChanged {
+        // One item can change several accounts' keys: one notice each.
+        hasher.update(actor.username.as_str());
+    }
     let id = hasher.finalize()[..16].to_vec();
     db::MessageRow {
         id,

@@ -3,7 +3,6 @@
 
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
-use parley_mls::DeviceIdentity;
 use parley_protocol::{v1, Username};
 
 use crate::client::Client;
@@ -96,8 +95,7 @@ impl Client {
                 .map_err(|e| {
                     ClientError::Protocol(format!("claimed key package does not verify: {e}"))
                 })?;
-            let identity = DeviceIdentity::from_credential(package.leaf_node().credential())
-                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            let identity = self.trust_key_package(&package)?.identity;
             if identity.username.as_str() != claimed.username
                 || identity.device_id.as_bytes() != claimed.device_id.as_slice()
             {

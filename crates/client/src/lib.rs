@@ -14,7 +14,7 @@
 //   1  names, api, home, db    chat names; the server API; the home directory and its lock;
 //                              all of the client's SQL
 //   2  client                  the `Client` value, login and authenticated calls
-//   3  key_packages, groups, reports
+//   3  trust, key_packages, groups, reports
 //   4  account, views
 //   5  outgoing, incoming      (inside outgoing: outbox < commits < group_ops < mod)
 //   6  sync
@@ -35,6 +35,7 @@ mod outgoing;
 pub mod provider;
 mod reports;
 mod sync;
+mod trust;
 mod views;
 
 pub use account::ClientOptions;

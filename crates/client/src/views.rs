@@ -83,6 +83,11 @@ impl Client {
             Some(Notice::RemovedByModerators) => {
                 format!("the server's moderators removed you from {chat}")
             }
+            Some(Notice::IdentityChanged) => format!(
+                "{}'s safety number has changed: compare it with them again \
+                 (parley safety-number {})",
+                row.sender, row.sender
+            ),
         };
         Ok(MessageView {
             id: hex::encode(&row.id),
@@ -184,8 +189,9 @@ impl Client {
     }
 }
 
-/// A safety number: a fingerprint of two accounts' identity keys that both compute alike, to
-/// compare in person (as digits, or by scanning the QR code of `qr_payload`).
+/// A safety number: a fingerprint of two accounts' keys that both compute alike, to compare in
+/// person (as digits, or by scanning the QR code of `qr_payload`). Computed over account keys,
+/// not device keys, it stays the same when either account adds or removes a device.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct SafetyNumber {
     pub peer: String,
@@ -213,33 +219,19 @@ fn party_digits(username: &str, key: &[u8]) -> String {
 }
 
 impl Client {
-    /// The safety number shared with `peer`, from the keys in a group both are in.
+    /// The safety number shared with `peer`, over our account key and the one we pinned for
+    /// them.
     pub fn safety_number(
         &self,
         peer: &parley_protocol::Username,
     ) -> Result<SafetyNumber, ClientError> {
-        let conn = self.db();
-        let provider = TxProvider::new(&self.crypto, &conn);
-        let mut peer_key = None;
-        for chat in db::all_chats(&conn)?
-            .into_iter()
-            .filter(|c| c.state == ChatState::Active)
-        {
-            if let Some(group) = load_group(&provider, &chat.group_id)? {
-                peer_key = group.members().find_map(|m| {
-                    parley_mls::DeviceIdentity::from_credential(&m.credential)
-                        .ok()
-                        .filter(|id| id.username == *peer)
-                        .map(|_| m.signature_key)
-                });
-                if peer_key.is_some() {
-                    break;
-                }
-            }
-        }
-        let peer_key =
-            peer_key.ok_or_else(|| ClientError::Invalid(format!("no chat with {peer} yet")))?;
-        let own = (self.username().to_string(), self.signer_public());
+        let peer_key = db::pinned_key(&self.db(), peer.as_str())?
+            .filter(|_| peer != self.username())
+            .ok_or_else(|| ClientError::Invalid(format!("no chat with {peer} yet")))?;
+        let own = (
+            self.username().to_string(),
+            self.account_key.public().to_bytes().to_vec(),
+        );
         let theirs = (peer.to_string(), peer_key);
         let (first, second) = if own.0 <= theirs.0 {
             (own, theirs)

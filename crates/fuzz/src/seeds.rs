@@ -9,7 +9,8 @@ use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::OpenMlsRustCrypto;
-use parley_mls::{franking, suite, DeviceIdentity, Roles};
+use parley_mls::certificate::AccountKey;
+use parley_mls::{certified_credential, franking, suite, DeviceIdentity, Roles};
 use parley_protocol::{v1, DeviceId, Username};
 use prost::Message as _;
 
@@ -28,8 +29,16 @@ fn member(name: &str, device: u8, ciphersuite: Ciphersuite) -> Result<Member> {
     let signer = SignatureKeyPair::new(ciphersuite.signature_algorithm())?;
     signer.store(provider.storage())?;
     let identity = DeviceIdentity::new(Username::parse(name)?, DeviceId::from_bytes([device; 16]));
+    // Certified as a client's device is, so that the seeds reach the certificate checks.
+    let account_key = AccountKey::from_secret_bytes(&[device; 32]);
+    let certificate = account_key.certify(
+        &identity.username,
+        identity.device_id,
+        &signer.to_public_vec(),
+        1_700_000_000_000,
+    );
     let credential = CredentialWithKey {
-        credential: identity.to_credential(),
+        credential: certified_credential(&account_key.public(), &certificate),
         signature_key: signer.to_public_vec().into(),
     };
     Ok(Member {
@@ -245,7 +254,9 @@ pub fn generate() -> Result<BTreeMap<&'static str, BTreeMap<String, Vec<u8>>>> {
                 username: "alice".into(),
                 signature_key: vec![3; 32],
                 proof: vec![4; 64],
-                device_id: Vec::new(),
+                device_id: vec![2; 16],
+                account_key: vec![5; 32],
+                certificate: vec![6; 130],
             }
             .encode_to_vec(),
         ),
@@ -297,6 +308,7 @@ pub fn generate() -> Result<BTreeMap<&'static str, BTreeMap<String, Vec<u8>>>> {
                     device_id: vec![2; 16],
                     signature_key: vec![3; 32],
                 }],
+                account_key: vec![5; 32],
             }
             .encode_to_vec(),
         ),

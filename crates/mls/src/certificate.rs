@@ -5,8 +5,7 @@
 //! signature key to the account: a leaf or KeyPackage for an account is accepted only with a
 //! certificate that verifies under that account's key, so a server that holds no account key
 //! cannot add a device to anyone's account.
-//!
-//! Not wired into credentials yet: issue 13's first increment.
+//! Credentials carry the certificate: see [`crate::identity`].
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use parley_protocol::{DeviceId, Username};
@@ -17,7 +16,7 @@ const SIGNED_CONTEXT: &[u8] = b"parley/v1/device-certificate\0";
 /// A device's MLS signature public key (Ed25519: 32 bytes; room for larger suites).
 const MAX_DEVICE_KEY_BYTES: usize = 256;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum CertificateError {
     #[error("the device certificate does not parse")]
     Malformed,

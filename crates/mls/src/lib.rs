@@ -1,13 +1,14 @@
 //! Parley's MLS conventions, shared by the client and the server so that both apply the same
 //! rules to the same bytes:
 //!
-//! - [`identity`]: what a member's credential says (username and device id);
+//! - [`identity`]: what a member's credential says (username, device id, and the account key
+//!   that certifies the device), and [`CertifiedDevice::verify`], the one check a leaf passes
+//!   before anyone accepts it;
 //! - [`suite`]: the ciphersuite and capabilities every Parley leaf advertises;
 //! - [`roles`]: group roles in a GroupContext extension, and [`roles::authorize_commit`], the one
 //!   function that decides whether a commit is allowed (clients and server both call it);
 //! - [`franking`]: the franking tag that binds an application payload to its ciphertext;
-//! - [`certificate`]: an account's key and the certificates it gives its devices (multi-device;
-//!   not yet carried in credentials).
+//! - [`certificate`]: an account's key and the certificates it gives its devices.
 #![forbid(unsafe_code)]
 
 pub mod certificate;
@@ -16,5 +17,5 @@ pub mod identity;
 pub mod roles;
 pub mod suite;
 
-pub use identity::{DeviceIdentity, IdentityError};
-pub use roles::{authorize_commit, PolicyError, Roles};
+pub use identity::{certified_credential, CertifiedDevice, DeviceIdentity, IdentityError};
+pub use roles::{authorize_commit, introduced_leaves, PolicyError, Roles};

@@ -11,13 +11,13 @@
 use std::collections::{BTreeSet, HashMap};
 
 use openmls::prelude::{
-    Extension, Extensions, GroupContext, LeafNodeIndex, Member, Proposal, Sender, StagedCommit,
-    UnknownExtension,
+    Extension, Extensions, GroupContext, LeafNode, LeafNodeIndex, Member, Proposal, Sender,
+    StagedCommit, UnknownExtension,
 };
 use parley_protocol::{v1, Username};
 use prost::Message;
 
-use crate::identity::DeviceIdentity;
+use crate::identity::{CertifiedDevice, DeviceIdentity};
 use crate::suite::ROLES_EXTENSION_TYPE;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,6 +38,8 @@ pub enum PolicyError {
     Credential(String),
     #[error("commit contains a proposal Parley does not allow ({0})")]
     ForbiddenProposal(&'static str),
+    #[error("a leaf the commit brings in is not certified by its account: {0}")]
+    Uncertified(String),
 }
 
 /// The admins of a group, by username.
@@ -105,8 +107,23 @@ fn usernames_by_leaf(
         .collect()
 }
 
+/// The leaves a commit brings in or replaces: added KeyPackages, updates, the committer's path.
+pub fn introduced_leaves(staged: &StagedCommit) -> impl Iterator<Item = &LeafNode> {
+    staged
+        .queued_proposals()
+        .filter_map(|queued| match queued.proposal() {
+            Proposal::Add(add) => Some(add.key_package().leaf_node()),
+            Proposal::Update(update) => Some(update.leaf_node()),
+            _ => None,
+        })
+        .chain(staged.update_path_leaf_node())
+}
+
 /// Decides whether `staged`, sent by `sender`, may be merged into a group whose members and
-/// GroupContext extensions (before the commit) are given.
+/// GroupContext extensions (before the commit) are given. Every leaf it introduces must be
+/// certified by the account key its credential carries; whether that is the right key for the
+/// account is the caller's to check (the server against the registered key, a client against
+/// its pin), over [`introduced_leaves`].
 pub fn authorize_commit(
     members_before: impl Iterator<Item = Member>,
     extensions_before: &Extensions<GroupContext>,
@@ -121,6 +138,9 @@ pub fn authorize_commit(
         Sender::External(_) | Sender::NewMemberProposal => return Err(PolicyError::NotAMember),
     };
     let committer = names.get(&committer_leaf).ok_or(PolicyError::NotAMember)?;
+    for leaf in introduced_leaves(staged) {
+        CertifiedDevice::verify_leaf(leaf).map_err(|e| PolicyError::Uncertified(e.to_string()))?;
+    }
 
     for proposal in staged.queued_proposals() {
         match proposal.proposal() {

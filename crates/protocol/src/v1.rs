@@ -33,6 +33,13 @@ pub struct RegisterRequest {
     /// it; empty: the server chooses.
     #[prost(bytes = "vec", tag = "4")]
     pub device_id: Vec<u8>,
+    /// The account key's public half (32 bytes, Ed25519), made by this first device; empty: the
+    /// device's signature key is the account key (accounts from before multi-device).
+    #[prost(bytes = "vec", tag = "5")]
+    pub account_key: Vec<u8>,
+    /// This device's certificate, signed by the account key (`parley_mls::certificate`).
+    #[prost(bytes = "vec", tag = "6")]
+    pub certificate: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -105,6 +112,9 @@ pub struct UserDevices {
     pub user_id: Vec<u8>,
     #[prost(message, repeated, tag = "3")]
     pub devices: Vec<DeviceInfo>,
+    /// The account key that certifies the account's devices (32 bytes).
+    #[prost(bytes = "vec", tag = "4")]
+    pub account_key: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, Message)]

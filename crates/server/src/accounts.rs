@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::{Signature, VerifyingKey};
+use parley_mls::certificate::{AccountPublicKey, DeviceCertificate};
 use parley_protocol::{v1, DeviceId, ErrorCode, UserId, Username};
 use parley_store::{Challenge, DeviceRecord, NewAccount, NewSession, Store};
 use rand::RngCore;
@@ -56,6 +57,37 @@ fn verify(key: &VerifyingKey, message: &[u8], signature: &[u8]) -> Result<(), Ap
         .map_err(|_| ApiError::unauthenticated("signature does not verify"))
 }
 
+/// The first device's certificate must be the account key's signature over exactly this
+/// username, device id and signature key.
+fn verify_certificate(
+    username: &Username,
+    device_id: DeviceId,
+    request: &v1::RegisterRequest,
+) -> Result<(), ApiError> {
+    verifying_key(&request.account_key)?;
+    let account_key = AccountPublicKey::from_bytes(
+        request
+            .account_key
+            .as_slice()
+            .try_into()
+            .map_err(|_| ApiError::malformed("an account key is 32 bytes"))?,
+    );
+    let certificate = DeviceCertificate::decode(&request.certificate)
+        .map_err(|e| ApiError::malformed(e.to_string()))?;
+    certificate
+        .verify(&account_key)
+        .map_err(|e| ApiError::unauthenticated(e.to_string()))?;
+    if certificate.username != *username
+        || certificate.device != device_id
+        || certificate.device_key != request.signature_key
+    {
+        return Err(ApiError::unauthenticated(
+            "the device certificate names another account, device or key",
+        ));
+    }
+    Ok(())
+}
+
 fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
@@ -95,11 +127,23 @@ impl Accounts {
         )?;
         let user_id = UserId::from_bytes(random_bytes());
         let device_id = match request.device_id.as_slice() {
-            [] => DeviceId::from_bytes(random_bytes()),
+            [] if request.account_key.is_empty() => DeviceId::from_bytes(random_bytes()),
+            [] => {
+                return Err(ApiError::malformed(
+                    "a certified device names its device id",
+                ))
+            }
             chosen => DeviceId::from_slice(chosen)
                 .ok()
                 .filter(|d| *d != parley_store::SYSTEM_DEVICE)
                 .ok_or_else(|| ApiError::malformed("a device id is 16 bytes, not all zero"))?,
+        };
+        let account_key = if request.account_key.is_empty() {
+            // The device is its own account key (a client from before multi-device).
+            request.signature_key.clone()
+        } else {
+            verify_certificate(&username, device_id, &request)?;
+            request.account_key.clone()
         };
         self.store
             .create_account(NewAccount {
@@ -107,6 +151,7 @@ impl Accounts {
                 username,
                 device_id,
                 signature_key: request.signature_key,
+                account_key,
                 now: now_ms(),
             })
             .await?;
@@ -215,6 +260,7 @@ impl Accounts {
         Ok(v1::UserDevices {
             username: username.to_string(),
             user_id: first.user_id.to_vec(),
+            account_key: first.account_key.clone(),
             devices: devices
                 .iter()
                 .map(|d| v1::DeviceInfo {

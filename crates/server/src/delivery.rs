@@ -20,7 +20,7 @@ use openmls::prelude::{
 };
 use openmls_memory_storage::MemoryStorage;
 use openmls_rust_crypto::RustCrypto;
-use parley_mls::{authorize_commit, DeviceIdentity, Roles};
+use parley_mls::{authorize_commit, CertifiedDevice, DeviceIdentity, Roles};
 use parley_protocol::{limits, v1, DeviceId, ErrorCode, GroupId, MessageId};
 use parley_store::{
     GroupMember, GroupTransition, ItemKind, NewGroup, QueueEntry, Store, StoreError, Submission,
@@ -67,8 +67,8 @@ struct HandshakeOutcome {
     members: Vec<(DeviceIdentity, Vec<u8>, u32)>,
     /// Devices that joined with this commit: they get the Welcome.
     added: Vec<DeviceId>,
-    /// Leaves whose (device, key) the group did not have before.
-    changed: Vec<(DeviceIdentity, Vec<u8>, u32)>,
+    /// Leaves whose (device, key) the group did not have before, their certificates verified.
+    changed: Vec<(CertifiedDevice, Vec<u8>)>,
     /// The ratchet tree after the commit (TLS-serialized), for joiners.
     ratchet_tree: Vec<u8>,
 }
@@ -84,6 +84,35 @@ pub(crate) fn member_list(
             Ok((identity, m.signature_key, m.index.u32()))
         })
         .collect()
+}
+
+/// Verifies the certificate of every leaf whose (device, key) is not in `known`: the leaves a
+/// commit brings in, or all of a new group's.
+fn certified_newcomers(
+    group: &PublicGroup,
+    known: &HashSet<(DeviceId, Vec<u8>)>,
+) -> Result<Vec<(CertifiedDevice, Vec<u8>)>, ApiError> {
+    group
+        .members()
+        .filter_map(|m| {
+            let identity = DeviceIdentity::from_credential(&m.credential).ok()?;
+            (!known.contains(&(identity.device_id, m.signature_key.clone()))).then_some(m)
+        })
+        .map(|m| {
+            let certified = CertifiedDevice::verify(&m.credential, &m.signature_key)
+                .map_err(|e| ApiError::forbidden(format!("leaf is not certified: {e}")))?;
+            Ok((certified, m.signature_key))
+        })
+        .collect()
+}
+
+/// How many accounts (not devices) a group holds: the group-size cap counts these.
+fn account_count(members: &[(DeviceIdentity, Vec<u8>, u32)]) -> usize {
+    members
+        .iter()
+        .map(|(identity, _, _)| &identity.username)
+        .collect::<HashSet<_>>()
+        .len()
 }
 
 pub(crate) fn store_members(members: &[(DeviceIdentity, Vec<u8>, u32)]) -> Vec<GroupMember> {
@@ -184,7 +213,7 @@ fn process_handshake(
         ));
     }
     let members = member_list(&public.group)?;
-    if members.len() > max_members {
+    if account_count(&members) > max_members {
         return Err(ApiError::new(
             ErrorCode::GroupTooLarge,
             format!("groups are limited to {max_members} members"),
@@ -205,11 +234,7 @@ fn process_handshake(
         .iter()
         .map(|(id, key, _)| (id.device_id, key.clone()))
         .collect();
-    let changed: Vec<(DeviceIdentity, Vec<u8>, u32)> = members
-        .iter()
-        .filter(|(id, key, _)| !known.contains(&(id.device_id, key.clone())))
-        .cloned()
-        .collect();
+    let changed = certified_newcomers(&public.group, &known)?;
     let ratchet_tree = if added.is_empty() {
         Vec::new()
     } else {
@@ -262,16 +287,20 @@ impl Delivery {
         DeviceIdentity::new(device.0.username.clone(), device.0.device_id)
     }
 
-    /// Every leaf must be a registered device of the username it claims, with its registered key.
+    /// Every leaf must be a registered device of the username it claims, with its registered
+    /// key, certified by that account's registered account key.
     async fn check_registered(
         &self,
-        members: &[(DeviceIdentity, Vec<u8>, u32)],
+        members: &[(CertifiedDevice, Vec<u8>)],
     ) -> Result<(), ApiError> {
-        for (identity, key, _) in members {
+        for (certified, key) in members {
+            let identity = &certified.identity;
             let record = self.store.device(identity.device_id).await?;
-            let matches = record
-                .as_ref()
-                .is_some_and(|r| r.username == identity.username && r.signature_key == *key);
+            let matches = record.as_ref().is_some_and(|r| {
+                r.username == identity.username
+                    && r.signature_key == *key
+                    && r.account_key == certified.account_key.to_bytes()
+            });
             if !matches {
                 return Err(ApiError::forbidden(format!(
                     "leaf for device {} is not that device's registered identity",
@@ -289,7 +318,7 @@ impl Delivery {
     ) -> Result<v1::CreateGroupResponse, ApiError> {
         let creator = Self::identity(device);
         let server_key = self.external_sender.clone();
-        let (group_id, epoch, state, members) = tokio::task::spawn_blocking(move || {
+        let (group_id, epoch, state, members, certified) = tokio::task::spawn_blocking(move || {
             let info = match parse_mls(&request.group_info)?.extract() {
                 MlsMessageBodyIn::GroupInfo(info) => info,
                 _ => return Err(ApiError::invalid_mls("expected a GroupInfo")),
@@ -336,14 +365,15 @@ impl Delivery {
             {
                 return Err(ApiError::invalid_mls("unsupported ciphersuite"));
             }
+            let certified = certified_newcomers(&group, &HashSet::new())?;
             let state = PublicGroupState { group, storage };
             let group_id = group_id_of(state.group.group_id())?;
             let epoch = state.group.group_context().epoch().as_u64();
-            Ok((group_id, epoch, state.encode(), members))
+            Ok((group_id, epoch, state.encode(), members, certified))
         })
         .await
         .map_err(|_| ApiError::new(ErrorCode::Internal, "group validation failed"))??;
-        self.check_registered(&members).await?;
+        self.check_registered(&certified).await?;
         self.store
             .create_group(NewGroup {
                 group_id,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use openmls::prelude::tls_codec::Deserialize;
 use openmls::prelude::{KeyPackage, KeyPackageIn, ProtocolVersion};
 use openmls_rust_crypto::RustCrypto;
-use parley_mls::DeviceIdentity;
+use parley_mls::CertifiedDevice;
 use parley_protocol::{limits, v1, ErrorCode, Username};
 use parley_store::{KeyPackageCount, Store};
 
@@ -55,8 +55,12 @@ impl KeyPackages {
         let package = parsed
             .validate(&self.crypto, ProtocolVersion::Mls10)
             .map_err(|e| invalid(&format!("does not verify ({e})")))?;
-        let identity = DeviceIdentity::from_credential(package.leaf_node().credential())
+        let certified = CertifiedDevice::verify_leaf(package.leaf_node())
             .map_err(|e| invalid(&e.to_string()))?;
+        if certified.account_key.to_bytes().as_slice() != device.0.account_key.as_slice() {
+            return Err(invalid("not certified by the account's key"));
+        }
+        let identity = certified.identity;
         if identity.device_id != device.0.device_id || identity.username != device.0.username {
             return Err(invalid("credential names another device"));
         }

@@ -11,6 +11,8 @@ pub struct NewAccount {
     pub username: Username,
     pub device_id: DeviceId,
     pub signature_key: Vec<u8>,
+    /// The account key (32 bytes) that certifies the account's devices.
+    pub account_key: Vec<u8>,
     pub now: Millis,
 }
 
@@ -20,6 +22,8 @@ pub struct DeviceRecord {
     pub user_id: UserId,
     pub username: Username,
     pub signature_key: Vec<u8>,
+    /// The account's key, which must certify every leaf of this account.
+    pub account_key: Vec<u8>,
     /// Suspended by a moderator: cannot log in or send.
     pub suspended: bool,
 }

@@ -20,6 +20,7 @@ async fn account(store: &dyn Store, n: u8, name: &str) -> DeviceId {
             username: Username::parse(name).unwrap(),
             device_id: device(n),
             signature_key: vec![n; 32],
+            account_key: vec![n; 32],
             now: 1,
         })
         .await
@@ -75,6 +76,7 @@ async fn accounts_and_sessions(store: Arc<dyn Store>) {
             username: Username::parse("alice").unwrap(),
             device_id: device(9),
             signature_key: vec![9; 32],
+            account_key: vec![9; 32],
             now: 1,
         })
         .await;
@@ -198,6 +200,7 @@ async fn a_device_id_is_registered_once(store: Arc<dyn Store>) {
             username: Username::parse("bob").unwrap(),
             device_id: alice,
             signature_key: vec![2; 32],
+            account_key: vec![2; 32],
             now: 1,
         })
         .await;
@@ -1284,6 +1287,7 @@ async fn large_group_fan_out(store: Arc<dyn Store>) -> std::time::Duration {
                         username: Username::parse(&format!("member{n}")).unwrap(),
                         device_id: device,
                         signature_key: [bytes, bytes].concat(),
+                        account_key: [bytes, bytes].concat(),
                         now: 1,
                     })
                     .await

@@ -7,7 +7,8 @@ use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::OpenMlsRustCrypto;
 use openmls_traits::signatures::Signer as _;
-use parley_mls::{suite, DeviceIdentity};
+use parley_mls::certificate::AccountKey;
+use parley_mls::{certified_credential, suite, DeviceIdentity};
 use parley_protocol::{v1, DeviceId, Username};
 use prost::Message as _;
 
@@ -34,6 +35,11 @@ impl Device {
         let proof = signer
             .sign(&v1::register_proof_input(username.as_str(), &public))
             .map_err(|e| anyhow!("signing: {e:?}"))?;
+        // Certified like a real client's device, so that the server's checks cost what they do.
+        let provider = OpenMlsRustCrypto::default();
+        let chosen = DeviceId::from_bytes(rand_bytes(&provider)?);
+        let account_key = AccountKey::generate();
+        let certificate = account_key.certify(&username, chosen, &public, 0);
         let registered: v1::RegisterResponse = http
             .post(
                 "/v1/accounts",
@@ -41,7 +47,9 @@ impl Device {
                     username: username.to_string(),
                     signature_key: public.clone(),
                     proof,
-                    device_id: Vec::new(),
+                    device_id: chosen.to_vec(),
+                    account_key: account_key.public().to_bytes().to_vec(),
+                    certificate: certificate.encode(),
                 },
                 None,
             )
@@ -73,10 +81,9 @@ impl Device {
                 None,
             )
             .await?;
-        let provider = OpenMlsRustCrypto::default();
         signer.store(provider.storage())?;
         let credential = CredentialWithKey {
-            credential: DeviceIdentity::new(username.clone(), device_id).to_credential(),
+            credential: certified_credential(&account_key.public(), &certificate),
             signature_key: public.into(),
         };
         Ok(Device {

@@ -13,12 +13,18 @@ pub struct AccountRow {
     pub device_id: Vec<u8>,
     pub signature_key: Vec<u8>,
     pub token: Option<String>,
+    /// The account key's secret; `None` for a device whose signature key is its account key.
+    pub account_secret: Option<Vec<u8>>,
+    /// This device's certificate under the account key; `None`: a plain credential.
+    pub certificate: Option<Vec<u8>>,
 }
 
 pub fn account(conn: &Connection) -> Result<Option<AccountRow>, ClientError> {
     Ok(conn
         .query_row(
-            "SELECT server, username, user_id, device_id, signature_key, token FROM account WHERE id = 1",
+            "SELECT server, username, user_id, device_id, signature_key, token, account_secret,
+                    certificate
+             FROM account WHERE id = 1",
             [],
             |row| {
                 Ok(AccountRow {
@@ -28,6 +34,8 @@ pub fn account(conn: &Connection) -> Result<Option<AccountRow>, ClientError> {
                     device_id: row.get(3)?,
                     signature_key: row.get(4)?,
                     token: row.get(5)?,
+                    account_secret: row.get(6)?,
+                    certificate: row.get(7)?,
                 })
             },
         )
@@ -36,15 +44,18 @@ pub fn account(conn: &Connection) -> Result<Option<AccountRow>, ClientError> {
 
 pub fn insert_account(conn: &Connection, account: &AccountRow) -> Result<(), ClientError> {
     conn.execute(
-        "INSERT INTO account (id, server, username, user_id, device_id, signature_key, token)
-         VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO account (id, server, username, user_id, device_id, signature_key, token,
+                              account_secret, certificate)
+         VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             account.server,
             account.username,
             account.user_id,
             account.device_id,
             account.signature_key,
-            account.token
+            account.token,
+            account.account_secret,
+            account.certificate
         ],
     )?;
     Ok(())

@@ -45,6 +45,8 @@ pub enum Notice {
     Removed,
     /// The server's moderators removed us (an external proposal `sender` committed).
     RemovedByModerators,
+    /// `sender`'s account key is not the one we pinned: their safety number changed.
+    IdentityChanged,
 }
 
 impl Notice {
@@ -53,13 +55,19 @@ impl Notice {
             Notice::Added => "added",
             Notice::Removed => "removed",
             Notice::RemovedByModerators => "removed_by_moderators",
+            Notice::IdentityChanged => "identity_changed",
         }
     }
 
     fn parse(text: &str) -> Option<Notice> {
-        [Notice::Added, Notice::Removed, Notice::RemovedByModerators]
-            .into_iter()
-            .find(|n| n.as_str() == text)
+        [
+            Notice::Added,
+            Notice::Removed,
+            Notice::RemovedByModerators,
+            Notice::IdentityChanged,
+        ]
+        .into_iter()
+        .find(|n| n.as_str() == text)
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod account;
 mod chats;
+mod contacts;
 mod evidence;
 mod messages;
 mod outbox;
@@ -23,6 +24,7 @@ use crate::provider;
 // Callers name queries `db::xyz`, whatever table family they belong to.
 pub use account::*;
 pub use chats::*;
+pub use contacts::*;
 pub use evidence::*;
 pub use messages::*;
 pub use outbox::*;
@@ -156,6 +158,20 @@ ALTER TABLE chats ADD COLUMN last_read INTEGER NOT NULL DEFAULT 0;
 -- What happened to us in a chat, shown among its messages: NULL for a text, else a Notice
 -- (`sender` is who did it).
 ALTER TABLE messages ADD COLUMN notice TEXT;
+"#,
+    r#"
+-- Multi-device: the account key (its secret, held by every device of the account; NULL for a
+-- device from before, whose own signature key is its account key) and this device's
+-- certificate under it (NULL: the device presents a plain credential).
+ALTER TABLE account ADD COLUMN account_secret BLOB;
+ALTER TABLE account ADD COLUMN certificate BLOB;
+-- Account keys pinned on first sight, by username (see `contacts`).
+CREATE TABLE contacts (
+    username     TEXT PRIMARY KEY,
+    account_key  BLOB NOT NULL,
+    pinned_at    INTEGER NOT NULL,
+    changed_at   INTEGER
+);
 "#,
 ];
 

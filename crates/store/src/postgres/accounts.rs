@@ -42,8 +42,17 @@ INSERT INTO devices (id, user_id, signature_key, created_at)
             '\x0000000000000000000000000000000000000000000000000000000000000000', 0);
 "#;
 
-const DEVICE_COLUMNS: &str =
-    "d.id, d.user_id, u.username, d.signature_key, u.suspended_at FROM devices d JOIN users u ON u.id = d.user_id";
+pub(super) const MIGRATION_5: &str = r#"
+-- Multi-device: the account key that certifies an account's devices. An account from before
+-- had one device, whose signature key becomes its account key (plain credentials stay valid).
+ALTER TABLE users ADD COLUMN account_key BYTEA;
+UPDATE users SET account_key = (
+    SELECT d.signature_key FROM devices d WHERE d.user_id = users.id ORDER BY d.created_at, d.id LIMIT 1
+);
+"#;
+
+const DEVICE_COLUMNS: &str = "d.id, d.user_id, u.username, d.signature_key, u.suspended_at, \
+     COALESCE(u.account_key, d.signature_key) FROM devices d JOIN users u ON u.id = d.user_id";
 
 fn device_from_row(row: &sqlx::postgres::PgRow) -> StoreResult<DeviceRecord> {
     Ok(DeviceRecord {
@@ -56,6 +65,7 @@ fn device_from_row(row: &sqlx::postgres::PgRow) -> StoreResult<DeviceRecord> {
             .try_get::<Option<i64>, _>(4)
             .map_err(sql_error)?
             .is_some(),
+        account_key: row.try_get(5).map_err(sql_error)?,
     })
 }
 
@@ -88,16 +98,19 @@ pub(super) async fn create_account(pool: &PgPool, account: NewAccount) -> StoreR
         if id_taken {
             return Err(StoreError::DeviceIdTaken);
         }
-        sqlx::query("INSERT INTO users (id, username, created_at) VALUES ($1, $2, $3)")
-            .bind(id(account.user_id.as_bytes()))
-            .bind(account.username.as_str())
-            .bind(account.now)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| match sql_error(e) {
-                StoreError::Backend(text) if text.contains("23505") => StoreError::UsernameTaken,
-                other => other,
-            })?;
+        sqlx::query(
+            "INSERT INTO users (id, username, created_at, account_key) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id(account.user_id.as_bytes()))
+        .bind(account.username.as_str())
+        .bind(account.now)
+        .bind(&account.account_key)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match sql_error(e) {
+            StoreError::Backend(text) if text.contains("23505") => StoreError::UsernameTaken,
+            other => other,
+        })?;
         sqlx::query(
             "INSERT INTO devices (id, user_id, signature_key, created_at) VALUES ($1, $2, $3, $4)",
         )

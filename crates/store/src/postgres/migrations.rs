@@ -23,6 +23,7 @@ const MIGRATIONS: &[&[&str]] = &[
     &[queue::MIGRATION_2],
     &[moderation::MIGRATION_3],
     &[queue::MIGRATION_4],
+    &[accounts::MIGRATION_5],
 ];
 
 pub(super) async fn migrate(pool: &PgPool) -> StoreResult<()> {

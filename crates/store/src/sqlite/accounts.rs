@@ -43,8 +43,17 @@ INSERT INTO users (id, username, created_at) VALUES (zeroblob(16), 'parley', 0);
 INSERT INTO devices (id, user_id, signature_key, created_at) VALUES (zeroblob(16), zeroblob(16), zeroblob(32), 0);
 "#;
 
-const DEVICE_COLUMNS: &str =
-    "d.id, d.user_id, u.username, d.signature_key, u.suspended_at FROM devices d JOIN users u ON u.id = d.user_id";
+pub(super) const MIGRATION_7: &str = r#"
+-- Multi-device: the account key that certifies an account's devices. An account from before
+-- had one device, whose signature key becomes its account key (plain credentials stay valid).
+ALTER TABLE users ADD COLUMN account_key BLOB;
+UPDATE users SET account_key = (
+    SELECT d.signature_key FROM devices d WHERE d.user_id = users.id ORDER BY d.created_at, d.id LIMIT 1
+);
+"#;
+
+const DEVICE_COLUMNS: &str = "d.id, d.user_id, u.username, d.signature_key, u.suspended_at, \
+     COALESCE(u.account_key, d.signature_key) FROM devices d JOIN users u ON u.id = d.user_id";
 
 fn device_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
     let device: Vec<u8> = row.get(0)?;
@@ -56,6 +65,7 @@ fn device_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
         username: Username::parse(&username).map_err(|e| conversion_error(e.to_string()))?,
         signature_key: row.get(3)?,
         suspended: row.get::<_, Option<i64>>(4)?.is_some(),
+        account_key: row.get(5)?,
     })
 }
 
@@ -85,11 +95,12 @@ pub(super) fn create_account(tx: &Transaction<'_>, account: NewAccount) -> Store
         return Err(StoreError::DeviceIdTaken);
     }
     tx.execute(
-        "INSERT INTO users (id, username, created_at) VALUES (?1, ?2, ?3)",
+        "INSERT INTO users (id, username, created_at, account_key) VALUES (?1, ?2, ?3, ?4)",
         params![
             blob(account.user_id.as_bytes()),
             account.username.as_str(),
-            account.now
+            account.now,
+            account.account_key
         ],
     )?;
     tx.execute(

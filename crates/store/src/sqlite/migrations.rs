@@ -26,6 +26,7 @@ pub(super) const MIGRATIONS: &[&[&str]] = &[
     &[queue::MIGRATION_4, groups::MIGRATION_4],
     &[moderation::MIGRATION_5],
     &[queue::MIGRATION_6],
+    &[accounts::MIGRATION_7],
 ];
 
 /// Applies the migrations that have not run yet, in one transaction.
@@ -151,5 +152,32 @@ mod tests {
             0,
             "acknowledged payloads are deleted"
         );
+    }
+
+    /// An account from before multi-device keeps working: its device's signature key becomes
+    /// its account key, so its plain credential still counts as certified.
+    #[tokio::test]
+    async fn an_account_from_before_multi_device_gets_its_device_key_as_account_key() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+            let tx = conn.transaction().unwrap();
+            apply(&tx, 0, 6).unwrap();
+            tx.execute_batch(
+                "INSERT INTO users (id, username, created_at) VALUES
+                    (X'01010101010101010101010101010101', 'alice', 1);
+                 INSERT INTO devices (id, user_id, signature_key, created_at) VALUES
+                    (X'01010101010101010101010101010101', X'01010101010101010101010101010101', X'0505', 1);",
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let store = SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap();
+        let device = store
+            .device(DeviceId::from_bytes([1; 16]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(device.account_key, vec![5, 5]);
     }
 }

@@ -774,6 +774,7 @@ pub(super) mod tests {
                     username: Username::parse(&format!("user{n}")).unwrap(),
                     device_id: *device,
                     signature_key: vec![n as u8 + 1; 32],
+                    account_key: vec![n as u8 + 1; 32],
                     now: 1,
                 })
                 .await

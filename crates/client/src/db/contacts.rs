@@ -1,0 +1,43 @@
+//! Account keys this device has pinned, by username: the first key seen for an account is
+//! trusted (and checked in person through safety numbers); a different key later is an
+//! identity change, never silently accepted.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::error::ClientError;
+
+/// What pinning a key for a username found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pin {
+    /// First sight: the key is now pinned.
+    New,
+    /// The pinned key.
+    Same,
+    /// Another key than the pinned one, which stays pinned.
+    Changed,
+}
+
+pub fn pinned_key(conn: &Connection, username: &str) -> Result<Option<Vec<u8>>, ClientError> {
+    Ok(conn
+        .query_row(
+            "SELECT account_key FROM contacts WHERE username = ?1",
+            params![username],
+            |row| row.get(0),
+        )
+        .optional()?)
+}
+
+/// Pins `key` for `username` unless a key is pinned already, and says how `key` compares.
+pub fn pin(conn: &Connection, username: &str, key: &[u8], now: i64) -> Result<Pin, ClientError> {
+    match pinned_key(conn, username)? {
+        Some(pinned) if pinned == key => Ok(Pin::Same),
+        Some(_) => Ok(Pin::Changed),
+        None => {
+            conn.execute(
+                "INSERT INTO contacts (username, account_key, pinned_at) VALUES (?1, ?2, ?3)",
+                params![username, key, now],
+            )?;
+            Ok(Pin::New)
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! Several devices per account (issue 13), against the real server binary on loopback: account
+//! keys and device certificates, and a server that lies about an account's devices.
+
+mod common;
+
+use common::*;
+use openmls::prelude::tls_codec::Serialize as _;
+use openmls::prelude::{CredentialWithKey, KeyPackage};
+use openmls_basic_credential::SignatureKeyPair;
+use openmls_rust_crypto::OpenMlsRustCrypto;
+use openmls_traits::signatures::Signer as _;
+use parley_client::ChatRef;
+use parley_mls::certificate::{AccountKey, DeviceCertificate};
+use parley_mls::{certified_credential, suite};
+use parley_protocol::{v1, DeviceId, ErrorCode, Username};
+
+fn user(name: &str) -> Username {
+    Username::parse(name).unwrap()
+}
+
+/// A device's keys as a hand-rolled client holds them.
+struct RawDevice {
+    signer: SignatureKeyPair,
+    device_id: DeviceId,
+}
+
+impl RawDevice {
+    fn new() -> RawDevice {
+        RawDevice {
+            signer: SignatureKeyPair::new(suite::DEFAULT_CIPHERSUITE.signature_algorithm())
+                .unwrap(),
+            device_id: DeviceId::from_bytes(rand_bytes()),
+        }
+    }
+
+    fn public(&self) -> Vec<u8> {
+        self.signer.to_public_vec()
+    }
+
+    fn registration(
+        &self,
+        username: &str,
+        account_key: &AccountKey,
+        certificate: &DeviceCertificate,
+    ) -> v1::RegisterRequest {
+        v1::RegisterRequest {
+            username: username.into(),
+            signature_key: self.public(),
+            proof: self
+                .signer
+                .sign(&v1::register_proof_input(username, &self.public()))
+                .unwrap(),
+            device_id: self.device_id.to_vec(),
+            account_key: account_key.public().to_bytes().to_vec(),
+            certificate: certificate.encode(),
+        }
+    }
+
+    async fn login(&self, server: &str) -> Raw {
+        let raw = Raw::new(server, None);
+        let challenge: v1::ChallengeResponse = raw
+            .post(
+                "/v1/auth/challenge",
+                &v1::ChallengeRequest {
+                    device_id: self.device_id.to_vec(),
+                },
+            )
+            .await
+            .unwrap();
+        let signature = self
+            .signer
+            .sign(&v1::login_signature_input(
+                self.device_id.as_bytes(),
+                &challenge.challenge,
+            ))
+            .unwrap();
+        let login: v1::LoginResponse = raw
+            .post(
+                "/v1/auth/login",
+                &v1::LoginRequest {
+                    device_id: self.device_id.to_vec(),
+                    challenge: challenge.challenge,
+                    signature,
+                },
+            )
+            .await
+            .unwrap();
+        Raw::new(server, Some(login.token))
+    }
+
+    /// A KeyPackage of this device whose credential carries `certificate` under `account_key`.
+    fn key_package(&self, account_key: &AccountKey, certificate: &DeviceCertificate) -> Vec<u8> {
+        let credential = CredentialWithKey {
+            credential: certified_credential(&account_key.public(), certificate),
+            signature_key: self.public().into(),
+        };
+        let ciphersuite = suite::DEFAULT_CIPHERSUITE;
+        KeyPackage::builder()
+            .leaf_node_capabilities(suite::leaf_capabilities(ciphersuite))
+            .build(
+                ciphersuite,
+                &OpenMlsRustCrypto::default(),
+                &self.signer,
+                credential,
+            )
+            .unwrap()
+            .key_package()
+            .tls_serialize_detached()
+            .unwrap()
+    }
+}
+
+fn rand_bytes<const N: usize>() -> [u8; N] {
+    use openmls_traits::{random::OpenMlsRand as _, OpenMlsProvider as _};
+    OpenMlsRustCrypto::default().rand().random_array().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_must_carry_a_certificate_of_its_device_under_its_account_key() {
+    let server = TestServer::start();
+    let raw = Raw::new(&server.url(), None);
+    let device = RawDevice::new();
+    let account = AccountKey::generate();
+    let other = AccountKey::generate();
+    let name = user("alice");
+    let key = device.public();
+    let refused = [
+        (
+            "signed by another key",
+            device.registration(
+                "alice",
+                &account,
+                &other.certify(&name, device.device_id, &key, 1),
+            ),
+        ),
+        (
+            "naming another device",
+            device.registration(
+                "alice",
+                &account,
+                &account.certify(&name, DeviceId::from_bytes([9; 16]), &key, 1),
+            ),
+        ),
+        (
+            "naming another account",
+            device.registration(
+                "alice",
+                &account,
+                &account.certify(&user("mallory"), device.device_id, &key, 1),
+            ),
+        ),
+        (
+            "naming another key",
+            device.registration(
+                "alice",
+                &account,
+                &account.certify(&name, device.device_id, &[7; 32], 1),
+            ),
+        ),
+    ];
+    for (why, request) in refused {
+        let result: Result<v1::RegisterResponse, _> = raw.post("/v1/accounts", &request).await;
+        let (status, code, message) = result.expect_err(why);
+        assert_eq!(
+            (status, code),
+            (401, ErrorCode::Unauthenticated),
+            "{why}: {message}"
+        );
+    }
+    let mut garbled = device.registration(
+        "alice",
+        &account,
+        &account.certify(&name, device.device_id, &key, 1),
+    );
+    garbled.certificate.truncate(20);
+    let result: Result<v1::RegisterResponse, _> = raw.post("/v1/accounts", &garbled).await;
+    assert_eq!(result.unwrap_err().1, ErrorCode::Malformed);
+    let mut unnamed = device.registration(
+        "alice",
+        &account,
+        &account.certify(&name, device.device_id, &key, 1),
+    );
+    unnamed.device_id.clear();
+    let result: Result<v1::RegisterResponse, _> = raw.post("/v1/accounts", &unnamed).await;
+    assert_eq!(result.unwrap_err().1, ErrorCode::Malformed);
+
+    let good = device.registration(
+        "alice",
+        &account,
+        &account.certify(&name, device.device_id, &key, 1),
+    );
+    let _: v1::RegisterResponse = raw.post("/v1/accounts", &good).await.unwrap();
+    let devices: v1::UserDevices = {
+        let session = device.login(&server.url()).await;
+        session.get("/v1/users/alice").await.unwrap()
+    };
+    assert_eq!(devices.account_key, account.public().to_bytes().to_vec());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_takes_only_key_packages_certified_by_the_accounts_own_key() {
+    let server = TestServer::start();
+    let device = RawDevice::new();
+    let account = AccountKey::generate();
+    let name = user("alice");
+    let certificate = account.certify(&name, device.device_id, &device.public(), 1);
+    let raw = Raw::new(&server.url(), None);
+    let _: v1::RegisterResponse = raw
+        .post(
+            "/v1/accounts",
+            &device.registration("alice", &account, &certificate),
+        )
+        .await
+        .unwrap();
+    let session = device.login(&server.url()).await;
+
+    // Self-consistent, but under a key the account never registered.
+    let stranger = AccountKey::generate();
+    let foreign = stranger.certify(&name, device.device_id, &device.public(), 1);
+    let upload = v1::UploadKeyPackages {
+        key_packages: vec![device.key_package(&stranger, &foreign)],
+        last_resort: None,
+    };
+    let result: Result<v1::KeyPackageCount, _> = session.post("/v1/keypackages", &upload).await;
+    let (_, code, message) = result.unwrap_err();
+    assert_eq!(code, ErrorCode::InvalidKeyPackage);
+    assert!(message.contains("account's key"), "{message}");
+
+    let upload = v1::UploadKeyPackages {
+        key_packages: vec![device.key_package(&account, &certificate)],
+        last_resort: None,
+    };
+    let count: v1::KeyPackageCount = session.post("/v1/keypackages", &upload).await.unwrap();
+    assert_eq!(count.one_time_remaining, 1);
+}
+
+/// Plays a server that adds a device to alice's account: a row in its database with a
+/// KeyPackage whose certificate the server made, as it may make anything but alice's key.
+fn plant_device(server: &TestServer, username: &str, package: &[u8], device: &RawDevice) {
+    let conn = rusqlite::Connection::open(server.data_dir().join("parley.db")).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .unwrap();
+    conn.execute(
+        "INSERT INTO devices (id, user_id, signature_key, created_at)
+         VALUES (?1, (SELECT id FROM users WHERE username = ?2), ?3, 0)",
+        rusqlite::params![device.device_id.to_vec(), username, device.public()],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO key_packages (device_id, last_resort, data) VALUES (?1, 1, ?2)",
+        rusqlite::params![device.device_id.to_vec(), package],
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_the_server_adds_to_an_account_is_refused_by_a_client_that_knows_the_account() {
+    let server = TestServer::start();
+    let alice = Device::register(&server.url(), "alice").await;
+    let bob = Device::register(&server.url(), "bob").await;
+    // Bob knows alice: their 1:1 chat pinned her account key.
+    bob.client
+        .send_text(&ChatRef::Direct(user("alice")), "hi")
+        .await
+        .unwrap();
+    alice.client.sync().await.unwrap();
+    let number = bob.client.safety_number(&user("alice")).unwrap();
+    assert_eq!(
+        number,
+        {
+            let mut theirs = alice.client.safety_number(&user("bob")).unwrap();
+            theirs.peer = "alice".into();
+            theirs
+        },
+        "both sides compute one number"
+    );
+
+    // A device under an account key the server made up.
+    let fake = RawDevice::new();
+    let made_up = AccountKey::generate();
+    let certificate = made_up.certify(&user("alice"), fake.device_id, &fake.public(), 1);
+    plant_device(
+        &server,
+        "alice",
+        &fake.key_package(&made_up, &certificate),
+        &fake,
+    );
+    let err = bob
+        .client
+        .create_group("team", &[user("alice")])
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("alice's account identity is not the one you first saw"),
+        "{err}"
+    );
+    assert!(
+        bob.client
+            .history(&ChatRef::Group("team".into()), 10)
+            .map(|h| h.is_empty())
+            .unwrap_or(true),
+        "no group was made with the planted device"
+    );
+
+    // A device that claims alice's real account key, with a certificate the server forged.
+    let forged = RawDevice::new();
+    let real_key = {
+        let devices: v1::UserDevices = Raw::new(&server.url(), bob.client.api().token())
+            .get("/v1/users/alice")
+            .await
+            .unwrap();
+        devices.account_key
+    };
+    let stolen_identity = AccountKey::generate();
+    let certificate =
+        stolen_identity.certify(&user("alice"), forged.device_id, &forged.public(), 1);
+    let mut package_credential_key = [0u8; 32];
+    package_credential_key.copy_from_slice(&real_key);
+    let credential = CredentialWithKey {
+        credential: certified_credential(
+            &parley_mls::certificate::AccountPublicKey::from_bytes(package_credential_key),
+            &certificate,
+        ),
+        signature_key: forged.public().into(),
+    };
+    let ciphersuite = suite::DEFAULT_CIPHERSUITE;
+    let package = KeyPackage::builder()
+        .leaf_node_capabilities(suite::leaf_capabilities(ciphersuite))
+        .build(
+            ciphersuite,
+            &OpenMlsRustCrypto::default(),
+            &forged.signer,
+            credential,
+        )
+        .unwrap()
+        .key_package()
+        .tls_serialize_detached()
+        .unwrap();
+    let conn = rusqlite::Connection::open(server.data_dir().join("parley.db")).unwrap();
+    conn.execute(
+        "DELETE FROM key_packages WHERE device_id = ?1",
+        [fake.device_id.to_vec()],
+    )
+    .unwrap();
+    conn.execute(
+        "DELETE FROM devices WHERE id = ?1",
+        [fake.device_id.to_vec()],
+    )
+    .unwrap();
+    drop(conn);
+    plant_device(&server, "alice", &package, &forged);
+    let err = bob
+        .client
+        .create_group("team", &[user("alice")])
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("not signed by this account's key"),
+        "{err}"
+    );
+
+    // Alice's own device still works with bob once the planted device is gone.
+    let conn = rusqlite::Connection::open(server.data_dir().join("parley.db")).unwrap();
+    conn.execute(
+        "DELETE FROM key_packages WHERE device_id = ?1",
+        [forged.device_id.to_vec()],
+    )
+    .unwrap();
+    conn.execute(
+        "DELETE FROM devices WHERE id = ?1",
+        [forged.device_id.to_vec()],
+    )
+    .unwrap();
+    drop(conn);
+    bob.client
+        .create_group("team", &[user("alice")])
+        .await
+        .unwrap();
+    bob.client
+        .send_text(&ChatRef::Group("team".into()), "still us")
+        .await
+        .unwrap();
+    let received = alice.client.sync().await.unwrap();
+    assert!(
+        received.iter().any(|m| m.text == "still us"),
+        "{received:?}"
+    );
+}
