@@ -31,6 +31,12 @@ pub enum ErrorCode {
     /// A recipient's queue holds as many undelivered bytes as the server allows; the
     /// submission was not stored (retry once the recipient has caught up).
     QueueFull = 20,
+    /// The account has as many devices as the server allows.
+    TooManyDevices = 21,
+    /// A link code that expired, was used, or never existed.
+    LinkExpired = 22,
+    /// A blob that is still being uploaded (ask again later).
+    NotReady = 23,
 }
 
 impl ErrorCode {
@@ -56,6 +62,9 @@ impl ErrorCode {
             18 => Unavailable,
             19 => Replay,
             20 => QueueFull,
+            21 => TooManyDevices,
+            22 => LinkExpired,
+            23 => NotReady,
             _ => Internal,
         }
     }
@@ -72,7 +81,9 @@ impl ErrorCode {
             Forbidden | NotMember => 403,
             NotFound | NoKeyPackage => 404,
             UsernameTaken | GroupExists | IdempotencyConflict | WrongEpoch | Replay => 409,
-            GroupTooLarge => 422,
+            GroupTooLarge | TooManyDevices => 422,
+            LinkExpired => 410,
+            NotReady => 425,
             RateLimited => 429,
             QueueFull => 507,
         }

@@ -23,5 +23,18 @@ pub const MAX_KEY_PACKAGE_BYTES_PER_ACCOUNT: u64 = 4 * 1024 * 1024;
 pub const MAX_CLAIM_USERNAMES: usize = 1000;
 /// Most queue items in one fetch.
 pub const MAX_FETCH_ITEMS: u32 = 1000;
-/// Default cap on group size.
+/// Largest chunk of a blob (a history archive or a backup), one request each.
+pub const MAX_BLOB_CHUNK_BYTES: usize = 1024 * 1024;
+/// Most chunks in one blob: a blob holds at most 256 MiB.
+pub const MAX_BLOB_CHUNKS: u32 = 256;
+/// Largest sealed device name.
+pub const MAX_DEVICE_NAME_BYTES: usize = 256;
+/// Default cap on devices per account.
+pub const DEFAULT_MAX_DEVICES_PER_ACCOUNT: u32 = 10;
+/// Link requests an account may have waiting at once.
+pub const MAX_PENDING_LINKS_PER_ACCOUNT: u32 = 3;
+/// How long a link code works, and how long a history archive or an approved link is kept.
+pub const LINK_TTL_MS: i64 = 10 * 60 * 1000;
+pub const BLOB_TTL_MS: i64 = 24 * 60 * 60 * 1000;
+/// Default cap on group size (in accounts: each may have several devices).
 pub const DEFAULT_MAX_GROUP_MEMBERS: usize = 10_000;

@@ -218,6 +218,7 @@ impl Accounts {
                 token_hash: token_hash(&token),
                 device_id,
                 expires_at,
+                now: now_ms(),
             })
             .await?;
         tracing::info!(device = %device_id, "device logged in");

@@ -25,7 +25,7 @@ pub use postgres::PgStore;
 pub use sqlite::{SqliteOptions, SqliteStore, DATABASE_FILE as SQLITE_DATABASE_FILE};
 
 use async_trait::async_trait;
-use parley_protocol::{DeviceId, GroupId, MessageId, Username};
+use parley_protocol::{DeviceId, GroupId, MessageId, UserId, Username};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -65,6 +65,24 @@ pub enum StoreError {
     /// stored (the oldest items are never dropped to make room).
     #[error("the queue of {0} is full")]
     QueueFull(Username),
+    /// The account has `LinkApproval::max_devices` devices already.
+    #[error("the account has as many devices as allowed")]
+    TooManyDevices,
+    /// The account has `NewLink::max_pending` links waiting already.
+    #[error("the account has too many link requests waiting")]
+    TooManyLinks,
+    /// No link by that id is waiting: it expired, was approved, or never existed.
+    #[error("the link code expired, was used, or is unknown")]
+    LinkExpired,
+    /// The owner has `NewBlob::max_per_account` blobs already.
+    #[error("the account has too many blobs stored")]
+    TooManyBlobs,
+    /// No such blob (or expired).
+    #[error("no such blob")]
+    UnknownBlob,
+    /// A sealed blob takes no more chunks; an unsealed one is not complete.
+    #[error("{0}")]
+    BlobState(&'static str),
     #[error("storage failure: {0}")]
     Backend(String),
 }
@@ -92,6 +110,34 @@ pub trait Store: Send + Sync + 'static {
     async fn take_challenge(&self, nonce: &[u8]) -> StoreResult<Option<Challenge>>;
     async fn create_session(&self, session: NewSession) -> StoreResult<()>;
     async fn session(&self, token_hash: &[u8], now: Millis) -> StoreResult<Option<DeviceRecord>>;
+
+    /// The account's devices with what `parley devices` shows.
+    async fn account_devices(&self, user: UserId) -> StoreResult<Vec<AccountDeviceRecord>>;
+    async fn rename_device(&self, device: DeviceId, sealed_name: Vec<u8>) -> StoreResult<()>;
+
+    // Linking a new device, and blobs such as history archives (`links`)
+    async fn create_link(&self, link: NewLink) -> StoreResult<()>;
+    /// A link that has not expired (waiting, or approved and kept).
+    async fn link(&self, link_id: &[u8], now: Millis) -> StoreResult<Option<LinkRecord>>;
+    /// Registers the link's device under its account and keeps the sealed bundle for it, in one
+    /// transaction, once: [`StoreError::LinkExpired`] if the link is not waiting.
+    async fn approve_link(&self, approval: LinkApproval) -> StoreResult<DeviceRecord>;
+    async fn create_blob(&self, blob: NewBlob) -> StoreResult<()>;
+    async fn blob(&self, blob_id: &[u8], now: Millis) -> StoreResult<Option<BlobRecord>>;
+    /// Stores chunk `index` (again, if a retry sends it twice) of an unsealed blob.
+    async fn put_blob_chunk(
+        &self,
+        blob_id: &[u8],
+        index: u32,
+        data: Vec<u8>,
+        now: Millis,
+    ) -> StoreResult<()>;
+    /// Seals a blob of exactly `chunks` chunks, all present.
+    async fn seal_blob(&self, blob_id: &[u8], chunks: u32) -> StoreResult<()>;
+    async fn blob_chunk(&self, blob_id: &[u8], index: u32) -> StoreResult<Option<Vec<u8>>>;
+    async fn delete_blob(&self, blob_id: &[u8]) -> StoreResult<()>;
+    /// Deletes expired links and blobs; returns how many.
+    async fn expire_links_and_blobs(&self, now: Millis) -> StoreResult<u64>;
 
     // KeyPackages (`keypackages`)
     async fn add_key_packages(

@@ -46,6 +46,8 @@ pub struct NewSession {
     pub token_hash: Vec<u8>,
     pub device_id: DeviceId,
     pub expires_at: Millis,
+    /// The login's time: the device's `last_seen`.
+    pub now: Millis,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,4 +246,84 @@ pub struct AuditEntry {
 pub struct Membership {
     pub group_id: GroupId,
     pub leaves: Vec<u32>,
+}
+
+/// A new device's request to join an account (`parley link`), waiting for a device of the
+/// account to approve it. The server stores the keys and the MAC; only the link code's holder
+/// can check the MAC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewLink {
+    pub link_id: Vec<u8>,
+    pub user_id: UserId,
+    pub device_id: DeviceId,
+    pub signature_key: Vec<u8>,
+    pub hpke_key: Vec<u8>,
+    pub mac: Vec<u8>,
+    pub now: Millis,
+    pub expires_at: Millis,
+    /// Links the account may have waiting at once, this one included.
+    pub max_pending: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkRecord {
+    pub link_id: Vec<u8>,
+    pub user_id: UserId,
+    pub username: Username,
+    pub device_id: DeviceId,
+    pub signature_key: Vec<u8>,
+    pub hpke_key: Vec<u8>,
+    pub mac: Vec<u8>,
+    /// Until approved: when the code stops working; once approved: when the record goes.
+    pub expires_at: Millis,
+    pub approved_at: Option<Millis>,
+    pub archive_blob: Option<Vec<u8>>,
+    pub sealed_bundle: Option<Vec<u8>>,
+}
+
+/// Approving a link: the new device becomes a device of the account, once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkApproval {
+    pub link_id: Vec<u8>,
+    pub sealed_bundle: Vec<u8>,
+    pub archive_blob: Vec<u8>,
+    pub now: Millis,
+    /// How long the approved link (and so the bundle) stays readable.
+    pub kept_until: Millis,
+    /// Devices the account may have, the new one included.
+    pub max_devices: u32,
+}
+
+/// An empty blob: chunks come later, then a seal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewBlob {
+    pub blob_id: Vec<u8>,
+    pub owner: UserId,
+    /// The one device that may read it; `None`: any device of the owner.
+    pub reader: Option<DeviceId>,
+    pub now: Millis,
+    pub expires_at: Millis,
+    /// Blobs the owner may have at once, this one included.
+    pub max_per_account: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobRecord {
+    pub blob_id: Vec<u8>,
+    pub owner: UserId,
+    pub reader: Option<DeviceId>,
+    pub chunks: u32,
+    pub bytes: u64,
+    pub sealed: bool,
+    pub updated_at: Millis,
+    pub expires_at: Millis,
+}
+
+/// A device as its account sees it in `parley devices`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountDeviceRecord {
+    pub device_id: DeviceId,
+    pub sealed_name: Vec<u8>,
+    pub added_at: Millis,
+    pub last_seen: Millis,
 }

@@ -112,6 +112,7 @@ async fn accounts_and_sessions(store: Arc<dyn Store>) {
             token_hash: vec![5; 32],
             device_id: alice,
             expires_at: 100,
+            now: 0,
         })
         .await
         .unwrap();
@@ -891,6 +892,7 @@ async fn moderation_is_audited_and_append_only(store: Arc<dyn Store>) {
             token_hash: vec![5; 32],
             device_id: alice,
             expires_at: 100,
+            now: 0,
         })
         .await
         .unwrap();
@@ -1091,6 +1093,217 @@ async fn a_claim_for_several_users_takes_all_or_nothing(store: Arc<dyn Store>) {
     );
 }
 
+fn new_link(link_id: u8, user: u8, device: u8, now: i64) -> NewLink {
+    NewLink {
+        link_id: vec![link_id; 8],
+        user_id: UserId::from_bytes([user; 16]),
+        device_id: DeviceId::from_bytes([device; 16]),
+        signature_key: vec![device; 32],
+        hpke_key: vec![7; 32],
+        mac: vec![8; 32],
+        now,
+        expires_at: now + 600_000,
+        max_pending: 3,
+    }
+}
+
+fn approval(link_id: u8, now: i64, max_devices: u32) -> LinkApproval {
+    LinkApproval {
+        link_id: vec![link_id; 8],
+        sealed_bundle: vec![9; 100],
+        archive_blob: vec![5; 16],
+        now,
+        kept_until: now + 86_400_000,
+        max_devices,
+    }
+}
+
+async fn a_link_registers_its_device_once_within_the_accounts_limits(store: Arc<dyn Store>) {
+    let alice = account(&*store, 1, "alice").await;
+    // The new device's id and key must be nobody's yet.
+    let mut taken = new_link(1, 1, 2, 10);
+    taken.device_id = alice;
+    assert!(matches!(
+        store.create_link(taken).await,
+        Err(StoreError::DeviceIdTaken)
+    ));
+    for (link, device) in [(1, 20), (2, 21), (3, 22)] {
+        store
+            .create_link(new_link(link, 1, device, 10))
+            .await
+            .unwrap();
+    }
+    assert!(
+        matches!(
+            store.create_link(new_link(4, 1, 23, 10)).await,
+            Err(StoreError::TooManyLinks)
+        ),
+        "at most three links wait at once"
+    );
+    let waiting = store.link(&[1; 8], 11).await.unwrap().unwrap();
+    assert_eq!(waiting.username.as_str(), "alice");
+    assert_eq!(waiting.device_id, device(20));
+    assert_eq!(waiting.approved_at, None);
+    assert!(
+        store.link(&[1; 8], 10 + 600_000).await.unwrap().is_none(),
+        "expired"
+    );
+    assert!(matches!(
+        store.approve_link(approval(1, 10 + 600_000, 10)).await,
+        Err(StoreError::LinkExpired)
+    ));
+
+    let linked = store.approve_link(approval(1, 20, 10)).await.unwrap();
+    assert_eq!(linked.device_id, device(20));
+    assert_eq!(linked.username.as_str(), "alice");
+    assert_eq!(linked.account_key, vec![1; 32], "the account's key");
+    let approved = store.link(&[1; 8], 30).await.unwrap().unwrap();
+    assert_eq!(approved.approved_at, Some(20));
+    assert_eq!(approved.sealed_bundle, Some(vec![9; 100]));
+    assert_eq!(approved.archive_blob, Some(vec![5; 16]));
+    assert!(
+        store.link(&[1; 8], 20 + 600_000).await.unwrap().is_some(),
+        "an approved link is kept for its archive"
+    );
+    assert!(
+        matches!(
+            store.approve_link(approval(1, 21, 10)).await,
+            Err(StoreError::LinkExpired)
+        ),
+        "a link works once"
+    );
+    let devices = store
+        .account_devices(UserId::from_bytes([1; 16]))
+        .await
+        .unwrap();
+    assert_eq!(
+        devices.iter().map(|d| d.device_id).collect::<Vec<_>>(),
+        vec![alice, device(20)]
+    );
+    assert_eq!(devices[1].added_at, 20);
+    store
+        .rename_device(device(20), b"sealed".to_vec())
+        .await
+        .unwrap();
+    let devices = store
+        .account_devices(UserId::from_bytes([1; 16]))
+        .await
+        .unwrap();
+    assert_eq!(devices[1].sealed_name, b"sealed".to_vec());
+    // Two devices now: a limit of two refuses a third.
+    assert!(matches!(
+        store.approve_link(approval(2, 22, 2)).await,
+        Err(StoreError::TooManyDevices)
+    ));
+    assert!(
+        store
+            .link(&[2; 8], 23)
+            .await
+            .unwrap()
+            .unwrap()
+            .approved_at
+            .is_none(),
+        "a refused approval changes nothing"
+    );
+    assert_eq!(
+        store.expire_links_and_blobs(20 + 86_400_000).await.unwrap(),
+        3
+    );
+    assert!(store.link(&[1; 8], 0).await.unwrap().is_none());
+}
+
+fn new_blob(id: u8, owner: u8, reader: Option<DeviceId>, now: i64) -> NewBlob {
+    NewBlob {
+        blob_id: vec![id; 16],
+        owner: UserId::from_bytes([owner; 16]),
+        reader,
+        now,
+        expires_at: now + 1000,
+        max_per_account: 2,
+    }
+}
+
+async fn a_blob_is_sealed_only_when_complete_and_expires(store: Arc<dyn Store>) {
+    account(&*store, 1, "alice").await;
+    let reader = device(9);
+    store
+        .create_blob(new_blob(1, 1, Some(reader), 10))
+        .await
+        .unwrap();
+    store.create_blob(new_blob(2, 1, None, 10)).await.unwrap();
+    assert!(matches!(
+        store.create_blob(new_blob(3, 1, None, 10)).await,
+        Err(StoreError::TooManyBlobs)
+    ));
+    store
+        .put_blob_chunk(&[1; 16], 0, b"one".to_vec(), 11)
+        .await
+        .unwrap();
+    store
+        .put_blob_chunk(&[1; 16], 2, b"three".to_vec(), 12)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            store.seal_blob(&[1; 16], 3).await,
+            Err(StoreError::BlobState(_))
+        ),
+        "chunk 1 is missing"
+    );
+    // A retried chunk replaces itself.
+    store
+        .put_blob_chunk(&[1; 16], 1, b"tw".to_vec(), 13)
+        .await
+        .unwrap();
+    store
+        .put_blob_chunk(&[1; 16], 1, b"two".to_vec(), 14)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.seal_blob(&[1; 16], 2).await,
+        Err(StoreError::BlobState(_))
+    ));
+    store.seal_blob(&[1; 16], 3).await.unwrap();
+    assert!(matches!(
+        store
+            .put_blob_chunk(&[1; 16], 3, b"more".to_vec(), 15)
+            .await,
+        Err(StoreError::BlobState(_))
+    ));
+    let record = store.blob(&[1; 16], 16).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            record.chunks,
+            record.bytes,
+            record.sealed,
+            record.updated_at,
+            record.reader
+        ),
+        (3, 11, true, 14, Some(reader))
+    );
+    assert_eq!(
+        store.blob_chunk(&[1; 16], 1).await.unwrap(),
+        Some(b"two".to_vec())
+    );
+    assert_eq!(store.blob_chunk(&[1; 16], 3).await.unwrap(), None);
+    store.delete_blob(&[1; 16]).await.unwrap();
+    assert!(store.blob(&[1; 16], 16).await.unwrap().is_none());
+    assert_eq!(store.blob_chunk(&[1; 16], 0).await.unwrap(), None);
+    assert!(matches!(
+        store.put_blob_chunk(&[1; 16], 0, b"x".to_vec(), 17).await,
+        Err(StoreError::UnknownBlob)
+    ));
+    // The other one expires.
+    store
+        .put_blob_chunk(&[2; 16], 0, b"x".to_vec(), 17)
+        .await
+        .unwrap();
+    assert!(store.blob(&[2; 16], 1010).await.unwrap().is_none());
+    assert_eq!(store.expire_links_and_blobs(1010).await.unwrap(), 1);
+    assert_eq!(store.blob_chunk(&[2; 16], 0).await.unwrap(), None);
+    store.create_blob(new_blob(3, 1, None, 1011)).await.unwrap();
+}
+
 async fn run_all<F, Fut>(make: F)
 where
     F: Fn() -> Fut,
@@ -1114,6 +1327,8 @@ where
     queues_match_a_model_under_random_traffic(make().await).await;
     moderation_is_audited_and_append_only(make().await).await;
     console_sessions_expire_end_and_die_with_their_token(make().await).await;
+    a_link_registers_its_device_once_within_the_accounts_limits(make().await).await;
+    a_blob_is_sealed_only_when_complete_and_expires(make().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -80,24 +80,7 @@ pub(super) async fn create_account(pool: &PgPool, account: NewAccount) -> StoreR
         if taken {
             return Err(StoreError::UsernameTaken);
         }
-        let key_taken: bool =
-            sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM devices WHERE signature_key = $1)")
-                .bind(&account.signature_key)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(sql_error)?;
-        if key_taken {
-            return Err(StoreError::KeyTaken);
-        }
-        let id_taken: bool =
-            sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM devices WHERE id = $1)")
-                .bind(id(account.device_id.as_bytes()))
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(sql_error)?;
-        if id_taken {
-            return Err(StoreError::DeviceIdTaken);
-        }
+        check_device_unused(&mut tx, account.device_id, &account.signature_key).await?;
         sqlx::query(
             "INSERT INTO users (id, username, created_at, account_key) VALUES ($1, $2, $3, $4)",
         )
@@ -123,6 +106,70 @@ pub(super) async fn create_account(pool: &PgPool, account: NewAccount) -> StoreR
         .map_err(sql_error)?;
         Ok(())
     })
+}
+
+/// A new device's id and signature key must be nobody's yet.
+pub(super) async fn check_device_unused(
+    tx: &mut Tx<'_>,
+    device: DeviceId,
+    signature_key: &[u8],
+) -> StoreResult<()> {
+    let key_taken: bool =
+        sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM devices WHERE signature_key = $1)")
+            .bind(signature_key)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(sql_error)?;
+    if key_taken {
+        return Err(StoreError::KeyTaken);
+    }
+    let id_taken: bool = sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM devices WHERE id = $1)")
+        .bind(id(device.as_bytes()))
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(sql_error)?;
+    if id_taken {
+        return Err(StoreError::DeviceIdTaken);
+    }
+    Ok(())
+}
+
+pub(super) async fn account_devices(
+    pool: &PgPool,
+    user: UserId,
+) -> StoreResult<Vec<AccountDeviceRecord>> {
+    let rows = sqlx::query(
+        "SELECT id, sealed_name, created_at, last_seen FROM devices WHERE user_id = $1
+         ORDER BY created_at, id",
+    )
+    .bind(id(user.as_bytes()))
+    .fetch_all(pool)
+    .await
+    .map_err(sql_error)?;
+    rows.iter()
+        .map(|row| {
+            Ok(AccountDeviceRecord {
+                device_id: device_id(row.try_get(0).map_err(sql_error)?)?,
+                sealed_name: row.try_get(1).map_err(sql_error)?,
+                added_at: row.try_get(2).map_err(sql_error)?,
+                last_seen: row.try_get(3).map_err(sql_error)?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn rename_device(
+    pool: &PgPool,
+    device: DeviceId,
+    sealed_name: Vec<u8>,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE devices SET sealed_name = $2 WHERE id = $1")
+        .bind(id(device.as_bytes()))
+        .bind(sealed_name)
+        .execute(pool)
+        .await
+        .map_err(sql_error)?;
+    Ok(())
 }
 
 pub(super) async fn device(pool: &PgPool, device: DeviceId) -> StoreResult<Option<DeviceRecord>> {
@@ -186,14 +233,22 @@ pub(super) async fn take_challenge(pool: &PgPool, nonce: &[u8]) -> StoreResult<O
 }
 
 pub(super) async fn create_session(pool: &PgPool, session: NewSession) -> StoreResult<()> {
-    sqlx::query("INSERT INTO sessions (token_hash, device_id, expires_at) VALUES ($1, $2, $3)")
-        .bind(&session.token_hash)
-        .bind(id(session.device_id.as_bytes()))
-        .bind(session.expires_at)
-        .execute(pool)
-        .await
-        .map_err(sql_error)?;
-    Ok(())
+    transaction!(pool, |tx| {
+        sqlx::query("INSERT INTO sessions (token_hash, device_id, expires_at) VALUES ($1, $2, $3)")
+            .bind(&session.token_hash)
+            .bind(id(session.device_id.as_bytes()))
+            .bind(session.expires_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql_error)?;
+        sqlx::query("UPDATE devices SET last_seen = $2 WHERE id = $1")
+            .bind(id(session.device_id.as_bytes()))
+            .bind(session.now)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql_error)?;
+        Ok(())
+    })
 }
 
 pub(super) async fn session(

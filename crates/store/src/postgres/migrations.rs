@@ -6,7 +6,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 
 use super::sql::sql_error;
-use super::{accounts, groups, keypackages, moderation, queue};
+use super::{accounts, groups, keypackages, links, moderation, queue};
 use crate::StoreResult;
 
 /// Schema migrations, applied in order; `parley_schema.version` records how many have run. The
@@ -24,6 +24,8 @@ const MIGRATIONS: &[&[&str]] = &[
     &[moderation::MIGRATION_3],
     &[queue::MIGRATION_4],
     &[accounts::MIGRATION_5],
+    // Multi-device: linking, blobs, device names.
+    &[links::MIGRATION_6],
 ];
 
 pub(super) async fn migrate(pool: &PgPool) -> StoreResult<()> {

@@ -14,6 +14,7 @@
 mod accounts;
 mod groups;
 mod keypackages;
+mod links;
 mod migrations;
 mod moderation;
 mod queue;
@@ -22,7 +23,7 @@ mod sql;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use parley_protocol::{DeviceId, GroupId, MessageId, Username};
+use parley_protocol::{DeviceId, GroupId, MessageId, UserId, Username};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
@@ -69,7 +70,8 @@ impl PgStore {
             .map_err(sql_error)?;
         sqlx::raw_sql(
             "DROP TABLE IF EXISTS parley_schema, users, devices, challenges, sessions, key_packages, groups,
-               group_members, payloads, queue, submissions, reports, admin_tokens, admin_sessions, audit_log CASCADE;
+               group_members, payloads, queue, submissions, reports, admin_tokens, admin_sessions, audit_log,
+               links, blobs, blob_chunks CASCADE;
              DROP FUNCTION IF EXISTS audit_log_append_only CASCADE;
              DROP FUNCTION IF EXISTS queue_release_bytes CASCADE;",
         )
@@ -97,6 +99,64 @@ impl Store for PgStore {
 
     async fn put_challenge(&self, challenge: Challenge) -> StoreResult<()> {
         accounts::put_challenge(&self.pool, challenge).await
+    }
+
+    async fn account_devices(&self, user: UserId) -> StoreResult<Vec<AccountDeviceRecord>> {
+        accounts::account_devices(&self.pool, user).await
+    }
+
+    async fn rename_device(&self, device: DeviceId, sealed_name: Vec<u8>) -> StoreResult<()> {
+        accounts::rename_device(&self.pool, device, sealed_name).await
+    }
+
+    // Linking devices, blobs
+    async fn create_link(&self, link: NewLink) -> StoreResult<()> {
+        links::create_link(&self.pool, link).await
+    }
+
+    async fn link(&self, link_id: &[u8], now: Millis) -> StoreResult<Option<LinkRecord>> {
+        links::link(&self.pool, link_id, now).await
+    }
+
+    async fn approve_link(&self, approval: LinkApproval) -> StoreResult<DeviceRecord> {
+        let device = links::approve_link(&self.pool, approval).await?;
+        accounts::device(&self.pool, device)
+            .await?
+            .ok_or_else(|| StoreError::Backend("the linked device vanished".into()))
+    }
+
+    async fn create_blob(&self, blob: NewBlob) -> StoreResult<()> {
+        links::create_blob(&self.pool, blob).await
+    }
+
+    async fn blob(&self, blob_id: &[u8], now: Millis) -> StoreResult<Option<BlobRecord>> {
+        links::blob(&self.pool, blob_id, now).await
+    }
+
+    async fn put_blob_chunk(
+        &self,
+        blob_id: &[u8],
+        index: u32,
+        data: Vec<u8>,
+        now: Millis,
+    ) -> StoreResult<()> {
+        links::put_blob_chunk(&self.pool, blob_id, index, data, now).await
+    }
+
+    async fn seal_blob(&self, blob_id: &[u8], chunks: u32) -> StoreResult<()> {
+        links::seal_blob(&self.pool, blob_id, chunks).await
+    }
+
+    async fn blob_chunk(&self, blob_id: &[u8], index: u32) -> StoreResult<Option<Vec<u8>>> {
+        links::blob_chunk(&self.pool, blob_id, index).await
+    }
+
+    async fn delete_blob(&self, blob_id: &[u8]) -> StoreResult<()> {
+        links::delete_blob(&self.pool, blob_id).await
+    }
+
+    async fn expire_links_and_blobs(&self, now: Millis) -> StoreResult<u64> {
+        links::expire_links_and_blobs(&self.pool, now).await
     }
 
     async fn take_challenge(&self, nonce: &[u8]) -> StoreResult<Option<Challenge>> {

@@ -52,6 +52,13 @@ UPDATE users SET account_key = (
 );
 "#;
 
+pub(super) const MIGRATION_8: &str = r#"
+-- Multi-device: a device's name (sealed by the account's devices) and when it last logged in.
+ALTER TABLE devices ADD COLUMN sealed_name BLOB NOT NULL DEFAULT X'';
+ALTER TABLE devices ADD COLUMN last_seen INTEGER NOT NULL DEFAULT 0;
+UPDATE devices SET last_seen = created_at;
+"#;
+
 const DEVICE_COLUMNS: &str = "d.id, d.user_id, u.username, d.signature_key, u.suspended_at, \
      COALESCE(u.account_key, d.signature_key) FROM devices d JOIN users u ON u.id = d.user_id";
 
@@ -78,22 +85,7 @@ pub(super) fn create_account(tx: &Transaction<'_>, account: NewAccount) -> Store
     if taken {
         return Err(StoreError::UsernameTaken);
     }
-    let key_taken: bool = tx.query_row(
-        "SELECT EXISTS(SELECT 1 FROM devices WHERE signature_key = ?1)",
-        params![account.signature_key],
-        |row| row.get(0),
-    )?;
-    if key_taken {
-        return Err(StoreError::KeyTaken);
-    }
-    let id_taken: bool = tx.query_row(
-        "SELECT EXISTS(SELECT 1 FROM devices WHERE id = ?1)",
-        params![blob(account.device_id.as_bytes())],
-        |row| row.get(0),
-    )?;
-    if id_taken {
-        return Err(StoreError::DeviceIdTaken);
-    }
+    check_device_unused(tx, account.device_id, &account.signature_key)?;
     tx.execute(
         "INSERT INTO users (id, username, created_at, account_key) VALUES (?1, ?2, ?3, ?4)",
         params![
@@ -111,6 +103,62 @@ pub(super) fn create_account(tx: &Transaction<'_>, account: NewAccount) -> Store
             account.signature_key,
             account.now
         ],
+    )?;
+    Ok(())
+}
+
+/// A new device's id and signature key must be nobody's yet.
+pub(super) fn check_device_unused(
+    conn: &Connection,
+    device: DeviceId,
+    signature_key: &[u8],
+) -> StoreResult<()> {
+    let key_taken: bool = conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM devices WHERE signature_key = ?1)",
+        params![signature_key],
+        |row| row.get(0),
+    )?;
+    if key_taken {
+        return Err(StoreError::KeyTaken);
+    }
+    let id_taken: bool = conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM devices WHERE id = ?1)",
+        params![blob(device.as_bytes())],
+        |row| row.get(0),
+    )?;
+    if id_taken {
+        return Err(StoreError::DeviceIdTaken);
+    }
+    Ok(())
+}
+
+pub(super) fn account_devices(
+    conn: &Connection,
+    user: UserId,
+) -> StoreResult<Vec<AccountDeviceRecord>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT id, sealed_name, created_at, last_seen FROM devices WHERE user_id = ?1
+         ORDER BY created_at, id",
+    )?;
+    let rows = statement.query_map(params![blob(user.as_bytes())], |row| {
+        Ok(AccountDeviceRecord {
+            device_id: device_id(row.get(0)?)?,
+            sealed_name: row.get(1)?,
+            added_at: row.get(2)?,
+            last_seen: row.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub(super) fn rename_device(
+    tx: &Transaction<'_>,
+    device: DeviceId,
+    sealed_name: Vec<u8>,
+) -> StoreResult<()> {
+    tx.execute(
+        "UPDATE devices SET sealed_name = ?2 WHERE id = ?1",
+        params![blob(device.as_bytes()), sealed_name],
     )?;
     Ok(())
 }
@@ -190,6 +238,10 @@ pub(super) fn create_session(tx: &Transaction<'_>, session: NewSession) -> Store
             blob(session.device_id.as_bytes()),
             session.expires_at
         ],
+    )?;
+    tx.execute(
+        "UPDATE devices SET last_seen = ?2 WHERE id = ?1",
+        params![blob(session.device_id.as_bytes()), session.now],
     )?;
     Ok(())
 }

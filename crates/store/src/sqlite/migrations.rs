@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, Transaction};
 
-use super::{accounts, groups, keypackages, moderation, queue};
+use super::{accounts, groups, keypackages, links, moderation, queue};
 use crate::StoreResult;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many have run. The
@@ -27,6 +27,8 @@ pub(super) const MIGRATIONS: &[&[&str]] = &[
     &[moderation::MIGRATION_5],
     &[queue::MIGRATION_6],
     &[accounts::MIGRATION_7],
+    // Multi-device: linking, blobs, device names.
+    &[accounts::MIGRATION_8, links::MIGRATION_8],
 ];
 
 /// Applies the migrations that have not run yet, in one transaction.

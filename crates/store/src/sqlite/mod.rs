@@ -13,6 +13,7 @@
 mod accounts;
 mod groups;
 mod keypackages;
+mod links;
 mod migrations;
 mod moderation;
 mod queue;
@@ -22,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use parley_protocol::{DeviceId, GroupId, MessageId, Username};
+use parley_protocol::{DeviceId, GroupId, MessageId, UserId, Username};
 use rusqlite::{Connection, Transaction};
 use std::time::Instant;
 
@@ -314,6 +315,75 @@ impl Store for SqliteStore {
     async fn user_devices(&self, username: &Username) -> StoreResult<Vec<DeviceRecord>> {
         let username = username.clone();
         self.read(move |conn| accounts::user_devices(conn, &username))
+            .await
+    }
+
+    async fn account_devices(&self, user: UserId) -> StoreResult<Vec<AccountDeviceRecord>> {
+        self.read(move |conn| accounts::account_devices(conn, user))
+            .await
+    }
+
+    async fn rename_device(&self, device: DeviceId, sealed_name: Vec<u8>) -> StoreResult<()> {
+        self.write(move |tx| accounts::rename_device(tx, device, sealed_name))
+            .await
+    }
+
+    async fn create_link(&self, link: NewLink) -> StoreResult<()> {
+        self.write(move |tx| links::create_link(tx, link)).await
+    }
+
+    async fn link(&self, link_id: &[u8], now: Millis) -> StoreResult<Option<LinkRecord>> {
+        let link_id = link_id.to_vec();
+        self.read(move |conn| links::link(conn, &link_id, now))
+            .await
+    }
+
+    async fn approve_link(&self, approval: LinkApproval) -> StoreResult<DeviceRecord> {
+        self.write(move |tx| links::approve_link(tx, approval))
+            .await
+    }
+
+    async fn create_blob(&self, blob: NewBlob) -> StoreResult<()> {
+        self.write(move |tx| links::create_blob(tx, blob)).await
+    }
+
+    async fn blob(&self, blob_id: &[u8], now: Millis) -> StoreResult<Option<BlobRecord>> {
+        let blob_id = blob_id.to_vec();
+        self.read(move |conn| links::blob_record(conn, &blob_id, now))
+            .await
+    }
+
+    async fn put_blob_chunk(
+        &self,
+        blob_id: &[u8],
+        index: u32,
+        data: Vec<u8>,
+        now: Millis,
+    ) -> StoreResult<()> {
+        let blob_id = blob_id.to_vec();
+        self.write(move |tx| links::put_blob_chunk(tx, &blob_id, index, data, now))
+            .await
+    }
+
+    async fn seal_blob(&self, blob_id: &[u8], chunks: u32) -> StoreResult<()> {
+        let blob_id = blob_id.to_vec();
+        self.write(move |tx| links::seal_blob(tx, &blob_id, chunks))
+            .await
+    }
+
+    async fn blob_chunk(&self, blob_id: &[u8], index: u32) -> StoreResult<Option<Vec<u8>>> {
+        let blob_id = blob_id.to_vec();
+        self.read(move |conn| links::blob_chunk(conn, &blob_id, index))
+            .await
+    }
+
+    async fn delete_blob(&self, blob_id: &[u8]) -> StoreResult<()> {
+        let blob_id = blob_id.to_vec();
+        self.write(move |tx| links::delete_blob(tx, &blob_id)).await
+    }
+
+    async fn expire_links_and_blobs(&self, now: Millis) -> StoreResult<u64> {
+        self.write(move |tx| links::expire_links_and_blobs(tx, now))
             .await
     }
 

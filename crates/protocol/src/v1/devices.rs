@@ -1,0 +1,181 @@
+//! Several devices per account: linking a new device, blobs (history archives), and the
+//! account's device list. Mirrored in `proto/parley_v1.proto` like the rest of [`super`].
+
+use prost::Message;
+
+/// `POST /v1/links` (no session): a new device asks to become a device of `username`. `proof` is
+/// its signature over [`link_proof_input`]; `mac` is HMAC-SHA256 over [`link_mac_input`], keyed
+/// by the link code's secret, which the server never sees: an approver catches a server that
+/// changes the keys.
+#[derive(Clone, PartialEq, Message)]
+pub struct CreateLink {
+    #[prost(string, tag = "1")]
+    pub username: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub device_id: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub signature_key: Vec<u8>,
+    /// X25519 public key the link bundle is sealed to (HPKE).
+    #[prost(bytes = "vec", tag = "4")]
+    pub hpke_key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "5")]
+    pub proof: Vec<u8>,
+    #[prost(bytes = "vec", tag = "6")]
+    pub mac: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct CreateLinkResponse {
+    /// 8 bytes; with the secret it makes the link code.
+    #[prost(bytes = "vec", tag = "1")]
+    pub link_id: Vec<u8>,
+    #[prost(int64, tag = "2")]
+    pub expires_at_ms: i64,
+}
+
+/// `GET /v1/links/{id}`, by a device of the account (or, once approved, the new device itself).
+#[derive(Clone, PartialEq, Message)]
+pub struct PendingLink {
+    #[prost(string, tag = "1")]
+    pub username: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub device_id: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub signature_key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    pub hpke_key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "5")]
+    pub mac: Vec<u8>,
+    #[prost(int64, tag = "6")]
+    pub expires_at_ms: i64,
+    #[prost(bool, tag = "7")]
+    pub approved: bool,
+    /// Set once approved: the blob the history archive goes to.
+    #[prost(bytes = "vec", tag = "8")]
+    pub archive_blob: Vec<u8>,
+    /// Set once approved: the link bundle sealed to `hpke_key`.
+    #[prost(bytes = "vec", tag = "9")]
+    pub sealed_bundle: Vec<u8>,
+}
+
+/// `POST /v1/links/{id}/approve`: the new device's certificate (the server registers the device
+/// under it), the sealed link bundle, and the blob (made by the approver) for the history.
+#[derive(Clone, PartialEq, Message)]
+pub struct ApproveLink {
+    #[prost(bytes = "vec", tag = "1")]
+    pub certificate: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub sealed_bundle: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub archive_blob: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ApproveLinkResponse {
+    #[prost(bytes = "vec", tag = "1")]
+    pub device_id: Vec<u8>,
+}
+
+/// What the approver seals to the new device. The server only carries it.
+#[derive(Clone, PartialEq, Message)]
+pub struct LinkBundle {
+    /// The account key's secret (32 bytes).
+    #[prost(bytes = "vec", tag = "1")]
+    pub account_secret: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub certificate: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub user_id: Vec<u8>,
+}
+
+/// What a new device signs to prove it holds the key it links.
+pub fn link_proof_input(username: &str, device_id: &[u8], hpke_key: &[u8]) -> Vec<u8> {
+    let mut input = b"parley/v1/link\0".to_vec();
+    input.extend_from_slice(username.as_bytes());
+    input.push(0);
+    input.extend_from_slice(device_id);
+    input.extend_from_slice(hpke_key);
+    input
+}
+
+/// What the link MAC covers: everything the approver certifies or seals to.
+pub fn link_mac_input(
+    username: &str,
+    device_id: &[u8],
+    signature_key: &[u8],
+    hpke_key: &[u8],
+) -> Vec<u8> {
+    let mut input = b"parley/v1/link-mac\0".to_vec();
+    input.extend_from_slice(username.as_bytes());
+    input.push(0);
+    input.extend_from_slice(device_id);
+    input.extend_from_slice(&(signature_key.len() as u16).to_be_bytes());
+    input.extend_from_slice(signature_key);
+    input.extend_from_slice(hpke_key);
+    input
+}
+
+/// `POST /v1/blobs`: an empty blob that one device may read (a history archive for a new
+/// device). Chunks go to `PUT /v1/blobs/{id}/{index}` (raw bytes), then `POST
+/// /v1/blobs/{id}/seal`; the reader reads `GET /v1/blobs/{id}` (its status) and `GET
+/// /v1/blobs/{id}/{index}`, and deletes it with `DELETE /v1/blobs/{id}`.
+#[derive(Clone, PartialEq, Message)]
+pub struct CreateBlob {
+    #[prost(bytes = "vec", tag = "1")]
+    pub reader_device: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct CreateBlobResponse {
+    #[prost(bytes = "vec", tag = "1")]
+    pub blob_id: Vec<u8>,
+    #[prost(int64, tag = "2")]
+    pub expires_at_ms: i64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct SealBlob {
+    #[prost(uint32, tag = "1")]
+    pub chunks: u32,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct BlobStatus {
+    /// Chunks stored so far.
+    #[prost(uint32, tag = "1")]
+    pub chunks: u32,
+    #[prost(bool, tag = "2")]
+    pub sealed: bool,
+    #[prost(uint64, tag = "3")]
+    pub bytes: u64,
+    /// When the last chunk arrived: a reader can tell a stalled upload from a slow one.
+    #[prost(int64, tag = "4")]
+    pub updated_at_ms: i64,
+}
+
+/// `GET /v1/devices`: the account's devices.
+#[derive(Clone, PartialEq, Message)]
+pub struct DeviceList {
+    #[prost(message, repeated, tag = "1")]
+    pub devices: Vec<AccountDevice>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct AccountDevice {
+    #[prost(bytes = "vec", tag = "1")]
+    pub device_id: Vec<u8>,
+    /// Sealed by the account's devices: the server stores it without reading it.
+    #[prost(bytes = "vec", tag = "2")]
+    pub sealed_name: Vec<u8>,
+    #[prost(int64, tag = "3")]
+    pub added_at_ms: i64,
+    #[prost(int64, tag = "4")]
+    pub last_seen_ms: i64,
+}
+
+/// `POST /v1/devices/{id}/name`.
+#[derive(Clone, PartialEq, Message)]
+pub struct RenameDevice {
+    #[prost(bytes = "vec", tag = "1")]
+    pub sealed_name: Vec<u8>,
+}
