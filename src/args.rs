@@ -369,6 +369,9 @@ pub struct ServerArgs {
     /// still add it to theirs [default: 5000].
     #[arg(long, value_name = "N")]
     pub max_groups_per_account: Option<u32>,
+    /// Devices one account may have; linking another is refused [default: 10].
+    #[arg(long, value_name = "N")]
+    pub max_devices_per_account: Option<u32>,
     /// Groups (and 1:1 chats) one account may create at once [default: 10].
     #[arg(long, value_name = "N")]
     pub group_burst: Option<u32>,

@@ -96,6 +96,10 @@ fn config(args: ServerArgs) -> Result<ServerConfig> {
         .max_groups_per_account
         .or(file.max_groups_per_account)
         .unwrap_or(defaults.max_groups_per_account);
+    config.max_devices_per_account = args
+        .max_devices_per_account
+        .or(file.max_devices_per_account)
+        .unwrap_or(defaults.max_devices_per_account);
     config.group_burst = args
         .group_burst
         .or(file.group_burst)

@@ -37,7 +37,7 @@ pub struct Accounts {
     reserved: ReservedNames,
 }
 
-fn verifying_key(bytes: &[u8]) -> Result<VerifyingKey, ApiError> {
+pub(crate) fn verifying_key(bytes: &[u8]) -> Result<VerifyingKey, ApiError> {
     let array: [u8; 32] = bytes
         .try_into()
         .map_err(|_| ApiError::malformed("signature key must be a 32-byte Ed25519 public key"))?;
@@ -50,7 +50,7 @@ fn verifying_key(bytes: &[u8]) -> Result<VerifyingKey, ApiError> {
     Ok(key)
 }
 
-fn verify(key: &VerifyingKey, message: &[u8], signature: &[u8]) -> Result<(), ApiError> {
+pub(crate) fn verify(key: &VerifyingKey, message: &[u8], signature: &[u8]) -> Result<(), ApiError> {
     let signature = Signature::from_slice(signature)
         .map_err(|_| ApiError::malformed("signature must be 64 bytes"))?;
     key.verify_strict(message, &signature)
@@ -88,7 +88,7 @@ fn verify_certificate(
     Ok(())
 }
 
-fn random_bytes<const N: usize>() -> [u8; N] {
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     bytes

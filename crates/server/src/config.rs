@@ -56,6 +56,8 @@ pub struct ServerConfig {
     pub queue_mib_per_device: u32,
     /// Groups (1:1 chats included) an account may be in and still create another.
     pub max_groups_per_account: u32,
+    /// Devices one account may have (linking past it is refused).
+    pub max_devices_per_account: u32,
     /// Groups one account may create at once, and how many more an hour.
     pub group_burst: u32,
     pub groups_per_hour: u32,
@@ -92,6 +94,7 @@ impl ServerConfig {
             send_mib_per_minute: 64,
             queue_mib_per_device: 256,
             max_groups_per_account: 5000,
+            max_devices_per_account: parley_protocol::limits::DEFAULT_MAX_DEVICES_PER_ACCOUNT,
             group_burst: 10,
             groups_per_hour: 20,
             claim_per_second: 1,
@@ -151,6 +154,7 @@ impl ServerConfig {
             || self.send_mib_per_minute == 0
             || self.queue_mib_per_device == 0
             || self.max_groups_per_account == 0
+            || self.max_devices_per_account == 0
             || self.group_burst == 0
             || self.groups_per_hour == 0
         {
@@ -272,6 +276,8 @@ pub struct FileConfig {
     pub queue_mib_per_device: Option<u32>,
     /// Groups an account may be in and still create another.
     pub max_groups_per_account: Option<u32>,
+    /// Devices one account may have.
+    pub max_devices_per_account: Option<u32>,
     /// Groups one account may create at once, and how many more an hour.
     pub group_burst: Option<u32>,
     pub groups_per_hour: Option<u32>,

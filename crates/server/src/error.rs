@@ -100,6 +100,26 @@ impl From<StoreError> for ApiError {
             StoreError::StateChanged => {
                 ApiError::new(ErrorCode::Unavailable, "group state is busy; retry")
             }
+            StoreError::TooManyDevices => ApiError::new(
+                ErrorCode::TooManyDevices,
+                "the account has as many devices as this server allows; \
+                 revoke one first (`parley devices revoke ID`)",
+            ),
+            StoreError::TooManyLinks => ApiError::new(
+                ErrorCode::RateLimited,
+                "three link requests for this account are waiting already; \
+                 approve one or wait ten minutes",
+            ),
+            StoreError::LinkExpired => ApiError::new(
+                ErrorCode::LinkExpired,
+                "the link code expired, was used, or is unknown; start again with `parley link`",
+            ),
+            StoreError::TooManyBlobs => ApiError::new(
+                ErrorCode::RateLimited,
+                "the account holds too many archives; try again once they are fetched",
+            ),
+            StoreError::UnknownBlob => ApiError::new(ErrorCode::NotFound, "no such blob"),
+            StoreError::BlobState(why) => ApiError::new(ErrorCode::Malformed, why),
             StoreError::Backend(detail) => {
                 tracing::error!(%detail, "storage failure");
                 ApiError::new(ErrorCode::Unavailable, "storage unavailable; retry")

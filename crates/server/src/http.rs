@@ -18,6 +18,8 @@ use parley_protocol::{v1, ErrorCode};
 use crate::accounts::Authenticated;
 use crate::{ApiError, App, ServerError};
 
+mod links;
+
 type AppState = State<Arc<App>>;
 
 /// A protobuf response body.
@@ -504,6 +506,7 @@ pub fn router(app: Arc<App>) -> Router {
             "/v1/reports",
             post(report).layer(DefaultBodyLimit::max(REPORT_BODY_BYTES)),
         )
+        .merge(links::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn(protobuf_only))
         .layer(axum::middleware::map_response(uniform_errors))
@@ -557,6 +560,11 @@ fn spawn_housekeeping(app: Arc<App>) {
                 Ok(0) => {}
                 Ok(expired) => tracing::info!(expired, "expired undelivered queue entries"),
                 Err(e) => tracing::warn!(error = %e.0, "expiry failed"),
+            }
+            match app.links.expire().await {
+                Ok(0) => {}
+                Ok(expired) => tracing::info!(expired, "expired links and archives"),
+                Err(e) => tracing::warn!(error = %e.0, "expiry of links failed"),
             }
             app.rates.prune();
         }

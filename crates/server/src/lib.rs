@@ -15,6 +15,7 @@ pub mod fanout;
 pub mod franking;
 pub mod http;
 pub mod keypackages;
+pub mod links;
 pub mod live;
 mod local;
 pub mod metrics;
@@ -36,6 +37,7 @@ pub struct App {
     pub config: ServerConfig,
     pub accounts: accounts::Accounts,
     pub key_packages: keypackages::KeyPackages,
+    pub links: links::Links,
     pub delivery: delivery::Delivery,
     pub fanout: Arc<dyn fanout::Fanout>,
     pub metrics: Arc<metrics::Metrics>,
@@ -64,6 +66,7 @@ impl App {
                 reserved::ReservedNames::new(&config.reserved_names),
             ),
             key_packages: keypackages::KeyPackages::new(store.clone()),
+            links: links::Links::new(store.clone(), config.max_devices_per_account),
             delivery: delivery::Delivery::new(
                 store.clone(),
                 fanout.clone(),

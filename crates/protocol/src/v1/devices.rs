@@ -179,3 +179,10 @@ pub struct RenameDevice {
     #[prost(bytes = "vec", tag = "1")]
     pub sealed_name: Vec<u8>,
 }
+
+/// A blob's chunk, both ways (`PUT` and `GET /v1/blobs/{id}/{index}`).
+#[derive(Clone, PartialEq, Message)]
+pub struct BlobChunk {
+    #[prost(bytes = "vec", tag = "1")]
+    pub data: Vec<u8>,
+}
