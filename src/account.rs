@@ -8,9 +8,9 @@ use crate::args::ClientArgs;
 use crate::output;
 
 /// The address a registration stores when none is given.
-const DEFAULT_SERVER: &str = "http://127.0.0.1:7878";
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7878";
 
-fn options(args: &ClientArgs) -> ClientOptions {
+pub fn options(args: &ClientArgs) -> ClientOptions {
     ClientOptions {
         server: args.server.clone(),
         ca_cert: args.ca_cert.clone(),
@@ -19,7 +19,7 @@ fn options(args: &ClientArgs) -> ClientOptions {
     }
 }
 
-fn home(args: &ClientArgs) -> Result<&std::path::Path> {
+pub fn home(args: &ClientArgs) -> Result<&std::path::Path> {
     args.home
         .as_deref()
         .context("no device directory: give --home DIR or set PARLEY_HOME")
@@ -36,7 +36,16 @@ pub fn username(name: &str) -> Result<parley_protocol::Username> {
 
 pub async fn register(args: ClientArgs, name: &str) -> Result<()> {
     let server = args.server.clone().unwrap_or_else(|| DEFAULT_SERVER.into());
-    let client = Client::register(home(&args)?, &server, name, options(&args)).await?;
+    let client = match Client::register(home(&args)?, &server, name, options(&args)).await {
+        Err(e) if e.server_code() == Some(parley_protocol::ErrorCode::UsernameTaken) => {
+            anyhow::bail!(
+                "{name} is already taken. If it is your account, make this device one of its \
+                 devices instead: `parley --home DIR link {name}`, then approve the code it \
+                 shows on a device you already use (`parley devices approve CODE`)"
+            )
+        }
+        other => other?,
+    };
     output::line(&format!(
         "registered {} (device {})",
         client.username(),

@@ -81,6 +81,30 @@ pub enum Command {
         /// The account name: 3 to 32 lowercase letters, digits and '_', starting with a letter.
         username: String,
     },
+    /// Make this device another device of an existing account: shows a code to approve on a
+    /// device the account has (`parley devices approve CODE`), then receives the history.
+    Link {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The account to join.
+        username: String,
+        /// What to call this device in `parley devices`, e.g. "laptop".
+        #[arg(long)]
+        name: Option<String>,
+        /// JSON lines instead of text (the first is {"link_code": ...}).
+        #[arg(long)]
+        json: bool,
+    },
+    /// The account's devices: list them, or approve, rename one.
+    Devices {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        command: Option<DevicesCommand>,
+    },
     /// Send a message to a user (1:1, created on first use) or to a group (#name).
     Send {
         #[command(flatten)]
@@ -162,6 +186,23 @@ pub enum Command {
         client: ClientArgs,
         /// The new address(es), comma-separated, e.g. https://chat.example.org.
         url: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DevicesCommand {
+    /// Approve the new device showing CODE: it joins every chat and receives the history.
+    /// Again with the same code, resumes a transfer that stopped.
+    Approve {
+        /// The link code the new device shows.
+        code: String,
+    },
+    /// Name one of the account's devices.
+    Rename {
+        /// The device's id, or its first digits (see `parley devices`).
+        id: String,
+        /// Its new name.
+        name: String,
     },
 }
 

@@ -5,6 +5,7 @@
 mod account;
 mod admin;
 mod args;
+mod devices;
 mod groups;
 mod output;
 mod reports;
@@ -100,5 +101,16 @@ async fn run(cli: Cli) -> Result<()> {
             account::server_address(top.or(client), url.as_deref())
         }
         Command::Group { client, command } => groups::run(top.or(client), command).await,
+        Command::Link {
+            client,
+            username,
+            name,
+            json,
+        } => devices::link(top.or(client), &username, name.as_deref(), json).await,
+        Command::Devices {
+            client,
+            json,
+            command,
+        } => devices::run(top.or(client), command, json).await,
     }
 }

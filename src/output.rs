@@ -225,3 +225,76 @@ mod tests {
         assert_eq!(sanitize("a\u{1b}[31mb\nc"), "a\u{fffd}[31mb\nc");
     }
 }
+
+/// A step of `parley link`: the code on stdout (first line), the rest on stderr.
+pub fn link_event(event: &parley_client::LinkEvent, as_json: bool) {
+    match event {
+        parley_client::LinkEvent::Code(code) if as_json => {
+            json(&serde_json::json!({ "link_code": code }))
+        }
+        parley_client::LinkEvent::Code(code) => {
+            line(&format!("link code: {code}"));
+            let _ = writeln!(
+                std::io::stderr(),
+                "parley: enter this code on a device of the account: \
+                 `parley devices approve {code}` (it works once, for 10 minutes)"
+            );
+        }
+        other => {
+            if let Some(text) = crate::devices::describe(other) {
+                let _ = writeln!(std::io::stderr(), "parley: {text}");
+            }
+        }
+    }
+}
+
+pub fn linked(username: &str, device: &str, as_json: bool) {
+    if as_json {
+        json(&serde_json::json!({ "linked": username, "device": device }));
+    } else {
+        line(&format!("linked this device ({device}) to {username}"));
+    }
+}
+
+/// A step of `parley devices approve`, on stderr.
+pub fn approve_event(event: &parley_client::ApproveEvent) {
+    use parley_client::ApproveEvent::*;
+    let text = match event {
+        Approved { device } => format!("approved device {device}"),
+        WaitingForDevice => "waiting for the new device to come online…".into(),
+        Added { done, total } => format!("added it to {done} of {total} chats"),
+        HistorySent(_) => return,
+    };
+    let _ = writeln!(std::io::stderr(), "parley: {text}");
+}
+
+pub fn approved(chats: u64, messages: u64, bytes: u64, as_json: bool) {
+    if as_json {
+        json(&serde_json::json!({ "chats": chats, "messages": messages, "bytes": bytes }));
+    } else {
+        line(&format!(
+            "linked: sent the history ({messages} messages in {chats} chats, {bytes} bytes encrypted)"
+        ));
+    }
+}
+
+pub fn devices(devices: &[parley_client::DeviceView], as_json: bool) {
+    for device in devices {
+        if as_json {
+            json(device);
+        } else {
+            let name = if device.name.is_empty() {
+                "(unnamed)"
+            } else {
+                &device.name
+            };
+            line(&format!(
+                "{}{}  {name}  added {}  last seen {}",
+                device.id,
+                if device.current { " (this device)" } else { "" },
+                device.added_at,
+                device.last_seen
+            ));
+        }
+    }
+}

@@ -387,3 +387,191 @@ async fn a_device_the_server_adds_to_an_account_is_refused_by_a_client_that_know
         "{received:?}"
     );
 }
+
+/// Links a new device (a fresh home) to `approver`'s account: runs `link` on the new device
+/// and `approve_link` with the code it shows, side by side, as two people would.
+async fn link_device(
+    server: &str,
+    approver: &parley_client::Client,
+) -> (tempfile::TempDir, parley_client::Client, ApproveEventLog) {
+    let home = tempfile::tempdir().unwrap();
+    let (code_tx, code_rx) = tokio::sync::oneshot::channel();
+    let mut code_tx = Some(code_tx);
+    let mut log = ApproveEventLog::default();
+    let username = approver.username().to_string();
+    let new_device = parley_client::Client::link(
+        home.path(),
+        Some(server),
+        &username,
+        parley_client::ClientOptions::default(),
+        |event| {
+            if let parley_client::LinkEvent::Code(code) = event {
+                if let Some(tx) = code_tx.take() {
+                    let _ = tx.send(code);
+                }
+            }
+        },
+    );
+    let approve = async {
+        let code = code_rx.await.expect("the new device shows a code");
+        approver
+            .approve_link(&code, |event| log.0.push(event))
+            .await
+            .expect("approve");
+    };
+    let (linked, ()) = tokio::join!(new_device, approve);
+    (home, linked.expect("link"), log)
+}
+
+#[derive(Default, Debug)]
+struct ApproveEventLog(Vec<parley_client::ApproveEvent>);
+
+fn texts(messages: &[parley_client::MessageView]) -> Vec<(String, String, bool)> {
+    messages
+        .iter()
+        .filter(|m| m.kind == "text")
+        .map(|m| (m.sender.clone(), m.text.clone(), m.history))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linked_device_has_the_history_and_every_chat_and_speaks_as_the_same_account() {
+    let server = TestServer::start();
+    let alice = Device::register(&server.url(), "alice").await;
+    let bob = Device::register(&server.url(), "bob").await;
+    let carol = Device::register(&server.url(), "carol").await;
+    let bob_chat = ChatRef::Direct(user("bob"));
+    let alice_chat = ChatRef::Direct(user("alice"));
+    let team = ChatRef::Group("team".into());
+    bob.client.send_text(&alice_chat, "hi alice").await.unwrap();
+    alice.client.sync().await.unwrap();
+    alice.client.send_text(&bob_chat, "hi bob").await.unwrap();
+    alice
+        .client
+        .create_group("team", &[user("bob"), user("carol")])
+        .await
+        .unwrap();
+    carol.client.sync().await.unwrap();
+    carol.client.send_text(&team, "team hello").await.unwrap();
+    alice.client.sync().await.unwrap();
+    let number_before = bob.client.safety_number(&user("alice")).unwrap();
+
+    let (_home, alice2, _) = link_device(&server.url(), &alice.client).await;
+
+    // The history, in order, marked as history.
+    assert_eq!(
+        texts(&alice2.history(&bob_chat, 50).unwrap()),
+        [
+            ("bob".into(), "hi alice".into(), true),
+            ("alice".into(), "hi bob".into(), true)
+        ]
+    );
+    assert_eq!(
+        texts(&alice2.history(&team, 50).unwrap()),
+        [("carol".into(), "team hello".into(), true)]
+    );
+    // New messages reach both of alice's devices.
+    bob.client.sync().await.unwrap();
+    bob.client
+        .send_text(&alice_chat, "after the link")
+        .await
+        .unwrap();
+    for device in [&alice.client, &alice2] {
+        let received = device.sync().await.unwrap();
+        assert_eq!(
+            texts(&received),
+            [("bob".into(), "after the link".into(), false)],
+            "{}",
+            device.device_id()
+        );
+    }
+    carol.client.sync().await.unwrap();
+    carol.client.send_text(&team, "team again").await.unwrap();
+    let received = alice2.sync().await.unwrap();
+    assert_eq!(
+        texts(&received),
+        [("carol".into(), "team again".into(), false)]
+    );
+    // What the new device sends: the partner sees alice, the first device sees it as sent.
+    alice2.send_text(&bob_chat, "from my laptop").await.unwrap();
+    let at_bob: Vec<_> = bob
+        .client
+        .sync()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.chat == "alice")
+        .collect();
+    assert_eq!(
+        texts(&at_bob),
+        [("alice".into(), "from my laptop".into(), false)]
+    );
+    let at_alice: Vec<_> = alice
+        .client
+        .sync()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.text != "team again")
+        .collect();
+    assert_eq!(
+        texts(&at_alice),
+        [("alice".into(), "from my laptop".into(), false)]
+    );
+    assert_eq!(at_alice[0].status, "sent", "ours, from another device");
+    assert_eq!(
+        at_alice[0].chat, "bob",
+        "in the chat with bob, not with ourselves"
+    );
+    // Bob still has one chat with alice, and the same safety number.
+    let bob_chats: Vec<String> = bob
+        .client
+        .chats()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.chat)
+        .collect();
+    assert_eq!(
+        bob_chats.iter().filter(|c| *c == "alice").count(),
+        1,
+        "{bob_chats:?}"
+    );
+    assert_eq!(
+        bob.client.safety_number(&user("alice")).unwrap(),
+        number_before
+    );
+    // Both devices are listed on each.
+    let devices = alice.client.devices().await.unwrap();
+    assert_eq!(devices.len(), 2);
+    assert_eq!(
+        devices
+            .iter()
+            .filter(|d| d.current)
+            .map(|d| d.id.clone())
+            .collect::<Vec<_>>(),
+        [alice.client.device_id().to_string()]
+    );
+    let seen_from_new = alice2.devices().await.unwrap();
+    assert!(seen_from_new
+        .iter()
+        .any(|d| d.current && d.id == alice2.device_id().to_string()));
+    // A group alice makes now has both of her devices.
+    alice2
+        .create_group("later", &[user("carol")])
+        .await
+        .unwrap();
+    alice.client.sync().await.unwrap();
+    carol.client.sync().await.unwrap();
+    carol
+        .client
+        .send_text(&ChatRef::Group("later".into()), "both see this")
+        .await
+        .unwrap();
+    for device in [&alice.client, &alice2] {
+        let received = device.sync().await.unwrap();
+        assert_eq!(
+            texts(&received),
+            [("carol".into(), "both see this".into(), false)]
+        );
+    }
+}

@@ -128,7 +128,7 @@ impl Client {
         Client::open_locked(home, options, lock)
     }
 
-    fn open_locked(
+    pub(crate) fn open_locked(
         home: &Path,
         options: ClientOptions,
         lock: HomeLock,

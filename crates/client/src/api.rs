@@ -191,6 +191,19 @@ impl ServerApi {
             .await
     }
 
+    pub async fn put<Q: Message, R: Message + Default>(
+        &self,
+        path: &str,
+        body: &Q,
+    ) -> Result<R, ClientError> {
+        self.call(Method::PUT, path, Some(body.encode_to_vec()), true)
+            .await
+    }
+
+    pub async fn delete<R: Message + Default>(&self, path: &str) -> Result<R, ClientError> {
+        self.call(Method::DELETE, path, None, true).await
+    }
+
     pub async fn get<R: Message + Default>(&self, path: &str) -> Result<R, ClientError> {
         self.call(Method::GET, path, None, true).await
     }

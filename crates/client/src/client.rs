@@ -78,35 +78,9 @@ impl Client {
 
     /// Signs a fresh server challenge and stores the session token.
     pub async fn login(&self) -> Result<(), ClientError> {
-        let device_id = self.identity.device_id.to_vec();
-        let challenge: v1::ChallengeResponse = self
-            .api
-            .post(
-                "/v1/auth/challenge",
-                &v1::ChallengeRequest {
-                    device_id: device_id.clone(),
-                },
-                false,
-            )
-            .await?;
-        let signature = self
-            .signer
-            .sign(&v1::login_signature_input(&device_id, &challenge.challenge))
-            .map_err(|e| ClientError::Mls(format!("signing failed: {e:?}")))?;
-        let login: v1::LoginResponse = self
-            .api
-            .post(
-                "/v1/auth/login",
-                &v1::LoginRequest {
-                    device_id,
-                    challenge: challenge.challenge,
-                    signature,
-                },
-                false,
-            )
-            .await?;
-        db::set_token(&self.db(), &login.token)?;
-        self.api.set_token(Some(login.token));
+        let token = login_with(&self.api, &self.signer, self.identity.device_id).await?;
+        db::set_token(&self.db(), &token)?;
+        self.api.set_token(Some(token));
         Ok(())
     }
 
@@ -136,4 +110,37 @@ impl Client {
     pub fn api(&self) -> &ServerApi {
         &self.api
     }
+}
+
+/// Logs a device in (a fresh challenge, signed) and returns the session token.
+pub(crate) async fn login_with(
+    api: &ServerApi,
+    signer: &SignatureKeyPair,
+    device: DeviceId,
+) -> Result<String, ClientError> {
+    let device_id = device.to_vec();
+    let challenge: v1::ChallengeResponse = api
+        .post(
+            "/v1/auth/challenge",
+            &v1::ChallengeRequest {
+                device_id: device_id.clone(),
+            },
+            false,
+        )
+        .await?;
+    let signature = signer
+        .sign(&v1::login_signature_input(&device_id, &challenge.challenge))
+        .map_err(|e| ClientError::Mls(format!("signing failed: {e:?}")))?;
+    let login: v1::LoginResponse = api
+        .post(
+            "/v1/auth/login",
+            &v1::LoginRequest {
+                device_id,
+                challenge: challenge.challenge,
+                signature,
+            },
+            false,
+        )
+        .await?;
+    Ok(login.token)
 }

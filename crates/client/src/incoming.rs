@@ -442,7 +442,15 @@ impl Client {
             Some(v1::app_payload::Body::Text(body)) => (body.text, blocked),
             Some(v1::app_payload::Body::Meta(meta)) => {
                 let (kind, name) = if meta.kind == v1::ChatKind::Direct as i32 {
-                    (ChatKind::Direct, sender.username.to_string())
+                    // A 1:1 chat is named after the other account, also when another device
+                    // of ours started it.
+                    let peer = group
+                        .members()
+                        .filter_map(|m| DeviceIdentity::from_credential(&m.credential).ok())
+                        .map(|id| id.username)
+                        .find(|u| u != self.username())
+                        .unwrap_or_else(|| sender.username.clone());
+                    (ChatKind::Direct, peer.to_string())
                 } else {
                     match parse_group_name(&meta.name) {
                         Ok(name) => (ChatKind::Group, name),
@@ -505,11 +513,17 @@ impl Client {
             sent_at: payload.sent_at_ms,
             received_at: now_ms(),
             group_seq: Some(item.group_seq),
-            status: MessageStatus::Received,
+            // Sent from another device of ours: ours, as sent.
+            status: if sender.username == *self.username() {
+                MessageStatus::Sent
+            } else {
+                MessageStatus::Received
+            },
             payload: plaintext,
             aad: aad.to_vec(),
             hidden,
             notice: None,
+            history: false,
         };
         let inserted = db::insert_message(tx, &row);
         if let (Ok(true), Some(franking)) = (&inserted, &item.franking) {
@@ -573,5 +587,6 @@ fn notice_row(
         aad: Vec::new(),
         hidden,
         notice: Some(notice),
+        history: false,
     }
 }

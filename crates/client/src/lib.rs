@@ -18,6 +18,7 @@
 //   4  account, views
 //   5  outgoing, incoming      (inside outgoing: outbox < commits < group_ops < mod)
 //   6  sync
+//   7  devices                 linking a device, the history archive, the device list
 // Methods of `Client` are still called upward where the protocol needs it: a change that lost
 // its epoch to another member's commit receives that commit first, so `outgoing` calls
 // `receive`, and `receive` first settles our own queued commits in `outgoing`.
@@ -25,6 +26,7 @@ mod account;
 pub mod api;
 mod client;
 mod db;
+mod devices;
 mod error;
 mod groups;
 mod home;
@@ -41,6 +43,7 @@ mod views;
 pub use account::ClientOptions;
 pub use client::Client;
 pub use db::MessageStatus;
+pub use devices::{ApproveEvent, DeviceView, LinkCode, LinkEvent};
 pub use error::ClientError;
 pub use names::{parse_group_name, ChatRef};
 pub use reports::{EvidenceBundle, EvidenceMessage};

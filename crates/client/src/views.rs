@@ -27,6 +27,8 @@ pub struct MessageView {
     /// `text` for a message; `notice` for what happened to us in the chat ("alice removed you
     /// from #team"), whose `text` is that sentence and `sender` who did it.
     pub kind: String,
+    /// Came with the account's history when this device was linked (sent before it joined).
+    pub history: bool,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -103,6 +105,7 @@ impl Client {
             sent_at: rfc3339(row.sent_at),
             status: row.status.as_str().to_owned(),
             group_seq: row.group_seq,
+            history: row.history,
         })
     }
 

@@ -240,16 +240,27 @@ async fn key_package_count(
 
 async fn claim_key_packages(
     State(app): AppState,
-    _submitter: Submitter,
+    Submitter(device): Submitter,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     // Claims are limited per claimed account too, once the body names them.
     let request = decode(&app, body, parley_protocol::limits::MAX_CLAIM_USERNAMES).await?;
     Ok(Proto(
         app.key_packages
-            .claim(request, |target, name| app.rates.check_claim(target, name))
+            .claim(&device, request, |target, name| {
+                app.rates.check_claim(target, name)
+            })
             .await?,
     ))
+}
+
+async fn claim_own_key_packages(
+    State(app): AppState,
+    Submitter(device): Submitter,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let request = decode(&app, body, FEW_FIELDS).await?;
+    Ok(Proto(app.key_packages.claim_own(&device, request).await?))
 }
 
 async fn create_group(
@@ -492,6 +503,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route(
             "/v1/keypackages/claim",
             post(claim_key_packages).layer(DefaultBodyLimit::max(CLAIM_BODY_BYTES)),
+        )
+        .route(
+            "/v1/keypackages/claim-own",
+            post(claim_own_key_packages).layer(DefaultBodyLimit::max(AUTH_BODY_BYTES)),
         )
         .route("/v1/groups", post(create_group))
         .route("/v1/messages", post(submit))

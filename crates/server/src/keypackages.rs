@@ -112,13 +112,58 @@ impl KeyPackages {
         ))
     }
 
+    /// Up to `count` KeyPackages of another device of the caller's own account, one-time ones
+    /// first, then its last-resort one as often as needed (it stays valid).
+    pub async fn claim_own(
+        &self,
+        claimer: &Authenticated,
+        request: v1::ClaimOwnKeyPackages,
+    ) -> Result<v1::ClaimResponse, ApiError> {
+        let device = parley_protocol::DeviceId::from_slice(&request.device_id)
+            .map_err(|e| ApiError::malformed(e.to_string()))?;
+        let count = request.count.min(limits::MAX_FETCH_ITEMS);
+        let record = self.store.device(device).await?;
+        let ours = record
+            .as_ref()
+            .is_some_and(|r| r.user_id == claimer.0.user_id && r.device_id != claimer.0.device_id);
+        if !ours {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                "no such other device in this account",
+            ));
+        }
+        let mut key_packages = Vec::new();
+        for _ in 0..count {
+            match self.store.claim_key_package(device).await? {
+                Some(claimed) => {
+                    let last_resort = claimed.last_resort;
+                    key_packages.push(v1::ClaimedKeyPackage {
+                        username: claimer.0.username.to_string(),
+                        device_id: device.to_vec(),
+                        key_package: claimed.data,
+                        last_resort,
+                    });
+                    if last_resort {
+                        // The last-resort package is all that is left: it serves every chat.
+                        break;
+                    }
+                }
+                None => break,
+            }
+        }
+        Ok(v1::ClaimResponse { key_packages })
+    }
+
     /// One KeyPackage for every device of every named user, each user once however often
     /// named, in one transaction: a claim that fails for one user takes nothing from the
     /// others. A user none of whose devices has a package left is an error, so that nobody is
     /// silently left out of a group. `admit` is asked once per user before anything is taken
-    /// (the per-account claim rate).
+    /// (the per-account claim rate). The claiming device is never claimed (a device adds its
+    /// account's other devices to the groups it makes); its account alone with no other device
+    /// contributes nothing.
     pub async fn claim(
         &self,
+        claimer: &Authenticated,
         request: v1::ClaimKeyPackages,
         admit: impl Fn(&parley_protocol::UserId, &Username) -> Result<(), ApiError>,
     ) -> Result<v1::ClaimResponse, ApiError> {
@@ -137,14 +182,24 @@ impl KeyPackages {
             }
         }
         let mut users = Vec::with_capacity(usernames.len());
-        for username in &usernames {
-            let devices = self.store.user_devices(username).await?;
+        let mut claimed_names = Vec::with_capacity(usernames.len());
+        for username in usernames {
+            let devices = self.store.user_devices(&username).await?;
             let first = devices.first().ok_or_else(|| {
                 ApiError::new(ErrorCode::NotFound, format!("unknown user {username}"))
             })?;
-            admit(&first.user_id, username)?;
-            users.push(devices.iter().map(|d| d.device_id).collect::<Vec<_>>());
+            admit(&first.user_id, &username)?;
+            let others: Vec<_> = devices
+                .iter()
+                .map(|d| d.device_id)
+                .filter(|d| *d != claimer.0.device_id)
+                .collect();
+            if !others.is_empty() {
+                users.push(others);
+                claimed_names.push(username);
+            }
         }
+        let usernames = claimed_names;
         let claimed = match self.store.claim_key_packages(users).await {
             Ok(claimed) => claimed,
             Err(parley_store::StoreError::NoKeyPackage(index)) => {

@@ -53,7 +53,10 @@ impl Links {
 
     /// A new device asks to join an account; it holds its key (the proof) and has not
     /// registered anywhere.
-    pub async fn create(&self, request: v1::CreateLink) -> Result<v1::CreateLinkResponse, ApiError> {
+    pub async fn create(
+        &self,
+        request: v1::CreateLink,
+    ) -> Result<v1::CreateLinkResponse, ApiError> {
         let username = Username::parse(&request.username)
             .map_err(|e| ApiError::new(ErrorCode::InvalidUsername, e.to_string()))?;
         let device_id = DeviceId::from_bytes(bytes16(&request.device_id, "a device id")?);
@@ -101,7 +104,11 @@ impl Links {
     }
 
     /// A link of the caller's account (the approver, or the new device once approved).
-    async fn own_link(&self, device: &Authenticated, link_id: &[u8]) -> Result<LinkRecord, ApiError> {
+    async fn own_link(
+        &self,
+        device: &Authenticated,
+        link_id: &[u8],
+    ) -> Result<LinkRecord, ApiError> {
         if link_id.len() != 8 {
             return Err(ApiError::malformed("a link id is 8 bytes"));
         }
@@ -164,7 +171,9 @@ impl Links {
         }
         if request.sealed_bundle.is_empty() || request.sealed_bundle.len() > MAX_SEALED_BUNDLE_BYTES
         {
-            return Err(ApiError::malformed("the sealed bundle is empty or too large"));
+            return Err(ApiError::malformed(
+                "the sealed bundle is empty or too large",
+            ));
         }
         let blob = self.readable_by(&request.archive_blob, device).await?;
         if blob.reader != Some(link.device_id) {
@@ -255,7 +264,10 @@ impl Links {
             ));
         }
         if chunk.data.len() > MAX_BLOB_CHUNK_BYTES {
-            return Err(ApiError::new(ErrorCode::TooLarge, "a chunk holds at most 1 MiB"));
+            return Err(ApiError::new(
+                ErrorCode::TooLarge,
+                "a chunk holds at most 1 MiB",
+            ));
         }
         self.owned(blob_id, device).await?;
         self.store
@@ -319,7 +331,11 @@ impl Links {
         Ok(v1::BlobChunk { data })
     }
 
-    pub async fn delete_blob(&self, device: &Authenticated, blob_id: &[u8]) -> Result<(), ApiError> {
+    pub async fn delete_blob(
+        &self,
+        device: &Authenticated,
+        blob_id: &[u8],
+    ) -> Result<(), ApiError> {
         self.readable_by(blob_id, device).await?;
         self.store.delete_blob(blob_id).await?;
         Ok(())
@@ -347,7 +363,10 @@ impl Links {
         request: v1::RenameDevice,
     ) -> Result<v1::DeviceList, ApiError> {
         if request.sealed_name.len() > MAX_DEVICE_NAME_BYTES {
-            return Err(ApiError::new(ErrorCode::TooLarge, "the device name is too long"));
+            return Err(ApiError::new(
+                ErrorCode::TooLarge,
+                "the device name is too long",
+            ));
         }
         let target = DeviceId::from_bytes(bytes16(target, "a device id")?);
         let ours = self
@@ -357,9 +376,14 @@ impl Links {
             .iter()
             .any(|d| d.device_id == target);
         if !ours {
-            return Err(ApiError::new(ErrorCode::NotFound, "no such device in this account"));
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                "no such device in this account",
+            ));
         }
-        self.store.rename_device(target, request.sealed_name).await?;
+        self.store
+            .rename_device(target, request.sealed_name)
+            .await?;
         self.devices(device).await
     }
 

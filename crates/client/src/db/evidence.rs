@@ -34,9 +34,9 @@ pub struct Evidence {
 
 fn evidence_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Evidence> {
     let message = message_from_row(row)?;
-    let accepted_at: Option<i64> = row.get(13)?;
-    let frank: Option<Vec<u8>> = row.get(14)?;
-    let key_id: Option<i64> = row.get(15)?;
+    let accepted_at: Option<i64> = row.get(14)?;
+    let frank: Option<Vec<u8>> = row.get(15)?;
+    let key_id: Option<i64> = row.get(16)?;
     let franked = match (accepted_at, frank, key_id) {
         (Some(accepted_at), Some(frank), Some(key_id)) => Some(Franked {
             accepted_at,
@@ -50,7 +50,7 @@ fn evidence_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Evidence> {
 
 const EVIDENCE_COLUMNS: &str =
     "id, group_id, sender, sender_device, text, sent_at, received_at, group_seq, status, \
-    payload, aad, hidden, notice, accepted_at, frank, frank_key_id FROM messages";
+    payload, aad, hidden, notice, history, accepted_at, frank, frank_key_id FROM messages";
 
 pub fn evidence(conn: &Connection, id: &[u8]) -> Result<Option<Evidence>, ClientError> {
     Ok(conn

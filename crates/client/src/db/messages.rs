@@ -87,6 +87,8 @@ pub struct MessageRow {
     pub hidden: bool,
     /// Set for a notice instead of a text.
     pub notice: Option<Notice>,
+    /// Came in a history archive from another device of the account.
+    pub history: bool,
 }
 
 /// Inserts a message unless one with its id is already there. Returns whether it was new.
@@ -135,7 +137,7 @@ pub fn set_message_status(
 }
 
 const MESSAGE_COLUMNS: &str =
-    "id, group_id, sender, sender_device, text, sent_at, received_at, group_seq, status, payload, aad, hidden, notice FROM messages";
+    "id, group_id, sender, sender_device, text, sent_at, received_at, group_seq, status, payload, aad, hidden, notice, history FROM messages";
 
 // Evidence rows start with the same columns (see `evidence`).
 pub(super) fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
@@ -156,6 +158,7 @@ pub(super) fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Mess
             .get::<_, Option<String>>(12)?
             .as_deref()
             .and_then(Notice::parse),
+        history: row.get(13)?,
     })
 }
 

@@ -7,9 +7,11 @@
 //! never writes a query.
 
 mod account;
+mod archive;
 mod chats;
 mod contacts;
 mod evidence;
+mod link;
 mod messages;
 mod outbox;
 mod set_aside;
@@ -23,9 +25,11 @@ use crate::provider;
 
 // Callers name queries `db::xyz`, whatever table family they belong to.
 pub use account::*;
+pub use archive::*;
 pub use chats::*;
 pub use contacts::*;
 pub use evidence::*;
+pub use link::*;
 pub use messages::*;
 pub use outbox::*;
 pub use set_aside::*;
@@ -171,6 +175,22 @@ CREATE TABLE contacts (
     account_key  BLOB NOT NULL,
     pinned_at    INTEGER NOT NULL,
     changed_at   INTEGER
+);
+"#,
+    r#"
+-- Multi-device: messages that came in a history archive from another device of the account.
+ALTER TABLE messages ADD COLUMN history INTEGER NOT NULL DEFAULT 0;
+-- A new device's link in progress (see `link`), until its history is imported.
+CREATE TABLE pending_link (
+    id             INTEGER PRIMARY KEY CHECK (id = 1),
+    server         TEXT NOT NULL,
+    username       TEXT NOT NULL,
+    device_id      BLOB NOT NULL,
+    signature_key  BLOB NOT NULL,
+    link_id        BLOB NOT NULL,
+    secret         BLOB NOT NULL,
+    hpke_secret    BLOB NOT NULL,
+    expires_at     INTEGER NOT NULL
 );
 "#,
 ];

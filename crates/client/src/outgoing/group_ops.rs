@@ -25,7 +25,8 @@ impl Client {
         name: &str,
         members: &[Username],
     ) -> Result<Vec<u8>, ClientError> {
-        let key_packages = self.claim_key_packages(members).await?;
+        let mut key_packages = self.claim_key_packages(members).await?;
+        key_packages.extend(self.own_other_devices().await?);
         let config = self.create_config(self.server_as_external_sender().await?)?;
         let group_id = random_id().to_vec();
         let (group_info, ratchet_tree) = {
@@ -79,7 +80,7 @@ impl Client {
 
     /// Adds members in commits of at most [`MAX_ADDS_PER_COMMIT`], which keeps each commit under
     /// the server's message size limit.
-    async fn commit_adds(
+    pub(crate) async fn commit_adds(
         &self,
         group_id: &[u8],
         key_packages: &[KeyPackage],
@@ -94,6 +95,22 @@ impl Client {
             .await?;
         }
         Ok(())
+    }
+
+    /// KeyPackages of our account's other devices, for a chat we make: every device of the
+    /// account is in every chat. One that has published none yet is left out now; it joins when
+    /// it is linked (see `devices approve`).
+    async fn own_other_devices(&self) -> Result<Vec<KeyPackage>, ClientError> {
+        match self
+            .claim_key_packages(std::slice::from_ref(self.username()))
+            .await
+        {
+            Err(e) if e.server_code() == Some(ErrorCode::NoKeyPackage) => {
+                tracing::warn!("another device of this account has no key package; left out");
+                Ok(Vec::new())
+            }
+            other => other,
+        }
     }
 
     /// The server's external-sender identity, which every new group lists (moderation).

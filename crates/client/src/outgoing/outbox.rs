@@ -137,6 +137,7 @@ impl Client {
                 // Chat metadata is kept (re-encryption reads it) but never shown.
                 hidden: !log,
                 notice: None,
+                history: false,
             },
         )?;
         if log {

@@ -186,3 +186,79 @@ pub struct BlobChunk {
     #[prost(bytes = "vec", tag = "1")]
     pub data: Vec<u8>,
 }
+
+/// `POST /v1/keypackages/claim-own`: KeyPackages of one other device of the caller's own
+/// account, one per chat it is being added to (linking). Not rate-limited as claims of others
+/// are: nobody drains an account's packages but its own devices.
+#[derive(Clone, PartialEq, Message)]
+pub struct ClaimOwnKeyPackages {
+    #[prost(bytes = "vec", tag = "1")]
+    pub device_id: Vec<u8>,
+    #[prost(uint32, tag = "2")]
+    pub count: u32,
+}
+
+/// The history a device hands to a new device of its account (and, later, backups): its chats
+/// and its whole message log, as the device stores them. Encrypted before it leaves the device.
+#[derive(Clone, PartialEq, Message)]
+pub struct HistoryArchive {
+    #[prost(message, repeated, tag = "1")]
+    pub chats: Vec<ArchivedChat>,
+    #[prost(message, repeated, tag = "2")]
+    pub messages: Vec<ArchivedMessage>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ArchivedChat {
+    #[prost(bytes = "vec", tag = "1")]
+    pub group_id: Vec<u8>,
+    #[prost(uint32, tag = "2")]
+    pub kind: u32,
+    #[prost(string, tag = "3")]
+    pub name: String,
+    #[prost(uint32, tag = "4")]
+    pub state: u32,
+    #[prost(int64, tag = "5")]
+    pub created_at_ms: i64,
+    #[prost(int64, tag = "6")]
+    pub last_activity_ms: i64,
+    #[prost(int64, tag = "7")]
+    pub last_read_ms: i64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ArchivedMessage {
+    #[prost(bytes = "vec", tag = "1")]
+    pub id: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub group_id: Vec<u8>,
+    #[prost(string, tag = "3")]
+    pub sender: String,
+    #[prost(bytes = "vec", tag = "4")]
+    pub sender_device: Vec<u8>,
+    #[prost(string, tag = "5")]
+    pub text: String,
+    #[prost(int64, tag = "6")]
+    pub sent_at_ms: i64,
+    #[prost(int64, tag = "7")]
+    pub received_at_ms: i64,
+    #[prost(uint64, optional, tag = "8")]
+    pub group_seq: Option<u64>,
+    #[prost(uint32, tag = "9")]
+    pub status: u32,
+    /// The exact payload and authenticated data: a report from the new device verifies.
+    #[prost(bytes = "vec", tag = "10")]
+    pub payload: Vec<u8>,
+    #[prost(bytes = "vec", tag = "11")]
+    pub aad: Vec<u8>,
+    #[prost(bool, tag = "12")]
+    pub hidden: bool,
+    #[prost(string, tag = "13")]
+    pub notice: String,
+    #[prost(int64, optional, tag = "14")]
+    pub accepted_at_ms: Option<i64>,
+    #[prost(bytes = "vec", optional, tag = "15")]
+    pub frank: Option<Vec<u8>>,
+    #[prost(uint32, optional, tag = "16")]
+    pub frank_key_id: Option<u32>,
+}

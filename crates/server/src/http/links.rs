@@ -9,8 +9,8 @@ use axum::Router;
 use parley_protocol::limits::MAX_BLOB_CHUNK_BYTES;
 use std::sync::Arc;
 
-use super::{decode, AppState, Proto, Reader, RegistrationAllowed, Sender, Submitter, FEW_FIELDS};
 use super::AUTH_BODY_BYTES;
+use super::{decode, AppState, Proto, Reader, RegistrationAllowed, Sender, Submitter, FEW_FIELDS};
 use crate::{ApiError, App};
 
 /// A chunk and its protobuf framing.
@@ -26,7 +26,9 @@ async fn create_link(
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Proto(
-        app.links.create(decode(&app, body, FEW_FIELDS).await?).await?,
+        app.links
+            .create(decode(&app, body, FEW_FIELDS).await?)
+            .await?,
     ))
 }
 

@@ -1,0 +1,109 @@
+//! The whole message log as a history archive (for a new device of the account), and importing
+//! one: rows keep their ids, so what the new device also receives live is stored once.
+
+use parley_protocol::v1;
+use rusqlite::{params, Connection};
+
+use crate::error::ClientError;
+
+pub fn export_archive(conn: &Connection) -> Result<v1::HistoryArchive, ClientError> {
+    let mut chats = conn.prepare(
+        "SELECT group_id, kind, name, state, created_at, last_activity, last_read FROM chats
+         ORDER BY created_at",
+    )?;
+    let chats = chats
+        .query_map([], |row| {
+            Ok(v1::ArchivedChat {
+                group_id: row.get(0)?,
+                kind: row.get(1)?,
+                name: row.get(2)?,
+                state: row.get(3)?,
+                created_at_ms: row.get(4)?,
+                last_activity_ms: row.get(5)?,
+                last_read_ms: row.get(6)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut messages = conn.prepare(
+        "SELECT id, group_id, sender, sender_device, text, sent_at, received_at, group_seq,
+                status, payload, aad, hidden, notice, accepted_at, frank, frank_key_id
+         FROM messages ORDER BY sent_at, id",
+    )?;
+    let messages = messages
+        .query_map([], |row| {
+            Ok(v1::ArchivedMessage {
+                id: row.get(0)?,
+                group_id: row.get(1)?,
+                sender: row.get(2)?,
+                sender_device: row.get(3)?,
+                text: row.get(4)?,
+                sent_at_ms: row.get(5)?,
+                received_at_ms: row.get(6)?,
+                group_seq: row.get::<_, Option<i64>>(7)?.map(|s| s as u64),
+                status: row.get(8)?,
+                payload: row.get(9)?,
+                aad: row.get(10)?,
+                hidden: row.get(11)?,
+                notice: row.get::<_, Option<String>>(12)?.unwrap_or_default(),
+                accepted_at_ms: row.get(13)?,
+                frank: row.get(14)?,
+                frank_key_id: row.get(15)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(v1::HistoryArchive { chats, messages })
+}
+
+/// Stores an archive's chats and messages, marked as history. A chat already known by its
+/// Welcome alone (kind unknown) takes the archive's kind and name. Returns the messages that
+/// were new.
+pub fn import_archive(conn: &Connection, archive: &v1::HistoryArchive) -> Result<u64, ClientError> {
+    for chat in &archive.chats {
+        conn.execute(
+            "INSERT INTO chats (group_id, kind, name, state, created_at, last_activity, last_read)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (group_id) DO UPDATE SET kind = excluded.kind, name = excluded.name,
+                 last_read = MAX(chats.last_read, excluded.last_read)
+             WHERE chats.kind = 0",
+            params![
+                chat.group_id,
+                chat.kind,
+                chat.name,
+                // A chat the account is no longer in stays closed; the others are open only once
+                // this device's Welcome arrives (it inserts them active).
+                if chat.state == 0 { 2 } else { chat.state },
+                chat.created_at_ms,
+                chat.last_activity_ms,
+                chat.last_read_ms
+            ],
+        )?;
+    }
+    let mut new = 0;
+    for m in &archive.messages {
+        new += conn.execute(
+            "INSERT OR IGNORE INTO messages
+                (id, group_id, sender, sender_device, text, sent_at, received_at, group_seq,
+                 status, payload, aad, hidden, notice, accepted_at, frank, frank_key_id, history)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, 1)",
+            params![
+                m.id,
+                m.group_id,
+                m.sender,
+                m.sender_device,
+                m.text,
+                m.sent_at_ms,
+                m.received_at_ms,
+                m.group_seq.map(|s| s as i64),
+                m.status,
+                m.payload,
+                m.aad,
+                m.hidden,
+                (!m.notice.is_empty()).then_some(m.notice.as_str()),
+                m.accepted_at_ms,
+                m.frank,
+                m.frank_key_id
+            ],
+        )? as u64;
+    }
+    Ok(new)
+}
