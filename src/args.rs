@@ -197,6 +197,12 @@ pub enum DevicesCommand {
         /// The link code the new device shows.
         code: String,
     },
+    /// Revoke another device of the account (lost or sold): it is removed from every chat,
+    /// cannot read what is sent from now on, and can never log in again.
+    Revoke {
+        /// The device's id, or its first digits (see `parley devices`).
+        id: String,
+    },
     /// Name one of the account's devices.
     Rename {
         /// The device's id, or its first digits (see `parley devices`).

@@ -44,6 +44,12 @@ pub async fn run(args: ClientArgs, command: Option<DevicesCommand>, json: bool) 
                 .await?;
             output::approved(size.chats, size.messages, size.bytes, json);
         }
+        Some(DevicesCommand::Revoke { id }) => {
+            let chats = client.revoke_device(&id).await?;
+            output::line(&format!(
+                "revoked the device; removed it from {chats} chats. It can no longer log in"
+            ));
+        }
         Some(DevicesCommand::Rename { id, name }) => {
             let device = client.rename_device(&id, &name).await?;
             output::line(&format!("renamed {} to {:?}", device.id, device.name));

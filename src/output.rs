@@ -209,23 +209,6 @@ fn sanitize(text: &str) -> String {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_preview_is_one_line_and_marks_what_it_cut() {
-        assert_eq!(one_line_preview("hello", 60), "hello");
-        assert_eq!(one_line_preview("first\nsecond", 60), "first…");
-        assert_eq!(one_line_preview("abcdef", 3), "abc…");
-    }
-
-    #[test]
-    fn control_characters_from_the_network_are_replaced() {
-        assert_eq!(sanitize("a\u{1b}[31mb\nc"), "a\u{fffd}[31mb\nc");
-    }
-}
-
 /// A step of `parley link`: the code on stdout (first line), the rest on stderr.
 pub fn link_event(event: &parley_client::LinkEvent, as_json: bool) {
     match event {
@@ -296,5 +279,22 @@ pub fn devices(devices: &[parley_client::DeviceView], as_json: bool) {
                 device.last_seen
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_preview_is_one_line_and_marks_what_it_cut() {
+        assert_eq!(one_line_preview("hello", 60), "hello");
+        assert_eq!(one_line_preview("first\nsecond", 60), "first…");
+        assert_eq!(one_line_preview("abcdef", 3), "abc…");
+    }
+
+    #[test]
+    fn control_characters_from_the_network_are_replaced() {
+        assert_eq!(sanitize("a\u{1b}[31mb\nc"), "a\u{fffd}[31mb\nc");
     }
 }

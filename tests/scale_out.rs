@@ -511,3 +511,46 @@ async fn a_suspension_by_the_cli_closes_live_connections_on_every_node_at_once()
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_linked_on_another_node_gets_the_history_and_a_revoked_one_nothing() {
+    let deployment = Deployment::start(2);
+    let alice = register_at(&deployment.url(0), "alice").await;
+    let bob = register_at(&deployment.url(1), "bob").await;
+    bob.client
+        .send_text(&ChatRef::Direct(user("alice")), "history across nodes")
+        .await
+        .unwrap();
+    alice.client.sync().await.unwrap();
+    // The new device talks to node two, the approver to node one.
+    let (_home, alice2, _) = link_device(&deployment.url(1), &alice.client).await;
+    let history: Vec<(String, bool)> = alice2
+        .history(&ChatRef::Direct(user("bob")), 10)
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.text, m.history))
+        .collect();
+    assert_eq!(history, [("history across nodes".to_string(), true)]);
+    bob.client
+        .send_text(&ChatRef::Direct(user("alice")), "to both")
+        .await
+        .unwrap();
+    for device in [&alice.client, &alice2] {
+        let texts: Vec<String> = device
+            .sync()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.text)
+            .collect();
+        assert_eq!(texts, ["to both"]);
+    }
+    // Revoked through node one, the device on node two loses its session at once.
+    alice
+        .client
+        .revoke_device(&alice2.device_id().to_string())
+        .await
+        .unwrap();
+    let err = alice2.sync().await.unwrap_err();
+    assert!(err.to_string().contains("revoked"), "{err}");
+}

@@ -14,7 +14,10 @@ use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+mod linking;
 mod raw;
+#[allow(unused_imports)] // not every test binary links devices
+pub use linking::*;
 mod watch;
 #[allow(unused_imports)] // not every test binary sends raw requests
 pub use raw::Raw;

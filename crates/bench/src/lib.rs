@@ -6,4 +6,5 @@
 pub mod measure;
 pub mod mls;
 pub mod parley;
+pub mod server;
 pub mod xmpp;

@@ -335,6 +335,21 @@ impl Client {
                     Ok(changed) => changed,
                     Err(e) => return Outcome::Failed(e),
                 };
+                for newcomer in &newcomers {
+                    match db::is_revoked(
+                        tx,
+                        newcomer.identity.username.as_str(),
+                        newcomer.identity.device_id.as_bytes(),
+                    ) {
+                        Ok(false) => {}
+                        Ok(true) => {
+                            return Outcome::Rejected(Rejected::Unverifiable(
+                                "commit brings back a device its account revoked".into(),
+                            ))
+                        }
+                        Err(e) => return Outcome::Failed(e),
+                    }
+                }
                 // The server stays the group's external sender (moderation relies on it).
                 if extensions_before.external_senders()
                     != staged.group_context().extensions().external_senders()
@@ -496,6 +511,16 @@ impl Client {
                         }
                         Err(e) => return Outcome::Failed(e),
                     }
+                }
+                (String::new(), true)
+            }
+            // Kept like any message (it is evidence too), never shown.
+            Some(v1::app_payload::Body::Revoked(revoked)) => {
+                if let Err(why) = self.accept_revocation(tx, &sender.username, &revoked.revocation)
+                {
+                    return Outcome::Rejected(Rejected::Unverifiable(format!(
+                        "device revocation: {why}"
+                    )));
                 }
                 (String::new(), true)
             }

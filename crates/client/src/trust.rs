@@ -33,6 +33,15 @@ impl Client {
         let certified = CertifiedDevice::verify_leaf(package.leaf_node())
             .map_err(|e| ClientError::Protocol(format!("claimed key package: {e}")))?;
         let username = &certified.identity.username;
+        if db::is_revoked(
+            &self.db(),
+            username.as_str(),
+            certified.identity.device_id.as_bytes(),
+        )? {
+            return Err(ClientError::Protocol(format!(
+                "the server offered a device {username} revoked; it was left out"
+            )));
+        }
         match db::pin(
             &self.db(),
             username.as_str(),

@@ -159,8 +159,10 @@ impl Client {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct GroupStateView {
     pub epoch: u64,
-    /// Usernames of the members, sorted, one entry per device.
+    /// Usernames of the members (accounts), sorted.
     pub members: Vec<String>,
+    /// Leaves: every device of every member is one.
+    pub devices: usize,
     pub admins: Vec<String>,
     pub epoch_authenticator: String,
 }
@@ -179,13 +181,16 @@ impl Client {
             .filter_map(|m| parley_mls::DeviceIdentity::from_credential(&m.credential).ok())
             .map(|id| id.username.to_string())
             .collect();
+        let devices = members.len();
         members.sort();
+        members.dedup();
         let admins = parley_mls::Roles::from_extensions(group.extensions())
             .map(|r| r.admins().map(|a| a.to_string()).collect())
             .unwrap_or_default();
         Ok(GroupStateView {
             epoch: group.epoch().as_u64(),
             members,
+            devices,
             admins,
             epoch_authenticator: hex::encode(group.epoch_authenticator().as_slice()),
         })

@@ -50,6 +50,11 @@ impl AccountKey {
         AccountKey(SigningKey::from_bytes(secret))
     }
 
+    /// Signs `message` (each caller prefixes its own context).
+    pub(crate) fn sign_raw(&self, message: &[u8]) -> [u8; 64] {
+        self.0.sign(message).to_bytes()
+    }
+
     pub fn public(&self) -> AccountPublicKey {
         AccountPublicKey(self.0.verifying_key().to_bytes())
     }

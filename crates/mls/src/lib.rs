@@ -8,12 +8,14 @@
 //! - [`roles`]: group roles in a GroupContext extension, and [`roles::authorize_commit`], the one
 //!   function that decides whether a commit is allowed (clients and server both call it);
 //! - [`franking`]: the franking tag that binds an application payload to its ciphertext;
-//! - [`certificate`]: an account's key and the certificates it gives its devices.
+//! - [`certificate`]: an account's key and the certificates it gives its devices;
+//! - [`revocation`]: the account key's statement that a device is no longer the account's.
 #![forbid(unsafe_code)]
 
 pub mod certificate;
 pub mod franking;
 pub mod identity;
+pub mod revocation;
 pub mod roles;
 pub mod suite;
 

@@ -445,7 +445,7 @@ pub struct AppPayload {
     pub message_id: Vec<u8>,
     #[prost(int64, tag = "5")]
     pub sent_at_ms: i64,
-    #[prost(oneof = "app_payload::Body", tags = "10, 11")]
+    #[prost(oneof = "app_payload::Body", tags = "10, 11, 12")]
     pub body: Option<app_payload::Body>,
 }
 
@@ -456,6 +456,9 @@ pub mod app_payload {
         Text(super::TextBody),
         #[prost(message, tag = "11")]
         Meta(super::GroupMeta),
+        /// A device of the sender's account was revoked and removed from this chat.
+        #[prost(message, tag = "12")]
+        Revoked(super::RevokeDevice),
     }
 }
 

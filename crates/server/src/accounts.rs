@@ -211,6 +211,13 @@ impl Accounts {
             &v1::login_signature_input(&request.device_id, &request.challenge),
             &request.signature,
         )?;
+        // Said only to the device itself (it signed): nobody else learns which are revoked.
+        if device.revoked {
+            return Err(ApiError::forbidden(
+                "this device was revoked by another device of its account and cannot log in \
+                 again; link it anew with `parley link` in a fresh home",
+            ));
+        }
         let token = hex::encode(random_bytes::<32>());
         let expires_at = now_ms() + self.session_ttl.as_millis() as i64;
         self.store

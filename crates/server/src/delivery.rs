@@ -297,7 +297,8 @@ impl Delivery {
             let identity = &certified.identity;
             let record = self.store.device(identity.device_id).await?;
             let matches = record.as_ref().is_some_and(|r| {
-                r.username == identity.username
+                !r.revoked
+                    && r.username == identity.username
                     && r.signature_key == *key
                     && r.account_key == certified.account_key.to_bytes()
             });

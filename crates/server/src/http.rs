@@ -439,6 +439,7 @@ async fn uniform_errors(response: Response) -> Response {
 /// API requests with a body must say it is ours: a web page can send `text/plain`, form or
 /// multipart bodies cross-site without asking the browser first, but not this type, so no page
 /// can make its visitors' browsers call the API.
+/// (A `DELETE` carries no body and, like this type, needs the browser to ask first.)
 async fn protobuf_only(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let is_ours = request
         .headers()
@@ -452,7 +453,7 @@ async fn protobuf_only(request: axum::extract::Request, next: axum::middleware::
         });
     let without_body = matches!(
         *request.method(),
-        axum::http::Method::GET | axum::http::Method::HEAD
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::DELETE
     );
     if is_ours || without_body {
         return next.run(request).await;

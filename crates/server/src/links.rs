@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use parley_mls::certificate::{AccountPublicKey, DeviceCertificate};
+use parley_mls::revocation::DeviceRevocation;
 use parley_protocol::limits::{
     BLOB_TTL_MS, LINK_TTL_MS, MAX_BLOB_CHUNKS, MAX_BLOB_CHUNK_BYTES, MAX_DEVICE_NAME_BYTES,
     MAX_PENDING_LINKS_PER_ACCOUNT,
@@ -175,7 +176,7 @@ impl Links {
                 "the sealed bundle is empty or too large",
             ));
         }
-        let blob = self.readable_by(&request.archive_blob, device).await?;
+        let blob = self.owned(&request.archive_blob, device).await?;
         if blob.reader != Some(link.device_id) {
             return Err(ApiError::forbidden(
                 "the history archive must be readable by the new device only",
@@ -245,7 +246,24 @@ impl Links {
         bytes16(blob_id, "a blob id")?;
         match self.store.blob(blob_id, now_ms()).await? {
             Some(blob) if blob.reader == Some(device.0.device_id) => Ok(blob),
-            Some(blob) if blob.owner == device.0.user_id => Ok(blob),
+            Some(blob) if blob.reader.is_none() && blob.owner == device.0.user_id => Ok(blob),
+            _ => Err(no_blob()),
+        }
+    }
+
+    /// A blob the caller may see the progress of or delete: its reader, or its owner's devices.
+    async fn visible_to(
+        &self,
+        blob_id: &[u8],
+        device: &Authenticated,
+    ) -> Result<BlobRecord, ApiError> {
+        bytes16(blob_id, "a blob id")?;
+        match self.store.blob(blob_id, now_ms()).await? {
+            Some(blob)
+                if blob.reader == Some(device.0.device_id) || blob.owner == device.0.user_id =>
+            {
+                Ok(blob)
+            }
             _ => Err(no_blob()),
         }
     }
@@ -306,7 +324,7 @@ impl Links {
         device: &Authenticated,
         blob_id: &[u8],
     ) -> Result<v1::BlobStatus, ApiError> {
-        self.readable_by(blob_id, device).await?;
+        self.visible_to(blob_id, device).await?;
         self.status_of(blob_id).await
     }
 
@@ -336,7 +354,7 @@ impl Links {
         device: &Authenticated,
         blob_id: &[u8],
     ) -> Result<(), ApiError> {
-        self.readable_by(blob_id, device).await?;
+        self.visible_to(blob_id, device).await?;
         self.store.delete_blob(blob_id).await?;
         Ok(())
     }
@@ -384,6 +402,56 @@ impl Links {
         self.store
             .rename_device(target, request.sealed_name)
             .await?;
+        self.devices(device).await
+    }
+
+    /// Revokes another device of the caller's account, under the account key's signed
+    /// statement: it can no longer log in, its sessions and KeyPackages are gone, and no commit
+    /// may bring it back.
+    pub async fn revoke(
+        &self,
+        device: &Authenticated,
+        target: &[u8],
+        request: v1::RevokeDevice,
+    ) -> Result<v1::DeviceList, ApiError> {
+        let target = DeviceId::from_bytes(bytes16(target, "a device id")?);
+        if target == device.0.device_id {
+            return Err(ApiError::forbidden(
+                "a device does not revoke itself: revoke it from another device of the account",
+            ));
+        }
+        let ours = self
+            .store
+            .device(target)
+            .await?
+            .is_some_and(|r| r.user_id == device.0.user_id);
+        if !ours {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                "no such device in this account",
+            ));
+        }
+        let statement = DeviceRevocation::decode(&request.revocation)
+            .map_err(|e| ApiError::malformed(e.to_string()))?;
+        let account_key: [u8; 32] = device
+            .0
+            .account_key
+            .as_slice()
+            .try_into()
+            .map_err(|_| ApiError::new(ErrorCode::Internal, "the account key is malformed"))?;
+        statement
+            .verify(&AccountPublicKey::from_bytes(account_key))
+            .map_err(|e| ApiError::forbidden(e.to_string()))?;
+        if statement.device != target || statement.username != device.0.username {
+            return Err(ApiError::forbidden("the revocation names another device"));
+        }
+        if self
+            .store
+            .revoke_device(target, request.revocation, now_ms())
+            .await?
+        {
+            tracing::info!(user = %device.0.user_id, device = %target, "device revoked");
+        }
         self.devices(device).await
     }
 

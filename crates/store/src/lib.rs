@@ -114,6 +114,14 @@ pub trait Store: Send + Sync + 'static {
     /// The account's devices with what `parley devices` shows.
     async fn account_devices(&self, user: UserId) -> StoreResult<Vec<AccountDeviceRecord>>;
     async fn rename_device(&self, device: DeviceId, sealed_name: Vec<u8>) -> StoreResult<()>;
+    /// Revokes a device for good, keeping the account key's signed statement: its sessions and
+    /// KeyPackages are deleted in the same transaction. Returns whether it was not revoked yet.
+    async fn revoke_device(
+        &self,
+        device: DeviceId,
+        revocation: Vec<u8>,
+        now: Millis,
+    ) -> StoreResult<bool>;
 
     // Linking a new device, and blobs such as history archives (`links`)
     async fn create_link(&self, link: NewLink) -> StoreResult<()>;

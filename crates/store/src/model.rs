@@ -26,6 +26,8 @@ pub struct DeviceRecord {
     pub account_key: Vec<u8>,
     /// Suspended by a moderator: cannot log in or send.
     pub suspended: bool,
+    /// Revoked by another device of its account: never logs in or joins anything again.
+    pub revoked: bool,
 }
 
 /// The server's own device: the sender of moderation proposals (MLS external sender).

@@ -1212,6 +1212,76 @@ async fn a_link_registers_its_device_once_within_the_accounts_limits(store: Arc<
     assert!(store.link(&[1; 8], 0).await.unwrap().is_none());
 }
 
+async fn a_revoked_device_is_gone_for_good(store: Arc<dyn Store>) {
+    let alice = account(&*store, 1, "alice").await;
+    store.create_link(new_link(1, 1, 2, 10)).await.unwrap();
+    let second = store
+        .approve_link(approval(1, 11, 2))
+        .await
+        .unwrap()
+        .device_id;
+    store
+        .create_session(NewSession {
+            token_hash: vec![2; 32],
+            device_id: second,
+            expires_at: 1000,
+            now: 12,
+        })
+        .await
+        .unwrap();
+    store
+        .add_key_packages(second, vec![vec![1; 100]], Some(vec![2; 100]))
+        .await
+        .unwrap();
+    assert!(store.session(&[2; 32], 13).await.unwrap().is_some());
+
+    assert!(store
+        .revoke_device(second, b"statement".to_vec(), 20)
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .revoke_device(second, b"again".to_vec(), 21)
+            .await
+            .unwrap(),
+        "once"
+    );
+    assert!(
+        store.session(&[2; 32], 22).await.unwrap().is_none(),
+        "its session ended"
+    );
+    assert!(
+        store.claim_key_package(second).await.unwrap().is_none(),
+        "its packages are gone"
+    );
+    assert!(store.device(second).await.unwrap().unwrap().revoked);
+    let listed: Vec<DeviceId> = store
+        .user_devices(&Username::parse("alice").unwrap())
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.device_id)
+        .collect();
+    assert_eq!(listed, vec![alice], "claims and listings leave it out");
+    assert_eq!(
+        store
+            .account_devices(UserId::from_bytes([1; 16]))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // It no longer counts against the account's devices; its id stays taken.
+    store.create_link(new_link(2, 1, 3, 30)).await.unwrap();
+    store.approve_link(approval(2, 31, 2)).await.unwrap();
+    let mut reuse = new_link(3, 1, 2, 40);
+    reuse.signature_key = vec![77; 32];
+    assert!(matches!(
+        store.create_link(reuse).await,
+        Err(StoreError::DeviceIdTaken)
+    ));
+}
+
 fn new_blob(id: u8, owner: u8, reader: Option<DeviceId>, now: i64) -> NewBlob {
     NewBlob {
         blob_id: vec![id; 16],
@@ -1329,6 +1399,7 @@ where
     console_sessions_expire_end_and_die_with_their_token(make().await).await;
     a_link_registers_its_device_once_within_the_accounts_limits(make().await).await;
     a_blob_is_sealed_only_when_complete_and_expires(make().await).await;
+    a_revoked_device_is_gone_for_good(make().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -465,6 +465,7 @@ mod tests {
             status: "received".into(),
             group_seq: Some(1),
             kind: "text".into(),
+            history: false,
         }
     }
 

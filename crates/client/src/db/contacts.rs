@@ -27,6 +27,28 @@ pub fn pinned_key(conn: &Connection, username: &str) -> Result<Option<Vec<u8>>, 
         .optional()?)
 }
 
+/// Remembers that a device of `username` was revoked (by that account's key).
+pub fn insert_revoked(
+    conn: &Connection,
+    username: &str,
+    device: &[u8],
+    at: i64,
+) -> Result<(), ClientError> {
+    conn.execute(
+        "INSERT OR IGNORE INTO revoked_devices (username, device_id, revoked_at) VALUES (?1, ?2, ?3)",
+        params![username, device, at],
+    )?;
+    Ok(())
+}
+
+pub fn is_revoked(conn: &Connection, username: &str, device: &[u8]) -> Result<bool, ClientError> {
+    Ok(conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM revoked_devices WHERE username = ?1 AND device_id = ?2)",
+        params![username, device],
+        |row| row.get(0),
+    )?)
+}
+
 /// Pins `key` for `username` unless a key is pinned already, and says how `key` compares.
 pub fn pin(conn: &Connection, username: &str, key: &[u8], now: i64) -> Result<Pin, ClientError> {
     match pinned_key(conn, username)? {

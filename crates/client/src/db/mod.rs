@@ -193,6 +193,16 @@ CREATE TABLE pending_link (
     expires_at     INTEGER NOT NULL
 );
 "#,
+    r#"
+-- Devices their account revoked (a signed statement seen in a chat, or our own doing): never
+-- accepted again, whatever a server says.
+CREATE TABLE revoked_devices (
+    username    TEXT NOT NULL,
+    device_id   BLOB NOT NULL,
+    revoked_at  INTEGER NOT NULL,
+    PRIMARY KEY (username, device_id)
+);
+"#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), ClientError> {

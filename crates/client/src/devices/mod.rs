@@ -7,6 +7,7 @@ mod archive;
 pub(crate) mod code;
 pub(crate) mod crypto;
 mod link;
+mod revoke;
 
 use parley_protocol::{v1, DeviceId};
 use serde::Serialize;

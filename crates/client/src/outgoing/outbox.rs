@@ -94,7 +94,7 @@ impl Client {
         let sent_at = now_ms();
         let text = match &body {
             v1::app_payload::Body::Text(t) => t.text.clone(),
-            v1::app_payload::Body::Meta(_) => String::new(),
+            v1::app_payload::Body::Meta(_) | v1::app_payload::Body::Revoked(_) => String::new(),
         };
         let payload = v1::AppPayload {
             salt: salt.to_vec(),

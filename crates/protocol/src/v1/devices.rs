@@ -262,3 +262,46 @@ pub struct ArchivedMessage {
     #[prost(uint32, optional, tag = "16")]
     pub frank_key_id: Option<u32>,
 }
+
+/// `POST /v1/devices/{id}/revoke`: the account key's signed statement
+/// (`parley_mls::revocation`). Also carried in each chat the device is removed from
+/// ([`super::app_payload::Body::Revoked`]), so that every member refuses it.
+#[derive(Clone, PartialEq, Message)]
+pub struct RevokeDevice {
+    #[prost(bytes = "vec", tag = "1")]
+    pub revocation: Vec<u8>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{app_payload, AppPayload};
+    use super::*;
+
+    /// Every body of an application payload survives the wire (a oneof lists its tags twice,
+    /// on the field and on the variants; a tag missing from the field drops the body).
+    #[test]
+    fn every_payload_body_round_trips() {
+        for body in [
+            app_payload::Body::Text(super::super::TextBody {
+                text: "hi".into(),
+                ..Default::default()
+            }),
+            app_payload::Body::Meta(super::super::GroupMeta {
+                kind: 2,
+                name: "team".into(),
+            }),
+            app_payload::Body::Revoked(RevokeDevice {
+                revocation: vec![1, 2, 3],
+            }),
+        ] {
+            let payload = AppPayload {
+                body: Some(body),
+                ..Default::default()
+            };
+            assert_eq!(
+                AppPayload::decode(payload.encode_to_vec().as_slice()).unwrap(),
+                payload
+            );
+        }
+    }
+}

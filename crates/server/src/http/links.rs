@@ -142,6 +142,20 @@ async fn rename_device(
     ))
 }
 
+async fn revoke_device(
+    State(app): AppState,
+    Submitter(device): Submitter,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let request = decode(&app, body, FEW_FIELDS).await?;
+    Ok(Proto(
+        app.links
+            .revoke(&device, &id_from_hex(&id)?, request)
+            .await?,
+    ))
+}
+
 pub(super) fn routes() -> Router<Arc<App>> {
     let small = || DefaultBodyLimit::max(AUTH_BODY_BYTES);
     Router::new()
@@ -157,4 +171,8 @@ pub(super) fn routes() -> Router<Arc<App>> {
         .route("/v1/blobs/{id}/seal", post(seal_blob).layer(small()))
         .route("/v1/devices", get(devices))
         .route("/v1/devices/{id}/name", post(rename_device).layer(small()))
+        .route(
+            "/v1/devices/{id}/revoke",
+            post(revoke_device).layer(small()),
+        )
 }

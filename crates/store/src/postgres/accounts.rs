@@ -51,8 +51,15 @@ UPDATE users SET account_key = (
 );
 "#;
 
+pub(super) const MIGRATION_7: &str = r#"
+-- Multi-device: a device revoked by another device of its account, with the account key's
+-- signed statement (parley_mls::revocation).
+ALTER TABLE devices ADD COLUMN revoked_at BIGINT;
+ALTER TABLE devices ADD COLUMN revocation BYTEA;
+"#;
+
 const DEVICE_COLUMNS: &str = "d.id, d.user_id, u.username, d.signature_key, u.suspended_at, \
-     COALESCE(u.account_key, d.signature_key) FROM devices d JOIN users u ON u.id = d.user_id";
+     COALESCE(u.account_key, d.signature_key), d.revoked_at FROM devices d JOIN users u ON u.id = d.user_id";
 
 fn device_from_row(row: &sqlx::postgres::PgRow) -> StoreResult<DeviceRecord> {
     Ok(DeviceRecord {
@@ -66,6 +73,10 @@ fn device_from_row(row: &sqlx::postgres::PgRow) -> StoreResult<DeviceRecord> {
             .map_err(sql_error)?
             .is_some(),
         account_key: row.try_get(5).map_err(sql_error)?,
+        revoked: row
+            .try_get::<Option<i64>, _>(6)
+            .map_err(sql_error)?
+            .is_some(),
     })
 }
 
@@ -139,8 +150,8 @@ pub(super) async fn account_devices(
     user: UserId,
 ) -> StoreResult<Vec<AccountDeviceRecord>> {
     let rows = sqlx::query(
-        "SELECT id, sealed_name, created_at, last_seen FROM devices WHERE user_id = $1
-         ORDER BY created_at, id",
+        "SELECT id, sealed_name, created_at, last_seen FROM devices
+         WHERE user_id = $1 AND revoked_at IS NULL ORDER BY created_at, id",
     )
     .bind(id(user.as_bytes()))
     .fetch_all(pool)
@@ -156,6 +167,34 @@ pub(super) async fn account_devices(
             })
         })
         .collect()
+}
+
+pub(super) async fn revoke_device(
+    pool: &PgPool,
+    device: DeviceId,
+    revocation: Vec<u8>,
+    now: Millis,
+) -> StoreResult<bool> {
+    transaction!(pool, |tx| {
+        let revoked = sqlx::query(
+            "UPDATE devices SET revoked_at = $2, revocation = $3
+             WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(id(device.as_bytes()))
+        .bind(now)
+        .bind(&revocation)
+        .execute(&mut *tx)
+        .await
+        .map_err(sql_error)?;
+        for table in ["sessions", "key_packages"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE device_id = $1"))
+                .bind(id(device.as_bytes()))
+                .execute(&mut *tx)
+                .await
+                .map_err(sql_error)?;
+        }
+        Ok(revoked.rows_affected() == 1)
+    })
 }
 
 pub(super) async fn rename_device(
@@ -195,7 +234,7 @@ pub(super) async fn username_of(tx: &mut Tx<'_>, device: &[u8]) -> StoreResult<U
 
 pub(super) async fn user_devices(pool: &PgPool, name: &Username) -> StoreResult<Vec<DeviceRecord>> {
     let rows = sqlx::query(&format!(
-        "SELECT {DEVICE_COLUMNS} WHERE u.username = $1 ORDER BY d.id"
+        "SELECT {DEVICE_COLUMNS} WHERE u.username = $1 AND d.revoked_at IS NULL ORDER BY d.id"
     ))
     .bind(name.as_str())
     .fetch_all(pool)
@@ -258,7 +297,8 @@ pub(super) async fn session(
 ) -> StoreResult<Option<DeviceRecord>> {
     let row = sqlx::query(&format!(
         "SELECT {DEVICE_COLUMNS} JOIN sessions s ON s.device_id = d.id
-         WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.suspended_at IS NULL"
+         WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.suspended_at IS NULL
+           AND d.revoked_at IS NULL"
     ))
     .bind(token_hash)
     .bind(now)

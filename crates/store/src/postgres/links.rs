@@ -166,7 +166,7 @@ pub(super) async fn approve_link(
         lock_account(&mut tx, waiting.user_id).await?;
         let devices = count(
             &mut tx,
-            "SELECT COUNT(*) FROM devices WHERE user_id = $1",
+            "SELECT COUNT(*) FROM devices WHERE user_id = $1 AND revoked_at IS NULL",
             waiting.user_id,
             None,
         )

@@ -26,6 +26,7 @@ const MIGRATIONS: &[&[&str]] = &[
     &[accounts::MIGRATION_5],
     // Multi-device: linking, blobs, device names.
     &[links::MIGRATION_6],
+    &[accounts::MIGRATION_7],
 ];
 
 pub(super) async fn migrate(pool: &PgPool) -> StoreResult<()> {

@@ -109,6 +109,15 @@ impl Store for PgStore {
         accounts::rename_device(&self.pool, device, sealed_name).await
     }
 
+    async fn revoke_device(
+        &self,
+        device: DeviceId,
+        revocation: Vec<u8>,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        accounts::revoke_device(&self.pool, device, revocation, now).await
+    }
+
     // Linking devices, blobs
     async fn create_link(&self, link: NewLink) -> StoreResult<()> {
         links::create_link(&self.pool, link).await

@@ -59,8 +59,15 @@ ALTER TABLE devices ADD COLUMN last_seen INTEGER NOT NULL DEFAULT 0;
 UPDATE devices SET last_seen = created_at;
 "#;
 
+pub(super) const MIGRATION_9: &str = r#"
+-- Multi-device: a device revoked by another device of its account, with the account key's
+-- signed statement (parley_mls::revocation).
+ALTER TABLE devices ADD COLUMN revoked_at INTEGER;
+ALTER TABLE devices ADD COLUMN revocation BLOB;
+"#;
+
 const DEVICE_COLUMNS: &str = "d.id, d.user_id, u.username, d.signature_key, u.suspended_at, \
-     COALESCE(u.account_key, d.signature_key) FROM devices d JOIN users u ON u.id = d.user_id";
+     COALESCE(u.account_key, d.signature_key), d.revoked_at FROM devices d JOIN users u ON u.id = d.user_id";
 
 fn device_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
     let device: Vec<u8> = row.get(0)?;
@@ -73,6 +80,7 @@ fn device_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
         signature_key: row.get(3)?,
         suspended: row.get::<_, Option<i64>>(4)?.is_some(),
         account_key: row.get(5)?,
+        revoked: row.get::<_, Option<i64>>(6)?.is_some(),
     })
 }
 
@@ -137,8 +145,8 @@ pub(super) fn account_devices(
     user: UserId,
 ) -> StoreResult<Vec<AccountDeviceRecord>> {
     let mut statement = conn.prepare_cached(
-        "SELECT id, sealed_name, created_at, last_seen FROM devices WHERE user_id = ?1
-         ORDER BY created_at, id",
+        "SELECT id, sealed_name, created_at, last_seen FROM devices
+         WHERE user_id = ?1 AND revoked_at IS NULL ORDER BY created_at, id",
     )?;
     let rows = statement.query_map(params![blob(user.as_bytes())], |row| {
         Ok(AccountDeviceRecord {
@@ -149,6 +157,27 @@ pub(super) fn account_devices(
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub(super) fn revoke_device(
+    tx: &Transaction<'_>,
+    device: DeviceId,
+    revocation: Vec<u8>,
+    now: Millis,
+) -> StoreResult<bool> {
+    let revoked = tx.execute(
+        "UPDATE devices SET revoked_at = ?2, revocation = ?3 WHERE id = ?1 AND revoked_at IS NULL",
+        params![blob(device.as_bytes()), now, revocation],
+    )?;
+    tx.execute(
+        "DELETE FROM sessions WHERE device_id = ?1",
+        params![blob(device.as_bytes())],
+    )?;
+    tx.execute(
+        "DELETE FROM key_packages WHERE device_id = ?1",
+        params![blob(device.as_bytes())],
+    )?;
+    Ok(revoked == 1)
 }
 
 pub(super) fn rename_device(
@@ -178,7 +207,7 @@ pub(super) fn user_devices(
     username: &Username,
 ) -> StoreResult<Vec<DeviceRecord>> {
     let mut statement = conn.prepare_cached(&format!(
-        "SELECT {DEVICE_COLUMNS} WHERE u.username = ?1 ORDER BY d.id"
+        "SELECT {DEVICE_COLUMNS} WHERE u.username = ?1 AND d.revoked_at IS NULL ORDER BY d.id"
     ))?;
     let rows = statement.query_map(params![username.as_str()], device_from_row)?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -255,7 +284,8 @@ pub(super) fn session(
         .query_row(
             &format!(
                 "SELECT {DEVICE_COLUMNS} JOIN sessions s ON s.device_id = d.id
-                 WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND u.suspended_at IS NULL"
+                 WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND u.suspended_at IS NULL
+                   AND d.revoked_at IS NULL"
             ),
             params![token_hash, now],
             device_from_row,

@@ -119,7 +119,7 @@ pub(super) fn approve_link(
         .ok_or(StoreError::LinkExpired)?;
     let devices: u32 = query_one(
         tx,
-        "SELECT COUNT(*) FROM devices WHERE user_id = ?1",
+        "SELECT COUNT(*) FROM devices WHERE user_id = ?1 AND revoked_at IS NULL",
         params![blob(waiting.user_id.as_bytes())],
         |row| row.get(0),
     )?;

@@ -29,6 +29,7 @@ pub(super) const MIGRATIONS: &[&[&str]] = &[
     &[accounts::MIGRATION_7],
     // Multi-device: linking, blobs, device names.
     &[accounts::MIGRATION_8, links::MIGRATION_8],
+    &[accounts::MIGRATION_9],
 ];
 
 /// Applies the migrations that have not run yet, in one transaction.

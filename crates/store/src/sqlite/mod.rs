@@ -328,6 +328,16 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn revoke_device(
+        &self,
+        device: DeviceId,
+        revocation: Vec<u8>,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        self.write(move |tx| accounts::revoke_device(tx, device, revocation, now))
+            .await
+    }
+
     async fn create_link(&self, link: NewLink) -> StoreResult<()> {
         self.write(move |tx| links::create_link(tx, link)).await
     }

@@ -1,0 +1,183 @@
+//! Revoking a device of an account (issue 13), against the real server binary on loopback: the
+//! revoked device reads nothing sent later, cannot log in or come back, and the account's other
+//! devices and its partners carry on.
+
+mod common;
+
+use common::*;
+use parley_client::ChatRef;
+use parley_protocol::{v1, Username};
+
+fn user(name: &str) -> Username {
+    Username::parse(name).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_device_reads_nothing_more_cannot_log_in_or_return_and_the_rest_carry_on() {
+    let server = TestServer::start();
+    let alice = Device::register(&server.url(), "alice").await;
+    let bob = Device::register(&server.url(), "bob").await;
+    let to_alice = ChatRef::Direct(user("alice"));
+    let to_bob = ChatRef::Direct(user("bob"));
+    bob.client.send_text(&to_alice, "before").await.unwrap();
+    alice.client.sync().await.unwrap();
+    alice
+        .client
+        .create_group("team", &[user("bob")])
+        .await
+        .unwrap();
+    let (_home2, lost, _) = link_device(&server.url(), &alice.client).await;
+    let (_home3, alice3, _) = link_device(&server.url(), &alice.client).await;
+    lost.sync().await.unwrap();
+    alice3.sync().await.unwrap();
+    let lost_token = lost.api().token();
+    let lost_id = lost.device_id().to_string();
+
+    // Revoked from the third device, by the first digits of its id.
+    let removed = alice3.revoke_device(&lost_id[..8]).await.unwrap();
+    assert_eq!(removed, 2, "the 1:1 chat and #team");
+    let listed: Vec<String> = alice
+        .client
+        .devices()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert!(!listed.contains(&lost_id), "{listed:?}");
+    assert_eq!(listed.len(), 2);
+
+    // Later messages: everyone else reads them; the revoked device gets nothing.
+    bob.client.sync().await.unwrap();
+    bob.client.send_text(&to_alice, "after").await.unwrap();
+    bob.client
+        .send_text(&ChatRef::Group("team".into()), "team after")
+        .await
+        .unwrap();
+    for device in [&alice.client, &alice3] {
+        let texts: Vec<String> = device
+            .sync()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.text)
+            .collect();
+        assert!(texts.contains(&"after".to_string()), "{texts:?}");
+        assert!(texts.contains(&"team after".to_string()), "{texts:?}");
+    }
+    let err = lost.sync().await.unwrap_err();
+    assert!(err.to_string().contains("revoked"), "{err}");
+    // Its session ended at once and it cannot log in again.
+    let raw = Raw::new(&server.url(), lost_token);
+    let queue: Result<v1::QueueBatch, _> = raw.get("/v1/queue?after=0&limit=10").await;
+    assert_eq!(queue.unwrap_err().0, 401);
+    let err = lost.login().await.unwrap_err();
+    assert!(err.to_string().contains("revoked"), "{err}");
+    // Its KeyPackages are gone: a new group with alice holds only her remaining devices.
+    bob.client
+        .create_group("later", &[user("alice")])
+        .await
+        .unwrap();
+    let state = bob
+        .client
+        .group_state(&ChatRef::Group("later".into()))
+        .unwrap();
+    assert_eq!(
+        state.devices, 3,
+        "bob and alice's two remaining devices: {state:?}"
+    );
+    // The account's devices and partners carry on, both ways.
+    alice.client.send_text(&to_bob, "still here").await.unwrap();
+    let texts: Vec<String> = bob
+        .client
+        .sync()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert!(texts.contains(&"still here".to_string()), "{texts:?}");
+    // A device does not revoke itself, and a revoked one is not found again.
+    let own = alice.client.device_id().to_string();
+    assert!(alice
+        .client
+        .revoke_device(&own)
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("this device"));
+    assert!(alice3.revoke_device(&lost_id).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_brings_a_revoked_device_back_is_refused_by_the_accounts_partners() {
+    let server = TestServer::start();
+    let alice = Device::register(&server.url(), "alice").await;
+    let bob = Device::register(&server.url(), "bob").await;
+    bob.client
+        .send_text(&ChatRef::Direct(user("alice")), "hi")
+        .await
+        .unwrap();
+    alice.client.sync().await.unwrap();
+    let (_home2, lost, _) = link_device(&server.url(), &alice.client).await;
+    lost.sync().await.unwrap();
+    // The server kept a copy of one of the device's KeyPackages before it was revoked.
+    let conn = rusqlite::Connection::open(server.data_dir().join("parley.db")).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .unwrap();
+    let kept: Vec<u8> = conn
+        .query_row(
+            "SELECT data FROM key_packages WHERE device_id = ?1 LIMIT 1",
+            [lost.device_id().to_vec()],
+            |row| row.get(0),
+        )
+        .unwrap();
+    alice
+        .client
+        .revoke_device(&lost.device_id().to_string())
+        .await
+        .unwrap();
+    // Bob learned of the revocation in the chat the device was removed from.
+    bob.client.sync().await.unwrap();
+    assert_eq!(bob.client.unverifiable_count().unwrap(), 0);
+    let known: i64 = rusqlite::Connection::open(bob.home.path().join("parley.db"))
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM revoked_devices", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(known, 1, "bob holds the signed revocation");
+    // Now the server un-revokes it and offers the old KeyPackage again.
+    conn.execute(
+        "UPDATE devices SET revoked_at = NULL WHERE id = ?1",
+        [lost.device_id().to_vec()],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO key_packages (device_id, last_resort, data) VALUES (?1, 1, ?2)",
+        rusqlite::params![lost.device_id().to_vec(), kept],
+    )
+    .unwrap();
+    let err = bob
+        .client
+        .create_group("team", &[user("alice")])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("revoked"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_revokes_a_device_by_its_id() {
+    let server = TestServer::start();
+    let alice = Device::register(&server.url(), "alice").await;
+    let (_home2, second, _) = link_device(&server.url(), &alice.client).await;
+    let id = second.device_id().to_string();
+    drop(second);
+    // The CLI is another process: it needs the home free of this one's lock.
+    let Device { home, client } = alice;
+    drop(client);
+    let home = home.path().to_owned();
+    let (status, out, err) = cli(&home, &server.url(), &["devices", "revoke", &id[..6]]);
+    assert_eq!(status, 0, "{err}");
+    assert!(out.contains("revoked the device"), "{out}");
+    let (_, out, _) = cli(&home, &server.url(), &["devices", "--json"]);
+    assert_eq!(json_lines(&out).len(), 1, "{out}");
+}
