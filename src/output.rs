@@ -217,6 +217,9 @@ pub fn link_event(event: &parley_client::LinkEvent, as_json: bool) {
         }
         parley_client::LinkEvent::Code(code) => {
             line(&format!("link code: {code}"));
+            // The code again as a QR code, for a phone's camera (on stderr: stdout's first line is
+            // the code itself, for scripts).
+            let _ = writeln!(std::io::stderr(), "{}", parley_tui::ui::qr_code(code));
             let _ = writeln!(
                 std::io::stderr(),
                 "parley: enter this code on a device of the account: \

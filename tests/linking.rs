@@ -315,19 +315,26 @@ async fn a_link_code_expires_must_be_typed_right_and_works_once() {
     assert_eq!(alice.client.devices().await.unwrap().len(), 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_approver_that_stops_mid_transfer_is_reported_and_approving_again_finishes() {
-    let server = TestServer::start();
+/// Alice, with one message from bob in her 1:1 chat, talking to the server through a proxy
+/// that can drop her requests; bob.
+async fn alice_behind_a_proxy(server: &TestServer, text: &str) -> (Device, Device, FaultyProxy) {
     let mut alice = Device::register(&server.url(), "alice").await;
     let bob = Device::register(&server.url(), "bob").await;
     bob.client
-        .send_text(&ChatRef::Direct(user("alice")), "before the link")
+        .send_text(&ChatRef::Direct(user("alice")), text)
         .await
         .unwrap();
     alice.client.sync().await.unwrap();
     let port: u16 = server.url().rsplit(':').next().unwrap().parse().unwrap();
     let proxy = FaultyProxy::start(port).await;
     alice.reopen(Some(proxy.url()));
+    (alice, bob, proxy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approver_that_stops_mid_transfer_is_reported_and_approving_again_finishes() {
+    let server = TestServer::start();
+    let (alice, _bob, proxy) = alice_behind_a_proxy(&server, "before the link").await;
     let new_device = LinkingDevice::start(&server.url(), "alice").await;
     // The approver's connection dies as it uploads the history, as if it were killed.
     proxy.arm("PUT /v1/blobs/", Fault::DropRequest);
@@ -392,17 +399,8 @@ async fn an_account_links_no_more_devices_than_the_server_allows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_history_archive_is_readable_by_its_new_device_only_and_a_changed_one_is_refused() {
     let server = TestServer::start();
-    let mut alice = Device::register(&server.url(), "alice").await;
-    let bob = Device::register(&server.url(), "bob").await;
-    bob.client
-        .send_text(&ChatRef::Direct(user("alice")), "secret history")
-        .await
-        .unwrap();
-    alice.client.sync().await.unwrap();
+    let (alice, bob, proxy) = alice_behind_a_proxy(&server, "secret history").await;
     // Stop the approver just before it seals the archive, so that it stays on the server.
-    let port: u16 = server.url().rsplit(':').next().unwrap().parse().unwrap();
-    let proxy = FaultyProxy::start(port).await;
-    alice.reopen(Some(proxy.url()));
     let new_device = LinkingDevice::start(&server.url(), "alice").await;
     proxy.arm("/seal", Fault::DropRequest);
     assert!(alice

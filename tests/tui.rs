@@ -140,3 +140,74 @@ fn a_message_typed_in_one_tui_appears_in_the_other() {
     tmux.keys("bob", &["q"]);
     tmux.keys("alice", &["C-c"]);
 }
+
+/// The devices screen: a new device shown by `parley link` is approved from the TUI, then
+/// renamed and revoked there.
+#[test]
+fn the_devices_screen_approves_renames_and_revokes_a_device() {
+    use std::io::{BufRead as _, BufReader};
+    let server = TestServer::start();
+    let (alice, laptop) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    assert_eq!(
+        cli(alice.path(), &server.url(), &["register", "alice"]).0,
+        0
+    );
+    let mut link = Command::new(BIN)
+        .arg("--home")
+        .arg(laptop.path())
+        .args(["--server", &server.url(), "link", "alice"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(link.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let code = first.trim().strip_prefix("link code: ").unwrap().to_owned();
+
+    let mut tmux = Tmux::new();
+    tmux.start(
+        "alice",
+        &format!("{BIN} --home {} tui", alice.path().display()),
+    );
+    tmux.wait_for("alice", "online", Duration::from_secs(20));
+    tmux.keys("alice", &["D"]);
+    tmux.wait_for("alice", "(this device)", Duration::from_secs(10));
+    tmux.keys("alice", &["a"]);
+    tmux.wait_for(
+        "alice",
+        "Link code shown on the new device",
+        Duration::from_secs(5),
+    );
+    tmux.type_text("alice", &code);
+    tmux.keys("alice", &["Enter"]);
+    tmux.wait_for("alice", "Linked: the new device", Duration::from_secs(30));
+    let linked = link.wait_with_output().unwrap();
+    assert!(
+        linked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&linked.stderr)
+    );
+    // The link printed its code as a QR code too.
+    assert!(String::from_utf8_lossy(&linked.stderr).contains('█'));
+
+    // Rename the new device (second in the list), then revoke it.
+    tmux.keys("alice", &["D"]);
+    tmux.wait_for("alice", "(unnamed)", Duration::from_secs(10));
+    tmux.keys("alice", &["Down", "r"]);
+    tmux.wait_for("alice", "New name for this device", Duration::from_secs(5));
+    tmux.type_text("alice", "laptop");
+    tmux.keys("alice", &["Enter"]);
+    tmux.wait_for("alice", "Device renamed to laptop", Duration::from_secs(10));
+    tmux.keys("alice", &["D"]);
+    tmux.wait_for("alice", "laptop", Duration::from_secs(10));
+    tmux.keys("alice", &["Down", "x"]);
+    tmux.wait_for("alice", "Revoke laptop?", Duration::from_secs(5));
+    tmux.keys("alice", &["y"]);
+    tmux.wait_for("alice", "Device revoked", Duration::from_secs(20));
+    tmux.keys("alice", &["q"]);
+    let (status, _, stderr) = cli(laptop.path(), &server.url(), &["sync"]);
+    assert_ne!(status, 0);
+    assert!(stderr.contains("revoked"), "{stderr}");
+}

@@ -1,7 +1,7 @@
 //! The terminal UI as a state machine: keys and client events go in, commands for the client
 //! come out. No terminal and no network here, so that all of it is unit-tested.
 
-use parley_client::{ChatSummary, MessageView, SafetyNumber};
+use parley_client::{ChatSummary, DeviceView, MessageView, SafetyNumber};
 
 /// A key press, reduced to what the UI distinguishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +32,10 @@ pub enum Command {
     Block { user: String },
     SafetyNumber { user: String },
     Members { group: String },
+    ListDevices,
+    RenameDevice { id: String, name: String },
+    RevokeDevice { id: String },
+    ApproveLink { code: String },
     Quit,
 }
 
@@ -50,6 +54,8 @@ pub enum Prompt {
     AddMember,
     RemoveMember,
     ReportReason { message_id: String },
+    RenameDevice { id: String },
+    ApproveCode,
 }
 
 impl Prompt {
@@ -60,6 +66,8 @@ impl Prompt {
             Prompt::AddMember => "Add to this group (username)",
             Prompt::RemoveMember => "Remove from this group (username)",
             Prompt::ReportReason { .. } => "Report this message: reason",
+            Prompt::RenameDevice { .. } => "New name for this device",
+            Prompt::ApproveCode => "Link code shown on the new device",
         }
     }
 }
@@ -80,6 +88,15 @@ pub enum Overlay {
     Members {
         group: String,
         lines: Vec<String>,
+    },
+    /// The account's devices, one selected.
+    Devices {
+        devices: Vec<DeviceView>,
+        selected: usize,
+    },
+    ConfirmRevoke {
+        id: String,
+        name: String,
     },
 }
 
@@ -191,6 +208,54 @@ impl App {
         };
     }
 
+    pub fn show_devices(&mut self, devices: Vec<DeviceView>) {
+        self.overlay = Overlay::Devices {
+            devices,
+            selected: 0,
+        };
+    }
+
+    /// A key on the devices screen: select, rename, revoke, approve a new device.
+    fn key_devices(&mut self, key: Key, devices: Vec<DeviceView>, selected: usize) -> Vec<Command> {
+        let current = devices.get(selected).cloned();
+        let keep = |app: &mut App, selected: usize| {
+            app.overlay = Overlay::Devices {
+                selected: selected.min(devices.len().saturating_sub(1)),
+                devices: devices.clone(),
+            };
+        };
+        match key {
+            Key::Up | Key::Char('k') => keep(self, selected.saturating_sub(1)),
+            Key::Down | Key::Char('j') => keep(self, selected + 1),
+            Key::Char('r') => {
+                if let Some(device) = current {
+                    return self.prompt(Prompt::RenameDevice { id: device.id });
+                }
+            }
+            Key::Char('x') => match current {
+                Some(device) if device.current => {
+                    self.status = "That is this device: revoke it from another one".into();
+                    keep(self, selected);
+                }
+                Some(device) => {
+                    let name = if device.name.is_empty() {
+                        device.id[..8.min(device.id.len())].to_owned()
+                    } else {
+                        device.name
+                    };
+                    self.overlay = Overlay::ConfirmRevoke {
+                        id: device.id,
+                        name,
+                    };
+                }
+                None => {}
+            },
+            Key::Char('a') => return self.prompt(Prompt::ApproveCode),
+            _ => {}
+        }
+        Vec::new()
+    }
+
     pub fn show_safety_number(&mut self, number: SafetyNumber) {
         self.overlay = Overlay::Safety(number);
     }
@@ -215,6 +280,11 @@ impl App {
             Overlay::Help | Overlay::Safety(_) | Overlay::Members { .. } => Vec::new(),
             Overlay::ConfirmLeave { group } => match key {
                 Key::Char('y') => vec![Command::Leave { group }],
+                _ => Vec::new(),
+            },
+            Overlay::Devices { devices, selected } => self.key_devices(key, devices, selected),
+            Overlay::ConfirmRevoke { id, .. } => match key {
+                Key::Char('y') => vec![Command::RevokeDevice { id }],
                 _ => Vec::new(),
             },
             Overlay::Prompt { prompt, mut input } => match key {
@@ -278,6 +348,11 @@ impl App {
                 message_id,
                 reason: input,
             }],
+            Prompt::RenameDevice { id } => vec![Command::RenameDevice { id, name: input }],
+            Prompt::ApproveCode => {
+                self.status = "Linking the new device…".into();
+                vec![Command::ApproveLink { code: input }]
+            }
         }
     }
 
@@ -344,6 +419,7 @@ impl App {
                 Some(user) => vec![Command::SafetyNumber { user }],
                 None => Vec::new(),
             },
+            Key::Char('D') => vec![Command::ListDevices],
             _ => Vec::new(),
         }
     }
@@ -651,5 +727,71 @@ mod tests {
         app.set_chats(Vec::new());
         assert!(app.current_chat().is_none());
         assert!(app.key(Key::Down).is_empty());
+    }
+
+    fn device(id: &str, name: &str, current: bool) -> DeviceView {
+        DeviceView {
+            id: id.into(),
+            name: name.into(),
+            added_at: "2026-12-01T00:00:00.000Z".into(),
+            last_seen: "2026-12-01T00:00:00.000Z".into(),
+            current,
+        }
+    }
+
+    #[test]
+    fn the_devices_screen_renames_revokes_and_approves() {
+        let mut app = App::new("alice");
+        assert_eq!(app.key(Key::Char('D')), vec![Command::ListDevices]);
+        let devices = vec![
+            device("aaaa1111", "phone", true),
+            device("bbbb2222", "", false),
+        ];
+        app.show_devices(devices.clone());
+        // This device cannot revoke itself.
+        assert!(app.key(Key::Char('x')).is_empty());
+        assert!(app.status.contains("this device"));
+        assert!(matches!(app.overlay, Overlay::Devices { selected: 0, .. }));
+        // The other one: confirm, then revoke.
+        app.key(Key::Down);
+        app.key(Key::Char('x'));
+        assert!(matches!(&app.overlay, Overlay::ConfirmRevoke { name, .. } if name == "bbbb2222"));
+        assert_eq!(
+            app.key(Key::Char('y')),
+            vec![Command::RevokeDevice {
+                id: "bbbb2222".into()
+            }]
+        );
+        // Any other key keeps it.
+        app.show_devices(devices.clone());
+        app.key(Key::Down);
+        app.key(Key::Char('x'));
+        assert!(app.key(Key::Char('n')).is_empty());
+        // Rename the selected one.
+        app.show_devices(devices.clone());
+        app.key(Key::Char('r'));
+        for c in "laptop".chars() {
+            app.key(Key::Char(c));
+        }
+        assert_eq!(
+            app.key(Key::Enter),
+            vec![Command::RenameDevice {
+                id: "aaaa1111".into(),
+                name: "laptop".into()
+            }]
+        );
+        // Approve a code shown on a new device.
+        app.show_devices(devices);
+        app.key(Key::Char('a'));
+        for c in "ABCD-EFGH".chars() {
+            app.key(Key::Char(c));
+        }
+        assert_eq!(
+            app.key(Key::Enter),
+            vec![Command::ApproveLink {
+                code: "ABCD-EFGH".into()
+            }]
+        );
+        assert!(app.status.contains("Linking"));
     }
 }

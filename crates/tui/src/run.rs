@@ -36,6 +36,7 @@ enum UiEvent {
     Done(Result<String, String>, Option<String>),
     Safety(Result<SafetyNumber, String>),
     Members(String, Result<GroupStateView, String>),
+    Devices(Result<Vec<parley_client::DeviceView>, String>),
 }
 
 /// Restores the terminal however the UI ends.
@@ -204,6 +205,40 @@ fn spawn_command(client: Arc<Client>, command: Command, events: mpsc::UnboundedS
                 let _ = events.send(UiEvent::Members(group, state));
                 return;
             }
+            Command::ListDevices => {
+                let devices = client.devices().await.map_err(|e| e.to_string());
+                let _ = events.send(UiEvent::Devices(devices));
+                return;
+            }
+            Command::RenameDevice { id, name } => (
+                client
+                    .rename_device(&id, &name)
+                    .await
+                    .map(|d| format!("Device renamed to {}", d.name))
+                    .map_err(|e| e.to_string()),
+                None,
+            ),
+            Command::RevokeDevice { id } => (
+                client
+                    .revoke_device(&id)
+                    .await
+                    .map(|chats| format!("Device revoked; removed from {chats} chats"))
+                    .map_err(|e| e.to_string()),
+                None,
+            ),
+            Command::ApproveLink { code } => (
+                client
+                    .approve_link(&code, |_| {})
+                    .await
+                    .map(|size| {
+                        format!(
+                            "Linked: the new device is in every chat and has {} messages of history",
+                            size.messages
+                        )
+                    })
+                    .map_err(|e| e.to_string()),
+                None,
+            ),
             Command::OpenChat { .. } => (Ok(String::new()), None),
             Command::Quit => return,
         };
@@ -315,6 +350,8 @@ pub async fn run(client: Client) -> Result<(), TuiError> {
                 app.show_members(&group, &state.members, &state.admins)
             }
             UiEvent::Members(_, Err(e)) => app.show_error(&e),
+            UiEvent::Devices(Ok(devices)) => app.show_devices(devices),
+            UiEvent::Devices(Err(e)) => app.show_error(&e),
         }
         terminal.draw(|frame| ui::draw(frame, &app))?;
     }

@@ -24,9 +24,21 @@ pub const HELP: &[(&str, &str)] = &[
     ("R", "report the selected message"),
     ("b", "block the selected sender or the peer"),
     ("s", "safety number of the selected sender or the peer"),
+    ("D", "devices: rename, revoke, approve a new one"),
     ("?", "this help"),
     ("q, Ctrl+C", "quit"),
 ];
+
+/// `payload` as a QR code in Unicode half blocks (two rows a line), for a terminal.
+pub fn qr_code(payload: &str) -> String {
+    qrcode::QrCode::new(payload.as_bytes())
+        .map(|code| {
+            code.render::<qrcode::render::unicode::Dense1x2>()
+                .quiet_zone(true)
+                .build()
+        })
+        .unwrap_or_default()
+}
 
 fn time_of(rfc3339: &str) -> &str {
     // "2026-11-29T21:47:29.133Z" → "21:47"
@@ -270,6 +282,58 @@ fn draw_overlay(frame: &mut Frame<'_>, app: &App) {
                     Block::default()
                         .borders(Borders::ALL)
                         .title(format!("Leave #{group}?")),
+                ),
+                popup,
+            );
+        }
+        Overlay::Devices { devices, selected } => {
+            let mut lines: Vec<Line> = devices
+                .iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    let name = if d.name.is_empty() {
+                        "(unnamed)"
+                    } else {
+                        &d.name
+                    };
+                    let text = format!(
+                        "{} {}  {name}{}  last seen {} {}",
+                        if i == *selected { "▸" } else { " " },
+                        &d.id[..8.min(d.id.len())],
+                        if d.current { " (this device)" } else { "" },
+                        d.last_seen.get(..10).unwrap_or(&d.last_seen),
+                        time_of(&d.last_seen),
+                    );
+                    if i == *selected {
+                        Line::from(Span::styled(
+                            text,
+                            Style::default().add_modifier(Modifier::BOLD),
+                        ))
+                    } else {
+                        Line::from(text)
+                    }
+                })
+                .collect();
+            lines.push(Line::from(""));
+            lines.push(Line::from(
+                "r rename · x revoke · a approve a new device · Esc close",
+            ));
+            let popup = centered(area, 76, lines.len() as u16 + 2);
+            frame.render_widget(Clear, popup);
+            frame.render_widget(
+                Paragraph::new(lines)
+                    .block(Block::default().borders(Borders::ALL).title("Devices")),
+                popup,
+            );
+        }
+        Overlay::ConfirmRevoke { name, .. } => {
+            let popup = centered(area, 60, 3);
+            frame.render_widget(Clear, popup);
+            frame.render_widget(
+                Paragraph::new("y to revoke it, any other key to keep it").block(
+                    Block::default()
+                        .borders(Borders::ALL)
+                        .title(format!("Revoke {name}? It is removed from every chat")),
                 ),
                 popup,
             );

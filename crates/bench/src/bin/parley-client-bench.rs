@@ -133,36 +133,8 @@ fn measure_suite(
 /// The whole client (encrypt, local transaction, HTTP, server's durable ack) against the real
 /// server binary.
 async fn measure_full_stack(messages: usize) -> Result<(f64, f64)> {
-    let binary = std::env::current_exe()?
-        .parent()
-        .context("no parent")?
-        .join("parley");
-    let data = tempfile::tempdir()?;
-    let mut server = std::process::Command::new(&binary)
-        .args([
-            "server",
-            "--listen",
-            "127.0.0.1:0",
-            "--rate-per-second",
-            "100000",
-            "--data",
-        ])
-        .arg(data.path())
-        .env("PARLEY_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot start {}", binary.display()))?;
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(server.stdout.take().context("stdout")?),
-        &mut line,
-    )?;
-    let url = line
-        .trim()
-        .rsplit(' ')
-        .next()
-        .context("no address")?
-        .to_owned();
+    let server = parley_bench::server::BenchServer::start(&["--rate-per-second", "100000"])?;
+    let url = server.url.clone();
     let result = async {
         let (a, b) = (tempfile::tempdir()?, tempfile::tempdir()?);
         let alice =
@@ -188,8 +160,7 @@ async fn measure_full_stack(messages: usize) -> Result<(f64, f64)> {
         Ok::<_, anyhow::Error>((send, receive))
     }
     .await;
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     result
 }
 

@@ -45,6 +45,22 @@ pub enum LinkEvent {
     HistoryImported { chats: u64, messages: u64 },
 }
 
+/// The code a pending link shows.
+fn code_of(pending: &PendingLinkRow) -> Result<LinkCode, ClientError> {
+    Ok(LinkCode {
+        link_id: pending
+            .link_id
+            .as_slice()
+            .try_into()
+            .map_err(|_| expired_error())?,
+        secret: pending
+            .secret
+            .as_slice()
+            .try_into()
+            .map_err(|_| expired_error())?,
+    })
+}
+
 fn expired_error() -> ClientError {
     ClientError::Invalid(
         "the link code expired before a device approved it; run `parley link` again".into(),
@@ -84,19 +100,7 @@ impl Client {
             (true, None) => return Err(ClientError::AccountExists(home.to_owned())),
             (_, Some(pending)) => {
                 if account.is_none() {
-                    let code = LinkCode {
-                        link_id: pending
-                            .link_id
-                            .as_slice()
-                            .try_into()
-                            .map_err(|_| expired_error())?,
-                        secret: pending
-                            .secret
-                            .as_slice()
-                            .try_into()
-                            .map_err(|_| expired_error())?,
-                    };
-                    events(LinkEvent::Code(code.encode()));
+                    events(LinkEvent::Code(code_of(&pending)?.encode()));
                 }
                 pending
             }
@@ -114,19 +118,7 @@ impl Client {
                     .map_err(mls_error)?;
                 db::insert_pending_link(&tx, &pending)?;
                 tx.commit()?;
-                let code = LinkCode {
-                    link_id: pending
-                        .link_id
-                        .as_slice()
-                        .try_into()
-                        .map_err(|_| expired_error())?,
-                    secret: pending
-                        .secret
-                        .as_slice()
-                        .try_into()
-                        .map_err(|_| expired_error())?,
-                };
-                events(LinkEvent::Code(code.encode()));
+                events(LinkEvent::Code(code_of(&pending)?.encode()));
                 pending
             }
         };
