@@ -552,3 +552,61 @@ async fn making_many_chats_is_not_held_back_by_claims_of_ones_own_devices() {
             .unwrap_or_else(|e| panic!("group {i}: {e}"));
     }
 }
+
+/// A server that hands one new device the history archive made for another (both encrypted,
+/// both genuine) is caught: each archive opens only with its own link code's key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_made_for_another_device_is_refused() {
+    let server = TestServer::start();
+    let (alice, _bob, proxy) = alice_behind_a_proxy(&server, "history").await;
+    // Two new devices whose archives are uploaded but not sealed (the approver stops).
+    let second = LinkingDevice::start(&server.url(), "alice").await;
+    proxy.arm("/seal", Fault::DropRequest);
+    assert!(alice
+        .client
+        .approve_link(&second.code, |_| {})
+        .await
+        .is_err());
+    let third = LinkingDevice::start(&server.url(), "alice").await;
+    proxy.arm("/seal", Fault::DropRequest);
+    assert!(alice
+        .client
+        .approve_link(&third.code, |_| {})
+        .await
+        .is_err());
+    second.task.abort();
+    let db = database(&server);
+    let blobs: Vec<Vec<u8>> = db
+        .prepare("SELECT archive_blob FROM links ORDER BY created_at")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(blobs.len(), 2);
+    // The server puts the second device's archive where the third device's was, and seals it.
+    db.execute("DELETE FROM blob_chunks WHERE blob_id = ?1", [&blobs[1]])
+        .unwrap();
+    let moved = db
+        .execute(
+            "UPDATE blob_chunks SET blob_id = ?2 WHERE blob_id = ?1",
+            [&blobs[0], &blobs[1]],
+        )
+        .unwrap();
+    assert!(moved >= 1);
+    let raw = Raw::new(&server.url(), alice.client.api().token());
+    let sealed: parley_protocol::v1::BlobStatus = raw
+        .post(
+            &format!("/v1/blobs/{}/seal", hex::encode(&blobs[1])),
+            &parley_protocol::v1::SealBlob {
+                chunks: moved as u32,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(sealed.sealed);
+    let Err(err) = third.task.await.unwrap() else {
+        panic!("another device's archive was imported");
+    };
+    assert!(err.to_string().contains("does not decrypt"), "{err}");
+}

@@ -387,3 +387,62 @@ async fn a_device_the_server_adds_to_an_account_is_refused_by_a_client_that_know
         "{received:?}"
     );
 }
+
+/// A member that updates its own leaf to claim another account (same signature key, a
+/// certificate for bob under a key it made) would take bob's place and roles: refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_cannot_relabel_its_leaf_as_another_account() {
+    let server = TestServer::start();
+    let alice = Device::register(&server.url(), "alice").await;
+    let bob = Device::register(&server.url(), "bob").await;
+    bob.client
+        .create_group("team", &[user("alice")])
+        .await
+        .unwrap();
+    alice.client.sync().await.unwrap();
+    let commit = with_stored_group(&alice, "team", |group, provider, signer| {
+        let made_up = AccountKey::generate();
+        let certificate = made_up.certify(
+            &user("bob"),
+            alice.client.device_id(),
+            &signer.to_public_vec(),
+            1,
+        );
+        let credential = CredentialWithKey {
+            credential: certified_credential(&made_up.public(), &certificate),
+            signature_key: signer.to_public_vec().into(),
+        };
+        let parameters = openmls::prelude::LeafNodeParameters::builder()
+            .with_credential_with_key(credential)
+            .build();
+        group
+            .self_update(provider, signer, parameters)
+            .unwrap()
+            .commit()
+            .tls_serialize_detached()
+            .unwrap()
+    });
+    let raw = Raw::new(&server.url(), alice.client.api().token());
+    let submit = v1::Submit {
+        message_id: vec![7; 16],
+        mls_message: commit,
+        welcome: None,
+    };
+    let result: Result<v1::SubmitResponse, _> = raw.post("/v1/messages", &submit).await;
+    let (status, code, message) = result.unwrap_err();
+    assert_eq!((status, code), (403, ErrorCode::Forbidden), "{message}");
+    assert!(
+        message.contains("same device of the same account"),
+        "{message}"
+    );
+    // The group goes on as it was.
+    alice
+        .client
+        .send_text(&ChatRef::Group("team".into()), "still alice")
+        .await
+        .unwrap();
+    let received = bob.client.sync().await.unwrap();
+    assert!(received
+        .iter()
+        .any(|m| m.text == "still alice" && m.sender == "alice"));
+}

@@ -404,3 +404,60 @@ async fn members_online_hear_of_a_removal_proposed_by_the_cli_at_once() {
     assert_eq!(after, before + 1);
     assert!(done.elapsed() < std::time::Duration::from_secs(1));
 }
+
+/// Reports filed from any device of an account verify, for messages the device received
+/// itself, for those it got in the history when it was linked, and for messages sent from any
+/// device of the accused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_from_a_linked_device_verify_also_for_history_and_for_any_senders_device() {
+    let server = TestServer::start();
+    let alice = Device::register(&server.url(), "alice").await;
+    let bob = Device::register(&server.url(), "bob").await;
+    let to_bob = ChatRef::Direct(user("bob"));
+    alice
+        .client
+        .send_text(&to_bob, "abuse before the link")
+        .await
+        .unwrap();
+    bob.client.sync().await.unwrap();
+    let (_bob_home, bob2, _) = link_device(&server.url(), &bob.client).await;
+    let (_alice_home, alice2, _) = link_device(&server.url(), &alice.client).await;
+    alice2
+        .send_text(&to_bob, "abuse from alice's second device")
+        .await
+        .unwrap();
+    let received = bob2.sync().await.unwrap();
+    let live = received
+        .iter()
+        .find(|m| m.text == "abuse from alice's second device")
+        .expect("received live on bob's second device");
+    let history = bob2
+        .history(&ChatRef::Direct(user("alice")), 10)
+        .unwrap()
+        .into_iter()
+        .find(|m| m.text == "abuse before the link")
+        .expect("in bob's history on his second device");
+    assert!(history.history);
+    for (message, reason) in [(&history, "from the history"), (live, "live")] {
+        let bundle = bob2.report_bundle(&message.id, reason, 0).unwrap();
+        bob2.send_report(&bundle).await.unwrap();
+    }
+    let queue = reports(&server);
+    let texts: Vec<(&str, &str, &str)> = queue
+        .iter()
+        .map(|r| {
+            (
+                r["text"].as_str().unwrap(),
+                r["accused"].as_str().unwrap(),
+                r["reporter"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            ("abuse before the link", "alice", "bob"),
+            ("abuse from alice's second device", "alice", "bob")
+        ]
+    );
+}

@@ -106,7 +106,11 @@ async fn a_revoked_device_reads_nothing_more_cannot_log_in_or_return_and_the_res
         .unwrap_err()
         .to_string()
         .contains("this device"));
-    assert!(alice3.revoke_device(&lost_id).await.is_err());
+    assert_eq!(
+        alice3.revoke_device(&lost_id).await.unwrap(),
+        0,
+        "revoking again finds nothing left to remove"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,4 +184,43 @@ async fn the_cli_revokes_a_device_by_its_id() {
     assert!(out.contains("revoked the device"), "{out}");
     let (_, out, _) = cli(&home, &server.url(), &["devices", "--json"]);
     assert_eq!(json_lines(&out).len(), 1, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_that_stopped_partway_is_finished_by_revoking_again() {
+    let server = TestServer::start();
+    let mut alice = Device::register(&server.url(), "alice").await;
+    let bob = Device::register(&server.url(), "bob").await;
+    bob.client
+        .send_text(&ChatRef::Direct(user("alice")), "hi")
+        .await
+        .unwrap();
+    alice.client.sync().await.unwrap();
+    let (_home2, lost, _) = link_device(&server.url(), &alice.client).await;
+    let lost_id = lost.device_id().to_string();
+    let port: u16 = server.url().rsplit(':').next().unwrap().parse().unwrap();
+    let proxy = FaultyProxy::start(port).await;
+    alice.reopen(Some(proxy.url()));
+    // The server revokes it, then the removal commit is lost on the way.
+    proxy.arm("POST /v1/messages", Fault::DropRequest);
+    assert!(alice.client.revoke_device(&lost_id).await.is_err());
+    bob.client.sync().await.unwrap();
+    let state = bob
+        .client
+        .group_state(&ChatRef::Direct(user("alice")))
+        .unwrap();
+    assert_eq!(state.devices, 3, "still in the chat: {state:?}");
+    // It is no longer listed, but naming it again finishes the job.
+    alice.client.revoke_device(&lost_id[..8]).await.unwrap();
+    bob.client.sync().await.unwrap();
+    let state = bob
+        .client
+        .group_state(&ChatRef::Direct(user("alice")))
+        .unwrap();
+    assert_eq!(state.devices, 2, "{state:?}");
+    let known: i64 = rusqlite::Connection::open(bob.home.path().join("parley.db"))
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM revoked_devices", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(known, 1, "bob has the signed revocation");
 }

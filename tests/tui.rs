@@ -20,7 +20,8 @@ impl Tmux {
             "tmux is not installed: apt-get install tmux (scripts/test does)"
         );
         Tmux {
-            socket: format!("parley-test-{}", std::process::id()),
+            // One tmux server per test: tests of this binary run in parallel in one process.
+            socket: unique("parley-test"),
             sessions: Vec::new(),
         }
     }

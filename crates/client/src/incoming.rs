@@ -446,6 +446,15 @@ impl Client {
                 "payload names another sender".into(),
             ));
         }
+        match db::is_revoked(tx, sender.username.as_str(), sender.device_id.as_bytes()) {
+            Ok(false) => {}
+            Ok(true) => {
+                return Outcome::Rejected(Rejected::Unverifiable(
+                    "sent by a device its account revoked".into(),
+                ))
+            }
+            Err(e) => return Outcome::Failed(e),
+        }
         let group_id = group.group_id().as_slice().to_vec();
         let blocked = match db::is_blocked(tx, sender.username.as_str()) {
             Ok(blocked) => blocked,

@@ -40,6 +40,8 @@ pub enum PolicyError {
     ForbiddenProposal(&'static str),
     #[error("a leaf the commit brings in is not certified by its account: {0}")]
     Uncertified(String),
+    #[error("an updated leaf must stay the same device of the same account")]
+    IdentityChanged,
 }
 
 /// The admins of a group, by username.
@@ -119,6 +121,21 @@ pub fn introduced_leaves(staged: &StagedCommit) -> impl Iterator<Item = &LeafNod
         .chain(staged.update_path_leaf_node())
 }
 
+/// The leaves a commit replaces, each with the leaf that was there: Update proposals (by their
+/// proposer's leaf) and the committer's update path.
+fn replaced_leaves(
+    staged: &StagedCommit,
+    committer: LeafNodeIndex,
+) -> impl Iterator<Item = (LeafNodeIndex, &LeafNode)> {
+    staged
+        .queued_proposals()
+        .filter_map(|queued| match (queued.proposal(), queued.sender()) {
+            (Proposal::Update(update), Sender::Member(leaf)) => Some((*leaf, update.leaf_node())),
+            _ => None,
+        })
+        .chain(staged.update_path_leaf_node().map(|leaf| (committer, leaf)))
+}
+
 /// Decides whether `staged`, sent by `sender`, may be merged into a group whose members and
 /// GroupContext extensions (before the commit) are given. Every leaf it introduces must be
 /// certified by the account key its credential carries; whether that is the right key for the
@@ -130,7 +147,8 @@ pub fn authorize_commit(
     sender: &Sender,
     staged: &StagedCommit,
 ) -> Result<(), PolicyError> {
-    let names = usernames_by_leaf(members_before)?;
+    let members_before: Vec<Member> = members_before.collect();
+    let names = usernames_by_leaf(members_before.iter().cloned())?;
     let roles_before = Roles::from_extensions(extensions_before)?;
     let committer_leaf = match sender {
         Sender::Member(leaf) => *leaf,
@@ -140,6 +158,22 @@ pub fn authorize_commit(
     let committer = names.get(&committer_leaf).ok_or(PolicyError::NotAMember)?;
     for leaf in introduced_leaves(staged) {
         CertifiedDevice::verify_leaf(leaf).map_err(|e| PolicyError::Uncertified(e.to_string()))?;
+    }
+    // A leaf that is updated stays the device it was: same account, same device id, same
+    // account key (a new key would need a rotation the account signed, not built yet). Else a
+    // member could relabel its own leaf as someone else's and take their place and roles.
+    for (index, leaf) in replaced_leaves(staged, committer_leaf) {
+        let before = members_before
+            .iter()
+            .find(|m| m.index == index)
+            .ok_or(PolicyError::NotAMember)?;
+        let old = CertifiedDevice::verify(&before.credential, &before.signature_key)
+            .map_err(|e| PolicyError::Credential(e.to_string()))?;
+        let new = CertifiedDevice::verify_leaf(leaf)
+            .map_err(|e| PolicyError::Uncertified(e.to_string()))?;
+        if old != new {
+            return Err(PolicyError::IdentityChanged);
+        }
     }
 
     for proposal in staged.queued_proposals() {

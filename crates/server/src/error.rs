@@ -100,6 +100,7 @@ impl From<StoreError> for ApiError {
             StoreError::StateChanged => {
                 ApiError::new(ErrorCode::Unavailable, "group state is busy; retry")
             }
+            StoreError::Revoked => ApiError::new(ErrorCode::Forbidden, "this device was revoked"),
             StoreError::TooManyDevices => ApiError::new(
                 ErrorCode::TooManyDevices,
                 "the account has as many devices as this server allows; \

@@ -447,7 +447,7 @@ impl Links {
         }
         if self
             .store
-            .revoke_device(target, request.revocation, now_ms())
+            .revoke_device(target, device.0.device_id, request.revocation, now_ms())
             .await?
         {
             tracing::info!(user = %device.0.user_id, device = %target, "device revoked");

@@ -65,6 +65,9 @@ pub enum StoreError {
     /// stored (the oldest items are never dropped to make room).
     #[error("the queue of {0} is full")]
     QueueFull(Username),
+    /// The device acting was revoked.
+    #[error("this device was revoked")]
+    Revoked,
     /// The account has `LinkApproval::max_devices` devices already.
     #[error("the account has as many devices as allowed")]
     TooManyDevices,
@@ -116,9 +119,12 @@ pub trait Store: Send + Sync + 'static {
     async fn rename_device(&self, device: DeviceId, sealed_name: Vec<u8>) -> StoreResult<()>;
     /// Revokes a device for good, keeping the account key's signed statement: its sessions and
     /// KeyPackages are deleted in the same transaction. Returns whether it was not revoked yet.
+    /// [`StoreError::Revoked`] if `by` was revoked meanwhile (two devices revoking each other:
+    /// one of them wins).
     async fn revoke_device(
         &self,
         device: DeviceId,
+        by: DeviceId,
         revocation: Vec<u8>,
         now: Millis,
     ) -> StoreResult<bool>;

@@ -1236,16 +1236,26 @@ async fn a_revoked_device_is_gone_for_good(store: Arc<dyn Store>) {
     assert!(store.session(&[2; 32], 13).await.unwrap().is_some());
 
     assert!(store
-        .revoke_device(second, b"statement".to_vec(), 20)
+        .revoke_device(second, alice, b"statement".to_vec(), 20)
         .await
         .unwrap());
     assert!(
         !store
-            .revoke_device(second, b"again".to_vec(), 21)
+            .revoke_device(second, alice, b"again".to_vec(), 21)
             .await
             .unwrap(),
         "once"
     );
+    assert!(
+        matches!(
+            store
+                .revoke_device(alice, second, b"back".to_vec(), 22)
+                .await,
+            Err(StoreError::Revoked)
+        ),
+        "a revoked device revokes nothing: of two that revoke each other, one wins"
+    );
+    assert!(!store.device(alice).await.unwrap().unwrap().revoked);
     assert!(
         store.session(&[2; 32], 22).await.unwrap().is_none(),
         "its session ended"

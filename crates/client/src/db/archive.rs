@@ -51,7 +51,31 @@ pub fn export_archive(conn: &Connection) -> Result<v1::HistoryArchive, ClientErr
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(v1::HistoryArchive { chats, messages })
+    let contacts = conn
+        .prepare("SELECT username, account_key FROM contacts")?
+        .query_map([], |row| {
+            Ok(v1::ArchivedContact {
+                username: row.get(0)?,
+                account_key: row.get(1)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let revoked = conn
+        .prepare("SELECT username, device_id, revoked_at FROM revoked_devices")?
+        .query_map([], |row| {
+            Ok(v1::ArchivedRevocation {
+                username: row.get(0)?,
+                device_id: row.get(1)?,
+                revoked_at_ms: row.get(2)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(v1::HistoryArchive {
+        chats,
+        messages,
+        contacts,
+        revoked,
+    })
 }
 
 /// Stores an archive's chats and messages, marked as history. A chat already known by its
@@ -76,6 +100,23 @@ pub fn import_archive(conn: &Connection, archive: &v1::HistoryArchive) -> Result
                 chat.last_activity_ms,
                 chat.last_read_ms
             ],
+        )?;
+    }
+    // Whom the account trusts and what it revoked. The account's pins win over what this device
+    // pinned on first sight while it waited (a server could have offered it other keys).
+    for contact in &archive.contacts {
+        conn.execute(
+            "INSERT INTO contacts (username, account_key, pinned_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (username) DO UPDATE SET account_key = excluded.account_key",
+            params![contact.username, contact.account_key, crate::db::now_ms()],
+        )?;
+    }
+    for revoked in &archive.revoked {
+        crate::db::insert_revoked(
+            conn,
+            &revoked.username,
+            &revoked.device_id,
+            revoked.revoked_at_ms,
         )?;
     }
     let mut new = 0;

@@ -41,6 +41,32 @@ pub fn insert_revoked(
     Ok(())
 }
 
+/// The one device of `username` we know revoked whose hex id starts with `prefix` (four digits
+/// or more).
+pub fn revoked_matching(
+    conn: &Connection,
+    username: &str,
+    prefix: &str,
+) -> Result<Option<String>, ClientError> {
+    let prefix = prefix.trim().to_ascii_lowercase();
+    if prefix.len() < 4 {
+        return Ok(None);
+    }
+    let mut statement =
+        conn.prepare("SELECT device_id FROM revoked_devices WHERE username = ?1")?;
+    let matching: Vec<String> = statement
+        .query_map(params![username], |row| row.get::<_, Vec<u8>>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?
+        .into_iter()
+        .map(hex::encode)
+        .filter(|id| id.starts_with(&prefix))
+        .collect();
+    Ok(match matching.as_slice() {
+        [one] => Some(one.clone()),
+        _ => None,
+    })
+}
+
 pub fn is_revoked(conn: &Connection, username: &str, device: &[u8]) -> Result<bool, ClientError> {
     Ok(conn.query_row(
         "SELECT EXISTS(SELECT 1 FROM revoked_devices WHERE username = ?1 AND device_id = ?2)",

@@ -59,6 +59,15 @@ impl Client {
         mut events: impl FnMut(ApproveEvent),
     ) -> Result<ArchiveSizeView, ClientError> {
         let code = LinkCode::parse(code)?;
+        if self.certificate.is_none() {
+            // Its account key is this device's own signature key: handing it over would let the
+            // new device log in as this one, and revoking it could not take that back.
+            return Err(ClientError::Invalid(
+                "this account was made before Parley had several devices per account; linking \
+                 another device to it is not possible yet"
+                    .into(),
+            ));
+        }
         let link_hex = hex::encode(code.link_id);
         let path = format!("/v1/links/{link_hex}");
         let link: v1::PendingLink = self.authed(|| self.api.get(&path)).await?;
@@ -117,6 +126,9 @@ impl Client {
                 });
             }
         }
+        // What others sent between our sync and the adds went out in epochs the new device
+        // cannot read: it goes into the archive.
+        self.receive().await?;
         let blob_path = format!("/v1/blobs/{}", hex::encode(&blob));
         let status: v1::BlobStatus = self.authed(|| self.api.get(&blob_path)).await?;
         let size = if status.sealed {

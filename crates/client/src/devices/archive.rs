@@ -66,6 +66,11 @@ impl Client {
         key: &[u8; 32],
         chunks: u32,
     ) -> Result<ArchiveSize, ClientError> {
+        if chunks > parley_protocol::limits::MAX_BLOB_CHUNKS {
+            return Err(ClientError::Protocol(
+                "the history archive is too large".into(),
+            ));
+        }
         let blob_hex = hex::encode(blob);
         let mut encrypted = Vec::with_capacity(chunks as usize);
         let mut bytes = 0;

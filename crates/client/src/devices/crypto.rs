@@ -109,10 +109,19 @@ fn derive_key(salt: &[u8], ikm: &[u8], label: &[u8]) -> [u8; 32] {
     key
 }
 
-/// The history archive's key: from the link code's secret, so that any device holding the code
-/// can resume a transfer, and the server, which never sees the secret, cannot read it.
+/// The history archive's root key: from the link code's secret, so that any device holding the
+/// code can resume a transfer, and the server, which never sees the secret, cannot read it. Each
+/// upload derives its own key from it with a fresh salt (see [`encrypt_archive`]).
 pub(crate) fn archive_key(link_id: &[u8], secret: &[u8]) -> [u8; 32] {
     derive_key(link_id, secret, b"parley/v1/link-archive")
+}
+
+const ARCHIVE_SALT_BYTES: usize = 16;
+
+/// The key of one upload: a resumed transfer encrypts a log that has grown since, and must not
+/// reuse the nonces of the first attempt under the same key.
+fn upload_key(root: &[u8; 32], salt: &[u8]) -> [u8; 32] {
+    derive_key(salt, root, b"parley/v1/archive-upload")
 }
 
 fn chunk_nonce(index: u32) -> [u8; 12] {
@@ -132,19 +141,21 @@ fn chunk_aad(index: u32, total: u32) -> Vec<u8> {
     .concat()
 }
 
-/// Encrypts an archive (a key used for this archive only) into chunks.
+/// Encrypts an archive into chunks, under a key of this upload alone (a fresh salt, sent in
+/// the clear at the start of chunk 0).
 pub(crate) fn encrypt_archive(
-    key: &[u8; 32],
+    root: &[u8; 32],
     plaintext: &[u8],
 ) -> Result<Vec<Vec<u8>>, ClientError> {
-    let cipher = Aes256Gcm::new(key.into());
+    let salt: [u8; ARCHIVE_SALT_BYTES] = rand::random();
+    let cipher = Aes256Gcm::new((&upload_key(root, &salt)).into());
     let pieces: Vec<&[u8]> = if plaintext.is_empty() {
         vec![&[]]
     } else {
         plaintext.chunks(ARCHIVE_CHUNK_BYTES).collect()
     };
     let total = u32::try_from(pieces.len()).map_err(|_| crypto_error("archive too large"))?;
-    pieces
+    let mut chunks = pieces
         .iter()
         .enumerate()
         .map(|(index, piece)| {
@@ -159,30 +170,37 @@ pub(crate) fn encrypt_archive(
                 )
                 .map_err(|_| crypto_error("encrypting the archive"))
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    chunks[0].splice(0..0, salt);
+    Ok(chunks)
 }
 
-pub(crate) fn decrypt_archive(key: &[u8; 32], chunks: &[Vec<u8>]) -> Result<Vec<u8>, ClientError> {
-    let cipher = Aes256Gcm::new(key.into());
+pub(crate) fn decrypt_archive(root: &[u8; 32], chunks: &[Vec<u8>]) -> Result<Vec<u8>, ClientError> {
+    let unreadable = || {
+        ClientError::Protocol(
+            "the history archive does not decrypt: it was changed or is not for this link".into(),
+        )
+    };
+    let (salt, first) = chunks
+        .first()
+        .filter(|c| c.len() >= ARCHIVE_SALT_BYTES)
+        .map(|c| c.split_at(ARCHIVE_SALT_BYTES))
+        .ok_or_else(unreadable)?;
+    let cipher = Aes256Gcm::new((&upload_key(root, salt)).into());
     let total = chunks.len() as u32;
     let mut plaintext = Vec::new();
     for (index, chunk) in chunks.iter().enumerate() {
+        let body = if index == 0 { first } else { chunk.as_slice() };
         let index = index as u32;
         let piece = cipher
             .decrypt(
                 Nonce::from_slice(&chunk_nonce(index)),
                 Payload {
-                    msg: chunk,
+                    msg: body,
                     aad: &chunk_aad(index, total),
                 },
             )
-            .map_err(|_| {
-                ClientError::Protocol(
-                    "the history archive does not decrypt: it was changed or is not for this \
-                     link"
-                        .into(),
-                )
-            })?;
+            .map_err(|_| unreadable())?;
         plaintext.extend_from_slice(&piece);
     }
     Ok(plaintext)
@@ -251,6 +269,17 @@ mod tests {
         assert!(decrypt_archive(&key, &encrypt_archive(&key, b"").unwrap())
             .unwrap()
             .is_empty());
+        assert!(decrypt_archive(&key, &[]).is_err());
+        assert!(decrypt_archive(&key, &[vec![0; 5]]).is_err());
+    }
+
+    #[test]
+    fn every_upload_of_an_archive_has_its_own_key() {
+        let key = archive_key(b"link0001", &[3; 16]);
+        let first = encrypt_archive(&key, b"the same log").unwrap();
+        let again = encrypt_archive(&key, b"the same log").unwrap();
+        assert_ne!(first, again, "a resumed upload reuses no key and nonce");
+        assert_eq!(decrypt_archive(&key, &again).unwrap(), b"the same log");
     }
 
     #[test]

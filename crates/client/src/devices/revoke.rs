@@ -15,14 +15,19 @@ use crate::error::{mls_error, ClientError};
 impl Client {
     /// Revokes the device `id` names; returns in how many chats it was removed.
     pub async fn revoke_device(&self, id: &str) -> Result<usize, ClientError> {
-        let device = self.find_device(id).await?;
+        // A revocation that stopped partway (the device is no longer listed) is finished by
+        // naming the device again.
+        let hex_id = match self.find_device(id).await {
+            Ok(device) if device.current => {
+                return Err(ClientError::Invalid(
+                    "that is this device: revoke it from another device of the account".into(),
+                ))
+            }
+            Ok(device) => device.id,
+            Err(e) => db::revoked_matching(&self.db(), self.username().as_str(), id)?.ok_or(e)?,
+        };
         let target =
-            DeviceId::parse_hex(&device.id).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        if device.current {
-            return Err(ClientError::Invalid(
-                "that is this device: revoke it from another device of the account".into(),
-            ));
-        }
+            DeviceId::parse_hex(&hex_id).map_err(|e| ClientError::Protocol(e.to_string()))?;
         let statement = self
             .account_key
             .revoke(self.username(), target, now_ms() as u64);
@@ -30,7 +35,7 @@ impl Client {
         let request = v1::RevokeDevice {
             revocation: statement.encode(),
         };
-        let path = format!("/v1/devices/{}/revoke", device.id);
+        let path = format!("/v1/devices/{hex_id}/revoke");
         let _: v1::DeviceList = self.authed(|| self.api.post(&path, &request, true)).await?;
         db::insert_revoked(
             &self.db(),
@@ -46,7 +51,14 @@ impl Client {
             .collect();
         let mut removed = 0;
         for group_id in chats {
+            // The signed revocation goes to every chat (every device of the account was in
+            // each), also where an earlier, interrupted attempt already removed the device.
             if !self.has_member_device(&group_id, target)? {
+                self.queue_application(
+                    &group_id,
+                    v1::app_payload::Body::Revoked(request.clone()),
+                    false,
+                )?;
                 continue;
             }
             self.run_commit(&group_id, |group, provider| {

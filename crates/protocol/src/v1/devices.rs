@@ -206,6 +206,30 @@ pub struct HistoryArchive {
     pub chats: Vec<ArchivedChat>,
     #[prost(message, repeated, tag = "2")]
     pub messages: Vec<ArchivedMessage>,
+    /// The account keys the account has pinned: a new device trusts whom its account trusts.
+    #[prost(message, repeated, tag = "3")]
+    pub contacts: Vec<ArchivedContact>,
+    /// Devices their accounts revoked: still refused on the new device.
+    #[prost(message, repeated, tag = "4")]
+    pub revoked: Vec<ArchivedRevocation>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ArchivedContact {
+    #[prost(string, tag = "1")]
+    pub username: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub account_key: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ArchivedRevocation {
+    #[prost(string, tag = "1")]
+    pub username: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub device_id: Vec<u8>,
+    #[prost(int64, tag = "3")]
+    pub revoked_at_ms: i64,
 }
 
 #[derive(Clone, PartialEq, Message)]

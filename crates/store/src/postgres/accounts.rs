@@ -172,10 +172,31 @@ pub(super) async fn account_devices(
 pub(super) async fn revoke_device(
     pool: &PgPool,
     device: DeviceId,
+    by: DeviceId,
     revocation: Vec<u8>,
     now: Millis,
 ) -> StoreResult<bool> {
     transaction!(pool, |tx| {
+        // Both devices' rows locked, in one order: two devices revoking each other serialize,
+        // and the second finds itself revoked.
+        let mut both = [id(device.as_bytes()), id(by.as_bytes())];
+        both.sort();
+        for row in &both {
+            sqlx::query("SELECT 1 FROM devices WHERE id = $1 FOR UPDATE")
+                .bind(row)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(sql_error)?;
+        }
+        let by_revoked: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT revoked_at FROM devices WHERE id = $1")
+                .bind(id(by.as_bytes()))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(sql_error)?;
+        if by_revoked.flatten().is_some() {
+            return Err(StoreError::Revoked);
+        }
         let revoked = sqlx::query(
             "UPDATE devices SET revoked_at = $2, revocation = $3
              WHERE id = $1 AND revoked_at IS NULL",

@@ -112,10 +112,11 @@ impl Store for PgStore {
     async fn revoke_device(
         &self,
         device: DeviceId,
+        by: DeviceId,
         revocation: Vec<u8>,
         now: Millis,
     ) -> StoreResult<bool> {
-        accounts::revoke_device(&self.pool, device, revocation, now).await
+        accounts::revoke_device(&self.pool, device, by, revocation, now).await
     }
 
     // Linking devices, blobs

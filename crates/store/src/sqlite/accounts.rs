@@ -162,9 +162,18 @@ pub(super) fn account_devices(
 pub(super) fn revoke_device(
     tx: &Transaction<'_>,
     device: DeviceId,
+    by: DeviceId,
     revocation: Vec<u8>,
     now: Millis,
 ) -> StoreResult<bool> {
+    let by_revoked: Option<i64> = tx.query_row(
+        "SELECT revoked_at FROM devices WHERE id = ?1",
+        params![blob(by.as_bytes())],
+        |row| row.get(0),
+    )?;
+    if by_revoked.is_some() {
+        return Err(StoreError::Revoked);
+    }
     let revoked = tx.execute(
         "UPDATE devices SET revoked_at = ?2, revocation = ?3 WHERE id = ?1 AND revoked_at IS NULL",
         params![blob(device.as_bytes()), now, revocation],

@@ -331,10 +331,11 @@ impl Store for SqliteStore {
     async fn revoke_device(
         &self,
         device: DeviceId,
+        by: DeviceId,
         revocation: Vec<u8>,
         now: Millis,
     ) -> StoreResult<bool> {
-        self.write(move |tx| accounts::revoke_device(tx, device, revocation, now))
+        self.write(move |tx| accounts::revoke_device(tx, device, by, revocation, now))
             .await
     }
 
