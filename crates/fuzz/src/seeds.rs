@@ -637,6 +637,24 @@ pub fn generate() -> Result<BTreeMap<&'static str, BTreeMap<String, Vec<u8>>>> {
             .encode()
     });
 
+    put("ids_and_names", "device-revocation", {
+        let account = parley_mls::certificate::AccountKey::from_secret_bytes(&[3; 32]);
+        let name = parley_protocol::Username::parse("alice").unwrap();
+        account
+            .revoke(&name, parley_protocol::DeviceId::from_bytes([2; 16]), 43)
+            .encode()
+    });
+    put(
+        "ids_and_names",
+        "link-code",
+        parley_client::LinkCode {
+            link_id: [5; 8],
+            secret: [6; 16],
+        }
+        .encode()
+        .into_bytes(),
+    );
+
     let message = |m: &Mls| {
         serde_json::json!({
             "id": hex::encode([9u8; 16]),

@@ -485,6 +485,13 @@ fn ids_and_names(bytes: &[u8]) {
             "a certificate re-encodes to its bytes"
         );
     }
+    if let Ok(revocation) = parley_mls::revocation::DeviceRevocation::decode(bytes) {
+        assert_eq!(
+            revocation.encode(),
+            bytes,
+            "a revocation re-encodes to its bytes"
+        );
+    }
     if let Ok(identity) = DeviceIdentity::parse(bytes) {
         assert_eq!(
             DeviceIdentity::parse(&identity.to_bytes()).ok(),
@@ -498,6 +505,13 @@ fn ids_and_names(bytes: &[u8]) {
         }
         let _ = DeviceId::parse_hex(text);
         let _ = parley_client::parse_group_name(text);
+        if let Ok(code) = parley_client::LinkCode::parse(text) {
+            assert_eq!(
+                parley_client::LinkCode::parse(&code.encode()).ok(),
+                Some(code),
+                "a link code reads back as itself"
+            );
+        }
     }
 }
 

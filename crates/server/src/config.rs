@@ -340,6 +340,7 @@ mod tests {
             Some(SocketAddr::from(([127, 0, 0, 1], 7878)))
         );
         assert_eq!(config.max_group_members, Some(10_000));
+        assert_eq!(config.max_devices_per_account, Some(10));
         assert!(config.database_url.is_none());
     }
 
