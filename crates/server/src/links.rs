@@ -301,7 +301,9 @@ impl Links {
         request: v1::SealBlob,
     ) -> Result<v1::BlobStatus, ApiError> {
         self.owned(blob_id, device).await?;
-        self.store.seal_blob(blob_id, request.chunks).await?;
+        self.store
+            .seal_blob(blob_id, request.chunks, now_ms())
+            .await?;
         self.status_of(blob_id).await
     }
 

@@ -146,8 +146,8 @@ pub trait Store: Send + Sync + 'static {
         data: Vec<u8>,
         now: Millis,
     ) -> StoreResult<()>;
-    /// Seals a blob of exactly `chunks` chunks, all present.
-    async fn seal_blob(&self, blob_id: &[u8], chunks: u32) -> StoreResult<()>;
+    /// Seals an unexpired blob of exactly `chunks` chunks, all present.
+    async fn seal_blob(&self, blob_id: &[u8], chunks: u32, now: Millis) -> StoreResult<()>;
     async fn blob_chunk(&self, blob_id: &[u8], index: u32) -> StoreResult<Option<Vec<u8>>>;
     async fn delete_blob(&self, blob_id: &[u8]) -> StoreResult<()>;
     /// Deletes expired links and blobs; returns how many.

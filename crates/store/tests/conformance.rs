@@ -1325,7 +1325,7 @@ async fn a_blob_is_sealed_only_when_complete_and_expires(store: Arc<dyn Store>) 
         .unwrap();
     assert!(
         matches!(
-            store.seal_blob(&[1; 16], 3).await,
+            store.seal_blob(&[1; 16], 3, 15).await,
             Err(StoreError::BlobState(_))
         ),
         "chunk 1 is missing"
@@ -1340,10 +1340,10 @@ async fn a_blob_is_sealed_only_when_complete_and_expires(store: Arc<dyn Store>) 
         .await
         .unwrap();
     assert!(matches!(
-        store.seal_blob(&[1; 16], 2).await,
+        store.seal_blob(&[1; 16], 2, 15).await,
         Err(StoreError::BlobState(_))
     ));
-    store.seal_blob(&[1; 16], 3).await.unwrap();
+    store.seal_blob(&[1; 16], 3, 15).await.unwrap();
     assert!(matches!(
         store
             .put_blob_chunk(&[1; 16], 3, b"more".to_vec(), 15)
@@ -1379,6 +1379,13 @@ async fn a_blob_is_sealed_only_when_complete_and_expires(store: Arc<dyn Store>) 
         .await
         .unwrap();
     assert!(store.blob(&[2; 16], 1010).await.unwrap().is_none());
+    assert!(
+        matches!(
+            store.seal_blob(&[2; 16], 1, 1010).await,
+            Err(StoreError::UnknownBlob)
+        ),
+        "an expired blob is not sealed"
+    );
     assert_eq!(store.expire_links_and_blobs(1010).await.unwrap(), 1);
     assert_eq!(store.blob_chunk(&[2; 16], 0).await.unwrap(), None);
     store.create_blob(new_blob(3, 1, None, 1011)).await.unwrap();

@@ -306,8 +306,25 @@ pub(super) async fn put_blob_chunk(
     })
 }
 
-pub(super) async fn seal_blob(pool: &PgPool, blob_id: &[u8], chunks: u32) -> StoreResult<()> {
+pub(super) async fn seal_blob(
+    pool: &PgPool,
+    blob_id: &[u8],
+    chunks: u32,
+    now: Millis,
+) -> StoreResult<()> {
     transaction!(pool, |tx| {
+        // Locked first, as chunk writes lock it: no chunk lands while the blob is sealed.
+        let live: Option<bool> = sqlx::query_scalar(
+            "SELECT sealed FROM blobs WHERE id = $1 AND expires_at > $2 FOR UPDATE",
+        )
+        .bind(blob_id)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(sql_error)?;
+        if live.is_none() {
+            return Err(StoreError::UnknownBlob);
+        }
         let row = sqlx::query("SELECT COUNT(*), MAX(idx) FROM blob_chunks WHERE blob_id = $1")
             .bind(blob_id)
             .fetch_one(&mut *tx)

@@ -153,8 +153,8 @@ impl Store for PgStore {
         links::put_blob_chunk(&self.pool, blob_id, index, data, now).await
     }
 
-    async fn seal_blob(&self, blob_id: &[u8], chunks: u32) -> StoreResult<()> {
-        links::seal_blob(&self.pool, blob_id, chunks).await
+    async fn seal_blob(&self, blob_id: &[u8], chunks: u32, now: Millis) -> StoreResult<()> {
+        links::seal_blob(&self.pool, blob_id, chunks, now).await
     }
 
     async fn blob_chunk(&self, blob_id: &[u8], index: u32) -> StoreResult<Option<Vec<u8>>> {

@@ -229,7 +229,12 @@ pub(super) fn put_blob_chunk(
     Ok(())
 }
 
-pub(super) fn seal_blob(tx: &Transaction<'_>, blob_id: &[u8], chunks: u32) -> StoreResult<()> {
+pub(super) fn seal_blob(
+    tx: &Transaction<'_>,
+    blob_id: &[u8],
+    chunks: u32,
+    now: Millis,
+) -> StoreResult<()> {
     let (present, highest): (u32, Option<u32>) = query_one(
         tx,
         "SELECT COUNT(*), MAX(idx) FROM blob_chunks WHERE blob_id = ?1",
@@ -242,8 +247,8 @@ pub(super) fn seal_blob(tx: &Transaction<'_>, blob_id: &[u8], chunks: u32) -> St
         ));
     }
     let sealed = tx.execute(
-        "UPDATE blobs SET sealed = 1 WHERE id = ?1",
-        params![blob_id],
+        "UPDATE blobs SET sealed = 1 WHERE id = ?1 AND expires_at > ?2",
+        params![blob_id, now],
     )?;
     if sealed == 0 {
         return Err(StoreError::UnknownBlob);

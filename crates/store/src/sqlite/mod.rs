@@ -376,9 +376,9 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn seal_blob(&self, blob_id: &[u8], chunks: u32) -> StoreResult<()> {
+    async fn seal_blob(&self, blob_id: &[u8], chunks: u32, now: Millis) -> StoreResult<()> {
         let blob_id = blob_id.to_vec();
-        self.write(move |tx| links::seal_blob(tx, &blob_id, chunks))
+        self.write(move |tx| links::seal_blob(tx, &blob_id, chunks, now))
             .await
     }
 
