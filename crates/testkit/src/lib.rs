@@ -192,27 +192,38 @@ pub struct TestNats {
 
 impl TestNats {
     pub fn start(size: usize) -> TestNats {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let client_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
-        let route_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
-        let mut nats = TestNats {
-            dir,
-            client_ports,
-            route_ports,
-            children: (0..size).map(|_| None).collect(),
-        };
-        for node in 0..size {
-            nats.spawn(node);
-        }
-        for port in &nats.client_ports {
+        // A free port can be taken by another test's process before nats-server binds it; the
+        // node then exits at once. Start again on other ports rather than fail the test.
+        const ATTEMPTS: usize = 3;
+        for attempt in 1..=ATTEMPTS {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let client_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+            let route_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+            let mut nats = TestNats {
+                dir,
+                client_ports,
+                route_ports,
+                children: (0..size).map(|_| None).collect(),
+            };
+            for node in 0..size {
+                nats.spawn(node);
+            }
+            let up = nats
+                .client_ports
+                .iter()
+                .all(|port| wait_for_port(*port, Duration::from_secs(10)));
+            if up {
+                // Let the routes form.
+                std::thread::sleep(Duration::from_millis(700));
+                return nats;
+            }
+            drop(nats);
             assert!(
-                wait_for_port(*port, Duration::from_secs(10)),
-                "nats-server did not start"
+                attempt < ATTEMPTS,
+                "nats-server did not start ({ATTEMPTS} attempts on fresh ports)"
             );
         }
-        // Let the routes form.
-        std::thread::sleep(Duration::from_millis(700));
-        nats
+        unreachable!("the loop returns or panics")
     }
 
     fn spawn(&mut self, node: usize) {
