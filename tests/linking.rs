@@ -235,21 +235,14 @@ async fn a_third_device_gets_everything_once_also_what_arrives_during_the_link()
     assert_eq!(state.members, ["alice", "bob"], "{state:?}");
 }
 
-/// The server's database, opened beside the running server (a server that lies).
-fn database(server: &TestServer) -> rusqlite::Connection {
-    let conn = rusqlite::Connection::open(server.data_dir().join("parley.db")).unwrap();
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .unwrap();
-    conn
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_the_server_changes_on_the_way_are_caught_by_the_code_and_nothing_is_approved() {
     let server = TestServer::start();
     let alice = Device::register(&server.url(), "alice").await;
     let new_device = LinkingDevice::start(&server.url(), "alice").await;
     // The server swaps in keys of its own for the new device's.
-    database(&server)
+    server
+        .database()
         .execute(
             "UPDATE links SET signature_key = randomblob(32), hpke_key = randomblob(32)",
             [],
@@ -274,7 +267,8 @@ async fn a_link_code_expires_must_be_typed_right_and_works_once() {
     let server = TestServer::start();
     let alice = Device::register(&server.url(), "alice").await;
     let stale = LinkingDevice::start(&server.url(), "alice").await;
-    database(&server)
+    server
+        .database()
         .execute("UPDATE links SET expires_at = 1", [])
         .unwrap();
     let err = alice
@@ -408,7 +402,8 @@ async fn a_history_archive_is_readable_by_its_new_device_only_and_a_changed_one_
         .approve_link(&new_device.code, |_| {})
         .await
         .is_err());
-    let blob: Vec<u8> = database(&server)
+    let blob: Vec<u8> = server
+        .database()
         .query_row("SELECT archive_blob FROM links", [], |row| row.get(0))
         .unwrap();
     let blob = hex::encode(blob);
@@ -424,7 +419,8 @@ async fn a_history_archive_is_readable_by_its_new_device_only_and_a_changed_one_
         bob_raw.get(&format!("/v1/blobs/{blob}")).await;
     assert_eq!(status.unwrap_err().0, 404);
     // The server changes a byte of it; then it is sealed.
-    database(&server)
+    server
+        .database()
         .execute(
             "UPDATE blob_chunks SET data = CAST(X'00' || substr(data, 2) AS BLOB)",
             [],
@@ -575,7 +571,7 @@ async fn an_archive_made_for_another_device_is_refused() {
         .await
         .is_err());
     second.task.abort();
-    let db = database(&server);
+    let db = server.database();
     let blobs: Vec<Vec<u8>> = db
         .prepare("SELECT archive_blob FROM links ORDER BY created_at")
         .unwrap()

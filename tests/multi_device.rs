@@ -237,9 +237,7 @@ async fn the_server_takes_only_key_packages_certified_by_the_accounts_own_key() 
 /// Plays a server that adds a device to alice's account: a row in its database with a
 /// KeyPackage whose certificate the server made, as it may make anything but alice's key.
 fn plant_device(server: &TestServer, username: &str, package: &[u8], device: &RawDevice) {
-    let conn = rusqlite::Connection::open(server.data_dir().join("parley.db")).unwrap();
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .unwrap();
+    let conn = server.database();
     conn.execute(
         "INSERT INTO devices (id, user_id, signature_key, created_at)
          VALUES (?1, (SELECT id FROM users WHERE username = ?2), ?3, 0)",
@@ -337,7 +335,7 @@ async fn a_device_the_server_adds_to_an_account_is_refused_by_a_client_that_know
         .key_package()
         .tls_serialize_detached()
         .unwrap();
-    let conn = rusqlite::Connection::open(server.data_dir().join("parley.db")).unwrap();
+    let conn = server.database();
     conn.execute(
         "DELETE FROM key_packages WHERE device_id = ?1",
         [fake.device_id.to_vec()],
@@ -361,7 +359,7 @@ async fn a_device_the_server_adds_to_an_account_is_refused_by_a_client_that_know
     );
 
     // Alice's own device still works with bob once the planted device is gone.
-    let conn = rusqlite::Connection::open(server.data_dir().join("parley.db")).unwrap();
+    let conn = server.database();
     conn.execute(
         "DELETE FROM key_packages WHERE device_id = ?1",
         [forged.device_id.to_vec()],

@@ -126,9 +126,7 @@ async fn a_server_that_brings_a_revoked_device_back_is_refused_by_the_accounts_p
     let (_home2, lost, _) = link_device(&server.url(), &alice.client).await;
     lost.sync().await.unwrap();
     // The server kept a copy of one of the device's KeyPackages before it was revoked.
-    let conn = rusqlite::Connection::open(server.data_dir().join("parley.db")).unwrap();
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .unwrap();
+    let conn = server.database();
     let kept: Vec<u8> = conn
         .query_row(
             "SELECT data FROM key_packages WHERE device_id = ?1 LIMIT 1",

@@ -6,33 +6,14 @@ pub async fn link_device(
     server: &str,
     approver: &parley_client::Client,
 ) -> (tempfile::TempDir, parley_client::Client, ApproveEventLog) {
-    let home = tempfile::tempdir().unwrap();
-    let (code_tx, code_rx) = tokio::sync::oneshot::channel();
-    let mut code_tx = Some(code_tx);
+    let new_device = LinkingDevice::start(server, approver.username().as_str()).await;
     let mut log = ApproveEventLog::default();
-    let username = approver.username().to_string();
-    let new_device = parley_client::Client::link(
-        home.path(),
-        Some(server),
-        &username,
-        parley_client::ClientOptions::default(),
-        |event| {
-            if let parley_client::LinkEvent::Code(code) = event {
-                if let Some(tx) = code_tx.take() {
-                    let _ = tx.send(code);
-                }
-            }
-        },
-    );
-    let approve = async {
-        let code = code_rx.await.expect("the new device shows a code");
-        approver
-            .approve_link(&code, |event| log.0.push(event))
-            .await
-            .expect("approve");
-    };
-    let (linked, ()) = tokio::join!(new_device, approve);
-    (home, linked.expect("link"), log)
+    approver
+        .approve_link(&new_device.code, |event| log.0.push(event))
+        .await
+        .expect("approve");
+    let linked = new_device.task.await.expect("the new device's task");
+    (new_device.home, linked.expect("link"), log)
 }
 
 #[derive(Default, Debug)]

@@ -69,6 +69,15 @@ impl TestServer {
             .unwrap_or_else(|| self.dir.path().join("data"))
     }
 
+    /// The server's SQLite database, opened beside the running server (tests that play a
+    /// server that lies change it).
+    pub fn database(&self) -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open(self.data_dir().join("parley.db")).expect("open");
+        conn.busy_timeout(Duration::from_secs(5))
+            .expect("busy timeout");
+        conn
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("server.log")
     }

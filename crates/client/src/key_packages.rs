@@ -87,31 +87,40 @@ impl Client {
         let claimed: v1::ClaimResponse = self
             .authed(|| self.api.post("/v1/keypackages/claim", &request, true))
             .await?;
-        let mut packages = Vec::new();
-        for claimed in claimed.key_packages {
-            let package = KeyPackageIn::tls_deserialize_exact(claimed.key_package.as_slice())
-                .map_err(|_| ClientError::Protocol("claimed key package does not parse".into()))?
-                .validate(&self.crypto, ProtocolVersion::Mls10)
-                .map_err(|e| {
-                    ClientError::Protocol(format!("claimed key package does not verify: {e}"))
-                })?;
-            let identity = self.trust_key_package(&package)?.identity;
-            if identity.username.as_str() != claimed.username
-                || identity.device_id.as_bytes() != claimed.device_id.as_slice()
-            {
-                return Err(ClientError::Protocol(
-                    "claimed key package belongs to someone else".into(),
-                ));
-            }
-            if package.ciphersuite() != self.ciphersuite {
-                return Err(ClientError::Protocol(format!(
-                    "{} uses another ciphersuite ({:?})",
-                    claimed.username,
-                    package.ciphersuite()
-                )));
-            }
-            packages.push(package);
+        claimed
+            .key_packages
+            .iter()
+            .map(|claimed| self.check_claimed(claimed))
+            .collect()
+    }
+
+    /// A claimed KeyPackage, checked: it verifies, is certified under the key we pinned for
+    /// its account (see `trust`), is for the device the server says, and speaks our suite.
+    pub(crate) fn check_claimed(
+        &self,
+        claimed: &v1::ClaimedKeyPackage,
+    ) -> Result<KeyPackage, ClientError> {
+        let package = KeyPackageIn::tls_deserialize_exact(claimed.key_package.as_slice())
+            .map_err(|_| ClientError::Protocol("claimed key package does not parse".into()))?
+            .validate(&self.crypto, ProtocolVersion::Mls10)
+            .map_err(|e| {
+                ClientError::Protocol(format!("claimed key package does not verify: {e}"))
+            })?;
+        let identity = self.trust_key_package(&package)?.identity;
+        if identity.username.as_str() != claimed.username
+            || identity.device_id.as_bytes() != claimed.device_id.as_slice()
+        {
+            return Err(ClientError::Protocol(
+                "claimed key package belongs to someone else".into(),
+            ));
         }
-        Ok(packages)
+        if package.ciphersuite() != self.ciphersuite {
+            return Err(ClientError::Protocol(format!(
+                "{} uses another ciphersuite ({:?})",
+                claimed.username,
+                package.ciphersuite()
+            )));
+        }
+        Ok(package)
     }
 }

@@ -35,6 +35,17 @@ fn bytes16(bytes: &[u8], what: &str) -> Result<[u8; 16], ApiError> {
         .map_err(|_| ApiError::malformed(format!("{what} must be 16 bytes")))
 }
 
+/// The account key the caller's account registered.
+fn registered_account_key(device: &Authenticated) -> Result<AccountPublicKey, ApiError> {
+    let bytes: [u8; 32] = device
+        .0
+        .account_key
+        .as_slice()
+        .try_into()
+        .map_err(|_| ApiError::new(ErrorCode::Internal, "the account key is malformed"))?;
+    Ok(AccountPublicKey::from_bytes(bytes))
+}
+
 fn expired() -> ApiError {
     ApiError::new(
         ErrorCode::LinkExpired,
@@ -151,16 +162,11 @@ impl Links {
         if link.approved_at.is_some() {
             return Err(expired());
         }
-        let account_key: [u8; 32] = device
-            .0
-            .account_key
-            .as_slice()
-            .try_into()
-            .map_err(|_| ApiError::new(ErrorCode::Internal, "the account key is malformed"))?;
+        let account_key = registered_account_key(device)?;
         let certificate = DeviceCertificate::decode(&request.certificate)
             .map_err(|e| ApiError::malformed(e.to_string()))?;
         certificate
-            .verify(&AccountPublicKey::from_bytes(account_key))
+            .verify(&account_key)
             .map_err(|e| ApiError::forbidden(e.to_string()))?;
         if certificate.username != link.username
             || certificate.device != link.device_id
@@ -435,14 +441,9 @@ impl Links {
         }
         let statement = DeviceRevocation::decode(&request.revocation)
             .map_err(|e| ApiError::malformed(e.to_string()))?;
-        let account_key: [u8; 32] = device
-            .0
-            .account_key
-            .as_slice()
-            .try_into()
-            .map_err(|_| ApiError::new(ErrorCode::Internal, "the account key is malformed"))?;
+        let account_key = registered_account_key(device)?;
         statement
-            .verify(&AccountPublicKey::from_bytes(account_key))
+            .verify(&account_key)
             .map_err(|e| ApiError::forbidden(e.to_string()))?;
         if statement.device != target || statement.username != device.0.username {
             return Err(ApiError::forbidden("the revocation names another device"));

@@ -5,8 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use openmls::prelude::tls_codec::Deserialize as _;
-use openmls::prelude::{KeyPackage, KeyPackageIn, ProtocolVersion};
+use openmls::prelude::KeyPackage;
 use parley_protocol::{v1, DeviceId, ErrorCode};
 use prost::Message as _;
 
@@ -107,7 +106,7 @@ impl Client {
             self.certify_and_approve(&code, &link, device).await?
         };
         events(ApproveEvent::Approved {
-            device: Self::device_hex(device),
+            device: device.to_hex(),
         });
         // Everything this device knows goes into the archive, and the new device must be in
         // every chat before it is made: what others send after the adds reaches it directly.
@@ -119,7 +118,8 @@ impl Client {
                 .await?;
             for (done, group_id) in missing.iter().enumerate() {
                 let package = packages[done.min(packages.len() - 1)].clone();
-                self.add_own_device(group_id, package).await?;
+                // One commit per chat: it keeps everyone's roles.
+                self.commit_adds(group_id, &[package]).await?;
                 events(ApproveEvent::Added {
                     done: done + 1,
                     total: missing.len(),
@@ -219,7 +219,14 @@ impl Client {
             let mut last_resort = false;
             for claimed in claimed.key_packages {
                 last_resort |= claimed.last_resort;
-                packages.push(self.own_key_package(device, &claimed.key_package)?);
+                if claimed.device_id != device.to_vec()
+                    || claimed.username != self.username().as_str()
+                {
+                    return Err(ClientError::Protocol(
+                        "the server handed out another device's key package".into(),
+                    ));
+                }
+                packages.push(self.check_claimed(&claimed)?);
             }
             if packages.len() >= count || (last_resort && !packages.is_empty()) {
                 return Ok(packages);
@@ -237,31 +244,5 @@ impl Client {
             }
             tokio::time::sleep(POLL).await;
         }
-    }
-
-    fn own_key_package(&self, device: DeviceId, bytes: &[u8]) -> Result<KeyPackage, ClientError> {
-        let package = KeyPackageIn::tls_deserialize_exact(bytes)
-            .map_err(|_| {
-                ClientError::Protocol("the new device's key package does not parse".into())
-            })?
-            .validate(&self.crypto, ProtocolVersion::Mls10)
-            .map_err(|e| ClientError::Protocol(format!("the new device's key package: {e}")))?;
-        let certified = self.trust_key_package(&package)?;
-        if certified.identity.device_id != device || certified.identity.username != *self.username()
-        {
-            return Err(ClientError::Protocol(
-                "the server handed out another device's key package".into(),
-            ));
-        }
-        Ok(package)
-    }
-
-    /// Adds our new device to one chat (a commit that keeps everyone's roles).
-    async fn add_own_device(
-        &self,
-        group_id: &[u8],
-        package: KeyPackage,
-    ) -> Result<(), ClientError> {
-        self.commit_adds(group_id, &[package]).await
     }
 }

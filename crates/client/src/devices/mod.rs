@@ -9,7 +9,7 @@ pub(crate) mod crypto;
 mod link;
 mod revoke;
 
-use parley_protocol::{v1, DeviceId};
+use parley_protocol::v1;
 use serde::Serialize;
 
 pub use approve::ApproveEvent;
@@ -97,9 +97,5 @@ impl Client {
             name: name.to_owned(),
             ..device
         })
-    }
-
-    pub(crate) fn device_hex(device: DeviceId) -> String {
-        hex::encode(device.as_bytes())
     }
 }
