@@ -105,6 +105,30 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<DevicesCommand>,
     },
+    /// Encrypted backups, to restore the account when every device is lost.
+    Backup {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// JSON instead of text.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
+    /// All devices lost: make this fresh device the account's again from its newest backup,
+    /// with its chats and history. The lost devices are revoked.
+    Restore {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The account to restore.
+        username: String,
+        /// The recovery key `parley backup enable` showed (8 groups of 5 characters).
+        #[arg(long, env = "PARLEY_RECOVERY_KEY", hide_env_values = true)]
+        recovery_key: String,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Send a message to a user (1:1, created on first use) or to a group (#name).
     Send {
         #[command(flatten)]
@@ -187,6 +211,21 @@ pub enum Command {
         /// The new address(es), comma-separated, e.g. https://chat.example.org.
         url: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+pub enum BackupCommand {
+    /// Turn backups on: shows the recovery key once (write it down; nobody else can restore
+    /// the account), stores the first backup; later ones run by themselves after changes.
+    Enable {
+        /// Back up at most this often, in minutes (0: after every change) [default: 60].
+        #[arg(long, value_name = "MINUTES")]
+        every: Option<u32>,
+    },
+    /// Store a backup now.
+    Now,
+    /// Whether backups are on, the last one, and those the server keeps.
+    Status,
 }
 
 #[derive(Subcommand)]

@@ -5,6 +5,7 @@
 mod account;
 mod admin;
 mod args;
+mod backup;
 mod devices;
 mod groups;
 mod output;
@@ -112,5 +113,16 @@ async fn run(cli: Cli) -> Result<()> {
             json,
             command,
         } => devices::run(top.or(client), command, json).await,
+        Command::Backup {
+            client,
+            json,
+            command,
+        } => backup::run(top.or(client), command, json).await,
+        Command::Restore {
+            client,
+            username,
+            recovery_key,
+            json,
+        } => backup::restore(top.or(client), &username, &recovery_key, json).await,
     }
 }

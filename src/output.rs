@@ -52,7 +52,7 @@ pub fn waiting_for_home() {
     );
 }
 
-fn json(value: &impl serde::Serialize) {
+pub fn json(value: &impl serde::Serialize) {
     match serde_json::to_string(value) {
         Ok(text) => line(&text),
         Err(e) => fail(&anyhow::anyhow!("cannot format JSON: {e}")),

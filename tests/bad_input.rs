@@ -81,6 +81,9 @@ async fn sessions_and_usernames_are_checked() {
             device_id: Vec::new(),
             account_key: Vec::new(),
             certificate: Vec::new(),
+            restore: false,
+            restore_secret: Vec::new(),
+            backup_id: Vec::new(),
         };
         let result: Result<v1::RegisterResponse, _> = raw.post("/v1/accounts", &request).await;
         assert_eq!(
@@ -97,6 +100,9 @@ async fn sessions_and_usernames_are_checked() {
         device_id: Vec::new(),
         account_key: Vec::new(),
         certificate: Vec::new(),
+        restore: false,
+        restore_secret: Vec::new(),
+        backup_id: Vec::new(),
     };
     let result: Result<v1::RegisterResponse, _> = raw.post("/v1/accounts", &request).await;
     assert!(matches!(
@@ -176,6 +182,9 @@ async fn sessions_and_usernames_are_checked() {
         device_id: Vec::new(),
         account_key: Vec::new(),
         certificate: Vec::new(),
+        restore: false,
+        restore_secret: Vec::new(),
+        backup_id: Vec::new(),
     };
     let result: Result<v1::RegisterResponse, _> = raw.post("/v1/accounts", &request).await;
     assert_eq!(result.unwrap_err().1, ErrorCode::Malformed);

@@ -53,6 +53,9 @@ impl RawDevice {
             device_id: self.device_id.to_vec(),
             account_key: account_key.public().to_bytes().to_vec(),
             certificate: certificate.encode(),
+            restore: false,
+            restore_secret: Vec::new(),
+            backup_id: Vec::new(),
         }
     }
 

@@ -554,3 +554,53 @@ async fn a_device_linked_on_another_node_gets_the_history_and_a_revoked_one_noth
     let err = alice2.sync().await.unwrap_err();
     assert!(err.to_string().contains("revoked"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_made_through_one_node_restores_through_another() {
+    let deployment = Deployment::start(2);
+    let alice = register_at(&deployment.url(0), "alice").await;
+    let bob = register_at(&deployment.url(1), "bob").await;
+    bob.client
+        .send_text(&ChatRef::Direct(user("alice")), "backed up across nodes")
+        .await
+        .unwrap();
+    alice.client.sync().await.unwrap();
+    let (key, _) = alice.client.enable_backup(60).await.unwrap();
+    drop(alice);
+    // The restored device talks to node two.
+    let home = tempfile::tempdir().unwrap();
+    let (restored, report) = parley_client::Client::restore(
+        home.path(),
+        &deployment.url(1),
+        "alice",
+        &key.encode(),
+        parley_client::ClientOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (report.rejoined, report.revoked_devices),
+        (1, 1),
+        "{report:?}"
+    );
+    let history: Vec<String> = restored
+        .history(&ChatRef::Direct(user("bob")), 10)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(history, ["backed up across nodes"]);
+    restored
+        .send_text(&ChatRef::Direct(user("bob")), "back, via node two")
+        .await
+        .unwrap();
+    let texts: Vec<String> = bob
+        .client
+        .sync()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(texts, ["back, via node two"]);
+}

@@ -439,6 +439,9 @@ pub fn proof_register_as(username: &str, device_id: Vec<u8>) -> Vec<u8> {
         device_id,
         account_key: Vec::new(),
         certificate: Vec::new(),
+        restore: false,
+        restore_secret: Vec::new(),
+        backup_id: Vec::new(),
     }
     .encode_to_vec()
 }

@@ -26,9 +26,18 @@ impl Raw {
     }
 
     pub async fn post_bytes(&self, path: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
+        self.send_bytes(reqwest::Method::POST, path, body).await
+    }
+
+    pub async fn send_bytes(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> (u16, Vec<u8>) {
         let mut request = self
             .http
-            .post(format!("{}{path}", self.base))
+            .request(method, format!("{}{path}", self.base))
             .header("content-type", parley_protocol::CONTENT_TYPE)
             .body(body);
         if let Some(token) = &self.token {
@@ -45,6 +54,22 @@ impl Raw {
         body: &Q,
     ) -> Result<R, (u16, ErrorCode, String)> {
         let (status, bytes) = self.post_bytes(path, body.encode_to_vec()).await;
+        if (200..300).contains(&status) {
+            Ok(R::decode(bytes.as_slice()).expect("decodes"))
+        } else {
+            let error = v1::ErrorBody::decode(bytes.as_slice()).expect("error body decodes");
+            Err((status, ErrorCode::from_u32(error.code), error.message))
+        }
+    }
+
+    pub async fn put<Q: Message, R: Message + Default>(
+        &self,
+        path: &str,
+        body: &Q,
+    ) -> Result<R, (u16, ErrorCode, String)> {
+        let (status, bytes) = self
+            .send_bytes(reqwest::Method::PUT, path, body.encode_to_vec())
+            .await;
         if (200..300).contains(&status) {
             Ok(R::decode(bytes.as_slice()).expect("decodes"))
         } else {

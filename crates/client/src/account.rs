@@ -34,6 +34,114 @@ pub struct ClientOptions {
     pub on_wait: Option<fn()>,
 }
 
+/// A device this home just registered with the server, certified by the account key.
+pub(crate) struct NewDevice {
+    signer: SignatureKeyPair,
+    device_id: DeviceId,
+    user_id: UserId,
+    certificate: parley_mls::certificate::DeviceCertificate,
+}
+
+/// What a restore adds to a registration: the backup id and the restore secret.
+pub(crate) struct RestoreProof {
+    pub backup_id: Vec<u8>,
+    pub restore_secret: Vec<u8>,
+}
+
+impl NewDevice {
+    /// Makes a device key and id, certifies them under `account_key` and registers them: a new
+    /// account, or (with `restore`) a new device of the existing one.
+    pub(crate) async fn register(
+        api: &ServerApi,
+        username: &Username,
+        account_key: &AccountKey,
+        options: &ClientOptions,
+        restore: Option<RestoreProof>,
+    ) -> Result<NewDevice, ClientError> {
+        let ciphersuite = options
+            .ciphersuite
+            .unwrap_or(parley_mls::suite::DEFAULT_CIPHERSUITE);
+        let signer = SignatureKeyPair::new(ciphersuite.signature_algorithm()).map_err(mls_error)?;
+        let public = signer.to_public_vec();
+        let proof = signer
+            .sign(&v1::register_proof_input(username.as_str(), &public))
+            .map_err(|e| ClientError::Mls(format!("signing failed: {e:?}")))?;
+        // The device names itself, so that its certificate can name it.
+        let chosen = DeviceId::from_bytes(rand::random());
+        let certificate = account_key.certify(username, chosen, &public, db::now_ms() as u64);
+        let (restore, restore_secret, backup_id) = match restore {
+            Some(proof) => (true, proof.restore_secret, proof.backup_id),
+            None => (false, Vec::new(), Vec::new()),
+        };
+        let registered: v1::RegisterResponse = api
+            .post(
+                "/v1/accounts",
+                &v1::RegisterRequest {
+                    username: username.to_string(),
+                    signature_key: public,
+                    proof,
+                    device_id: chosen.to_vec(),
+                    account_key: account_key.public().to_bytes().to_vec(),
+                    certificate: certificate.encode(),
+                    restore,
+                    restore_secret,
+                    backup_id,
+                },
+                false,
+            )
+            .await?;
+        let device_id = DeviceId::from_slice(&registered.device_id)
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        if device_id != chosen {
+            return Err(ClientError::Protocol(
+                "the server registered another device id than ours".into(),
+            ));
+        }
+        let user_id = UserId::from_slice(&registered.user_id)
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        Ok(NewDevice {
+            signer,
+            device_id,
+            user_id,
+            certificate,
+        })
+    }
+
+    /// Stores the device's key and account in the home, and pins our own account key.
+    pub(crate) fn store(
+        &self,
+        tx: &rusqlite::Connection,
+        api: &ServerApi,
+        username: &Username,
+        account_key: &AccountKey,
+    ) -> Result<(), ClientError> {
+        let crypto = RustCrypto::default();
+        self.signer
+            .store(TxProvider::new(&crypto, tx).storage())
+            .map_err(mls_error)?;
+        db::insert_account(
+            tx,
+            &db::AccountRow {
+                server: api.base().to_owned(),
+                username: username.to_string(),
+                user_id: self.user_id.to_vec(),
+                device_id: self.device_id.to_vec(),
+                signature_key: self.signer.to_public_vec(),
+                token: None,
+                account_secret: Some(account_key.to_secret_bytes().to_vec()),
+                certificate: Some(self.certificate.encode()),
+            },
+        )?;
+        db::pin(
+            tx,
+            username.as_str(),
+            &account_key.public().to_bytes(),
+            db::now_ms(),
+        )?;
+        Ok(())
+    }
+}
+
 impl Client {
     /// Creates a device key, registers `username` on the server, and uploads KeyPackages.
     pub async fn register(
@@ -50,66 +158,11 @@ impl Client {
             return Err(ClientError::AccountExists(home.to_owned()));
         }
         let api = ServerApi::new(server, api::tls_config(options.ca_cert.as_deref())?)?;
-        let ciphersuite = options
-            .ciphersuite
-            .unwrap_or(parley_mls::suite::DEFAULT_CIPHERSUITE);
-        let signer = SignatureKeyPair::new(ciphersuite.signature_algorithm()).map_err(mls_error)?;
-        let public = signer.to_public_vec();
-        let proof = signer
-            .sign(&v1::register_proof_input(username.as_str(), &public))
-            .map_err(|e| ClientError::Mls(format!("signing failed: {e:?}")))?;
-        // The device names itself, so that its certificate can name it.
-        let chosen = DeviceId::from_bytes(rand::random());
         let account_key = AccountKey::generate();
-        let certificate = account_key.certify(&username, chosen, &public, db::now_ms() as u64);
-        let registered: v1::RegisterResponse = api
-            .post(
-                "/v1/accounts",
-                &v1::RegisterRequest {
-                    username: username.to_string(),
-                    signature_key: public.clone(),
-                    proof,
-                    device_id: chosen.to_vec(),
-                    account_key: account_key.public().to_bytes().to_vec(),
-                    certificate: certificate.encode(),
-                },
-                false,
-            )
-            .await?;
-        let device_id = DeviceId::from_slice(&registered.device_id)
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        if device_id != chosen {
-            return Err(ClientError::Protocol(
-                "the server registered another device id than ours".into(),
-            ));
-        }
-        let user_id = UserId::from_slice(&registered.user_id)
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let crypto = RustCrypto::default();
+        let device = NewDevice::register(&api, &username, &account_key, &options, None).await?;
         {
             let tx = conn.unchecked_transaction()?;
-            signer
-                .store(TxProvider::new(&crypto, &tx).storage())
-                .map_err(mls_error)?;
-            db::insert_account(
-                &tx,
-                &db::AccountRow {
-                    server: api.base().to_owned(),
-                    username: username.to_string(),
-                    user_id: user_id.to_vec(),
-                    device_id: device_id.to_vec(),
-                    signature_key: public,
-                    token: None,
-                    account_secret: Some(account_key.to_secret_bytes().to_vec()),
-                    certificate: Some(certificate.encode()),
-                },
-            )?;
-            db::pin(
-                &tx,
-                username.as_str(),
-                &account_key.public().to_bytes(),
-                db::now_ms(),
-            )?;
+            device.store(&tx, &api, &username, &account_key)?;
             tx.commit()?;
         }
         drop(conn);

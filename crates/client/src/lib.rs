@@ -24,6 +24,7 @@
 // `receive`, and `receive` first settles our own queued commits in `outgoing`.
 mod account;
 pub mod api;
+mod backup;
 mod client;
 mod db;
 mod devices;
@@ -41,6 +42,10 @@ mod trust;
 mod views;
 
 pub use account::ClientOptions;
+pub use backup::{
+    BackupReport, BackupStatus, RecoveryKey, RestoreReport, StoredBackup, DEFAULT_BACKUP_MINUTES,
+    MAX_BACKUP_MINUTES,
+};
 pub use client::Client;
 pub use db::MessageStatus;
 pub use devices::{ApproveEvent, DeviceView, LinkCode, LinkEvent};

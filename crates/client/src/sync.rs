@@ -24,6 +24,15 @@ impl Client {
         // Committing may have pulled in more messages (a lost epoch race).
         shown.extend(self.receive().await?);
         self.replenish_key_packages().await?;
+        self.share_group_infos().await;
+        // A restored device rejoins the chats that could not be rejoined at once.
+        if let Err(e) = self.rejoin_chats().await {
+            tracing::warn!(error = %e, "rejoining chats failed; the next sync tries again");
+        }
+        // Backups run by themselves; a failed one is due again at the next sync.
+        if let Err(e) = self.backup_if_due().await {
+            tracing::warn!(error = %e, "backup failed; the next sync tries again");
+        }
         Ok(shown)
     }
 

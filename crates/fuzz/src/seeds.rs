@@ -257,6 +257,9 @@ pub fn generate() -> Result<BTreeMap<&'static str, BTreeMap<String, Vec<u8>>>> {
                 device_id: vec![2; 16],
                 account_key: vec![5; 32],
                 certificate: vec![6; 130],
+                restore: false,
+                restore_secret: Vec::new(),
+                backup_id: Vec::new(),
             }
             .encode_to_vec(),
         ),
@@ -503,6 +506,78 @@ pub fn generate() -> Result<BTreeMap<&'static str, BTreeMap<String, Vec<u8>>>> {
             "proto_group_roles",
             v1::GroupRoles {
                 admins: vec!["alice".into()],
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "proto_group_info_upload",
+            v1::GroupInfoUpload {
+                epoch: 3,
+                group_info: vec![0, 1, 0, 4, 1, 2, 3],
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "proto_group_info_bundle",
+            v1::GroupInfoBundle {
+                epoch: 3,
+                group_info: vec![0, 1, 0, 4],
+                ratchet_tree: vec![1, 2, 3],
+                group_epoch: 4,
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "proto_register_backup",
+            v1::RegisterBackup {
+                blob_id: vec![1; 16],
+                backup_id: vec![2; 32],
+                restore_verifier: vec![3; 32],
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "proto_backup_info",
+            v1::BackupInfo {
+                blob_id: vec![1; 16],
+                chunks: 2,
+                bytes: 1_048_576,
+                created_at_ms: 1_700_000_000_000,
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "proto_backup_list",
+            v1::BackupList {
+                backups: vec![v1::BackupInfo {
+                    blob_id: vec![1; 16],
+                    chunks: 1,
+                    bytes: 10,
+                    created_at_ms: 5,
+                }],
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "proto_account_backup",
+            v1::AccountBackup {
+                username: "alice".into(),
+                account_secret: vec![7; 32],
+                history: Some(v1::HistoryArchive {
+                    chats: vec![v1::ArchivedChat {
+                        group_id: vec![8; 16],
+                        kind: 2,
+                        name: "team".into(),
+                        ..Default::default()
+                    }],
+                    backup_id: vec![2; 32],
+                    backup_key: vec![4; 32],
+                    restore_verifier: vec![3; 32],
+                    backup_every_minutes: 60,
+                    ..Default::default()
+                }),
+                created_at_ms: 5,
+                every_minutes: 60,
             }
             .encode_to_vec(),
         ),

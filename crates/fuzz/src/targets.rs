@@ -94,12 +94,18 @@ proto_targets! {
     proto_group_meta => v1::GroupMeta, "client: group name and kind";
     proto_message_aad => v1::MessageAad, "server and client: authenticated data";
     proto_group_roles => v1::GroupRoles, "client and server: roles extension";
+    proto_group_info_upload => v1::GroupInfoUpload, "server: PUT /v1/groups/{id}/group-info";
+    proto_group_info_bundle => v1::GroupInfoBundle, "client: a group's state to rejoin from";
+    proto_register_backup => v1::RegisterBackup, "server: POST /v1/backups";
+    proto_backup_info => v1::BackupInfo, "client: a backup to restore";
+    proto_backup_list => v1::BackupList, "client: GET /v1/backups";
+    proto_account_backup => v1::AccountBackup, "client: a decrypted backup";
 }
 
 /// The messages the server decodes with `decode_bounded` (`http.rs`), named by their protobuf
 /// target. The first byte of a `decode_bounded` input picks one, a field limit and a length
 /// limit ([`bounded_selector`]).
-pub const BOUNDED: [&str; 9] = [
+pub const BOUNDED: [&str; 11] = [
     "proto_register_request",
     "proto_challenge_request",
     "proto_login_request",
@@ -109,6 +115,8 @@ pub const BOUNDED: [&str; 9] = [
     "proto_submit",
     "proto_ack",
     "proto_report_request",
+    "proto_group_info_upload",
+    "proto_register_backup",
 ];
 /// Field limits: small ones, where the count decides, and those `http.rs` uses.
 pub const BOUNDED_FIELDS: [usize; 7] = [0, 1, 2, 24, 64, 201, 1000];
@@ -146,6 +154,8 @@ fn decode_bounded(bytes: &[u8]) {
         "proto_submit" => bounded::<v1::Submit>(body, max_len, fields),
         "proto_ack" => bounded::<v1::Ack>(body, max_len, fields),
         "proto_report_request" => bounded::<v1::ReportRequest>(body, max_len, fields),
+        "proto_group_info_upload" => bounded::<v1::GroupInfoUpload>(body, max_len, fields),
+        "proto_register_backup" => bounded::<v1::RegisterBackup>(body, max_len, fields),
         other => unreachable!("no decoder for {other}"),
     }
 }

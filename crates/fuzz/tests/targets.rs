@@ -63,6 +63,12 @@ fuzz_tests! {
     proto_group_meta: PROTO;
     proto_message_aad: PROTO;
     proto_group_roles: PROTO;
+    proto_group_info_upload: PROTO;
+    proto_group_info_bundle: PROTO;
+    proto_register_backup: PROTO;
+    proto_backup_info: PROTO;
+    proto_backup_list: PROTO;
+    proto_account_backup: PROTO;
     decode_bounded: PROTO;
     mls_submission: MLS;
     create_group: MLS;

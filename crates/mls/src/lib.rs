@@ -15,6 +15,7 @@
 pub mod certificate;
 pub mod franking;
 pub mod identity;
+pub mod recovery;
 pub mod revocation;
 pub mod roles;
 pub mod suite;

@@ -26,6 +26,8 @@ pub enum PolicyError {
     NotAMember,
     #[error("external commits are not allowed")]
     ExternalCommit,
+    #[error("only a certified device of an account already in the group may join it by itself")]
+    ExternalJoinNotAccount,
     #[error("only an admin may remove another member")]
     RemoveNotAdmin,
     #[error("only an admin may change the group's admins")]
@@ -97,6 +99,45 @@ impl Roles {
     }
 }
 
+/// An external commit (RFC 9420, 12.4.3.2) is how a restored device rejoins its account's chats
+/// when no device of the account is left to add it. It may bring in only its own leaf, certified
+/// under the account key of a device of the same account that is already a member, and change
+/// nothing else: no removals, no roles, no other proposals.
+fn authorize_external_join(
+    members_before: &[Member],
+    extensions_before: &Extensions<GroupContext>,
+    staged: &StagedCommit,
+) -> Result<(), PolicyError> {
+    for proposal in staged.queued_proposals() {
+        match proposal.proposal() {
+            Proposal::ExternalInit(_) => {}
+            Proposal::Remove(_) => return Err(PolicyError::ForbiddenProposal("remove")),
+            _ => return Err(PolicyError::ForbiddenProposal("other")),
+        }
+    }
+    let joiner = staged
+        .update_path_leaf_node()
+        .ok_or(PolicyError::ExternalJoinNotAccount)?;
+    let joiner = CertifiedDevice::verify_leaf(joiner)
+        .map_err(|e| PolicyError::Uncertified(e.to_string()))?;
+    let account_present = members_before.iter().any(|m| {
+        CertifiedDevice::verify(&m.credential, &m.signature_key).is_ok_and(|member| {
+            member.identity.username == joiner.identity.username
+                && member.account_key == joiner.account_key
+                && member.identity.device_id != joiner.identity.device_id
+        })
+    });
+    if !account_present {
+        return Err(PolicyError::ExternalJoinNotAccount);
+    }
+    if Roles::from_group_context(staged.group_context())?
+        != Roles::from_extensions(extensions_before)?
+    {
+        return Err(PolicyError::RolesNotAdmin);
+    }
+    Ok(())
+}
+
 fn usernames_by_leaf(
     members: impl Iterator<Item = Member>,
 ) -> Result<HashMap<LeafNodeIndex, Username>, PolicyError> {
@@ -152,7 +193,9 @@ pub fn authorize_commit(
     let roles_before = Roles::from_extensions(extensions_before)?;
     let committer_leaf = match sender {
         Sender::Member(leaf) => *leaf,
-        Sender::NewMemberCommit => return Err(PolicyError::ExternalCommit),
+        Sender::NewMemberCommit => {
+            return authorize_external_join(&members_before, extensions_before, staged)
+        }
         Sender::External(_) | Sender::NewMemberProposal => return Err(PolicyError::NotAMember),
     };
     let committer = names.get(&committer_leaf).ok_or(PolicyError::NotAMember)?;

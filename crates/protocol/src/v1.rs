@@ -4,7 +4,9 @@
 use prost::Message;
 
 mod devices;
+mod recovery;
 pub use devices::*;
+pub use recovery::*;
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -43,6 +45,16 @@ pub struct RegisterRequest {
     /// This device's certificate, signed by the account key (`parley_mls::certificate`).
     #[prost(bytes = "vec", tag = "6")]
     pub certificate: Vec<u8>,
+    /// A device restored from a backup joins the existing account `username`: its certificate
+    /// must verify under the account key the account registered (`account_key` is that key).
+    #[prost(bool, tag = "7")]
+    pub restore: bool,
+    /// For a restore: the secret from the recovery key whose verifier the account's backups
+    /// under `backup_id` were stored with (`parley_mls::recovery`).
+    #[prost(bytes = "vec", tag = "8")]
+    pub restore_secret: Vec<u8>,
+    #[prost(bytes = "vec", tag = "9")]
+    pub backup_id: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, Message)]

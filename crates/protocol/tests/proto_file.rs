@@ -190,7 +190,8 @@ fn from_proto(text: &str) -> Schema {
 fn the_proto_file_describes_every_message_on_the_wire() {
     let code = from_rust(concat!(
         include_str!("../src/v1.rs"),
-        include_str!("../src/v1/devices.rs")
+        include_str!("../src/v1/devices.rs"),
+        include_str!("../src/v1/recovery.rs")
     ));
     let file = from_proto(include_str!("../proto/parley_v1.proto"));
     assert!(code.len() > 30, "the parser found the messages: {code:?}");

@@ -59,7 +59,7 @@ pub(crate) fn verify(key: &VerifyingKey, message: &[u8], signature: &[u8]) -> Re
 
 /// The first device's certificate must be the account key's signature over exactly this
 /// username, device id and signature key.
-fn verify_certificate(
+pub(crate) fn verify_certificate(
     username: &Username,
     device_id: DeviceId,
     request: &v1::RegisterRequest,

@@ -319,6 +319,8 @@ impl Delivery {
     ) -> Result<v1::CreateGroupResponse, ApiError> {
         let creator = Self::identity(device);
         let server_key = self.external_sender.clone();
+        // Verified with the group below: the first GroupInfo a restored device can join from.
+        let first_group_info = request.group_info.clone();
         let (group_id, epoch, state, members, certified) = tokio::task::spawn_blocking(move || {
             let info = match parse_mls(&request.group_info)?.extract() {
                 MlsMessageBodyIn::GroupInfo(info) => info,
@@ -384,6 +386,9 @@ impl Delivery {
                 now: now_ms(),
                 max_groups: self.budgets.groups_per_account,
             })
+            .await?;
+        self.store
+            .put_group_info(group_id, epoch, first_group_info)
             .await?;
         tracing::info!(group = %group_id, device = %device.0.device_id, "group created");
         Ok(v1::CreateGroupResponse {
@@ -549,6 +554,13 @@ impl Delivery {
     ) -> Result<parley_store::Accepted, ApiError> {
         let sender = Self::identity(device);
         let epoch = message.epoch().as_u64();
+        // A device of an account in the group rejoining by itself (after a restore): it is no
+        // member before this commit, which `authorize_commit` allows only for such a device.
+        let joining = matches!(
+            &message,
+            ProtocolMessage::PublicMessage(public)
+                if matches!(public.sender(), openmls::prelude::Sender::NewMemberCommit)
+        );
         for _ in 0..STATE_RETRIES {
             let record = self
                 .store
@@ -561,8 +573,13 @@ impl Delivery {
                 }
                 .into());
             }
-            if !self.store.is_member(group_id, sender.device_id).await? {
-                return Err(StoreError::NotMember.into());
+            let member = self.store.is_member(group_id, sender.device_id).await?;
+            if joining == member {
+                return Err(if joining {
+                    ApiError::forbidden("a member does not join its group again")
+                } else {
+                    StoreError::NotMember.into()
+                });
             }
             let (message, sender_identity, mls_group_id) =
                 (message.clone(), sender.clone(), mls_group_id.clone());
@@ -581,7 +598,13 @@ impl Delivery {
             .await
             .map_err(|_| ApiError::new(ErrorCode::Internal, "commit validation failed"))??;
 
-            let added: BTreeSet<DeviceId> = outcome.added.iter().copied().collect();
+            // The joiner of an external commit needs no Welcome: it has the group already.
+            let added: BTreeSet<DeviceId> = outcome
+                .added
+                .iter()
+                .copied()
+                .filter(|d| !joining || *d != sender.device_id)
+                .collect();
             self.check_registered(&outcome.changed).await?;
             // The committer may have changed its own leaf (update path): same identity, same key.
             if let Some(own) = outcome
@@ -633,6 +656,7 @@ impl Delivery {
                 franking_tag: None,
                 queue_limit: self.budgets.queue_bytes.saturating_mul(2),
                 transition: Some(GroupTransition {
+                    joining,
                     expected_state_version: record.state_version,
                     new_epoch: outcome.new_epoch,
                     new_public_state: outcome.new_state,

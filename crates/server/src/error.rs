@@ -120,6 +120,10 @@ impl From<StoreError> for ApiError {
                 "the account holds too many archives; try again once they are fetched",
             ),
             StoreError::UnknownBlob => ApiError::new(ErrorCode::NotFound, "no such blob"),
+            StoreError::VerifierMismatch => ApiError::new(
+                ErrorCode::Forbidden,
+                "this backup id is kept with another recovery key",
+            ),
             StoreError::BlobState(why) => ApiError::new(ErrorCode::Malformed, why),
             StoreError::Backend(detail) => {
                 tracing::error!(%detail, "storage failure");

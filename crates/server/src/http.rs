@@ -19,6 +19,7 @@ use crate::accounts::Authenticated;
 use crate::{ApiError, App, ServerError};
 
 mod links;
+mod recovery;
 
 type AppState = State<Arc<App>>;
 
@@ -121,7 +122,7 @@ fn client_ip(parts: &Parts) -> Result<std::net::IpAddr, ApiError> {
 // megabytes and the body timeout for tens of seconds.
 
 /// An authentication call (challenge, login) within its client address's rate.
-struct AuthAllowed;
+pub(super) struct AuthAllowed;
 
 impl FromRequestParts<Arc<App>> for AuthAllowed {
     type Rejection = ApiError;
@@ -178,11 +179,14 @@ async fn register(
     _allowed: RegistrationAllowed,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Proto(
-        app.accounts
-            .register(decode(&app, body, FEW_FIELDS).await?)
-            .await?,
-    ))
+    let request: parley_protocol::v1::RegisterRequest = decode(&app, body, FEW_FIELDS).await?;
+    // A device restored from a backup joins its existing account instead.
+    let registered = if request.restore {
+        app.recovery.restore(request).await?
+    } else {
+        app.accounts.register(request).await?
+    };
+    Ok(Proto(registered))
 }
 
 async fn challenge(
@@ -523,6 +527,7 @@ pub fn router(app: Arc<App>) -> Router {
             post(report).layer(DefaultBodyLimit::max(REPORT_BODY_BYTES)),
         )
         .merge(links::routes())
+        .merge(recovery::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn(protobuf_only))
         .layer(axum::middleware::map_response(uniform_errors))

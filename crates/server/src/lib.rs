@@ -23,6 +23,7 @@ pub mod moderation;
 pub mod notify;
 pub mod public_state;
 pub mod rate;
+pub mod recovery;
 pub mod reserved;
 pub mod transport;
 
@@ -38,6 +39,7 @@ pub struct App {
     pub accounts: accounts::Accounts,
     pub key_packages: keypackages::KeyPackages,
     pub links: links::Links,
+    pub recovery: recovery::Recovery,
     pub delivery: delivery::Delivery,
     pub fanout: Arc<dyn fanout::Fanout>,
     pub metrics: Arc<metrics::Metrics>,
@@ -67,6 +69,7 @@ impl App {
             ),
             key_packages: keypackages::KeyPackages::new(store.clone()),
             links: links::Links::new(store.clone(), config.max_devices_per_account),
+            recovery: recovery::Recovery::new(store.clone(), config.max_devices_per_account),
             delivery: delivery::Delivery::new(
                 store.clone(),
                 fanout.clone(),

@@ -484,6 +484,7 @@ impl Moderation {
                     // A moderator's removal goes through however full the queues are.
                     queue_limit: u64::MAX,
                     transition: Some(GroupTransition {
+                        joining: false,
                         expected_state_version: record.state_version,
                         new_epoch: record.epoch,
                         new_public_state: new_state,

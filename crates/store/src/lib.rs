@@ -77,6 +77,9 @@ pub enum StoreError {
     /// No link by that id is waiting: it expired, was approved, or never existed.
     #[error("the link code expired, was used, or is unknown")]
     LinkExpired,
+    /// A backup under an id whose restore verifier is another.
+    #[error("this backup id is kept with another recovery key")]
+    VerifierMismatch,
     /// The owner has `NewBlob::max_per_account` blobs already.
     #[error("the account has too many blobs stored")]
     TooManyBlobs,
@@ -118,7 +121,8 @@ pub trait Store: Send + Sync + 'static {
     async fn account_devices(&self, user: UserId) -> StoreResult<Vec<AccountDeviceRecord>>;
     async fn rename_device(&self, device: DeviceId, sealed_name: Vec<u8>) -> StoreResult<()>;
     /// Revokes a device for good, keeping the account key's signed statement: its sessions and
-    /// KeyPackages are deleted in the same transaction. Returns whether it was not revoked yet.
+    /// KeyPackages are deleted in the same transaction, and so are the restore verifiers it set,
+    /// with their backups (a revoked device must not be able to restore itself back). Returns whether it was not revoked yet.
     /// [`StoreError::Revoked`] if `by` was revoked meanwhile (two devices revoking each other:
     /// one of them wins).
     async fn revoke_device(
@@ -152,6 +156,32 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_blob(&self, blob_id: &[u8]) -> StoreResult<()>;
     /// Deletes expired links and blobs; returns how many.
     async fn expire_links_and_blobs(&self, now: Millis) -> StoreResult<u64>;
+
+    // Recovery: GroupInfos for external joins, backups, restored devices (`recovery`)
+    /// Keeps a member's GroupInfo if `epoch` is still the group's epoch; returns whether it did.
+    async fn put_group_info(&self, group: GroupId, epoch: u64, info: Vec<u8>) -> StoreResult<bool>;
+    async fn group_info(&self, group: GroupId) -> StoreResult<Option<StoredGroupInfo>>;
+    /// Whether any device of the account is a member of the group.
+    async fn account_in_group(&self, group: GroupId, user: UserId) -> StoreResult<bool>;
+    /// Registers a sealed blob of the owner's as a backup, never expiring, and deletes the
+    /// account's backups beyond the newest `keep`, in one transaction.
+    async fn register_backup(&self, backup: NewBackup) -> StoreResult<()>;
+    /// The account's newest backup under `backup_id`.
+    async fn latest_backup(
+        &self,
+        username: &Username,
+        backup_id: &[u8],
+    ) -> StoreResult<Option<BackupRecord>>;
+    /// The account's backups, newest first.
+    async fn backups(&self, user: UserId) -> StoreResult<Vec<BackupRecord>>;
+    /// The restore verifier the account's backups under `backup_id` were made with.
+    async fn restore_verifier(
+        &self,
+        user: UserId,
+        backup_id: &[u8],
+    ) -> StoreResult<Option<Vec<u8>>>;
+    /// Adds a restored device to its account ([`StoreError::TooManyDevices`] past the cap).
+    async fn add_restored_device(&self, device: RestoredDevice) -> StoreResult<DeviceRecord>;
 
     // KeyPackages (`keypackages`)
     async fn add_key_packages(

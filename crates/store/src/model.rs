@@ -140,6 +140,9 @@ pub struct GroupTransition {
     /// Membership after the message (unchanged for a proposal).
     pub members: Vec<GroupMember>,
     pub welcome: Option<WelcomeDelivery>,
+    /// The sender joins with this very message (an external commit the Delivery Service
+    /// authorized), so it is not a member before it.
+    pub joining: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -328,4 +331,47 @@ pub struct AccountDeviceRecord {
     pub sealed_name: Vec<u8>,
     pub added_at: Millis,
     pub last_seen: Millis,
+}
+
+/// The newest GroupInfo a member uploaded for a group, which a restored device joins from by
+/// external commit (the server keeps the ratchet tree itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredGroupInfo {
+    pub epoch: u64,
+    pub group_info: Vec<u8>,
+}
+
+/// A sealed blob registered as one of the account's encrypted backups, under an id derived
+/// from the recovery key (the server cannot tell which key).
+#[derive(Debug, Clone)]
+pub struct NewBackup {
+    pub owner: UserId,
+    pub backup_id: Vec<u8>,
+    pub blob_id: Vec<u8>,
+    /// The restore verifier the backup was made with: the first backup under an id sets it for
+    /// that id, later ones must carry the same ([`crate::StoreError::VerifierMismatch`]).
+    pub restore_verifier: Vec<u8>,
+    /// The device storing it: if it is revoked, the verifiers it set go, with their backups.
+    pub set_by: DeviceId,
+    pub now: Millis,
+    /// How many of the account's backups are kept; older ones are deleted with their blobs.
+    pub keep: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct BackupRecord {
+    pub backup_id: Vec<u8>,
+    pub created_at: Millis,
+    pub blob: BlobRecord,
+}
+
+/// A device a restore adds to its account: certified by the account key, no approval by
+/// another device (there is none left).
+#[derive(Debug, Clone)]
+pub struct RestoredDevice {
+    pub user_id: UserId,
+    pub device_id: DeviceId,
+    pub signature_key: Vec<u8>,
+    pub now: Millis,
+    pub max_devices: u32,
 }

@@ -321,6 +321,7 @@ async fn one_commit_per_epoch(store: Arc<dyn Store>) {
     let commit = |sender, id, payload: &[u8]| {
         let mut submission = message(sender, id, group, 1, payload);
         submission.transition = Some(GroupTransition {
+            joining: false,
             expected_state_version: 0,
             new_epoch: 2,
             new_public_state: payload.to_vec(),
@@ -366,6 +367,7 @@ async fn a_welcome_travels_with_its_commit(store: Arc<dyn Store>) {
     group_of(&*store, group, &[a, b]).await;
     let mut add = message(a, 1, group, 1, b"add-carol");
     add.transition = Some(GroupTransition {
+        joining: false,
         expected_state_version: 0,
         new_epoch: 2,
         new_public_state: b"with carol".to_vec(),
@@ -385,6 +387,7 @@ async fn a_welcome_travels_with_its_commit(store: Arc<dyn Store>) {
     // A transition computed from an older state is refused (compare-and-set).
     let mut stale = message(a, 2, group, 2, b"stale");
     stale.transition = Some(GroupTransition {
+        joining: false,
         expected_state_version: 0,
         new_epoch: 2,
         new_public_state: vec![],
@@ -452,6 +455,7 @@ async fn a_full_queue_refuses_instead_of_dropping(store: Arc<dyn Store>) {
         let mut add = limited(6, b"add-dave", 20);
         add.queue_limit = 150;
         add.transition = Some(GroupTransition {
+            joining: false,
             expected_state_version: 0,
             new_epoch: 2,
             new_public_state: b"with dave".to_vec(),
@@ -616,6 +620,7 @@ async fn a_member_who_leaves_and_returns_gets_nothing_from_meanwhile(store: Arc<
     let commit = |id: u8, epoch: u64, version: u64, payload: &[u8], who: &[DeviceId]| {
         let mut submission = message(a, id, group, epoch, payload);
         submission.transition = Some(GroupTransition {
+            joining: false,
             expected_state_version: version,
             new_epoch: epoch + 1,
             new_public_state: payload.to_vec(),
@@ -820,6 +825,7 @@ async fn queues_match_a_model_under_random_traffic(store: Arc<dyn Store>) {
                     payload: payload.clone(),
                     accepted_at: 10,
                     transition: Some(GroupTransition {
+                        joining: false,
                         expected_state_version: *version,
                         new_epoch: *epoch + 1,
                         new_public_state: payload.clone(),
@@ -1391,6 +1397,256 @@ async fn a_blob_is_sealed_only_when_complete_and_expires(store: Arc<dyn Store>) 
     store.create_blob(new_blob(3, 1, None, 1011)).await.unwrap();
 }
 
+async fn recovery_keeps_current_group_infos_the_newest_backups_and_rejoins(store: Arc<dyn Store>) {
+    let alice = account(&*store, 1, "alice").await;
+    let bob = account(&*store, 2, "bob").await;
+    let alice_id = UserId::from_bytes([1; 16]);
+    let group = GroupId::from_bytes([8; 16]);
+    group_of(&*store, group, &[alice, bob]).await;
+
+    // A GroupInfo is kept only for the group's current epoch.
+    assert!(!store
+        .put_group_info(group, 0, b"old".to_vec())
+        .await
+        .unwrap());
+    assert!(store.group_info(group).await.unwrap().is_none());
+    assert!(store
+        .put_group_info(group, 1, b"one".to_vec())
+        .await
+        .unwrap());
+    assert!(store
+        .put_group_info(group, 1, b"one again".to_vec())
+        .await
+        .unwrap());
+    assert_eq!(
+        store.group_info(group).await.unwrap(),
+        Some(StoredGroupInfo {
+            epoch: 1,
+            group_info: b"one again".to_vec()
+        })
+    );
+    assert!(store.account_in_group(group, alice_id).await.unwrap());
+    assert!(!store
+        .account_in_group(group, UserId::from_bytes([3; 16]))
+        .await
+        .unwrap());
+
+    // A restored device of alice's joins by itself: it is no member before its commit.
+    let restored = store
+        .add_restored_device(RestoredDevice {
+            user_id: alice_id,
+            device_id: device(11),
+            signature_key: vec![11; 32],
+            now: 5,
+            max_devices: 2,
+        })
+        .await
+        .unwrap();
+    assert_eq!(restored.username.as_str(), "alice");
+    assert!(matches!(
+        store
+            .add_restored_device(RestoredDevice {
+                user_id: alice_id,
+                device_id: device(12),
+                signature_key: vec![12; 32],
+                now: 5,
+                max_devices: 2,
+            })
+            .await,
+        Err(StoreError::TooManyDevices)
+    ));
+    let mut join = message(device(11), 1, group, 1, b"external commit");
+    join.transition = Some(GroupTransition {
+        joining: false,
+        expected_state_version: 0,
+        new_epoch: 2,
+        new_public_state: b"after".to_vec(),
+        members: members(&[alice, bob, device(11)]),
+        welcome: None,
+    });
+    assert!(
+        matches!(store.accept(join.clone()).await, Err(StoreError::NotMember)),
+        "only a joining commit may come from outside"
+    );
+    join.transition.as_mut().unwrap().joining = true;
+    let accepted = store.accept(join).await.unwrap();
+    let mut told: Vec<DeviceId> = accepted.deliveries.iter().map(|d| d.0).collect();
+    told.sort();
+    assert_eq!(told, vec![alice, bob], "the members hear of the join");
+    assert!(store.is_member(group, device(11)).await.unwrap());
+    // The GroupInfo of epoch 1 is now behind; a new one replaces it.
+    assert_eq!(store.group_info(group).await.unwrap().unwrap().epoch, 1);
+    assert!(store
+        .put_group_info(group, 2, b"two".to_vec())
+        .await
+        .unwrap());
+
+    // Backups: sealed blobs of the owner only, the newest three kept, found by name and id.
+    let backup_blob = |id: u8, now: i64| NewBlob {
+        blob_id: vec![id; 16],
+        owner: alice_id,
+        reader: None,
+        now,
+        expires_at: now + 1000,
+        max_per_account: 8,
+    };
+    store.create_blob(backup_blob(1, 10)).await.unwrap();
+    store
+        .put_blob_chunk(&[1; 16], 0, b"sealed-1".to_vec(), 10)
+        .await
+        .unwrap();
+    let register = |blob: u8, now: i64| NewBackup {
+        owner: alice_id,
+        backup_id: vec![7; 32],
+        blob_id: vec![blob; 16],
+        restore_verifier: vec![5; 32],
+        set_by: alice,
+        now,
+        keep: 3,
+    };
+    assert!(
+        matches!(
+            store.register_backup(register(1, 11)).await,
+            Err(StoreError::BlobState(_))
+        ),
+        "an unsealed blob is no backup"
+    );
+    assert!(matches!(
+        store
+            .register_backup(NewBackup {
+                owner: UserId::from_bytes([2; 16]),
+                ..register(1, 11)
+            })
+            .await,
+        Err(StoreError::UnknownBlob)
+    ));
+    for (id, now) in [(1u8, 20i64), (2, 30), (3, 40), (4, 50)] {
+        if id > 1 {
+            store.create_blob(backup_blob(id, now)).await.unwrap();
+            store
+                .put_blob_chunk(&[id; 16], 0, format!("sealed-{id}").into_bytes(), now)
+                .await
+                .unwrap();
+        }
+        store.seal_blob(&[id; 16], 1, now).await.unwrap();
+        store.register_backup(register(id, now + 1)).await.unwrap();
+    }
+    let kept: Vec<Vec<u8>> = store
+        .backups(alice_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.blob.blob_id)
+        .collect();
+    assert_eq!(
+        kept,
+        vec![vec![4; 16], vec![3; 16], vec![2; 16]],
+        "newest first"
+    );
+    assert!(
+        store.blob(&[1; 16], 0).await.unwrap().is_none(),
+        "the oldest is deleted"
+    );
+    assert_eq!(store.blob_chunk(&[1; 16], 0).await.unwrap(), None);
+    let alice_name = Username::parse("alice").unwrap();
+    let latest = store
+        .latest_backup(&alice_name, &[7; 32])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((latest.blob.blob_id, latest.created_at), (vec![4; 16], 51));
+    assert_eq!(
+        store.restore_verifier(alice_id, &[7; 32]).await.unwrap(),
+        Some(vec![5; 32])
+    );
+    // Another verifier under the same id is refused, and changes nothing.
+    store.create_blob(backup_blob(5, 60)).await.unwrap();
+    store
+        .put_blob_chunk(&[5; 16], 0, b"other key".to_vec(), 60)
+        .await
+        .unwrap();
+    store.seal_blob(&[5; 16], 1, 60).await.unwrap();
+    assert!(matches!(
+        store
+            .register_backup(NewBackup {
+                restore_verifier: vec![6; 32],
+                ..register(5, 61)
+            })
+            .await,
+        Err(StoreError::VerifierMismatch)
+    ));
+    assert_eq!(store.backups(alice_id).await.unwrap().len(), 3);
+    store.delete_blob(&[5; 16]).await.unwrap();
+    // A backup never expires by itself, and another id or name finds nothing.
+    assert_eq!(store.expire_links_and_blobs(1_000_000).await.unwrap(), 0);
+    assert!(store
+        .latest_backup(&alice_name, &[8; 32])
+        .await
+        .unwrap()
+        .is_none());
+    let bob_name = Username::parse("bob").unwrap();
+    assert!(store
+        .latest_backup(&bob_name, &[7; 32])
+        .await
+        .unwrap()
+        .is_none());
+    // Deleting a backup's blob deletes the backup.
+    store.delete_blob(&[4; 16]).await.unwrap();
+    assert_eq!(
+        store
+            .latest_backup(&alice_name, &[7; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .blob
+            .blob_id,
+        vec![3; 16]
+    );
+    // Revoking the device that set a verifier deletes it and the backups under it; one set by
+    // another device stays.
+    store.create_blob(backup_blob(6, 70)).await.unwrap();
+    store
+        .put_blob_chunk(&[6; 16], 0, b"by the restored one".to_vec(), 70)
+        .await
+        .unwrap();
+    store.seal_blob(&[6; 16], 1, 70).await.unwrap();
+    store
+        .register_backup(NewBackup {
+            backup_id: vec![8; 32],
+            restore_verifier: vec![9; 32],
+            set_by: device(11),
+            ..register(6, 71)
+        })
+        .await
+        .unwrap();
+    assert!(store
+        .revoke_device(alice, device(11), b"statement".to_vec(), 80)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.restore_verifier(alice_id, &[7; 32]).await.unwrap(),
+        None
+    );
+    assert!(store
+        .latest_backup(&alice_name, &[7; 32])
+        .await
+        .unwrap()
+        .is_none());
+    assert!(
+        store.blob(&[3; 16], 0).await.unwrap().is_none(),
+        "its blobs go too"
+    );
+    assert_eq!(
+        store.restore_verifier(alice_id, &[8; 32]).await.unwrap(),
+        Some(vec![9; 32])
+    );
+    assert!(store
+        .latest_backup(&alice_name, &[8; 32])
+        .await
+        .unwrap()
+        .is_some());
+}
+
 async fn run_all<F, Fut>(make: F)
 where
     F: Fn() -> Fut,
@@ -1417,6 +1673,7 @@ where
     a_link_registers_its_device_once_within_the_accounts_limits(make().await).await;
     a_blob_is_sealed_only_when_complete_and_expires(make().await).await;
     a_revoked_device_is_gone_for_good(make().await).await;
+    recovery_keeps_current_group_infos_the_newest_backups_and_rejoins(make().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,9 @@
 //!    that, adding the device to the C groups (commits, bytes, time).
 //! 2. Send and receive per message in a 1:1 chat where both accounts have 3 devices, beside the
 //!    same with one device each, in the same run.
+//! 3. Backing up the account of 1. (time, encrypted bytes) and restoring it on a fresh device
+//!    when every device is lost: time until it shows everything and is back in all C chats by
+//!    external commit, and of that the rejoining; the lost devices are revoked afterwards.
 //!
 //! Run: `cargo build --release -p parley -p parley-bench && target/release/parley-device-bench [--quick]`
 #![forbid(unsafe_code)]
@@ -221,6 +224,7 @@ async fn main() -> Result<()> {
         linked.adds.as_secs_f64(),
         linked.add_bytes
     );
+    let linked_client = linked.client;
     drop(linked.home);
 
     // 2. Send and receive, one device each against three devices each.
@@ -259,6 +263,48 @@ async fn main() -> Result<()> {
     println!(
         "  receive (one device)           {:>16.2} {:>20.2}",
         one_receive, three_receive
+    );
+
+    // 3. Backup of the account of 1., and a restore when every device is lost.
+    let backup_started = Instant::now();
+    let (key, backup) = alice.enable_backup(60).await?;
+    let backup_time = backup_started.elapsed();
+    drop(linked_client);
+    drop(alice);
+    let restore_home = tempfile::tempdir()?;
+    let restore_started = Instant::now();
+    let (restored, report) = Client::restore(
+        restore_home.path(),
+        &server.url,
+        "alice",
+        &key.encode(),
+        ClientOptions::default(),
+    )
+    .await?;
+    let restore_time = restore_started.elapsed();
+    anyhow::ensure!(
+        report.rejoined == chats as u64 && report.messages == (chats * per_chat) as u64,
+        "restored {report:?}"
+    );
+    restored.sync().await?;
+    println!();
+    println!(
+        "Backup and restore of the account with {chats} chats, {} messages",
+        chats * per_chat
+    );
+    println!(
+        "  backup (export, encrypt, upload)       {:>10.2} s",
+        backup_time.as_secs_f64()
+    );
+    println!(
+        "  backup size (encrypted bytes)          {:>10}",
+        backup.bytes
+    );
+    println!(
+        "  restore until everything is shown and all {} chats are rejoined, and {} lost devices revoked {:>8.2} s",
+        report.rejoined,
+        report.revoked_devices,
+        restore_time.as_secs_f64()
     );
     Ok(())
 }

@@ -50,6 +50,9 @@ impl Device {
                     device_id: chosen.to_vec(),
                     account_key: account_key.public().to_bytes().to_vec(),
                     certificate: certificate.encode(),
+                    restore: false,
+                    restore_secret: Vec::new(),
+                    backup_id: Vec::new(),
                 },
                 None,
             )

@@ -70,11 +70,26 @@ pub fn export_archive(conn: &Connection) -> Result<v1::HistoryArchive, ClientErr
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    // Every device of an account backs up under the one recovery key.
+    let backup = crate::db::backup_settings(conn)?;
     Ok(v1::HistoryArchive {
         chats,
         messages,
         contacts,
         revoked,
+        backup_id: backup
+            .as_ref()
+            .map(|b| b.backup_id.clone())
+            .unwrap_or_default(),
+        backup_key: backup
+            .as_ref()
+            .map(|b| b.encryption_key.clone())
+            .unwrap_or_default(),
+        restore_verifier: backup
+            .as_ref()
+            .map(|b| b.restore_verifier.clone())
+            .unwrap_or_default(),
+        backup_every_minutes: backup.map_or(0, |b| b.every_minutes),
     })
 }
 
@@ -117,6 +132,27 @@ pub fn import_archive(conn: &Connection, archive: &v1::HistoryArchive) -> Result
             &revoked.username,
             &revoked.device_id,
             revoked.revoked_at_ms,
+        )?;
+    }
+    let backs_up = [
+        &archive.backup_id,
+        &archive.backup_key,
+        &archive.restore_verifier,
+    ]
+    .iter()
+    .all(|part| part.len() == 32);
+    if backs_up && crate::db::backup_settings(conn)?.is_none() {
+        crate::db::set_backup(
+            conn,
+            &crate::db::BackupRow {
+                backup_id: archive.backup_id.clone(),
+                encryption_key: archive.backup_key.clone(),
+                restore_verifier: archive.restore_verifier.clone(),
+                every_minutes: archive.backup_every_minutes,
+                changed: true,
+                last_at: None,
+                last_bytes: None,
+            },
         )?;
     }
     let mut new = 0;

@@ -8,6 +8,7 @@
 
 mod account;
 mod archive;
+mod backup;
 mod chats;
 mod contacts;
 mod evidence;
@@ -26,6 +27,7 @@ use crate::provider;
 // Callers name queries `db::xyz`, whatever table family they belong to.
 pub use account::*;
 pub use archive::*;
+pub use backup::*;
 pub use chats::*;
 pub use contacts::*;
 pub use evidence::*;
@@ -201,6 +203,41 @@ CREATE TABLE revoked_devices (
     device_id   BLOB NOT NULL,
     revoked_at  INTEGER NOT NULL,
     PRIMARY KEY (username, device_id)
+);
+"#,
+    r#"
+-- Recovery: backup settings (what the recovery key gives a device to back up with, never the
+-- key itself; `changed` is set by the triggers below when anything a backup holds changes),
+-- chats a restored device still has to rejoin, and the GroupInfos of our accepted commits
+-- that the server is still to get.
+CREATE TABLE backup (
+    id                INTEGER PRIMARY KEY CHECK (id = 1),
+    backup_id         BLOB NOT NULL,
+    encryption_key    BLOB NOT NULL,
+    restore_verifier  BLOB NOT NULL,
+    every_minutes  INTEGER NOT NULL,
+    changed        INTEGER NOT NULL DEFAULT 1,
+    last_at        INTEGER,
+    last_bytes     INTEGER
+);
+CREATE TRIGGER backup_message_added AFTER INSERT ON messages BEGIN UPDATE backup SET changed = 1; END;
+CREATE TRIGGER backup_message_changed AFTER UPDATE ON messages BEGIN UPDATE backup SET changed = 1; END;
+CREATE TRIGGER backup_message_deleted AFTER DELETE ON messages BEGIN UPDATE backup SET changed = 1; END;
+CREATE TRIGGER backup_chat_added AFTER INSERT ON chats BEGIN UPDATE backup SET changed = 1; END;
+CREATE TRIGGER backup_chat_changed AFTER UPDATE ON chats BEGIN UPDATE backup SET changed = 1; END;
+CREATE TRIGGER backup_contact_added AFTER INSERT ON contacts BEGIN UPDATE backup SET changed = 1; END;
+CREATE TRIGGER backup_contact_changed AFTER UPDATE ON contacts BEGIN UPDATE backup SET changed = 1; END;
+CREATE TRIGGER backup_revocation_added AFTER INSERT ON revoked_devices BEGIN UPDATE backup SET changed = 1; END;
+CREATE TABLE rejoins (
+    group_id    BLOB PRIMARY KEY,
+    -- The external commit on its way, kept so that a retry sends the very same one.
+    message_id  BLOB,
+    mls         BLOB
+);
+CREATE TABLE group_infos_to_share (
+    group_id    BLOB PRIMARY KEY,
+    epoch       INTEGER NOT NULL,
+    group_info  BLOB NOT NULL
 );
 "#,
 ];

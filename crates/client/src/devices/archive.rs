@@ -37,6 +37,21 @@ impl Client {
             )
         };
         let chunks = encrypt_archive(key, &plaintext)?;
+        let bytes = self.upload_blob(blob, &chunks).await?;
+        Ok(ArchiveSize {
+            chats,
+            messages,
+            bytes,
+        })
+    }
+
+    /// Uploads chunks into a blob of ours and seals it; returns the bytes uploaded. A retry
+    /// sends a chunk again harmlessly.
+    pub(crate) async fn upload_blob(
+        &self,
+        blob: &[u8],
+        chunks: &[Vec<u8>],
+    ) -> Result<u64, ClientError> {
         let blob_hex = hex::encode(blob);
         let mut bytes = 0;
         for (index, chunk) in chunks.iter().enumerate() {
@@ -52,11 +67,7 @@ impl Client {
         };
         let path = format!("/v1/blobs/{blob_hex}/seal");
         let _: v1::BlobStatus = self.authed(|| self.api.post(&path, &seal, true)).await?;
-        Ok(ArchiveSize {
-            chats,
-            messages,
-            bytes,
-        })
+        Ok(bytes)
     }
 
     /// Downloads a sealed archive, decrypts it, stores it as history and deletes the blob.

@@ -8,8 +8,6 @@ const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 pub(crate) const LINK_ID_LEN: usize = 8;
 pub(crate) const SECRET_LEN: usize = 16;
 const CODE_BYTES: usize = LINK_ID_LEN + SECRET_LEN;
-/// 192 bits in 5-bit characters.
-const CODE_CHARS: usize = (CODE_BYTES * 8).div_ceil(5);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkCode {
@@ -17,27 +15,61 @@ pub struct LinkCode {
     pub secret: [u8; SECRET_LEN],
 }
 
+/// Crockford base32 of `bytes`, in groups of `group` characters joined by dashes.
+pub(crate) fn base32_groups(bytes: &[u8], group: usize) -> String {
+    let mut chars = Vec::with_capacity((bytes.len() * 8).div_ceil(5));
+    let (mut buffer, mut bits) = (0u32, 0u32);
+    for byte in bytes {
+        buffer = (buffer << 8) | u32::from(*byte);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            chars.push(ALPHABET[((buffer >> bits) & 31) as usize]);
+        }
+    }
+    if bits > 0 {
+        chars.push(ALPHABET[((buffer << (5 - bits)) & 31) as usize]);
+    }
+    chars
+        .chunks(group)
+        .map(|group| String::from_utf8_lossy(group).into_owned())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// Reads Crockford base32 of exactly `len` bytes, forgivingly (any case, dashes and spaces
+/// anywhere, O as 0, I and L as 1); `None` for anything else.
+pub(crate) fn parse_base32(text: &str, len: usize) -> Option<Vec<u8>> {
+    let mut values = Vec::with_capacity((len * 8).div_ceil(5));
+    for c in text.chars().filter(|c| *c != '-' && !c.is_whitespace()) {
+        let c = match c.to_ascii_uppercase() {
+            'O' => '0',
+            'I' | 'L' => '1',
+            other => other,
+        };
+        let value = ALPHABET.iter().position(|a| char::from(*a) == c)?;
+        values.push(value as u32);
+    }
+    if values.len() != (len * 8).div_ceil(5) {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(len);
+    let (mut buffer, mut bits) = (0u32, 0u32);
+    for value in values {
+        buffer = (buffer << 5) | value;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            bytes.push((buffer >> bits) as u8);
+        }
+    }
+    // The padding bits of the last character are zero in text we made.
+    (buffer & ((1 << bits) - 1) == 0 && bytes.len() == len).then_some(bytes)
+}
+
 impl LinkCode {
     pub fn encode(&self) -> String {
-        let bytes = [&self.link_id[..], &self.secret[..]].concat();
-        let mut chars = Vec::with_capacity(CODE_CHARS);
-        let (mut buffer, mut bits) = (0u32, 0u32);
-        for byte in bytes {
-            buffer = (buffer << 8) | u32::from(byte);
-            bits += 8;
-            while bits >= 5 {
-                bits -= 5;
-                chars.push(ALPHABET[((buffer >> bits) & 31) as usize]);
-            }
-        }
-        if bits > 0 {
-            chars.push(ALPHABET[((buffer << (5 - bits)) & 31) as usize]);
-        }
-        chars
-            .chunks(4)
-            .map(|group| String::from_utf8_lossy(group).into_owned())
-            .collect::<Vec<_>>()
-            .join("-")
+        base32_groups(&[&self.link_id[..], &self.secret[..]].concat(), 4)
     }
 
     pub fn parse(text: &str) -> Result<LinkCode, ClientError> {
@@ -46,36 +78,7 @@ impl LinkCode {
                 "that is not a link code: copy the code `parley link` shows, all of it".into(),
             )
         };
-        let mut values = Vec::with_capacity(CODE_CHARS);
-        for c in text.chars().filter(|c| *c != '-' && !c.is_whitespace()) {
-            let c = match c.to_ascii_uppercase() {
-                'O' => '0',
-                'I' | 'L' => '1',
-                other => other,
-            };
-            let value = ALPHABET
-                .iter()
-                .position(|a| char::from(*a) == c)
-                .ok_or_else(invalid)?;
-            values.push(value as u32);
-        }
-        if values.len() != CODE_CHARS {
-            return Err(invalid());
-        }
-        let mut bytes = Vec::with_capacity(CODE_BYTES);
-        let (mut buffer, mut bits) = (0u32, 0u32);
-        for value in values {
-            buffer = (buffer << 5) | value;
-            bits += 5;
-            if bits >= 8 {
-                bits -= 8;
-                bytes.push((buffer >> bits) as u8);
-            }
-        }
-        // The padding bits of the last character are zero in a code we made.
-        if buffer & ((1 << bits) - 1) != 0 || bytes.len() != CODE_BYTES {
-            return Err(invalid());
-        }
+        let bytes = parse_base32(text, CODE_BYTES).ok_or_else(invalid)?;
         let (link_id, secret) = bytes.split_at(LINK_ID_LEN);
         Ok(LinkCode {
             link_id: link_id.try_into().map_err(|_| invalid())?,
@@ -95,7 +98,8 @@ mod tests {
             secret: [0xfe; 16],
         };
         let text = code.encode();
-        assert_eq!(text.replace('-', "").len(), CODE_CHARS);
+        // 192 bits in 5-bit characters.
+        assert_eq!(text.replace('-', "").len(), (CODE_BYTES * 8).div_ceil(5));
         assert_eq!(LinkCode::parse(&text).unwrap(), code);
         let sloppy = text.to_lowercase().replace('-', " ").replace('0', "o");
         assert_eq!(LinkCode::parse(&sloppy).unwrap(), code);

@@ -101,7 +101,7 @@ pub(crate) fn open_bundle(
         .map_err(|_| crypto_error("opening the link bundle (it is not for this device)"))
 }
 
-fn derive_key(salt: &[u8], ikm: &[u8], label: &[u8]) -> [u8; 32] {
+pub(crate) fn derive_key(salt: &[u8], ikm: &[u8], label: &[u8]) -> [u8; 32] {
     let mut key = [0u8; 32];
     hkdf::Hkdf::<Sha256>::new(Some(salt), ikm)
         .expand(label, &mut key)

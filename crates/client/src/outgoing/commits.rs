@@ -52,7 +52,10 @@ impl Client {
             match self.flush_outbox().await {
                 // Merged only if the server accepted it; a change discarded on the way (lost
                 // its epoch) is built again.
-                Ok(()) if self.epoch_of(group_id)? > built_at => return Ok(()),
+                Ok(()) if self.epoch_of(group_id)? > built_at => {
+                    self.share_group_infos().await;
+                    return Ok(());
+                }
                 Ok(()) => self.receive().await.map(|_| ())?,
                 Err(e) if is_wrong_epoch(&e) => {
                     self.receive().await?;

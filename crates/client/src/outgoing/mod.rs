@@ -5,7 +5,7 @@
 
 mod commits;
 mod group_ops;
-mod outbox;
+pub(crate) mod outbox;
 
 pub(crate) use outbox::HeldBack;
 

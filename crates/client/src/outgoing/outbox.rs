@@ -18,10 +18,10 @@ use crate::groups::{load_active_group, load_group};
 use crate::provider::TxProvider;
 
 /// How often a change is rebuilt after losing its epoch to a concurrent commit.
-pub(super) const MAX_EPOCH_RETRIES: usize = 10;
+pub(crate) const MAX_EPOCH_RETRIES: usize = 10;
 
 /// A fresh random 16-byte id, for messages, outbox entries and new groups.
-pub(super) fn random_id() -> MessageId {
+pub(crate) fn random_id() -> MessageId {
     let mut bytes = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     MessageId::from_bytes(bytes)
@@ -33,7 +33,7 @@ pub(super) fn random_id() -> MessageId {
 pub(crate) type HeldBack = std::collections::HashMap<Vec<u8>, parley_protocol::WireError>;
 
 /// The server refused a submission because another member's commit moved the epoch first.
-pub(super) fn is_wrong_epoch(error: &ClientError) -> bool {
+pub(crate) fn is_wrong_epoch(error: &ClientError) -> bool {
     error.server_code() == Some(ErrorCode::WrongEpoch)
 }
 
@@ -275,6 +275,21 @@ impl Client {
                 if let Some(mut group) = load_group(&provider, &row.group_id)? {
                     if group.pending_commit().is_some() {
                         group.merge_pending_commit(&provider).map_err(mls_error)?;
+                        // The new epoch's GroupInfo, for a restored device of any member's
+                        // account to rejoin from (sent by `share_group_infos`).
+                        if group.is_active() {
+                            let info = group
+                                .export_group_info(provider.crypto(), &self.signer, false)
+                                .map_err(mls_error)?
+                                .to_bytes()
+                                .map_err(mls_error)?;
+                            db::put_group_info_to_share(
+                                &tx,
+                                &row.group_id,
+                                group.epoch().as_u64(),
+                                &info,
+                            )?;
+                        }
                     }
                 }
             }

@@ -212,6 +212,17 @@ pub struct HistoryArchive {
     /// Devices their accounts revoked: still refused on the new device.
     #[prost(message, repeated, tag = "4")]
     pub revoked: Vec<ArchivedRevocation>,
+    /// When backups are on, what a device needs to make them (from the recovery key, which no
+    /// device keeps), so that every device backs up: the backup id, the encryption key and the
+    /// restore verifier (`parley_mls::recovery`). Empty: backups are off.
+    #[prost(bytes = "vec", tag = "5")]
+    pub backup_id: Vec<u8>,
+    #[prost(uint32, tag = "6")]
+    pub backup_every_minutes: u32,
+    #[prost(bytes = "vec", tag = "7")]
+    pub backup_key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "8")]
+    pub restore_verifier: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, Message)]

@@ -214,6 +214,7 @@ pub(super) async fn revoke_device(
                 .await
                 .map_err(sql_error)?;
         }
+        super::recovery::forget_restores_set_by(&mut tx, device).await?;
         Ok(revoked.rows_affected() == 1)
     })
 }

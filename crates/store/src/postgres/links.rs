@@ -55,7 +55,7 @@ fn user_id(bytes: Vec<u8>) -> StoreResult<UserId> {
 }
 
 /// Locks the account's row for the rest of the transaction.
-async fn lock_account(tx: &mut Tx<'_>, user: UserId) -> StoreResult<()> {
+pub(super) async fn lock_account(tx: &mut Tx<'_>, user: UserId) -> StoreResult<()> {
     sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE")
         .bind(id(user.as_bytes()))
         .fetch_optional(&mut **tx)
@@ -365,6 +365,11 @@ pub(super) async fn blob_chunk(
 
 pub(super) async fn delete_blob(pool: &PgPool, blob_id: &[u8]) -> StoreResult<()> {
     transaction!(pool, |tx| {
+        sqlx::query("DELETE FROM backups WHERE blob_id = $1")
+            .bind(blob_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql_error)?;
         sqlx::query("DELETE FROM blob_chunks WHERE blob_id = $1")
             .bind(blob_id)
             .execute(&mut *tx)

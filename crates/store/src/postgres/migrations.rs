@@ -6,7 +6,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 
 use super::sql::sql_error;
-use super::{accounts, groups, keypackages, links, moderation, queue};
+use super::{accounts, groups, keypackages, links, moderation, queue, recovery};
 use crate::StoreResult;
 
 /// Schema migrations, applied in order; `parley_schema.version` records how many have run. The
@@ -27,6 +27,7 @@ const MIGRATIONS: &[&[&str]] = &[
     // Multi-device: linking, blobs, device names.
     &[links::MIGRATION_6],
     &[accounts::MIGRATION_7],
+    &[recovery::MIGRATION_8],
 ];
 
 pub(super) async fn migrate(pool: &PgPool) -> StoreResult<()> {

@@ -18,6 +18,7 @@ mod links;
 mod migrations;
 mod moderation;
 mod queue;
+mod recovery;
 mod sql;
 
 use std::time::Duration;
@@ -71,7 +72,7 @@ impl PgStore {
         sqlx::raw_sql(
             "DROP TABLE IF EXISTS parley_schema, users, devices, challenges, sessions, key_packages, groups,
                group_members, payloads, queue, submissions, reports, admin_tokens, admin_sessions, audit_log,
-               links, blobs, blob_chunks CASCADE;
+               links, blobs, blob_chunks, group_infos, backups, restore_verifiers CASCADE;
              DROP FUNCTION IF EXISTS audit_log_append_only CASCADE;
              DROP FUNCTION IF EXISTS queue_release_bytes CASCADE;",
         )
@@ -133,6 +134,49 @@ impl Store for PgStore {
         accounts::device(&self.pool, device)
             .await?
             .ok_or_else(|| StoreError::Backend("the linked device vanished".into()))
+    }
+
+    async fn put_group_info(&self, group: GroupId, epoch: u64, info: Vec<u8>) -> StoreResult<bool> {
+        recovery::put_group_info(&self.pool, group, epoch, info).await
+    }
+
+    async fn group_info(&self, group: GroupId) -> StoreResult<Option<StoredGroupInfo>> {
+        recovery::group_info(&self.pool, group).await
+    }
+
+    async fn account_in_group(&self, group: GroupId, user: UserId) -> StoreResult<bool> {
+        recovery::account_in_group(&self.pool, group, user).await
+    }
+
+    async fn register_backup(&self, backup: NewBackup) -> StoreResult<()> {
+        recovery::register_backup(&self.pool, backup).await
+    }
+
+    async fn latest_backup(
+        &self,
+        username: &Username,
+        backup_id: &[u8],
+    ) -> StoreResult<Option<BackupRecord>> {
+        recovery::latest_backup(&self.pool, username, backup_id).await
+    }
+
+    async fn backups(&self, user: UserId) -> StoreResult<Vec<BackupRecord>> {
+        recovery::backups(&self.pool, user).await
+    }
+
+    async fn restore_verifier(
+        &self,
+        user: UserId,
+        backup_id: &[u8],
+    ) -> StoreResult<Option<Vec<u8>>> {
+        recovery::restore_verifier(&self.pool, user, backup_id).await
+    }
+
+    async fn add_restored_device(&self, device: RestoredDevice) -> StoreResult<DeviceRecord> {
+        let device = recovery::add_restored_device(&self.pool, device).await?;
+        accounts::device(&self.pool, device)
+            .await?
+            .ok_or_else(|| StoreError::Backend("the restored device vanished".into()))
     }
 
     async fn create_blob(&self, blob: NewBlob) -> StoreResult<()> {

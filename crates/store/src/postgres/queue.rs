@@ -370,7 +370,8 @@ async fn accept_in(tx: &mut Tx<'_>, submission: &Submission) -> StoreResult<Acce
         .into_iter()
         .map(device_id)
         .collect::<StoreResult<Vec<_>>>()?;
-    if !members.contains(&submission.sender) && submission.sender != SYSTEM_DEVICE {
+    let joining = submission.transition.as_ref().is_some_and(|t| t.joining);
+    if !members.contains(&submission.sender) && submission.sender != SYSTEM_DEVICE && !joining {
         return Err(StoreError::NotMember);
     }
     let recipients: Vec<DeviceId> = members

@@ -186,6 +186,7 @@ pub(super) fn revoke_device(
         "DELETE FROM key_packages WHERE device_id = ?1",
         params![blob(device.as_bytes())],
     )?;
+    super::recovery::forget_restores_set_by(tx, device)?;
     Ok(revoked == 1)
 }
 

@@ -271,6 +271,7 @@ pub(super) fn blob_chunk(
 }
 
 pub(super) fn delete_blob(tx: &Transaction<'_>, blob_id: &[u8]) -> StoreResult<()> {
+    tx.execute("DELETE FROM backups WHERE blob_id = ?1", params![blob_id])?;
     tx.execute(
         "DELETE FROM blob_chunks WHERE blob_id = ?1",
         params![blob_id],

@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, Transaction};
 
-use super::{accounts, groups, keypackages, links, moderation, queue};
+use super::{accounts, groups, keypackages, links, moderation, queue, recovery};
 use crate::StoreResult;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many have run. The
@@ -30,6 +30,7 @@ pub(super) const MIGRATIONS: &[&[&str]] = &[
     // Multi-device: linking, blobs, device names.
     &[accounts::MIGRATION_8, links::MIGRATION_8],
     &[accounts::MIGRATION_9],
+    &[recovery::MIGRATION_10],
 ];
 
 /// Applies the migrations that have not run yet, in one transaction.

@@ -17,6 +17,7 @@ mod links;
 mod migrations;
 mod moderation;
 mod queue;
+mod recovery;
 mod sql;
 
 use std::path::{Path, PathBuf};
@@ -395,6 +396,55 @@ impl Store for SqliteStore {
 
     async fn expire_links_and_blobs(&self, now: Millis) -> StoreResult<u64> {
         self.write(move |tx| links::expire_links_and_blobs(tx, now))
+            .await
+    }
+
+    async fn put_group_info(&self, group: GroupId, epoch: u64, info: Vec<u8>) -> StoreResult<bool> {
+        self.write(move |tx| recovery::put_group_info(tx, group, epoch, info))
+            .await
+    }
+
+    async fn group_info(&self, group: GroupId) -> StoreResult<Option<StoredGroupInfo>> {
+        self.read(move |conn| recovery::group_info(conn, group))
+            .await
+    }
+
+    async fn account_in_group(&self, group: GroupId, user: UserId) -> StoreResult<bool> {
+        self.read(move |conn| recovery::account_in_group(conn, group, user))
+            .await
+    }
+
+    async fn register_backup(&self, backup: NewBackup) -> StoreResult<()> {
+        self.write(move |tx| recovery::register_backup(tx, backup))
+            .await
+    }
+
+    async fn latest_backup(
+        &self,
+        username: &Username,
+        backup_id: &[u8],
+    ) -> StoreResult<Option<BackupRecord>> {
+        let (username, backup_id) = (username.clone(), backup_id.to_vec());
+        self.read(move |conn| recovery::latest_backup(conn, &username, &backup_id))
+            .await
+    }
+
+    async fn backups(&self, user: UserId) -> StoreResult<Vec<BackupRecord>> {
+        self.read(move |conn| recovery::backups(conn, user)).await
+    }
+
+    async fn restore_verifier(
+        &self,
+        user: UserId,
+        backup_id: &[u8],
+    ) -> StoreResult<Option<Vec<u8>>> {
+        let backup_id = backup_id.to_vec();
+        self.read(move |conn| recovery::restore_verifier(conn, user, &backup_id))
+            .await
+    }
+
+    async fn add_restored_device(&self, device: RestoredDevice) -> StoreResult<DeviceRecord> {
+        self.write(move |tx| recovery::add_restored_device(tx, device))
             .await
     }
 

@@ -499,7 +499,8 @@ pub(super) fn accept(tx: &Transaction<'_>, submission: Submission) -> StoreResul
     let recipients: Vec<DeviceId> = {
         let all = groups::member_devices(tx, group)?;
         // The server itself (moderation proposals) sends into groups it is no member of.
-        if !all.contains(&submission.sender) && submission.sender != SYSTEM_DEVICE {
+        let joining = submission.transition.as_ref().is_some_and(|t| t.joining);
+        if !all.contains(&submission.sender) && submission.sender != SYSTEM_DEVICE && !joining {
             return Err(StoreError::NotMember);
         }
         // Removed members receive the commit that removes them; new members get the Welcome.

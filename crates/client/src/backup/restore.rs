@@ -1,0 +1,169 @@
+//! `parley restore NAME --recovery-key KEY`: every device of the account is lost; a fresh
+//! device fetches the newest backup the recovery key names, decrypts it, registers itself as a
+//! device of the account (certified with the recovered account key), takes in the history,
+//! rejoins every chat by external commit ([`super::rejoin`]) and revokes the lost devices.
+
+use std::path::Path;
+
+use parley_mls::certificate::AccountKey;
+use parley_protocol::{v1, ErrorCode, Username};
+use prost::Message as _;
+use serde::Serialize;
+
+use super::RecoveryKey;
+use crate::account::{ClientOptions, NewDevice, RestoreProof};
+use crate::api::{self, ServerApi};
+use crate::client::Client;
+use crate::db;
+use crate::devices::crypto::decrypt_archive;
+use crate::error::ClientError;
+use crate::home::lock_home;
+use crate::key_packages::KEY_PACKAGE_BATCH;
+use crate::views::rfc3339;
+
+/// Most bytes a backup may take (the server's blob limit).
+const MAX_BACKUP_BYTES: usize = 256 * 1024 * 1024;
+
+/// What a restore brought back.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// When the backup restored from was made.
+    pub backup_at: String,
+    pub chats: u64,
+    pub messages: u64,
+    /// Chats this device is a member of again.
+    pub rejoined: u64,
+    /// Chats still to rejoin (their members have not shared the group's state yet); later syncs
+    /// try again.
+    pub waiting: u64,
+    /// The account's lost devices, revoked.
+    pub revoked_devices: u64,
+}
+
+fn unreadable() -> ClientError {
+    ClientError::Protocol("the backup does not decrypt: it was changed on the server".into())
+}
+
+/// Fetches and decrypts the newest backup under `key`.
+async fn fetch_backup(
+    api: &ServerApi,
+    username: &Username,
+    key: &RecoveryKey,
+) -> Result<v1::AccountBackup, ClientError> {
+    let base = format!("/v1/backups/{username}/{}", hex::encode(key.backup_id()));
+    let info: v1::BackupInfo = match api.get_public(&base).await {
+        Ok(info) => info,
+        Err(e) if e.server_code() == Some(ErrorCode::NotFound) => {
+            return Err(ClientError::Invalid(format!(
+                "no backup of {username} under this recovery key: check the name and the key"
+            )))
+        }
+        Err(e) => return Err(e),
+    };
+    if info.chunks > parley_protocol::limits::MAX_BLOB_CHUNKS
+        || info.bytes > MAX_BACKUP_BYTES as u64
+    {
+        return Err(ClientError::Protocol("the backup is too large".into()));
+    }
+    let mut chunks = Vec::with_capacity(info.chunks as usize);
+    let mut bytes = 0;
+    for index in 0..info.chunks {
+        let chunk: v1::BlobChunk = api.get_public(&format!("{base}/{index}")).await?;
+        bytes += chunk.data.len();
+        if bytes > MAX_BACKUP_BYTES {
+            return Err(ClientError::Protocol("the backup is too large".into()));
+        }
+        chunks.push(chunk.data);
+    }
+    let plaintext = decrypt_archive(&key.encryption_key(), &chunks).map_err(|_| unreadable())?;
+    let backup = v1::AccountBackup::decode(plaintext.as_slice()).map_err(|_| unreadable())?;
+    if backup.username != username.as_str() {
+        return Err(ClientError::Protocol(format!(
+            "the backup is of {}, not {username}",
+            backup.username
+        )));
+    }
+    Ok(backup)
+}
+
+impl Client {
+    /// Makes a fresh device in `home` a device of `username` again from its newest backup.
+    pub async fn restore(
+        home: &Path,
+        server: &str,
+        username: &str,
+        recovery_key: &str,
+        options: ClientOptions,
+    ) -> Result<(Client, RestoreReport), ClientError> {
+        let username =
+            Username::parse(username).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let key = RecoveryKey::parse(recovery_key)?;
+        let lock = lock_home(home, options.on_wait)?;
+        let conn = db::open(home)?;
+        if db::account(&conn)?.is_some() {
+            return Err(ClientError::AccountExists(home.to_owned()));
+        }
+        let api = ServerApi::new(server, api::tls_config(options.ca_cert.as_deref())?)?;
+        let backup = fetch_backup(&api, &username, &key).await?;
+        let secret: [u8; 32] = backup
+            .account_secret
+            .as_slice()
+            .try_into()
+            .map_err(|_| unreadable())?;
+        let account_key = AccountKey::from_secret_bytes(&secret);
+        let history = backup.history.clone().unwrap_or_default();
+
+        let proof = RestoreProof {
+            backup_id: key.backup_id().to_vec(),
+            restore_secret: key.restore_secret().to_vec(),
+        };
+        let device =
+            NewDevice::register(&api, &username, &account_key, &options, Some(proof)).await?;
+        let messages = {
+            let tx = conn.unchecked_transaction()?;
+            device.store(&tx, &api, &username, &account_key)?;
+            let messages = db::import_archive(&tx, &history)?;
+            // Open chats come back once this device has rejoined them.
+            for chat in history.chats.iter().filter(|c| c.state == 0) {
+                db::add_rejoin(&tx, &chat.group_id)?;
+            }
+            // Backups carry on under the same key.
+            db::set_backup(
+                &tx,
+                &super::backup_row(&key.backup_keys(), backup.every_minutes),
+            )?;
+            tx.commit()?;
+            messages
+        };
+        drop(conn);
+        let client = Client::open_locked(home, options, lock)?;
+        client.login().await?;
+        client.upload_key_packages(KEY_PACKAGE_BATCH, true).await?;
+        let (rejoined, waiting) = client.rejoin_chats().await?;
+        let revoked_devices = client.revoke_lost_devices().await?;
+        tracing::info!(rejoined, waiting, revoked_devices, "device restored");
+        let report = RestoreReport {
+            backup_at: rfc3339(backup.created_at_ms),
+            chats: history.chats.len() as u64,
+            messages,
+            rejoined,
+            waiting,
+            revoked_devices,
+        };
+        Ok((client, report))
+    }
+
+    /// Revokes every other device of the account: a restore means they are lost, and a lost
+    /// device must not keep reading the account's chats.
+    async fn revoke_lost_devices(&self) -> Result<u64, ClientError> {
+        let own = self.identity.device_id.to_hex();
+        let mut revoked = 0;
+        for device in self.devices().await? {
+            if device.id != own {
+                self.revoke_device(&device.id).await?;
+                revoked += 1;
+            }
+        }
+        Ok(revoked)
+    }
+}
