@@ -101,8 +101,20 @@ pub fn history(args: ClientArgs, chat: &str, json: bool, limit: u32) -> Result<(
     Ok(())
 }
 
+/// The terminal UI; on a device with no account yet, it first registers or links one.
 pub async fn tui(args: ClientArgs) -> Result<()> {
-    Ok(parley_tui::run(open(&args)?).await?)
+    let home = home(&args)?;
+    let client = match Client::open(home, options(&args)) {
+        Err(parley_client::ClientError::NoAccount(_)) => {
+            let server = args.server.clone().unwrap_or_else(|| DEFAULT_SERVER.into());
+            match parley_tui::start(home, &server, options(&args)).await? {
+                Some(client) => client,
+                None => return Ok(()),
+            }
+        }
+        opened => opened?,
+    };
+    Ok(parley_tui::run(client).await?)
 }
 
 /// Shows or changes the stored server address. A `--server` given with it is ignored: the

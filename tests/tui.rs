@@ -36,15 +36,20 @@ impl Tmux {
     }
 
     fn start(&mut self, name: &str, command: &str) {
+        self.start_sized(name, 80, 24, command);
+    }
+
+    fn start_sized(&mut self, name: &str, width: u16, height: u16, command: &str) {
+        let (width, height) = (width.to_string(), height.to_string());
         self.tmux(&[
             "new-session",
             "-d",
             "-s",
             name,
             "-x",
-            "80",
+            &width,
             "-y",
-            "24",
+            &height,
             command,
         ]);
         self.sessions.push(name.to_owned());
@@ -211,4 +216,57 @@ fn the_devices_screen_approves_renames_and_revokes_a_device() {
     let (status, _, stderr) = cli(laptop.path(), &server.url(), &["sync"]);
     assert_ne!(status, 0);
     assert!(stderr.contains("revoked"), "{stderr}");
+}
+
+#[test]
+fn a_new_device_links_from_the_tui_which_shows_the_code_as_a_qr_code() {
+    let server = TestServer::start();
+    let url = server.url();
+    let (alice, bob, laptop) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    assert_eq!(cli(alice.path(), &url, &["register", "alice"]).0, 0);
+    assert_eq!(cli(bob.path(), &url, &["register", "bob"]).0, 0);
+    assert_eq!(
+        cli(bob.path(), &url, &["send", "alice", "from before the link"]).0,
+        0
+    );
+    assert_eq!(cli(alice.path(), &url, &["sync"]).0, 0);
+
+    let mut tmux = Tmux::new();
+    // Tall enough for the QR code below the text.
+    tmux.start_sized(
+        "laptop",
+        80,
+        40,
+        &format!(
+            "{BIN} --home {} --server {url} tui",
+            laptop.path().display()
+        ),
+    );
+    tmux.wait_for("laptop", "no Parley account yet", Duration::from_secs(10));
+    tmux.keys("laptop", &["l"]);
+    tmux.wait_for("laptop", "The account to link", Duration::from_secs(5));
+    tmux.type_text("laptop", "alice");
+    tmux.keys("laptop", &["Enter"]);
+    let screen = tmux.wait_for("laptop", "link code: ", Duration::from_secs(10));
+    assert!(
+        screen.contains('█') || screen.contains('▀') || screen.contains('▄'),
+        "no QR code on the screen:\n{screen}"
+    );
+    let code: String = screen
+        .split("link code: ")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    let (status, out, err) = cli(alice.path(), &url, &["devices", "approve", &code]);
+    assert_eq!(status, 0, "{out}{err}");
+    // The new device opens the full UI, with alice's chat and its history.
+    tmux.wait_for("laptop", "online", Duration::from_secs(30));
+    tmux.keys("laptop", &["Enter"]);
+    tmux.wait_for("laptop", "from before the link", Duration::from_secs(10));
 }

@@ -3,6 +3,8 @@
 
 pub mod app;
 mod run;
+pub mod start;
 pub mod ui;
 
 pub use run::{run, TuiError};
+pub use start::start;

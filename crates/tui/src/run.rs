@@ -40,7 +40,7 @@ enum UiEvent {
 }
 
 /// Restores the terminal however the UI ends.
-struct TerminalGuard;
+pub(crate) struct TerminalGuard;
 
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
@@ -49,7 +49,7 @@ impl Drop for TerminalGuard {
     }
 }
 
-fn key_of(event: KeyEvent) -> Option<Key> {
+pub(crate) fn key_of(event: KeyEvent) -> Option<Key> {
     if event.kind == KeyEventKind::Release {
         return None;
     }
