@@ -457,12 +457,20 @@ async fn only_a_members_current_small_group_info_is_kept() {
     let current: v1::GroupInfoBundle = as_bob.get(&team).await.unwrap();
     let upload = |epoch, group_info: Vec<u8>| v1::GroupInfoUpload { epoch, group_info };
 
-    // The current one again: kept.
-    let ok: Result<v1::SealBlob, _> = as_bob
+    // Alice's own (she made the last commit) again: kept.
+    let as_alice = Raw::new(&server.url(), alice.client.api().token());
+    let ok: Result<v1::SealBlob, _> = as_alice
         .put(&team, &upload(current.epoch, current.group_info.clone()))
         .await;
     assert!(ok.is_ok(), "{ok:?}");
     let refusals = [
+        (
+            // Signed by alice, uploaded by bob.
+            as_bob
+                .put::<_, v1::SealBlob>(&team, &upload(current.epoch, current.group_info.clone()))
+                .await,
+            ErrorCode::InvalidMlsMessage,
+        ),
         (
             as_bob
                 .put::<_, v1::SealBlob>(
@@ -480,7 +488,7 @@ async fn only_a_members_current_small_group_info_is_kept() {
         ),
         (
             // team's GroupInfo filed under another group.
-            as_bob
+            as_alice
                 .put::<_, v1::SealBlob>(&other, &upload(current.epoch, current.group_info.clone()))
                 .await,
             ErrorCode::InvalidMlsMessage,
@@ -565,8 +573,69 @@ async fn a_revoked_device_cannot_restore_itself_back() {
     assert!(message.contains("does not restore"), "{message}");
     assert_eq!(alice.client.devices().await.unwrap().len(), 1);
 
-    // The remaining device turns backups on itself, and that key restores.
+    // The remaining device turns backups on itself. A device linked then gets what backing up
+    // needs; revoked, it cannot download the account's backups with that.
     let (key, _) = alice.client.enable_backup(60).await.unwrap();
+    let (spare_home, spare, _) = link_device(&server.url(), &alice.client).await;
+    let spare_id = spare.device_id().to_string();
+    drop(spare);
+    let backup_id: Vec<u8> = rusqlite::Connection::open(spare_home.path().join("parley.db"))
+        .unwrap()
+        .query_row("SELECT backup_id FROM backup", [], |row| row.get(0))
+        .unwrap();
+    alice.client.revoke_device(&spare_id).await.unwrap();
+    alice.client.backup_now().await.unwrap();
+    let fetch = v1::BackupRequest {
+        username: "alice".into(),
+        backup_id,
+        restore_secret: vec![0; 32],
+        blob_id: Vec::new(),
+        index: 0,
+    };
+    let refused: Result<v1::BackupInfo, _> = Raw::new(&server.url(), None)
+        .post("/v1/backups/fetch", &fetch)
+        .await;
+    assert_eq!(refused.unwrap_err().0, 404);
+    // The key the user wrote down restores.
     let (_home, _restored, report) = restore(&server.url(), &key.encode()).await.unwrap();
     assert_eq!(report.revoked_devices, 1, "{report:?}");
+}
+
+/// A chat with a change waiting to be committed (a member leaving) is rejoined once a member
+/// has committed it, not before: the join would have dropped the change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_with_a_pending_change_is_rejoined_after_a_member_commits_it() {
+    let server = TestServer::start();
+    let alice = Device::register(&server.url(), "alice").await;
+    let bob = Device::register(&server.url(), "bob").await;
+    let carol = Device::register(&server.url(), "carol").await;
+    let team = ChatRef::Group("team".into());
+    alice
+        .client
+        .create_group("team", &[user("bob"), user("carol")])
+        .await
+        .unwrap();
+    bob.client.sync().await.unwrap();
+    carol.client.sync().await.unwrap();
+    let (key, _) = alice.client.enable_backup(60).await.unwrap();
+    drop(alice);
+    // Carol leaves: her proposal waits for a member to commit it.
+    carol.client.leave_group("team").await.unwrap();
+
+    let (_home, restored, report) = restore(&server.url(), &key.encode()).await.unwrap();
+    assert_eq!((report.rejoined, report.waiting), (0, 1), "{report:?}");
+    // Bob commits carol's leaving; the restored device's next sync rejoins.
+    bob.client.sync().await.unwrap();
+    restored.sync().await.unwrap();
+    restored
+        .send_text(&team, "back, without carol")
+        .await
+        .unwrap();
+    let received = texts_of(&bob.client.sync().await.unwrap());
+    assert!(
+        received.contains(&"back, without carol".to_string()),
+        "{received:?}"
+    );
+    let members = bob.client.group_state(&team).unwrap();
+    assert!(!format!("{members:?}").contains("carol"), "{members:?}");
 }

@@ -147,12 +147,25 @@ fn process_handshake(
     sender: &DeviceIdentity,
     max_members: usize,
     server: &openmls::prelude::ExternalSender,
+    joining: bool,
 ) -> Result<HandshakeOutcome, ApiError> {
     let crypto = RustCrypto::default();
     let mut public = PublicGroupState::load(group_id, state).map_err(|e| {
         tracing::error!(error = %e, "public group state unreadable");
         ApiError::new(ErrorCode::Internal, "group state unreadable")
     })?;
+    // A joiner cannot commit proposals it never saw, and a merge drops them: a moderators'
+    // removal or a member's leaving would be lost. It waits until a member commits them.
+    let waiting = public
+        .group
+        .queued_proposals(&public.storage)
+        .map_err(|_| ApiError::new(ErrorCode::Internal, "group state unreadable"))?;
+    if joining && !waiting.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::NotReady,
+            "the group has changes waiting for a member to commit them; rejoin later",
+        ));
+    }
     let members_before = member_list(&public.group)?;
     let processed = public
         .group
@@ -593,6 +606,7 @@ impl Delivery {
                     &sender_identity,
                     max,
                     &server,
+                    joining,
                 )
             })
             .await

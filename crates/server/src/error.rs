@@ -120,6 +120,10 @@ impl From<StoreError> for ApiError {
                 "the account holds too many archives; try again once they are fetched",
             ),
             StoreError::UnknownBlob => ApiError::new(ErrorCode::NotFound, "no such blob"),
+            StoreError::TooManyRecoveryKeys => ApiError::new(
+                ErrorCode::Forbidden,
+                "the account backs up under too many recovery keys",
+            ),
             StoreError::VerifierMismatch => ApiError::new(
                 ErrorCode::Forbidden,
                 "this backup id is kept with another recovery key",

@@ -8,8 +8,11 @@
 
 use std::sync::Arc;
 
+use openmls::ciphersuite::signable::Verifiable as _;
 use openmls::prelude::tls_codec::{Deserialize, Serialize};
-use openmls::prelude::{GroupId as MlsGroupId, MlsMessageBodyIn, MlsMessageIn};
+use openmls::prelude::{
+    GroupId as MlsGroupId, MlsMessageBodyIn, MlsMessageIn, OpenMlsSignaturePublicKey,
+};
 use parley_protocol::{v1, DeviceId, ErrorCode, GroupId, Username};
 use parley_store::{BackupRecord, NewBackup, RestoredDevice, Store};
 
@@ -108,7 +111,9 @@ impl Recovery {
                 device_id,
                 signature_key: request.signature_key,
                 now: now_ms(),
-                max_devices: self.max_devices,
+                // A restore revokes the lost devices right after: an account that lost as
+                // many devices as it may have can still be restored.
+                max_devices: self.max_devices.saturating_add(1),
             })
             .await?;
         tracing::info!(user = %device.user_id, device = %device.device_id, "device restored");
@@ -144,6 +149,7 @@ impl Recovery {
             )));
         }
         let info = upload.group_info.clone();
+        let uploader = device.0.device_id;
         let matches = tokio::task::spawn_blocking(move || -> Result<bool, ApiError> {
             let parsed = MlsMessageIn::tls_deserialize_exact(info.as_slice())
                 .map_err(|_| ApiError::invalid_mls("GroupInfo does not parse"))?;
@@ -167,7 +173,30 @@ impl Recovery {
                 .group_context()
                 .tls_serialize_detached()
                 .map_err(|_| ApiError::invalid_mls("cannot encode the GroupInfo's context"))?;
-            Ok(ours == theirs)
+            if ours != theirs {
+                return Ok(false);
+            }
+            // Signed by the uploader's own leaf: a member cannot plant a GroupInfo that restored
+            // devices would fail to join from.
+            let key = state
+                .group
+                .members()
+                .find(|m| {
+                    parley_mls::DeviceIdentity::from_credential(&m.credential)
+                        .is_ok_and(|id| id.device_id == uploader)
+                })
+                .map(|m| m.signature_key)
+                .ok_or_else(|| ApiError::from(parley_store::StoreError::NotMember))?;
+            let key = OpenMlsSignaturePublicKey::new(
+                key.into(),
+                state.group.ciphersuite().signature_algorithm(),
+            )
+            .map_err(|_| ApiError::invalid_mls("the uploader's key is unusable"))?;
+            info.verify_no_out(&openmls_rust_crypto::RustCrypto::default(), &key)
+                .map_err(|_| {
+                    ApiError::invalid_mls("the GroupInfo is not signed by the uploader")
+                })?;
+            Ok(true)
         })
         .await
         .map_err(|_| ApiError::new(ErrorCode::Internal, "GroupInfo check failed"))??;
@@ -280,36 +309,59 @@ impl Recovery {
         })
     }
 
-    async fn latest(&self, username: &str, backup_id: &[u8]) -> Result<BackupRecord, ApiError> {
-        let username = Username::parse(username).map_err(|_| no_backup())?;
-        if backup_id.len() != BACKUP_ID_BYTES {
+    /// The newest backup the request names, if its restore secret matches the verifier the
+    /// backups under that id were stored with. Every failure is the same "no backup".
+    async fn latest(&self, request: &v1::BackupRequest) -> Result<BackupRecord, ApiError> {
+        let username = Username::parse(&request.username).map_err(|_| no_backup())?;
+        if request.backup_id.len() != BACKUP_ID_BYTES
+            || request.restore_secret.len() != parley_mls::recovery::RESTORE_SECRET_LEN
+        {
             return Err(no_backup());
         }
-        self.store
-            .latest_backup(&username, backup_id)
+        let latest = self
+            .store
+            .latest_backup(&username, &request.backup_id)
             .await?
-            .ok_or_else(no_backup)
+            .ok_or_else(no_backup)?;
+        let verifier = self
+            .store
+            .restore_verifier(latest.blob.owner, &request.backup_id)
+            .await?;
+        let expected = parley_mls::recovery::restore_verifier(&request.restore_secret);
+        if verifier.as_deref() != Some(expected.as_slice()) {
+            return Err(no_backup());
+        }
+        Ok(latest)
     }
 
-    /// The newest backup under (username, backup id), for a device that has no session yet.
-    pub async fn backup(
-        &self,
-        username: &str,
-        backup_id: &[u8],
-    ) -> Result<v1::BackupInfo, ApiError> {
-        Ok(backup_info(&self.latest(username, backup_id).await?))
+    /// The newest backup a request names, for a device that has no session yet.
+    pub async fn backup(&self, request: v1::BackupRequest) -> Result<v1::BackupInfo, ApiError> {
+        Ok(backup_info(&self.latest(&request).await?))
     }
 
+    /// A chunk of the backup the request names, by its blob id: a backup stored meanwhile
+    /// does not mix its chunks into a download in progress.
     pub async fn backup_chunk(
         &self,
-        username: &str,
-        backup_id: &[u8],
-        index: u32,
+        request: v1::BackupRequest,
     ) -> Result<v1::BlobChunk, ApiError> {
-        let latest = self.latest(username, backup_id).await?;
+        let latest = self.latest(&request).await?;
+        let blob_id = if request.blob_id == latest.blob.blob_id {
+            latest.blob.blob_id
+        } else {
+            // An older backup of the same id, still kept.
+            self.store
+                .backups(latest.blob.owner)
+                .await?
+                .into_iter()
+                .find(|b| b.blob.blob_id == request.blob_id && b.backup_id == request.backup_id)
+                .ok_or_else(no_backup)?
+                .blob
+                .blob_id
+        };
         let data = self
             .store
-            .blob_chunk(&latest.blob.blob_id, index)
+            .blob_chunk(&blob_id, request.index)
             .await?
             .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such chunk"))?;
         Ok(v1::BlobChunk { data })

@@ -77,6 +77,9 @@ pub enum StoreError {
     /// No link by that id is waiting: it expired, was approved, or never existed.
     #[error("the link code expired, was used, or is unknown")]
     LinkExpired,
+    /// The account backs up under [`MAX_RECOVERY_KEYS`] keys already.
+    #[error("the account backs up under too many recovery keys")]
+    TooManyRecoveryKeys,
     /// A backup under an id whose restore verifier is another.
     #[error("this backup id is kept with another recovery key")]
     VerifierMismatch,
@@ -103,6 +106,10 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Payload bytes in one page of a queue (the first item always comes, whatever its size).
 pub const MAX_PAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Recovery keys (backup ids with a restore verifier) an account may back up under at once;
+/// beyond it [`StoreError::TooManyRecoveryKeys`]. Each keeps its own newest backups.
+pub const MAX_RECOVERY_KEYS: u32 = 4;
 
 /// Durable state of a Parley server. Every method is one transaction.
 #[async_trait]

@@ -116,11 +116,11 @@ impl Client {
             &settings.encryption_key,
             &settings.restore_verifier,
         )?;
-        let (plaintext, chats, messages) = {
+        let (plaintext, chats, messages, count) = {
             let conn = self.db();
             let tx = conn.unchecked_transaction()?;
             let history = db::export_archive(&tx)?;
-            db::mark_backup_taken(&tx)?;
+            let count = db::backup_change_count(&tx)?;
             tx.commit()?;
             let (chats, messages) = (history.chats.len() as u64, history.messages.len() as u64);
             let backup = v1::AccountBackup {
@@ -130,13 +130,13 @@ impl Client {
                 created_at_ms: now_ms(),
                 every_minutes: settings.every_minutes,
             };
-            (backup.encode_to_vec(), chats, messages)
+            (backup.encode_to_vec(), chats, messages, count)
         };
         let chunks = encrypt_archive(&keys.encryption_key, &plaintext)?;
         match self.store_backup(&keys, &chunks).await {
             Ok(bytes) => {
                 let at = now_ms();
-                db::mark_backup_stored(&self.db(), at, bytes)?;
+                db::mark_backup_stored(&self.db(), at, bytes, count)?;
                 tracing::info!(chats, messages, bytes, "backup stored");
                 Ok(BackupReport {
                     chats,
@@ -145,10 +145,7 @@ impl Client {
                     at: rfc3339(at),
                 })
             }
-            Err(e) => {
-                db::mark_backup_failed(&self.db())?;
-                Err(e)
-            }
+            Err(e) => Err(e),
         }
     }
 

@@ -38,9 +38,20 @@ impl Client {
                     tracing::info!(error = %e, "a chat waits to be rejoined");
                     waiting += 1;
                 }
-                Err(e) if e.server_code() == Some(ErrorCode::NotFound) => {
-                    // The account is no longer in that group: nothing to rejoin.
-                    tracing::info!(error = %e, "a chat of the backup is gone");
+                Err(e)
+                    if matches!(
+                        e.server_code(),
+                        Some(
+                            ErrorCode::NotFound
+                                | ErrorCode::Forbidden
+                                | ErrorCode::InvalidMlsMessage
+                        )
+                    ) =>
+                {
+                    // The account is no longer in that group, or the server will never take
+                    // this join: nothing to rejoin, and the kept commit goes.
+                    tracing::info!(error = %e, "a chat of the backup cannot be rejoined");
+                    self.discard_rejoin(&row.group_id)?;
                     db::delete_rejoin(&self.db(), &row.group_id)?;
                 }
                 Err(e) => {
@@ -120,6 +131,15 @@ impl Client {
         // Every member must be certified by its account under the key we pinned for it, and
         // ours must be among them: else this is not our account's chat.
         let members = certify_members(group.members())?;
+        for member in &members {
+            let (name, device) = (&member.identity.username, member.identity.device_id);
+            // Our own revoked devices (the lost ones) are removed right after the join.
+            if *name != *self.username() && db::is_revoked(&tx, name.as_str(), device.as_bytes())? {
+                return Err(ClientError::Protocol(format!(
+                    "the group's state holds a device {name} revoked"
+                )));
+            }
+        }
         self.pin_accounts(&tx, &members)?;
         let own_account_there = members.iter().any(|m| {
             m.identity.username == *self.username()

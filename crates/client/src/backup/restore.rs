@@ -50,8 +50,14 @@ async fn fetch_backup(
     username: &Username,
     key: &RecoveryKey,
 ) -> Result<v1::AccountBackup, ClientError> {
-    let base = format!("/v1/backups/{username}/{}", hex::encode(key.backup_id()));
-    let info: v1::BackupInfo = match api.get_public(&base).await {
+    let mut request = v1::BackupRequest {
+        username: username.to_string(),
+        backup_id: key.backup_id().to_vec(),
+        restore_secret: key.restore_secret().to_vec(),
+        blob_id: Vec::new(),
+        index: 0,
+    };
+    let info: v1::BackupInfo = match api.post("/v1/backups/fetch", &request, false).await {
         Ok(info) => info,
         Err(e) if e.server_code() == Some(ErrorCode::NotFound) => {
             return Err(ClientError::Invalid(format!(
@@ -65,10 +71,12 @@ async fn fetch_backup(
     {
         return Err(ClientError::Protocol("the backup is too large".into()));
     }
+    request.blob_id = info.blob_id.clone();
     let mut chunks = Vec::with_capacity(info.chunks as usize);
     let mut bytes = 0;
     for index in 0..info.chunks {
-        let chunk: v1::BlobChunk = api.get_public(&format!("{base}/{index}")).await?;
+        request.index = index;
+        let chunk: v1::BlobChunk = api.post("/v1/backups/fetch/chunk", &request, false).await?;
         bytes += chunk.data.len();
         if bytes > MAX_BACKUP_BYTES {
             return Err(ClientError::Protocol("the backup is too large".into()));

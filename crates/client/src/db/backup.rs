@@ -20,7 +20,8 @@ pub struct BackupRow {
 pub fn backup_settings(conn: &Connection) -> Result<Option<BackupRow>, ClientError> {
     Ok(conn
         .query_row(
-            "SELECT backup_id, encryption_key, restore_verifier, every_minutes, changed, last_at,
+            "SELECT backup_id, encryption_key, restore_verifier, every_minutes, changed > stored,
+                    last_at,
                     last_bytes FROM backup WHERE id = 1",
             [],
             |row| {
@@ -47,7 +48,7 @@ pub fn set_backup(conn: &Connection, keys: &BackupRow) -> Result<(), ClientError
          ON CONFLICT (id) DO UPDATE SET backup_id = excluded.backup_id,
              encryption_key = excluded.encryption_key,
              restore_verifier = excluded.restore_verifier,
-             every_minutes = excluded.every_minutes, changed = 1",
+             every_minutes = excluded.every_minutes, changed = backup.changed + 1",
         params![
             keys.backup_id,
             keys.encryption_key,
@@ -58,23 +59,27 @@ pub fn set_backup(conn: &Connection, keys: &BackupRow) -> Result<(), ClientError
     Ok(())
 }
 
-/// Marks what is about to be backed up as taken: changes from now on make the next backup due.
-pub fn mark_backup_taken(conn: &Connection) -> Result<(), ClientError> {
-    conn.execute("UPDATE backup SET changed = 0", [])?;
-    Ok(())
+/// The change count a backup taken now holds (read in the transaction that exports it).
+pub fn backup_change_count(conn: &Connection) -> Result<i64, ClientError> {
+    Ok(
+        conn.query_row("SELECT changed FROM backup WHERE id = 1", [], |row| {
+            row.get(0)
+        })?,
+    )
 }
 
-pub fn mark_backup_stored(conn: &Connection, at: i64, bytes: u64) -> Result<(), ClientError> {
+/// A backup holding changes up to `count` is on the server: only later changes make the next
+/// one due (a backup that failed leaves it due).
+pub fn mark_backup_stored(
+    conn: &Connection,
+    at: i64,
+    bytes: u64,
+    count: i64,
+) -> Result<(), ClientError> {
     conn.execute(
-        "UPDATE backup SET last_at = ?1, last_bytes = ?2",
-        params![at, bytes as i64],
+        "UPDATE backup SET last_at = ?1, last_bytes = ?2, stored = MAX(stored, ?3)",
+        params![at, bytes as i64, count],
     )?;
-    Ok(())
-}
-
-/// A backup that did not reach the server: the next one is due again.
-pub fn mark_backup_failed(conn: &Connection) -> Result<(), ClientError> {
-    conn.execute("UPDATE backup SET changed = 1", [])?;
     Ok(())
 }
 

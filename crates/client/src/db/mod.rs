@@ -216,18 +216,20 @@ CREATE TABLE backup (
     encryption_key    BLOB NOT NULL,
     restore_verifier  BLOB NOT NULL,
     every_minutes  INTEGER NOT NULL,
+    -- Counts changes; `stored` is the count the last stored backup holds.
     changed        INTEGER NOT NULL DEFAULT 1,
+    stored         INTEGER NOT NULL DEFAULT 0,
     last_at        INTEGER,
     last_bytes     INTEGER
 );
-CREATE TRIGGER backup_message_added AFTER INSERT ON messages BEGIN UPDATE backup SET changed = 1; END;
-CREATE TRIGGER backup_message_changed AFTER UPDATE ON messages BEGIN UPDATE backup SET changed = 1; END;
-CREATE TRIGGER backup_message_deleted AFTER DELETE ON messages BEGIN UPDATE backup SET changed = 1; END;
-CREATE TRIGGER backup_chat_added AFTER INSERT ON chats BEGIN UPDATE backup SET changed = 1; END;
-CREATE TRIGGER backup_chat_changed AFTER UPDATE ON chats BEGIN UPDATE backup SET changed = 1; END;
-CREATE TRIGGER backup_contact_added AFTER INSERT ON contacts BEGIN UPDATE backup SET changed = 1; END;
-CREATE TRIGGER backup_contact_changed AFTER UPDATE ON contacts BEGIN UPDATE backup SET changed = 1; END;
-CREATE TRIGGER backup_revocation_added AFTER INSERT ON revoked_devices BEGIN UPDATE backup SET changed = 1; END;
+CREATE TRIGGER backup_message_added AFTER INSERT ON messages BEGIN UPDATE backup SET changed = changed + 1; END;
+CREATE TRIGGER backup_message_changed AFTER UPDATE ON messages BEGIN UPDATE backup SET changed = changed + 1; END;
+CREATE TRIGGER backup_message_deleted AFTER DELETE ON messages BEGIN UPDATE backup SET changed = changed + 1; END;
+CREATE TRIGGER backup_chat_added AFTER INSERT ON chats BEGIN UPDATE backup SET changed = changed + 1; END;
+CREATE TRIGGER backup_chat_changed AFTER UPDATE ON chats BEGIN UPDATE backup SET changed = changed + 1; END;
+CREATE TRIGGER backup_contact_added AFTER INSERT ON contacts BEGIN UPDATE backup SET changed = changed + 1; END;
+CREATE TRIGGER backup_contact_changed AFTER UPDATE ON contacts BEGIN UPDATE backup SET changed = changed + 1; END;
+CREATE TRIGGER backup_revocation_added AFTER INSERT ON revoked_devices BEGIN UPDATE backup SET changed = changed + 1; END;
 CREATE TABLE rejoins (
     group_id    BLOB PRIMARY KEY,
     -- The external commit on its way, kept so that a retry sends the very same one.

@@ -44,8 +44,25 @@ pub struct RegisterBackup {
     pub restore_verifier: Vec<u8>,
 }
 
-/// One backup: `GET /v1/backups/{username}/{backup_id}` (no session) answers the newest; its
-/// chunks are at `GET /v1/backups/{username}/{backup_id}/{index}`.
+/// `POST /v1/backups/fetch` (no session): the newest backup under `backup_id`, answered with a
+/// [`BackupInfo`]; `POST /v1/backups/fetch/chunk`: chunk `index` of blob `blob_id` of it. Both
+/// need the restore secret (which no device keeps), so that a device that knows the backup id
+/// and key (a revoked one too) cannot download the account's later backups.
+#[derive(Clone, PartialEq, Message)]
+pub struct BackupRequest {
+    #[prost(string, tag = "1")]
+    pub username: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub backup_id: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub restore_secret: Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    pub blob_id: Vec<u8>,
+    #[prost(uint32, tag = "5")]
+    pub index: u32,
+}
+
+/// One backup.
 #[derive(Clone, PartialEq, Message)]
 pub struct BackupInfo {
     #[prost(bytes = "vec", tag = "1")]

@@ -1,5 +1,5 @@
 //! Routes for recovery: GroupInfos for external joins, backups, and reading a backup before
-//! the restored device has a session. Each handler decodes, calls one method of
+//! the restored device has a session (with the restore secret). Each handler decodes, calls one method of
 //! [`crate::recovery::Recovery`], and encodes.
 
 use axum::body::Bytes;
@@ -59,25 +59,19 @@ async fn backups(
 async fn backup(
     State(app): AppState,
     _allowed: AuthAllowed,
-    Path((username, backup_id)): Path<(String, String)>,
+    body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Proto(
-        app.recovery
-            .backup(&username, &id_from_hex(&backup_id)?)
-            .await?,
-    ))
+    let request = decode(&app, body, FEW_FIELDS).await?;
+    Ok(Proto(app.recovery.backup(request).await?))
 }
 
 async fn backup_chunk(
     State(app): AppState,
     _allowed: AuthAllowed,
-    Path((username, backup_id, index)): Path<(String, String, u32)>,
+    body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Proto(
-        app.recovery
-            .backup_chunk(&username, &id_from_hex(&backup_id)?, index)
-            .await?,
-    ))
+    let request = decode(&app, body, FEW_FIELDS).await?;
+    Ok(Proto(app.recovery.backup_chunk(request).await?))
 }
 
 pub(super) fn routes() -> Router<Arc<App>> {
@@ -92,9 +86,12 @@ pub(super) fn routes() -> Router<Arc<App>> {
             "/v1/backups",
             get(backups).merge(post(register_backup).layer(DefaultBodyLimit::max(AUTH_BODY_BYTES))),
         )
-        .route("/v1/backups/{username}/{backup_id}", get(backup))
         .route(
-            "/v1/backups/{username}/{backup_id}/{index}",
-            get(backup_chunk),
+            "/v1/backups/fetch",
+            post(backup).layer(DefaultBodyLimit::max(AUTH_BODY_BYTES)),
+        )
+        .route(
+            "/v1/backups/fetch/chunk",
+            post(backup_chunk).layer(DefaultBodyLimit::max(AUTH_BODY_BYTES)),
         )
 }

@@ -152,6 +152,15 @@ pub(super) async fn register_backup(pool: &PgPool, backup: NewBackup) -> StoreRe
             }
             Some(_) => {}
             None => {
+                let keys: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM restore_verifiers WHERE owner = $1")
+                        .bind(id(backup.owner.as_bytes()))
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(sql_error)?;
+                if keys >= i64::from(crate::MAX_RECOVERY_KEYS) {
+                    return Err(StoreError::TooManyRecoveryKeys);
+                }
                 sqlx::query(
                     "INSERT INTO restore_verifiers (owner, backup_id, verifier, set_by, created_at)
                      VALUES ($1, $2, $3, $4, $5)",
@@ -184,10 +193,11 @@ pub(super) async fn register_backup(pool: &PgPool, backup: NewBackup) -> StoreRe
             .await
             .map_err(sql_error)?;
         let older: Vec<Vec<u8>> = sqlx::query_scalar(
-            "SELECT blob_id FROM backups WHERE owner = $1
-             ORDER BY created_at DESC, blob_id DESC OFFSET $2",
+            "SELECT blob_id FROM backups WHERE owner = $1 AND backup_id = $2
+             ORDER BY created_at DESC, blob_id DESC OFFSET $3",
         )
         .bind(id(backup.owner.as_bytes()))
+        .bind(&backup.backup_id)
         .bind(backup.keep as i64)
         .fetch_all(&mut *tx)
         .await

@@ -114,6 +114,15 @@ pub(super) fn register_backup(tx: &Transaction<'_>, backup: NewBackup) -> StoreR
         Some(kept) if kept != backup.restore_verifier => return Err(StoreError::VerifierMismatch),
         Some(_) => {}
         None => {
+            let keys: u32 = query_one(
+                tx,
+                "SELECT COUNT(*) FROM restore_verifiers WHERE owner = ?1",
+                params![blob(backup.owner.as_bytes())],
+                |row| row.get(0),
+            )?;
+            if keys >= crate::MAX_RECOVERY_KEYS {
+                return Err(StoreError::TooManyRecoveryKeys);
+            }
             tx.execute(
                 "INSERT INTO restore_verifiers (owner, backup_id, verifier, set_by, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -143,12 +152,13 @@ pub(super) fn register_backup(tx: &Transaction<'_>, backup: NewBackup) -> StoreR
     )?;
     let older: Vec<Vec<u8>> = tx
         .prepare(
-            "SELECT blob_id FROM backups WHERE owner = ?1
-             ORDER BY created_at DESC, blob_id DESC LIMIT -1 OFFSET ?2",
+            "SELECT blob_id FROM backups WHERE owner = ?1 AND backup_id = ?2
+             ORDER BY created_at DESC, blob_id DESC LIMIT -1 OFFSET ?3",
         )?
-        .query_map(params![blob(backup.owner.as_bytes()), backup.keep], |row| {
-            row.get(0)
-        })?
+        .query_map(
+            params![blob(backup.owner.as_bytes()), backup.backup_id, backup.keep],
+            |row| row.get(0),
+        )?
         .collect::<Result<_, _>>()?;
     for blob_id in older {
         links::delete_blob(tx, &blob_id)?;
