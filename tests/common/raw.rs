@@ -4,6 +4,16 @@
 use parley_protocol::{v1, ErrorCode};
 use prost::Message;
 
+/// A 2xx answer decoded, or the error body as (status, code, message).
+fn answer<R: Message + Default>(status: u16, bytes: &[u8]) -> Result<R, (u16, ErrorCode, String)> {
+    if (200..300).contains(&status) {
+        Ok(R::decode(bytes).expect("decodes"))
+    } else {
+        let error = v1::ErrorBody::decode(bytes).expect("error body decodes");
+        Err((status, ErrorCode::from_u32(error.code), error.message))
+    }
+}
+
 pub struct Raw {
     pub http: reqwest::Client,
     pub base: String,
@@ -54,12 +64,7 @@ impl Raw {
         body: &Q,
     ) -> Result<R, (u16, ErrorCode, String)> {
         let (status, bytes) = self.post_bytes(path, body.encode_to_vec()).await;
-        if (200..300).contains(&status) {
-            Ok(R::decode(bytes.as_slice()).expect("decodes"))
-        } else {
-            let error = v1::ErrorBody::decode(bytes.as_slice()).expect("error body decodes");
-            Err((status, ErrorCode::from_u32(error.code), error.message))
-        }
+        answer(status, &bytes)
     }
 
     pub async fn put<Q: Message, R: Message + Default>(
@@ -70,12 +75,7 @@ impl Raw {
         let (status, bytes) = self
             .send_bytes(reqwest::Method::PUT, path, body.encode_to_vec())
             .await;
-        if (200..300).contains(&status) {
-            Ok(R::decode(bytes.as_slice()).expect("decodes"))
-        } else {
-            let error = v1::ErrorBody::decode(bytes.as_slice()).expect("error body decodes");
-            Err((status, ErrorCode::from_u32(error.code), error.message))
-        }
+        answer(status, &bytes)
     }
 
     pub async fn get<R: Message + Default>(
@@ -89,12 +89,7 @@ impl Raw {
         let response = request.send().await.expect("request");
         let status = response.status().as_u16();
         let bytes = response.bytes().await.unwrap();
-        if (200..300).contains(&status) {
-            Ok(R::decode(bytes.as_ref()).expect("decodes"))
-        } else {
-            let error = v1::ErrorBody::decode(bytes.as_ref()).expect("error body decodes");
-            Err((status, ErrorCode::from_u32(error.code), error.message))
-        }
+        answer(status, &bytes)
     }
 
     pub async fn healthy(&self) -> bool {

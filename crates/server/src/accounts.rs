@@ -57,6 +57,27 @@ pub(crate) fn verify(key: &VerifyingKey, message: &[u8], signature: &[u8]) -> Re
         .map_err(|_| ApiError::unauthenticated("signature does not verify"))
 }
 
+/// A registering device proves it holds the key it registers, for this username.
+pub(crate) fn verify_registration_proof(
+    username: &Username,
+    request: &v1::RegisterRequest,
+) -> Result<(), ApiError> {
+    let key = verifying_key(&request.signature_key)?;
+    verify(
+        &key,
+        &v1::register_proof_input(username.as_str(), &request.signature_key),
+        &request.proof,
+    )
+}
+
+/// The device id a device chose for itself (its certificate names it).
+pub(crate) fn chosen_device_id(bytes: &[u8]) -> Result<DeviceId, ApiError> {
+    DeviceId::from_slice(bytes)
+        .ok()
+        .filter(|d| *d != parley_store::SYSTEM_DEVICE)
+        .ok_or_else(|| ApiError::malformed("a device id is 16 bytes, not all zero"))
+}
+
 /// The first device's certificate must be the account key's signature over exactly this
 /// username, device id and signature key.
 pub(crate) fn verify_certificate(
@@ -119,12 +140,7 @@ impl Accounts {
                 format!("{username} is reserved (it reads as {reserved}); choose another name"),
             ));
         }
-        let key = verifying_key(&request.signature_key)?;
-        verify(
-            &key,
-            &v1::register_proof_input(username.as_str(), &request.signature_key),
-            &request.proof,
-        )?;
+        verify_registration_proof(&username, &request)?;
         let user_id = UserId::from_bytes(random_bytes());
         let device_id = match request.device_id.as_slice() {
             [] if request.account_key.is_empty() => DeviceId::from_bytes(random_bytes()),
@@ -133,10 +149,7 @@ impl Accounts {
                     "a certified device names its device id",
                 ))
             }
-            chosen => DeviceId::from_slice(chosen)
-                .ok()
-                .filter(|d| *d != parley_store::SYSTEM_DEVICE)
-                .ok_or_else(|| ApiError::malformed("a device id is 16 bytes, not all zero"))?,
+            chosen => chosen_device_id(chosen)?,
         };
         let account_key = if request.account_key.is_empty() {
             // The device is its own account key (a client from before multi-device).

@@ -13,10 +13,12 @@ use openmls::prelude::tls_codec::{Deserialize, Serialize};
 use openmls::prelude::{
     GroupId as MlsGroupId, MlsMessageBodyIn, MlsMessageIn, OpenMlsSignaturePublicKey,
 };
-use parley_protocol::{v1, DeviceId, ErrorCode, GroupId, Username};
+use parley_protocol::{v1, ErrorCode, GroupId, Username};
 use parley_store::{BackupRecord, NewBackup, RestoredDevice, Store};
 
-use crate::accounts::{verify, verify_certificate, verifying_key, Authenticated};
+use crate::accounts::{
+    chosen_device_id, verify_certificate, verify_registration_proof, Authenticated,
+};
 use crate::public_state::PublicGroupState;
 use crate::{now_ms, ApiError};
 
@@ -38,6 +40,18 @@ fn no_backup() -> ApiError {
         ErrorCode::NotFound,
         "no backup for this name and recovery key",
     )
+}
+
+/// Whether a restore secret is the one whose verifier the account kept.
+fn secret_matches(verifier: Option<&[u8]>, secret: &[u8]) -> bool {
+    secret.len() == parley_mls::recovery::RESTORE_SECRET_LEN
+        && verifier == Some(parley_mls::recovery::restore_verifier(secret).as_slice())
+}
+
+/// A group's public state (CPU-bound: callers run it on a blocking thread).
+fn load_public(group_id: GroupId, blob: &[u8]) -> Result<PublicGroupState, ApiError> {
+    PublicGroupState::load(&MlsGroupId::from_slice(group_id.as_bytes()), blob)
+        .map_err(|_| ApiError::new(ErrorCode::Internal, "group state unreadable"))
 }
 
 fn group_id(bytes: &[u8]) -> Result<GroupId, ApiError> {
@@ -66,16 +80,8 @@ impl Recovery {
     ) -> Result<v1::RegisterResponse, ApiError> {
         let username = Username::parse(&request.username)
             .map_err(|e| ApiError::new(ErrorCode::InvalidUsername, e.to_string()))?;
-        let key = verifying_key(&request.signature_key)?;
-        verify(
-            &key,
-            &v1::register_proof_input(username.as_str(), &request.signature_key),
-            &request.proof,
-        )?;
-        let device_id = DeviceId::from_slice(&request.device_id)
-            .ok()
-            .filter(|d| *d != parley_store::SYSTEM_DEVICE)
-            .ok_or_else(|| ApiError::malformed("a device id is 16 bytes, not all zero"))?;
+        verify_registration_proof(&username, &request)?;
+        let device_id = chosen_device_id(&request.device_id)?;
         let account = self
             .store
             .user_devices(&username)
@@ -95,11 +101,7 @@ impl Recovery {
             .store
             .restore_verifier(account.user_id, &request.backup_id)
             .await?;
-        let secret_matches = verifier.is_some_and(|kept| {
-            request.restore_secret.len() == parley_mls::recovery::RESTORE_SECRET_LEN
-                && kept == parley_mls::recovery::restore_verifier(&request.restore_secret)
-        });
-        if !secret_matches {
+        if !secret_matches(verifier.as_deref(), &request.restore_secret) {
             return Err(ApiError::forbidden(
                 "this recovery key does not restore the account",
             ));
@@ -161,9 +163,7 @@ impl Recovery {
                     "the GroupInfo has no external public key",
                 ));
             }
-            let mls_id = MlsGroupId::from_slice(group_id.as_bytes());
-            let state = PublicGroupState::load(&mls_id, &record.public_state)
-                .map_err(|_| ApiError::new(ErrorCode::Internal, "group state unreadable"))?;
+            let state = load_public(group_id, &record.public_state)?;
             let ours = state
                 .group
                 .group_context()
@@ -246,9 +246,7 @@ impl Recovery {
         })?;
         let group_epoch = record.epoch;
         let ratchet_tree = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
-            let mls_id = MlsGroupId::from_slice(group_id.as_bytes());
-            let state = PublicGroupState::load(&mls_id, &record.public_state)
-                .map_err(|_| ApiError::new(ErrorCode::Internal, "group state unreadable"))?;
+            let state = load_public(group_id, &record.public_state)?;
             state
                 .group
                 .export_ratchet_tree()
@@ -276,6 +274,7 @@ impl Recovery {
         if request.restore_verifier.len() != parley_mls::recovery::RESTORE_SECRET_LEN {
             return Err(ApiError::malformed("a restore verifier is 32 bytes"));
         }
+        let now = now_ms();
         self.store
             .register_backup(NewBackup {
                 owner: device.0.user_id,
@@ -283,18 +282,22 @@ impl Recovery {
                 blob_id: request.blob_id.clone(),
                 restore_verifier: request.restore_verifier.clone(),
                 set_by: device.0.device_id,
-                now: now_ms(),
+                now,
                 keep: BACKUPS_KEPT,
             })
             .await?;
         tracing::info!(user = %device.0.user_id, "backup stored");
-        self.store
-            .backups(device.0.user_id)
+        let blob = self
+            .store
+            .blob(&request.blob_id, now)
             .await?
-            .iter()
-            .find(|b| b.blob.blob_id == request.blob_id)
-            .map(backup_info)
-            .ok_or_else(|| ApiError::new(ErrorCode::Internal, "the backup vanished"))
+            .ok_or_else(|| ApiError::new(ErrorCode::Internal, "the backup vanished"))?;
+        Ok(v1::BackupInfo {
+            blob_id: blob.blob_id,
+            chunks: blob.chunks,
+            bytes: blob.bytes,
+            created_at_ms: now,
+        })
     }
 
     pub async fn backups(&self, device: &Authenticated) -> Result<v1::BackupList, ApiError> {
@@ -327,8 +330,7 @@ impl Recovery {
             .store
             .restore_verifier(latest.blob.owner, &request.backup_id)
             .await?;
-        let expected = parley_mls::recovery::restore_verifier(&request.restore_secret);
-        if verifier.as_deref() != Some(expected.as_slice()) {
+        if !secret_matches(verifier.as_deref(), &request.restore_secret) {
             return Err(no_backup());
         }
         Ok(latest)

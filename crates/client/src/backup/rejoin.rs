@@ -182,12 +182,7 @@ impl Client {
             if group.pending_commit().is_some() {
                 group.merge_pending_commit(&provider).map_err(mls_error)?;
             }
-            let info = group
-                .export_group_info(provider.crypto(), &self.signer, false)
-                .map_err(mls_error)?
-                .to_bytes()
-                .map_err(mls_error)?;
-            db::put_group_info_to_share(&tx, group_id, group.epoch().as_u64(), &info)?;
+            self.keep_group_info_to_share(&tx, &provider, &group)?;
             // Kind and name come from the backup; the chat is open again.
             db::insert_chat(&tx, group_id, ChatKind::Unknown, "", db::now_ms())?;
             db::delete_rejoin(&tx, group_id)?;
@@ -242,6 +237,27 @@ impl Client {
             Ok((commit, welcome))
         })
         .await
+    }
+
+    /// Keeps the GroupInfo of the epoch our commit just started, for a restored device of any
+    /// member's account to rejoin from ([`Client::share_group_infos`] sends it).
+    pub(crate) fn keep_group_info_to_share(
+        &self,
+        tx: &rusqlite::Connection,
+        provider: &TxProvider<'_>,
+        group: &MlsGroup,
+    ) -> Result<(), ClientError> {
+        let info = group
+            .export_group_info(provider.crypto(), &self.signer, false)
+            .map_err(mls_error)?
+            .to_bytes()
+            .map_err(mls_error)?;
+        db::put_group_info_to_share(
+            tx,
+            group.group_id().as_slice(),
+            group.epoch().as_u64(),
+            &info,
+        )
     }
 
     /// Hands the server the GroupInfos of our accepted commits, for a restored device to join

@@ -15,14 +15,12 @@ use crate::account::{ClientOptions, NewDevice, RestoreProof};
 use crate::api::{self, ServerApi};
 use crate::client::Client;
 use crate::db;
+use crate::devices::archive::MAX_ARCHIVE_BYTES;
 use crate::devices::crypto::decrypt_archive;
 use crate::error::ClientError;
 use crate::home::lock_home;
 use crate::key_packages::KEY_PACKAGE_BATCH;
 use crate::views::rfc3339;
-
-/// Most bytes a backup may take (the server's blob limit).
-const MAX_BACKUP_BYTES: usize = 256 * 1024 * 1024;
 
 /// What a restore brought back.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -67,7 +65,7 @@ async fn fetch_backup(
         Err(e) => return Err(e),
     };
     if info.chunks > parley_protocol::limits::MAX_BLOB_CHUNKS
-        || info.bytes > MAX_BACKUP_BYTES as u64
+        || info.bytes > MAX_ARCHIVE_BYTES as u64
     {
         return Err(ClientError::Protocol("the backup is too large".into()));
     }
@@ -78,7 +76,7 @@ async fn fetch_backup(
         request.index = index;
         let chunk: v1::BlobChunk = api.post("/v1/backups/fetch/chunk", &request, false).await?;
         bytes += chunk.data.len();
-        if bytes > MAX_BACKUP_BYTES {
+        if bytes > MAX_ARCHIVE_BYTES {
             return Err(ClientError::Protocol("the backup is too large".into()));
         }
         chunks.push(chunk.data);

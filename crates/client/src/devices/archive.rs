@@ -18,8 +18,8 @@ pub struct ArchiveSize {
     pub bytes: u64,
 }
 
-/// Most bytes a decrypted archive may take (the server's blob limit).
-const MAX_ARCHIVE_BYTES: usize = 256 * 1024 * 1024;
+/// Most bytes an archive (or a backup) may take: the server's blob limit.
+pub(crate) const MAX_ARCHIVE_BYTES: usize = 256 * 1024 * 1024;
 
 impl Client {
     /// Encrypts the whole log and uploads it into `blob`, then seals it.

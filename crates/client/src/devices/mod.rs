@@ -3,7 +3,7 @@
 //! that travels between them.
 
 mod approve;
-mod archive;
+pub(crate) mod archive;
 pub(crate) mod code;
 pub(crate) mod crypto;
 mod link;

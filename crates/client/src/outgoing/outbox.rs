@@ -275,20 +275,8 @@ impl Client {
                 if let Some(mut group) = load_group(&provider, &row.group_id)? {
                     if group.pending_commit().is_some() {
                         group.merge_pending_commit(&provider).map_err(mls_error)?;
-                        // The new epoch's GroupInfo, for a restored device of any member's
-                        // account to rejoin from (sent by `share_group_infos`).
                         if group.is_active() {
-                            let info = group
-                                .export_group_info(provider.crypto(), &self.signer, false)
-                                .map_err(mls_error)?
-                                .to_bytes()
-                                .map_err(mls_error)?;
-                            db::put_group_info_to_share(
-                                &tx,
-                                &row.group_id,
-                                group.epoch().as_u64(),
-                                &info,
-                            )?;
+                            self.keep_group_info_to_share(&tx, &provider, &group)?;
                         }
                     }
                 }
