@@ -63,6 +63,11 @@ pub struct TestPostgres {
 
 impl TestPostgres {
     pub fn start() -> TestPostgres {
+        TestPostgres::start_on(free_port())
+    }
+
+    /// Starts on `port`, or on another free port if `port` turns out to be taken.
+    fn start_on(port: u16) -> TestPostgres {
         let bin = postgres_bin();
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("pgdata");
@@ -94,7 +99,7 @@ impl TestPostgres {
             _dir: dir,
             data,
             bin,
-            port: free_port(),
+            port,
             user,
             child: None,
         };
@@ -102,7 +107,27 @@ impl TestPostgres {
         pg
     }
 
+    /// Starts the server and waits until it is ready. A free port can be taken by another test's
+    /// server before this one binds it; this server then exits, and a test that only waited for
+    /// the port would talk to the other test's database. So readiness is read from this data
+    /// directory's `postmaster.pid`, and a server that exited starts again on another port.
     fn spawn(&mut self) {
+        const ATTEMPTS: usize = 5;
+        for attempt in 1..=ATTEMPTS {
+            let mut child = self.command().spawn().expect("start postgres");
+            if self.wait_until_ready(&mut child, Duration::from_secs(30)) {
+                self.child = Some(child);
+                return;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_file(self.data.join("postmaster.pid"));
+            assert!(attempt < ATTEMPTS, "postgres did not start");
+            self.port = free_port();
+        }
+    }
+
+    fn command(&self) -> Command {
         let mut command = Command::new(self.bin.join("postgres"));
         command
             .arg("-D")
@@ -120,13 +145,23 @@ impl TestPostgres {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         as_user(&mut command, self.user);
-        self.child = Some(command.spawn().expect("start postgres"));
-        assert!(
-            wait_for_port(self.port, Duration::from_secs(30)),
-            "postgres did not start"
-        );
-        // Accepting TCP is not yet accepting queries; give recovery a moment.
-        std::thread::sleep(Duration::from_millis(300));
+        command
+    }
+
+    /// True once this child reports "ready" on this port; false if it exits or times out.
+    fn wait_until_ready(&self, child: &mut Child, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if !matches!(child.try_wait(), Ok(None)) {
+                return false;
+            }
+            let pid_file = std::fs::read_to_string(self.data.join("postmaster.pid"));
+            if pid_file.is_ok_and(|f| postmaster_ready(&f, child.id(), self.port)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
     }
 
     pub fn url(&self) -> String {
@@ -159,6 +194,15 @@ impl TestPostgres {
         std::thread::sleep(Duration::from_millis(200));
         self.spawn();
     }
+}
+
+/// `postmaster.pid` names the postmaster's pid on its first line, its port on the fourth, and
+/// its status on the eighth (PostgreSQL 10 and later; `pg_ctl -w` reads the same).
+fn postmaster_ready(pid_file: &str, pid: u32, port: u16) -> bool {
+    let lines: Vec<&str> = pid_file.lines().collect();
+    lines.first().map(|l| l.trim()) == Some(pid.to_string().as_str())
+        && lines.get(3).map(|l| l.trim()) == Some(port.to_string().as_str())
+        && lines.get(7).map(|l| l.trim()) == Some("ready")
 }
 
 fn is_root() -> bool {
@@ -213,9 +257,12 @@ impl TestNats {
                 .iter()
                 .all(|port| wait_for_port(*port, Duration::from_secs(10)));
             if up {
-                // Let the routes form.
+                // Let the routes form. A node that lost its port to another test's process has
+                // exited by then, and the port that answered was that other process.
                 std::thread::sleep(Duration::from_millis(700));
-                return nats;
+                if nats.all_running() {
+                    return nats;
+                }
             }
             drop(nats);
             assert!(
@@ -224,6 +271,14 @@ impl TestNats {
             );
         }
         unreachable!("the loop returns or panics")
+    }
+
+    fn all_running(&mut self) -> bool {
+        self.children.iter_mut().all(|child| {
+            child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        })
     }
 
     fn spawn(&mut self, node: usize) {
@@ -293,5 +348,35 @@ impl Drop for TestNats {
         for node in 0..self.children.len() {
             self.stop(node);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_postgres_whose_port_is_taken_starts_on_another_instead_of_sharing() {
+        let other_server = TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = other_server.local_addr().unwrap().port();
+        let postgres = TestPostgres::start_on(taken);
+        assert_ne!(postgres.port, taken);
+        let pid_file = std::fs::read_to_string(postgres.data.join("postmaster.pid")).unwrap();
+        assert!(postmaster_ready(
+            &pid_file,
+            postgres.pid().unwrap(),
+            postgres.port
+        ));
+    }
+
+    #[test]
+    fn a_postmaster_is_ready_only_on_its_own_pid_port_and_status() {
+        let file = "4242\n/d\n1700000000\n5433\n/d\n127.0.0.1\n  1 2\nready   \n";
+        assert!(postmaster_ready(file, 4242, 5433));
+        assert!(!postmaster_ready(file, 4243, 5433));
+        assert!(!postmaster_ready(file, 4242, 5434));
+        let starting = file.replace("ready   ", "starting");
+        assert!(!postmaster_ready(&starting, 4242, 5433));
+        assert!(!postmaster_ready("4242\n", 4242, 5433));
     }
 }
