@@ -127,15 +127,26 @@ async fn after_every_device_is_lost_a_restored_device_has_the_history_and_messag
         from_alice.contains(&("alice".into(), "back in the team".into())),
         "{from_alice:?}"
     );
-    // The same account to bob: one chat, the same safety number, no identity warning.
-    assert_eq!(
+    // The same account to bob, in the same chats. The lost devices knew the account key, so
+    // the restore rotated it, once: bob followed the signed rotation and was told, once per
+    // chat, that the safety number changed; nothing was refused.
+    assert_ne!(
         bob.client.safety_number(&user("alice")).unwrap(),
         safety_before
     );
+    let rotated = at_bob
+        .iter()
+        .filter(|m| m.kind == "notice" && m.text.contains("new account key"))
+        .count();
+    assert!(rotated <= 2, "one notice per chat at most: {at_bob:?}");
     assert!(
-        at_bob.iter().all(|m| !m.text.contains("safety number")),
-        "{at_bob:?}"
+        at_bob
+            .iter()
+            .all(|m| !m.text.contains("compare it with them again")
+                || m.text.contains("new account key")),
+        "no unexplained identity change: {at_bob:?}"
     );
+    assert_eq!(bob.client.unverifiable_count().unwrap(), 0);
     assert_eq!(bob.client.chats().unwrap().len(), 2);
     // Backups carry on from the restored device under the same key.
     assert!(restored.backup_status().await.unwrap().enabled);
@@ -570,8 +581,25 @@ async fn a_revoked_device_cannot_restore_itself_back() {
         .await;
     let (status, code, message) = refused.unwrap_err();
     assert_eq!((status, code), (403, ErrorCode::Forbidden), "{message}");
-    assert!(message.contains("does not restore"), "{message}");
+    // The revocation rotated the account key: the one on the stolen disk is no longer it.
+    assert!(message.contains("changed its key"), "{message}");
     assert_eq!(alice.client.devices().await.unwrap().len(), 1);
+    // Under the current key but without the restore secret, it is refused too.
+    let current: v1::UserDevices = Raw::new(&server.url(), alice.client.api().token())
+        .get("/v1/users/alice")
+        .await
+        .unwrap();
+    let refused: Result<v1::RegisterResponse, _> = Raw::new(&server.url(), None)
+        .post(
+            "/v1/accounts",
+            &v1::RegisterRequest {
+                account_key: current.account_key,
+                ..request.clone()
+            },
+        )
+        .await;
+    let (status, _, message) = refused.unwrap_err();
+    assert!(matches!(status, 401 | 403), "{status} {message}");
 
     // The remaining device turns backups on itself. A device linked then gets what backing up
     // needs; revoked, it cannot download the account's backups with that.
@@ -638,4 +666,71 @@ async fn a_chat_with_a_pending_change_is_rejoined_after_a_member_commits_it() {
     );
     let members = bob.client.group_state(&team).unwrap();
     assert!(!format!("{members:?}").contains("carol"), "{members:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_that_stopped_after_registering_is_resumed_in_the_same_home() {
+    let server = TestServer::start();
+    let alice = Device::register(&server.url(), "alice").await;
+    let bob = Device::register(&server.url(), "bob").await;
+    let to_bob = ChatRef::Direct(user("bob"));
+    bob.client
+        .send_text(&ChatRef::Direct(user("alice")), "hello alice")
+        .await
+        .unwrap();
+    alice.client.sync().await.unwrap();
+    let (key, _) = alice.client.enable_backup(60).await.unwrap();
+    drop(alice);
+
+    // The restore registers, then loses the answer to the lost device's revocation.
+    let port: u16 = server.url().rsplit(':').next().unwrap().parse().unwrap();
+    let proxy = FaultyProxy::start(port).await;
+    proxy.arm("/revoke", Fault::DropResponse);
+    let home = tempfile::tempdir().unwrap();
+    let first = Client::restore(
+        home.path(),
+        &proxy.url(),
+        "alice",
+        &key.encode(),
+        ClientOptions::default(),
+    )
+    .await;
+    assert!(first.is_err(), "the restore stopped");
+    // Run again in the same home, it carries on instead of refusing the home or registering
+    // yet another device.
+    let (restored, report) = Client::restore(
+        home.path(),
+        &server.url(),
+        "alice",
+        &key.encode(),
+        ClientOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.messages, 1, "{report:?}");
+    let devices = restored.devices().await.unwrap();
+    assert_eq!(
+        devices.len(),
+        1,
+        "only the restored device is left: {devices:?}"
+    );
+    assert_eq!(
+        texts_of(&restored.history(&to_bob, 10).unwrap()),
+        ["hello alice"]
+    );
+    restored.send_text(&to_bob, "back").await.unwrap();
+    let at_bob = texts_of(&bob.client.sync().await.unwrap());
+    assert!(at_bob.contains(&"back".to_string()), "{at_bob:?}");
+    assert_eq!(bob.client.unverifiable_count().unwrap(), 0);
+    // Another account's restore into this home is refused.
+    drop(restored);
+    let other = Client::restore(
+        home.path(),
+        &server.url(),
+        "bob",
+        &key.encode(),
+        ClientOptions::default(),
+    )
+    .await;
+    assert!(other.is_err());
 }

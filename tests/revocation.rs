@@ -222,3 +222,200 @@ async fn a_revocation_that_stopped_partway_is_finished_by_revoking_again() {
         .unwrap();
     assert_eq!(known, 1, "bob has the signed revocation");
 }
+
+/// The account key the server has registered for `username`.
+async fn registered_key(
+    server: &TestServer,
+    reader: &parley_client::Client,
+    username: &str,
+) -> Vec<u8> {
+    let devices: v1::UserDevices = Raw::new(&server.url(), reader.api().token())
+        .get(&format!("/v1/users/{username}"))
+        .await
+        .unwrap();
+    devices.account_key
+}
+
+fn texts(views: Vec<parley_client::MessageView>) -> Vec<String> {
+    views.into_iter().map(|m| m.text).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_rotates_the_account_key_and_devices_and_partners_follow_it() {
+    let server = TestServer::start();
+    let alice = Device::register(&server.url(), "alice").await;
+    let bob = Device::register(&server.url(), "bob").await;
+    let carol = Device::register(&server.url(), "carol").await;
+    let erin = Device::register(&server.url(), "erin").await;
+    let to_alice = ChatRef::Direct(user("alice"));
+    let team = ChatRef::Group("team".into());
+    bob.client.send_text(&to_alice, "hi").await.unwrap();
+    alice.client.sync().await.unwrap();
+    alice
+        .client
+        .create_group("team", &[user("bob"), user("carol")])
+        .await
+        .unwrap();
+    // Erin knows alice from a group, and stays offline through the rotation.
+    erin.client
+        .create_group("erin's", &[user("alice")])
+        .await
+        .unwrap();
+    let (_home2, lost, _) = link_device(&server.url(), &alice.client).await;
+    let (_home3, alice3, _) = link_device(&server.url(), &alice.client).await;
+    for device in [&lost, &alice3, &bob.client, &carol.client] {
+        device.sync().await.unwrap();
+    }
+    let old_key = registered_key(&server, &bob.client, "alice").await;
+    let bobs_number = bob.client.safety_number(&user("alice")).unwrap();
+
+    alice3
+        .revoke_device(&lost.device_id().to_string())
+        .await
+        .unwrap();
+    let new_key = registered_key(&server, &bob.client, "alice").await;
+    assert_ne!(new_key, old_key, "the server holds the new account key");
+
+    // The first device takes the new key up at its next sync and re-certifies its leaves.
+    alice.client.sync().await.unwrap();
+    assert_eq!(
+        alice.client.safety_number(&user("bob")).unwrap().digits,
+        alice3.safety_number(&user("bob")).unwrap().digits,
+        "both remaining devices hold the same account key"
+    );
+    // Partners follow the signed rotation: a notice, a new safety number, nothing refused.
+    let notices: Vec<String> = bob
+        .client
+        .sync()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.kind == "notice")
+        .map(|m| m.text)
+        .collect();
+    assert!(
+        notices.iter().any(|n| n.contains("new account key")),
+        "{notices:?}"
+    );
+    assert_ne!(
+        bob.client.safety_number(&user("alice")).unwrap(),
+        bobs_number
+    );
+    carol.client.sync().await.unwrap();
+    for device in [&alice.client, &alice3, &bob.client, &carol.client] {
+        assert_eq!(device.unverifiable_count().unwrap(), 0);
+    }
+
+    // Messages flow both ways, from and to both remaining devices, in 1:1 and group chats.
+    alice
+        .client
+        .send_text(&team, "from the first")
+        .await
+        .unwrap();
+    alice3
+        .send_text(&ChatRef::Direct(user("bob")), "from the third")
+        .await
+        .unwrap();
+    let seen = texts(bob.client.sync().await.unwrap());
+    assert!(seen.contains(&"from the first".to_string()), "{seen:?}");
+    assert!(seen.contains(&"from the third".to_string()), "{seen:?}");
+    assert!(texts(carol.client.sync().await.unwrap()).contains(&"from the first".to_string()));
+    bob.client.send_text(&to_alice, "reply").await.unwrap();
+    for device in [&alice.client, &alice3] {
+        assert!(texts(device.sync().await.unwrap()).contains(&"reply".to_string()));
+    }
+    // Erin, who pinned the old key, follows the server's chain when she next claims alice.
+    erin.client
+        .create_group("erin's second", &[user("alice")])
+        .await
+        .unwrap();
+    let shown = texts(erin.client.sync().await.unwrap());
+    assert_eq!(erin.client.unverifiable_count().unwrap(), 0, "{shown:?}");
+    // New devices are linked under the new key.
+    let (_home4, alice4, _) = link_device(&server.url(), &alice.client).await;
+    alice4.sync().await.unwrap();
+    bob.client
+        .send_text(&to_alice, "to all three")
+        .await
+        .unwrap();
+    assert!(texts(alice4.sync().await.unwrap()).contains(&"to all three".to_string()));
+    assert_eq!(bob.client.unverifiable_count().unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_old_account_key_a_revoked_device_kept_certifies_nothing_a_partner_accepts() {
+    let server = TestServer::start();
+    let alice = Device::register(&server.url(), "alice").await;
+    let bob = Device::register(&server.url(), "bob").await;
+    bob.client
+        .send_text(&ChatRef::Direct(user("alice")), "hi")
+        .await
+        .unwrap();
+    alice.client.sync().await.unwrap();
+    let (lost_home, lost, _) = link_device(&server.url(), &alice.client).await;
+    lost.sync().await.unwrap();
+    alice
+        .client
+        .revoke_device(&lost.device_id().to_string())
+        .await
+        .unwrap();
+    bob.client.sync().await.unwrap();
+    drop(lost);
+    // The revoked device still holds the old account key in its home.
+    let old_secret: Vec<u8> = rusqlite::Connection::open(lost_home.path().join("parley.db"))
+        .unwrap()
+        .query_row("SELECT account_secret FROM account", [], |row| row.get(0))
+        .unwrap();
+    let old_key =
+        parley_mls::certificate::AccountKey::from_secret_bytes(&old_secret.try_into().unwrap());
+    // With it, it certifies a new device, which the server (colluding) plants in alice's account.
+    let forged = RawDevice::new();
+    let certificate = old_key.certify(&user("alice"), forged.device_id, &forged.public(), 1);
+    let package = forged.key_package(&old_key, &certificate);
+    plant_device(&server, "alice", &package, &forged);
+    let err = bob
+        .client
+        .create_group("team", &[user("alice")])
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("alice's account identity is not the one you first saw"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_whose_answer_was_lost_is_taken_up_at_the_next_sync() {
+    let server = TestServer::start();
+    let mut alice = Device::register(&server.url(), "alice").await;
+    let bob = Device::register(&server.url(), "bob").await;
+    let to_alice = ChatRef::Direct(user("alice"));
+    bob.client.send_text(&to_alice, "hi").await.unwrap();
+    alice.client.sync().await.unwrap();
+    let (_home2, lost, _) = link_device(&server.url(), &alice.client).await;
+    let lost_id = lost.device_id().to_string();
+    let old_key = registered_key(&server, &bob.client, "alice").await;
+    let port: u16 = server.url().rsplit(':').next().unwrap().parse().unwrap();
+    let proxy = FaultyProxy::start(port).await;
+    alice.reopen(Some(proxy.url()));
+    // The server takes the revocation and the new key; its answer never arrives.
+    proxy.arm("/revoke", Fault::DropResponse);
+    assert!(alice.client.revoke_device(&lost_id).await.is_err());
+    assert_ne!(registered_key(&server, &bob.client, "alice").await, old_key);
+    // The next sync finds that the server took the kept rotation, and holds the new key.
+    alice.client.sync().await.unwrap();
+    alice.client.revoke_device(&lost_id[..8]).await.unwrap();
+    bob.client.sync().await.unwrap();
+    let state = bob.client.group_state(&to_alice).unwrap();
+    assert_eq!(state.devices, 2, "{state:?}");
+    bob.client.send_text(&to_alice, "after").await.unwrap();
+    assert!(texts(alice.client.sync().await.unwrap()).contains(&"after".to_string()));
+    alice
+        .client
+        .send_text(&ChatRef::Direct(user("bob")), "back")
+        .await
+        .unwrap();
+    assert!(texts(bob.client.sync().await.unwrap()).contains(&"back".to_string()));
+    assert_eq!(bob.client.unverifiable_count().unwrap(), 0);
+}

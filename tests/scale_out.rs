@@ -600,7 +600,10 @@ async fn a_backup_made_through_one_node_restores_through_another() {
         .await
         .unwrap()
         .into_iter()
+        .filter(|m| m.kind == "text")
         .map(|m| m.text)
         .collect();
     assert_eq!(texts, ["back, via node two"]);
+    // The restore revoked the lost device and so rotated alice's key, across nodes too.
+    assert_eq!(bob.client.unverifiable_count().unwrap(), 0);
 }

@@ -14,6 +14,9 @@ use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+mod forge;
+#[allow(unused_imports)] // not every test binary plays a lying server
+pub use forge::*;
 mod linking;
 mod raw;
 #[allow(unused_imports)] // not every test binary links devices

@@ -13,7 +13,7 @@ use parley_mls::DeviceIdentity;
 use parley_protocol::{v1, DeviceId, UserId, Username};
 
 use crate::api::{self, ServerApi};
-use crate::client::Client;
+use crate::client::{AccountKeys, Client};
 use crate::db;
 use crate::error::{mls_error, ClientError};
 use crate::home::{lock_home, HomeLock};
@@ -230,8 +230,10 @@ impl Client {
             api,
             signer,
             identity: DeviceIdentity::new(username, device_id),
-            account_key,
-            certificate,
+            keys: Mutex::new(AccountKeys {
+                account_key,
+                certificate,
+            }),
             user_id,
             ciphersuite,
             flush_lock: tokio::sync::Mutex::new(Default::default()),

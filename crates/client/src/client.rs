@@ -28,11 +28,9 @@ pub struct Client {
     pub(crate) api: ServerApi,
     pub(crate) signer: SignatureKeyPair,
     pub(crate) identity: DeviceIdentity,
-    /// The account key, shared by the account's devices; it certifies each of them.
-    pub(crate) account_key: AccountKey,
-    /// This device's certificate under `account_key`; `None`: a device from before multi-device,
-    /// whose signature key is the account key and which presents a plain credential.
-    pub(crate) certificate: Option<DeviceCertificate>,
+    /// The account key and this device's certificate; they change when the account rotates
+    /// its key (`devices::rotation`).
+    pub(crate) keys: Mutex<AccountKeys>,
     pub(crate) user_id: UserId,
     pub(crate) ciphersuite: Ciphersuite,
     /// One flush of the outbox at a time, and one pass over the queue at a time (a front end may
@@ -42,6 +40,15 @@ pub struct Client {
     pub(crate) receive_lock: tokio::sync::Mutex<()>,
     /// This process's exclusive hold on the home (see `home`), for the client's whole life.
     pub(crate) _home_lock: crate::home::HomeLock,
+}
+
+/// The account key, shared by the account's devices (it certifies each of them), and this
+/// device's certificate under it; `None`: a device from before multi-device, whose signature
+/// key is the account key and which presents a plain credential.
+#[derive(Clone)]
+pub(crate) struct AccountKeys {
+    pub(crate) account_key: AccountKey,
+    pub(crate) certificate: Option<DeviceCertificate>,
 }
 
 impl Client {
@@ -65,9 +72,23 @@ impl Client {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The account key as this device holds it now.
+    pub(crate) fn account_key(&self) -> AccountKey {
+        self.keys().account_key
+    }
+
+    pub(crate) fn keys(&self) -> AccountKeys {
+        self.keys.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn set_keys(&self, keys: AccountKeys) {
+        *self.keys.lock().unwrap_or_else(|p| p.into_inner()) = keys;
+    }
+
     pub(crate) fn credential(&self) -> CredentialWithKey {
-        let credential = match &self.certificate {
-            Some(certificate) => certified_credential(&self.account_key.public(), certificate),
+        let keys = self.keys();
+        let credential = match &keys.certificate {
+            Some(certificate) => certified_credential(&keys.account_key.public(), certificate),
             None => self.identity.to_credential(),
         };
         CredentialWithKey {

@@ -4,7 +4,8 @@
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
 use parley_mls::{
-    authorize_commit, franking, introduced_leaves, CertifiedDevice, DeviceIdentity, Roles,
+    authorize_commit, franking, introduced_leaves, rotations_in_aad, CertifiedDevice,
+    DeviceIdentity, Roles,
 };
 use parley_protocol::{v1, DeviceId};
 use prost::Message as _;
@@ -183,7 +184,7 @@ impl Client {
         }
         // Every member must be certified by its account, under the key we pinned for it.
         let changed = match certify_members(group.members()) {
-            Ok(members) => match self.pin_accounts(tx, &members) {
+            Ok(members) => match self.pin_accounts(tx, &members, &[]) {
                 Ok(changed) => changed,
                 Err(e) => return Outcome::Failed(e),
             },
@@ -231,13 +232,13 @@ impl Client {
         &self,
         tx: &rusqlite::Connection,
         group_id: &[u8],
-        changed: &[parley_protocol::Username],
+        changed: &[(parley_protocol::Username, Notice)],
         item: &v1::QueueItem,
     ) -> Result<Vec<MessageView>, ClientError> {
         let mut shown = Vec::new();
-        for username in changed {
+        for (username, notice) in changed {
             let actor = DeviceIdentity::new(username.clone(), DeviceId::from_bytes([0; 16]));
-            let row = notice_row(group_id, &actor, Notice::IdentityChanged, item, false);
+            let row = notice_row(group_id, &actor, *notice, item, false);
             match self.store_notice(tx, row) {
                 Outcome::Shown(views) => shown.extend(views),
                 Outcome::Failed(e) => return Err(e),
@@ -316,11 +317,16 @@ impl Client {
                 self.accept_application(tx, &group, item, &sender, &aad, application.into_bytes())
             }
             ProcessedMessageContent::StagedCommitMessage(staged) => {
+                let rotations = match rotations_in_aad(&aad) {
+                    Ok(rotations) => rotations,
+                    Err(e) => return Outcome::Rejected(Rejected::Unverifiable(e.to_string())),
+                };
                 if let Err(e) = authorize_commit(
                     members_before.into_iter(),
                     &extensions_before,
                     &mls_sender,
                     &staged,
+                    &rotations,
                 ) {
                     return Outcome::Rejected(Rejected::Unverifiable(format!(
                         "commit breaks the group's rules: {e}"
@@ -331,10 +337,20 @@ impl Client {
                 let newcomers: Vec<CertifiedDevice> = introduced_leaves(&staged)
                     .filter_map(|leaf| CertifiedDevice::verify_leaf(leaf).ok())
                     .collect();
-                let changed = match self.pin_accounts(tx, &newcomers) {
+                let changed = match self.pin_accounts(tx, &newcomers, &rotations) {
                     Ok(changed) => changed,
                     Err(e) => return Outcome::Failed(e),
                 };
+                // A device joins by itself only under the key we pinned for its account: after
+                // a rotation, the old key (which a revoked device knew) brings nobody in, even
+                // while some of the account's leaves still carry it.
+                if matches!(mls_sender, Sender::NewMemberCommit)
+                    && changed.iter().any(|(_, n)| *n == Notice::IdentityChanged)
+                {
+                    return Outcome::Rejected(Rejected::Unverifiable(
+                        "an external join under another account key than the pinned one".into(),
+                    ));
+                }
                 for newcomer in &newcomers {
                     match db::is_revoked(
                         tx,
@@ -525,8 +541,7 @@ impl Client {
             }
             // Kept like any message (it is evidence too), never shown.
             Some(v1::app_payload::Body::Revoked(revoked)) => {
-                if let Err(why) = self.accept_revocation(tx, &sender.username, &revoked.revocation)
-                {
+                if let Err(why) = self.accept_revocation(tx, &sender.username, &revoked) {
                     return Outcome::Rejected(Rejected::Unverifiable(format!(
                         "device revocation: {why}"
                     )));
@@ -602,7 +617,7 @@ fn notice_row(
     hasher.update(group_id);
     hasher.update(notice.as_str());
     hasher.update(item.seq.to_be_bytes());
-    if notice == Notice::IdentityChanged {
+    if matches!(notice, Notice::IdentityChanged | Notice::KeyRotated) {
         // One item can change several accounts' keys: one notice each.
         hasher.update(actor.username.as_str());
     }

@@ -65,10 +65,21 @@ impl Client {
     }
 
     /// Tops the server's pool of this device's KeyPackages up when it runs low.
+    /// The server also says here when the account's key rotated: this device takes up the new
+    /// key first, since KeyPackages under the old one are refused from then on.
     pub async fn replenish_key_packages(&self) -> Result<(), ClientError> {
-        let count: v1::KeyPackageCount = self
+        let mut count: v1::KeyPackageCount = self
             .authed(|| self.api.get("/v1/keypackages/count"))
             .await?;
+        if count.rotation_waiting {
+            if let Err(e) = self.adopt_rotation().await {
+                tracing::warn!(error = %e, "taking up the account's new key failed");
+                return Ok(());
+            }
+            count = self
+                .authed(|| self.api.get("/v1/keypackages/count"))
+                .await?;
+        }
         if count.one_time_remaining < KEY_PACKAGE_LOW_WATER || !count.has_last_resort {
             self.upload_key_packages(KEY_PACKAGE_BATCH, !count.has_last_resort)
                 .await?;
@@ -87,11 +98,34 @@ impl Client {
         let claimed: v1::ClaimResponse = self
             .authed(|| self.api.post("/v1/keypackages/claim", &request, true))
             .await?;
-        claimed
-            .key_packages
-            .iter()
-            .map(|claimed| self.check_claimed(claimed))
-            .collect()
+        let mut packages = Vec::new();
+        for claimed in &claimed.key_packages {
+            match self.check_claimed(claimed) {
+                // The account may have rotated its key: follow its signed chain from our pin.
+                Err(ClientError::IdentityChanged(name)) => {
+                    let presented =
+                        KeyPackageIn::tls_deserialize_exact(claimed.key_package.as_slice())
+                            .ok()
+                            .and_then(|p| p.validate(&self.crypto, ProtocolVersion::Mls10).ok())
+                            .and_then(|p| {
+                                parley_mls::CertifiedDevice::verify_leaf(p.leaf_node()).ok()
+                            });
+                    let followed = match (&presented, Username::parse(&name)) {
+                        (Some(device), Ok(username)) => {
+                            self.follow_rotations(&username, &device.account_key)
+                                .await?
+                        }
+                        _ => false,
+                    };
+                    if !followed {
+                        return Err(ClientError::IdentityChanged(name));
+                    }
+                    packages.push(self.check_claimed(claimed)?);
+                }
+                other => packages.push(other?),
+            }
+        }
+        Ok(packages)
     }
 
     /// A claimed KeyPackage, checked: it verifies, is certified under the key we pinned for

@@ -12,8 +12,9 @@ use crate::views::MessageView;
 
 impl Client {
     /// Full sync: receive, send what waits in the outbox, commit others' pending proposals,
-    /// and top up KeyPackages.
+    /// top up KeyPackages (taking up a rotated account key first) and re-certify our leaves.
     pub async fn sync(&self) -> Result<Vec<MessageView>, ClientError> {
+        self.finish_pending_rotation().await?;
         let mut shown = self.receive().await?;
         self.flush_outbox().await?;
         // A recipient who has not caught up holds back that chat's sends, not the sync.
@@ -24,10 +25,17 @@ impl Client {
         // Committing may have pulled in more messages (a lost epoch race).
         shown.extend(self.receive().await?);
         self.replenish_key_packages().await?;
+        // After the account's key rotated, each chat gets our leaf under the new key.
+        self.recertify_leaves().await?;
         self.share_group_infos().await;
         // A restored device rejoins the chats that could not be rejoined at once.
         if let Err(e) = self.rejoin_chats().await {
             tracing::warn!(error = %e, "rejoining chats failed; the next sync tries again");
+        }
+        // A restore that stopped before revoking the lost devices finishes here.
+        if db::restoring(&self.db())?.is_some() {
+            self.revoke_lost_devices().await?;
+            db::set_restoring(&self.db(), None)?;
         }
         // Backups run by themselves; a failed one is due again at the next sync.
         if let Err(e) = self.backup_if_due().await {

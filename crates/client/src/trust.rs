@@ -4,11 +4,13 @@
 //! never certified); a group member under another key is shown as an identity change.
 
 use openmls::prelude::{KeyPackage, Member};
+use parley_mls::certificate::AccountPublicKey;
+use parley_mls::rotation::{self, AccountRotation};
 use parley_mls::CertifiedDevice;
-use parley_protocol::Username;
+use parley_protocol::{v1, Username};
 
 use crate::client::Client;
-use crate::db::{self, now_ms, Pin};
+use crate::db::{self, now_ms, Notice, Pin};
 use crate::error::ClientError;
 
 /// Verifies every member's certificate (a group we join: we trust none of it yet).
@@ -54,25 +56,69 @@ impl Client {
     }
 
     /// Pins the account keys of devices we now share a group with; returns the accounts whose
-    /// key differs from the pinned one.
+    /// key differs from the pinned one, each with its notice: a key that `rotations` lead to
+    /// from the pin is pinned in its place (`KeyRotated`); any other stays a warning
+    /// (`IdentityChanged`), the pin unchanged.
     pub(crate) fn pin_accounts(
         &self,
         tx: &rusqlite::Connection,
         devices: &[CertifiedDevice],
-    ) -> Result<Vec<Username>, ClientError> {
-        let mut changed: Vec<Username> = Vec::new();
+        rotations: &[AccountRotation],
+    ) -> Result<Vec<(Username, Notice)>, ClientError> {
+        let mut changed: Vec<(Username, Notice)> = Vec::new();
         for device in devices {
             let username = &device.identity.username;
-            let pin = db::pin(
-                tx,
-                username.as_str(),
-                &device.account_key.to_bytes(),
-                now_ms(),
-            )?;
-            if pin == Pin::Changed && !changed.contains(username) {
-                changed.push(username.clone());
+            let key = device.account_key.to_bytes();
+            if db::pin(tx, username.as_str(), &key, now_ms())? != Pin::Changed
+                || changed.iter().any(|(name, _)| name == username)
+            {
+                continue;
             }
+            let notice = if follows_pin(tx, username, rotations, &device.account_key)? {
+                db::repin(tx, username.as_str(), &key, now_ms())?;
+                Notice::KeyRotated
+            } else {
+                Notice::IdentityChanged
+            };
+            changed.push((username.clone(), notice));
         }
         Ok(changed)
     }
+
+    /// After a claim under another key than the pinned one: fetches the account's rotations
+    /// from the server and pins `presented` if they lead to it from the pin. The server cannot
+    /// forge a rotation away from a key only the account holds.
+    pub(crate) async fn follow_rotations(
+        &self,
+        username: &Username,
+        presented: &AccountPublicKey,
+    ) -> Result<bool, ClientError> {
+        let path = format!("/v1/accounts/{username}/rotations");
+        let chain: v1::AccountRotations = self.authed(|| self.api.get(&path)).await?;
+        let Ok(rotations) = rotation::decode_chain(&chain.rotations) else {
+            return Ok(false);
+        };
+        let conn = self.db();
+        if !follows_pin(&conn, username, &rotations, presented)? {
+            return Ok(false);
+        }
+        db::repin(&conn, username.as_str(), &presented.to_bytes(), now_ms())?;
+        tracing::info!("a contact's account key rotated; its new key is pinned");
+        Ok(true)
+    }
+}
+
+fn follows_pin(
+    conn: &rusqlite::Connection,
+    username: &Username,
+    rotations: &[AccountRotation],
+    presented: &AccountPublicKey,
+) -> Result<bool, ClientError> {
+    let Some(pinned) = db::pinned_key(conn, username.as_str())?
+        .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
+    else {
+        return Ok(false);
+    };
+    let pinned = AccountPublicKey::from_bytes(pinned);
+    Ok(rotation::follow(username, &pinned, rotations, presented).is_ok())
 }

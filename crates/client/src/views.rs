@@ -90,6 +90,11 @@ impl Client {
                  (parley safety-number {})",
                 row.sender, row.sender
             ),
+            Some(Notice::KeyRotated) => format!(
+                "{} revoked a device and moved to a new account key, so their safety number \
+                 has changed: compare it with them again (parley safety-number {})",
+                row.sender, row.sender
+            ),
         };
         Ok(MessageView {
             id: hex::encode(&row.id),
@@ -238,7 +243,7 @@ impl Client {
             .ok_or_else(|| ClientError::Invalid(format!("no chat with {peer} yet")))?;
         let own = (
             self.username().to_string(),
-            self.account_key.public().to_bytes().to_vec(),
+            self.account_key().public().to_bytes().to_vec(),
         );
         let theirs = (peer.to_string(), peer_key);
         let (first, second) = if own.0 <= theirs.0 {

@@ -336,6 +336,7 @@ pub fn generate() -> Result<BTreeMap<&'static str, BTreeMap<String, Vec<u8>>>> {
             v1::KeyPackageCount {
                 one_time_remaining: 99,
                 has_last_resort: true,
+                rotation_waiting: true,
             }
             .encode_to_vec(),
         ),
@@ -718,6 +719,12 @@ pub fn generate() -> Result<BTreeMap<&'static str, BTreeMap<String, Vec<u8>>>> {
         account
             .revoke(&name, parley_protocol::DeviceId::from_bytes([2; 16]), 43)
             .encode()
+    });
+    put("ids_and_names", "account-rotation", {
+        let old = parley_mls::certificate::AccountKey::from_secret_bytes(&[3; 32]);
+        let new = parley_mls::certificate::AccountKey::from_secret_bytes(&[4; 32]);
+        let name = parley_protocol::Username::parse("alice").unwrap();
+        old.rotate_to(&new, &name, 44).encode()
     });
     put(
         "ids_and_names",

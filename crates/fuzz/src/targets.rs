@@ -502,6 +502,17 @@ fn ids_and_names(bytes: &[u8]) {
             "a revocation re-encodes to its bytes"
         );
     }
+    if let Ok(rotation) = parley_mls::rotation::AccountRotation::decode(bytes) {
+        assert_eq!(
+            rotation.encode(),
+            bytes,
+            "a rotation re-encodes to its bytes"
+        );
+        let _ = rotation.verify();
+    }
+    if let Ok(rotations) = parley_mls::rotations_in_aad(bytes) {
+        assert!(rotations.len() <= parley_mls::rotation::MAX_CHAIN);
+    }
     if let Ok(identity) = DeviceIdentity::parse(bytes) {
         assert_eq!(
             DeviceIdentity::parse(&identity.to_bytes()).ok(),

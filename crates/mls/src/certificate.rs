@@ -27,6 +27,7 @@ pub enum CertificateError {
 }
 
 /// The account key, as the account's devices hold it.
+#[derive(Clone)]
 pub struct AccountKey(SigningKey);
 
 /// The public half of an account key.

@@ -9,7 +9,8 @@
 //!   function that decides whether a commit is allowed (clients and server both call it);
 //! - [`franking`]: the franking tag that binds an application payload to its ciphertext;
 //! - [`certificate`]: an account's key and the certificates it gives its devices;
-//! - [`revocation`]: the account key's statement that a device is no longer the account's.
+//! - [`revocation`]: the account key's statement that a device is no longer the account's;
+//! - [`rotation`]: the statement, signed by both, that an account's key moved to a new one.
 #![forbid(unsafe_code)]
 
 pub mod certificate;
@@ -18,7 +19,8 @@ pub mod identity;
 pub mod recovery;
 pub mod revocation;
 pub mod roles;
+pub mod rotation;
 pub mod suite;
 
 pub use identity::{certified_credential, CertifiedDevice, DeviceIdentity, IdentityError};
-pub use roles::{authorize_commit, introduced_leaves, PolicyError, Roles};
+pub use roles::{authorize_commit, introduced_leaves, rotations_in_aad, PolicyError, Roles};

@@ -18,6 +18,7 @@ use parley_protocol::{v1, Username};
 use prost::Message;
 
 use crate::identity::{CertifiedDevice, DeviceIdentity};
+use crate::rotation::{self, AccountRotation};
 use crate::suite::ROLES_EXTENSION_TYPE;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,6 +45,8 @@ pub enum PolicyError {
     Uncertified(String),
     #[error("an updated leaf must stay the same device of the same account")]
     IdentityChanged,
+    #[error("the commit's account-key rotations do not parse or verify")]
+    MalformedRotation,
 }
 
 /// The admins of a group, by username.
@@ -101,12 +104,14 @@ impl Roles {
 
 /// An external commit (RFC 9420, 12.4.3.2) is how a restored device rejoins its account's chats
 /// when no device of the account is left to add it. It may bring in only its own leaf, certified
-/// under the account key of a device of the same account that is already a member, and change
-/// nothing else: no removals, no roles, no other proposals.
+/// under the account key of a device of the same account that is already a member (or a key
+/// that account rotated to from it, by the chain the commit carries), and change nothing else:
+/// no removals, no roles, no other proposals.
 fn authorize_external_join(
     members_before: &[Member],
     extensions_before: &Extensions<GroupContext>,
     staged: &StagedCommit,
+    rotations: &[AccountRotation],
 ) -> Result<(), PolicyError> {
     for proposal in staged.queued_proposals() {
         match proposal.proposal() {
@@ -123,8 +128,15 @@ fn authorize_external_join(
     let account_present = members_before.iter().any(|m| {
         CertifiedDevice::verify(&m.credential, &m.signature_key).is_ok_and(|member| {
             member.identity.username == joiner.identity.username
-                && member.account_key == joiner.account_key
                 && member.identity.device_id != joiner.identity.device_id
+                && (member.account_key == joiner.account_key
+                    || rotation::follow(
+                        &joiner.identity.username,
+                        &member.account_key,
+                        rotations,
+                        &joiner.account_key,
+                    )
+                    .is_ok())
         })
     });
     if !account_present {
@@ -177,16 +189,27 @@ fn replaced_leaves(
         .chain(staged.update_path_leaf_node().map(|leaf| (committer, leaf)))
 }
 
+/// The account-key rotations a commit's authenticated data carries ([`v1::CommitAad`]).
+pub fn rotations_in_aad(aad: &[u8]) -> Result<Vec<AccountRotation>, PolicyError> {
+    if aad.is_empty() {
+        return Ok(Vec::new());
+    }
+    let wire = v1::CommitAad::decode(aad).map_err(|_| PolicyError::MalformedRotation)?;
+    rotation::decode_chain(&wire.rotations).map_err(|_| PolicyError::MalformedRotation)
+}
+
 /// Decides whether `staged`, sent by `sender`, may be merged into a group whose members and
 /// GroupContext extensions (before the commit) are given. Every leaf it introduces must be
 /// certified by the account key its credential carries; whether that is the right key for the
 /// account is the caller's to check (the server against the registered key, a client against
-/// its pin), over [`introduced_leaves`].
+/// its pin), over [`introduced_leaves`]. `rotations` are those the commit's authenticated data
+/// carries ([`rotations_in_aad`]).
 pub fn authorize_commit(
     members_before: impl Iterator<Item = Member>,
     extensions_before: &Extensions<GroupContext>,
     sender: &Sender,
     staged: &StagedCommit,
+    rotations: &[AccountRotation],
 ) -> Result<(), PolicyError> {
     let members_before: Vec<Member> = members_before.collect();
     let names = usernames_by_leaf(members_before.iter().cloned())?;
@@ -194,7 +217,7 @@ pub fn authorize_commit(
     let committer_leaf = match sender {
         Sender::Member(leaf) => *leaf,
         Sender::NewMemberCommit => {
-            return authorize_external_join(&members_before, extensions_before, staged)
+            return authorize_external_join(&members_before, extensions_before, staged, rotations)
         }
         Sender::External(_) | Sender::NewMemberProposal => return Err(PolicyError::NotAMember),
     };
@@ -202,9 +225,9 @@ pub fn authorize_commit(
     for leaf in introduced_leaves(staged) {
         CertifiedDevice::verify_leaf(leaf).map_err(|e| PolicyError::Uncertified(e.to_string()))?;
     }
-    // A leaf that is updated stays the device it was: same account, same device id, same
-    // account key (a new key would need a rotation the account signed, not built yet). Else a
-    // member could relabel its own leaf as someone else's and take their place and roles.
+    // A leaf that is updated stays the device it was: same account, same device id, and the
+    // same account key or one the account rotated to from it (a chain both keys signed). Else
+    // a member could relabel its own leaf as someone else's and take their place and roles.
     for (index, leaf) in replaced_leaves(staged, committer_leaf) {
         let before = members_before
             .iter()
@@ -214,7 +237,16 @@ pub fn authorize_commit(
             .map_err(|e| PolicyError::Credential(e.to_string()))?;
         let new = CertifiedDevice::verify_leaf(leaf)
             .map_err(|e| PolicyError::Uncertified(e.to_string()))?;
-        if old != new {
+        let rotated = || {
+            rotation::follow(
+                &old.identity.username,
+                &old.account_key,
+                rotations,
+                &new.account_key,
+            )
+            .is_ok()
+        };
+        if old.identity != new.identity || (old.account_key != new.account_key && !rotated()) {
             return Err(PolicyError::IdentityChanged);
         }
     }

@@ -159,6 +159,10 @@ pub struct KeyPackageCount {
     pub one_time_remaining: u32,
     #[prost(bool, tag = "2")]
     pub has_last_resort: bool,
+    /// The account's key rotated and this device's new key waits for it
+    /// (`GET /v1/devices/self/rotation`).
+    #[prost(bool, tag = "3")]
+    pub rotation_waiting: bool,
 }
 
 /// `POST /v1/keypackages/claim`: one KeyPackage for every device of every named user.
@@ -511,6 +515,15 @@ pub struct MessageAad {
     /// HMAC-SHA256(key = salt, AppPayload bytes): the franking tag.
     #[prost(bytes = "vec", tag = "1")]
     pub franking_tag: Vec<u8>,
+}
+
+/// The authenticated data of a commit: the account-key rotations that lead from the key of the
+/// committer's old leaf to the key of its new one, when it re-certifies its leaf after its
+/// account rotated (`parley_mls::rotation`). Empty otherwise.
+#[derive(Clone, PartialEq, Message)]
+pub struct CommitAad {
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub rotations: Vec<Vec<u8>>,
 }
 
 /// Group roles, carried in an MLS GroupContext extension so that every member and the server see

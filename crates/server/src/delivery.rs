@@ -20,7 +20,7 @@ use openmls::prelude::{
 };
 use openmls_memory_storage::MemoryStorage;
 use openmls_rust_crypto::RustCrypto;
-use parley_mls::{authorize_commit, CertifiedDevice, DeviceIdentity, Roles};
+use parley_mls::{authorize_commit, rotations_in_aad, CertifiedDevice, DeviceIdentity, Roles};
 use parley_protocol::{limits, v1, DeviceId, ErrorCode, GroupId, MessageId};
 use parley_store::{
     GroupMember, GroupTransition, ItemKind, NewGroup, QueueEntry, Store, StoreError, Submission,
@@ -179,6 +179,8 @@ fn process_handshake(
         ));
     }
     let sender_leaf = processed.sender().clone();
+    let rotations =
+        rotations_in_aad(processed.aad()).map_err(|e| ApiError::forbidden(e.to_string()));
     match processed.into_content() {
         ProcessedMessageContent::StagedCommitMessage(staged) => {
             authorize_commit(
@@ -186,6 +188,7 @@ fn process_handshake(
                 public.group.group_context().extensions(),
                 &sender_leaf,
                 &staged,
+                &rotations?,
             )
             .map_err(|e| ApiError::forbidden(e.to_string()))?;
             public

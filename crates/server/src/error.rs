@@ -101,6 +101,10 @@ impl From<StoreError> for ApiError {
                 ApiError::new(ErrorCode::Unavailable, "group state is busy; retry")
             }
             StoreError::Revoked => ApiError::new(ErrorCode::Forbidden, "this device was revoked"),
+            StoreError::AccountKeyChanged => ApiError::new(
+                ErrorCode::Forbidden,
+                "the account key changed meanwhile: another device revoked one at the same time",
+            ),
             StoreError::TooManyDevices => ApiError::new(
                 ErrorCode::TooManyDevices,
                 "the account has as many devices as this server allows; \

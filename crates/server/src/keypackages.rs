@@ -22,6 +22,7 @@ fn count_to_wire(count: KeyPackageCount) -> v1::KeyPackageCount {
     v1::KeyPackageCount {
         one_time_remaining: count.one_time,
         has_last_resort: count.has_last_resort,
+        rotation_waiting: false,
     }
 }
 
@@ -106,10 +107,18 @@ impl KeyPackages {
         Ok(count_to_wire(count))
     }
 
+    /// Also says whether a new account key waits for the device: it must take that up before
+    /// its KeyPackages are accepted again.
     pub async fn count(&self, device: &Authenticated) -> Result<v1::KeyPackageCount, ApiError> {
-        Ok(count_to_wire(
-            self.store.key_package_count(device.0.device_id).await?,
-        ))
+        let rotation_waiting = self
+            .store
+            .rotation_keys(device.0.device_id)
+            .await?
+            .is_some();
+        Ok(v1::KeyPackageCount {
+            rotation_waiting,
+            ..count_to_wire(self.store.key_package_count(device.0.device_id).await?)
+        })
     }
 
     /// Up to `count` KeyPackages of another device of the caller's own account, one-time ones

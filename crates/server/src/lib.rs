@@ -25,6 +25,7 @@ pub mod public_state;
 pub mod rate;
 pub mod recovery;
 pub mod reserved;
+pub mod rotation;
 pub mod transport;
 
 use std::sync::Arc;

@@ -25,18 +25,18 @@ const MAX_BLOBS_PER_ACCOUNT: u32 = 8;
 const MAX_SEALED_BUNDLE_BYTES: usize = 4096;
 
 pub struct Links {
-    store: Arc<dyn Store>,
-    max_devices: u32,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) max_devices: u32,
 }
 
-fn bytes16(bytes: &[u8], what: &str) -> Result<[u8; 16], ApiError> {
+pub(crate) fn bytes16(bytes: &[u8], what: &str) -> Result<[u8; 16], ApiError> {
     bytes
         .try_into()
         .map_err(|_| ApiError::malformed(format!("{what} must be 16 bytes")))
 }
 
 /// The account key the caller's account registered.
-fn registered_account_key(device: &Authenticated) -> Result<AccountPublicKey, ApiError> {
+pub(crate) fn registered_account_key(device: &Authenticated) -> Result<AccountPublicKey, ApiError> {
     let bytes: [u8; 32] = device
         .0
         .account_key
@@ -448,9 +448,16 @@ impl Links {
         if statement.device != target || statement.username != device.0.username {
             return Err(ApiError::forbidden("the revocation names another device"));
         }
+        let rotation = self.check_rotation(device, &account_key, &request)?;
         if self
             .store
-            .revoke_device(target, device.0.device_id, request.revocation, now_ms())
+            .revoke_device(
+                target,
+                device.0.device_id,
+                request.revocation,
+                rotation,
+                now_ms(),
+            )
             .await?
         {
             tracing::info!(user = %device.0.user_id, device = %target, "device revoked");

@@ -43,6 +43,8 @@ pub enum StoreError {
     WrongEpoch { current: u64 },
     #[error("the group's state changed since it was read; process the message again")]
     StateChanged,
+    #[error("the account key changed meanwhile (another device rotated it)")]
+    AccountKeyChanged,
     #[error("sender is not a member of the group")]
     NotMember,
     #[error("this message was already accepted under another message id (replay)")]
@@ -132,13 +134,22 @@ pub trait Store: Send + Sync + 'static {
     /// with their backups (a revoked device must not be able to restore itself back). Returns whether it was not revoked yet.
     /// [`StoreError::Revoked`] if `by` was revoked meanwhile (two devices revoking each other:
     /// one of them wins).
+    /// With a `rotation`, the account's key moves to the new one in the same transaction
+    /// ([`StoreError::AccountKeyChanged`] if it is no longer the rotation's old key): all the
+    /// account's KeyPackages go, and each remaining device's sealed keys wait for it.
     async fn revoke_device(
         &self,
         device: DeviceId,
         by: DeviceId,
         revocation: Vec<u8>,
+        rotation: Option<NewRotation>,
         now: Millis,
     ) -> StoreResult<bool>;
+    /// The account's key rotations, oldest first.
+    async fn account_rotations(&self, user: UserId) -> StoreResult<Vec<Vec<u8>>>;
+    /// The new account key sealed to `device`, while it has not taken it up.
+    async fn rotation_keys(&self, device: DeviceId) -> StoreResult<Option<Vec<u8>>>;
+    async fn finish_rotation(&self, device: DeviceId) -> StoreResult<()>;
 
     // Linking a new device, and blobs such as history archives (`links`)
     async fn create_link(&self, link: NewLink) -> StoreResult<()>;

@@ -5,6 +5,17 @@ use parley_protocol::{DeviceId, GroupId, MessageId, UserId, Username};
 /// Milliseconds since the Unix epoch.
 pub type Millis = i64;
 
+/// An account-key rotation that goes with a revocation (`parley_mls::rotation`): checked by the
+/// server, stored as given.
+#[derive(Debug, Clone)]
+pub struct NewRotation {
+    pub old_key: Vec<u8>,
+    pub new_key: Vec<u8>,
+    pub statement: Vec<u8>,
+    /// The new key sealed to each remaining device.
+    pub keys: Vec<(DeviceId, Vec<u8>)>,
+}
+
 #[derive(Debug, Clone)]
 pub struct NewAccount {
     pub user_id: UserId,

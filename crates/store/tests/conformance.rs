@@ -1218,6 +1218,79 @@ async fn a_link_registers_its_device_once_within_the_accounts_limits(store: Arc<
     assert!(store.link(&[1; 8], 0).await.unwrap().is_none());
 }
 
+async fn a_revocation_rotates_the_account_key_in_the_same_transaction(store: Arc<dyn Store>) {
+    let alice = account(&*store, 1, "alice").await;
+    let mut linked = Vec::new();
+    for (link, device) in [(1, 2), (2, 3)] {
+        store
+            .create_link(new_link(link, 1, device, 10))
+            .await
+            .unwrap();
+        linked.push(
+            store
+                .approve_link(approval(link, 11, 5))
+                .await
+                .unwrap()
+                .device_id,
+        );
+    }
+    let (stolen, remaining) = (linked[0], linked[1]);
+    store
+        .add_key_packages(remaining, vec![vec![1; 100]], Some(vec![2; 100]))
+        .await
+        .unwrap();
+    let rotation = |old: u8, new: u8| NewRotation {
+        old_key: vec![old; 32],
+        new_key: vec![new; 32],
+        statement: vec![old, new],
+        keys: vec![
+            (remaining, b"sealed".to_vec()),
+            (stolen, b"not for it".to_vec()),
+        ],
+    };
+    // A rotation from a key that is not the account's any more changes nothing at all.
+    assert!(matches!(
+        store
+            .revoke_device(stolen, alice, b"r".to_vec(), Some(rotation(7, 9)), 20)
+            .await,
+        Err(StoreError::AccountKeyChanged)
+    ));
+    assert!(!store.device(stolen).await.unwrap().unwrap().revoked);
+    assert_eq!(
+        store.device(alice).await.unwrap().unwrap().account_key,
+        vec![1; 32]
+    );
+
+    assert!(store
+        .revoke_device(stolen, alice, b"r".to_vec(), Some(rotation(1, 9)), 21)
+        .await
+        .unwrap());
+    let user = UserId::from_bytes([1; 16]);
+    assert_eq!(
+        store.device(alice).await.unwrap().unwrap().account_key,
+        vec![9; 32]
+    );
+    assert_eq!(
+        store.account_rotations(user).await.unwrap(),
+        vec![vec![1, 9]]
+    );
+    assert_eq!(
+        store.rotation_keys(remaining).await.unwrap(),
+        Some(b"sealed".to_vec())
+    );
+    assert_eq!(
+        store.rotation_keys(stolen).await.unwrap(),
+        None,
+        "a revoked device is sealed nothing"
+    );
+    assert!(
+        store.claim_key_package(remaining).await.unwrap().is_none(),
+        "KeyPackages under the old key are gone"
+    );
+    store.finish_rotation(remaining).await.unwrap();
+    assert_eq!(store.rotation_keys(remaining).await.unwrap(), None);
+}
+
 async fn a_revoked_device_is_gone_for_good(store: Arc<dyn Store>) {
     let alice = account(&*store, 1, "alice").await;
     store.create_link(new_link(1, 1, 2, 10)).await.unwrap();
@@ -1242,12 +1315,12 @@ async fn a_revoked_device_is_gone_for_good(store: Arc<dyn Store>) {
     assert!(store.session(&[2; 32], 13).await.unwrap().is_some());
 
     assert!(store
-        .revoke_device(second, alice, b"statement".to_vec(), 20)
+        .revoke_device(second, alice, b"statement".to_vec(), None, 20)
         .await
         .unwrap());
     assert!(
         !store
-            .revoke_device(second, alice, b"again".to_vec(), 21)
+            .revoke_device(second, alice, b"again".to_vec(), None, 21)
             .await
             .unwrap(),
         "once"
@@ -1255,7 +1328,7 @@ async fn a_revoked_device_is_gone_for_good(store: Arc<dyn Store>) {
     assert!(
         matches!(
             store
-                .revoke_device(alice, second, b"back".to_vec(), 22)
+                .revoke_device(alice, second, b"back".to_vec(), None, 22)
                 .await,
             Err(StoreError::Revoked)
         ),
@@ -1620,7 +1693,7 @@ async fn recovery_keeps_current_group_infos_the_newest_backups_and_rejoins(store
         .await
         .unwrap();
     assert!(store
-        .revoke_device(alice, device(11), b"statement".to_vec(), 80)
+        .revoke_device(alice, device(11), b"statement".to_vec(), None, 80)
         .await
         .unwrap());
     assert_eq!(
@@ -1673,6 +1746,7 @@ where
     a_link_registers_its_device_once_within_the_accounts_limits(make().await).await;
     a_blob_is_sealed_only_when_complete_and_expires(make().await).await;
     a_revoked_device_is_gone_for_good(make().await).await;
+    a_revocation_rotates_the_account_key_in_the_same_transaction(make().await).await;
     recovery_keeps_current_group_infos_the_newest_backups_and_rejoins(make().await).await;
 }
 

@@ -88,7 +88,7 @@ impl Client {
                 "backups run at least once a week: at most {MAX_BACKUP_MINUTES} minutes"
             )));
         }
-        if self.certificate.is_none() {
+        if self.keys().certificate.is_none() {
             return Err(ClientError::Invalid(
                 "this account was made before Parley had account keys, so it cannot be restored \
                  from a backup; register a new account to use backups"
@@ -125,7 +125,7 @@ impl Client {
             let (chats, messages) = (history.chats.len() as u64, history.messages.len() as u64);
             let backup = v1::AccountBackup {
                 username: self.username().to_string(),
-                account_secret: self.account_key.to_secret_bytes().to_vec(),
+                account_secret: self.account_key().to_secret_bytes().to_vec(),
                 history: Some(history),
                 created_at_ms: now_ms(),
                 every_minutes: settings.every_minutes,

@@ -108,6 +108,11 @@ impl Client {
         let tree = RatchetTreeIn::tls_deserialize_exact(bundle.ratchet_tree.as_slice())
             .map_err(|_| ClientError::Protocol("the ratchet tree does not parse".into()))?;
         let ciphersuite = info.ciphersuite();
+        // After a rotation, our leaf is under a newer key than the account's leaves there.
+        let aad = self.rotation_aad()?;
+        let own_rotations =
+            parley_mls::rotations_in_aad(&aad).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let current = self.account_key().public();
         let conn = self.db();
         let tx = conn.unchecked_transaction()?;
         let provider = TxProvider::new(&self.crypto, &tx);
@@ -115,6 +120,7 @@ impl Client {
         let (group, commit) = MlsGroup::external_commit_builder()
             .with_ratchet_tree(tree)
             .with_config(join_config())
+            .with_aad(aad)
             .build_group(&provider, info, self.credential())
             .map_err(mls_error)?
             .leaf_node_parameters(
@@ -140,11 +146,18 @@ impl Client {
                 )));
             }
         }
-        self.pin_accounts(&tx, &members)?;
+        self.pin_accounts(&tx, &members, &[])?;
         let own_account_there = members.iter().any(|m| {
             m.identity.username == *self.username()
                 && m.identity.device_id != self.identity.device_id
-                && m.account_key == self.account_key.public()
+                && (m.account_key == current
+                    || parley_mls::rotation::follow(
+                        self.username(),
+                        &m.account_key,
+                        &own_rotations,
+                        &current,
+                    )
+                    .is_ok())
         });
         if !own_account_there {
             return Err(ClientError::Protocol(

@@ -6,7 +6,8 @@
 use std::path::Path;
 
 use parley_mls::certificate::AccountKey;
-use parley_protocol::{v1, ErrorCode, Username};
+use parley_mls::DeviceIdentity;
+use parley_protocol::{v1, DeviceId, ErrorCode, Username};
 use prost::Message as _;
 use serde::Serialize;
 
@@ -18,8 +19,9 @@ use crate::db;
 use crate::devices::archive::MAX_ARCHIVE_BYTES;
 use crate::devices::crypto::decrypt_archive;
 use crate::error::ClientError;
+use crate::groups::load_group;
 use crate::home::lock_home;
-use crate::key_packages::KEY_PACKAGE_BATCH;
+use crate::provider::TxProvider;
 use crate::views::rfc3339;
 
 /// What a restore brought back.
@@ -92,6 +94,46 @@ async fn fetch_backup(
     Ok(backup)
 }
 
+/// Registers this home's device from `backup` and stores, in one transaction, the account,
+/// the history, the chats to rejoin and the backup settings, marked as a restore under way.
+/// Returns how many messages came back.
+async fn register_from_backup(
+    conn: &rusqlite::Connection,
+    api: &ServerApi,
+    username: &Username,
+    key: &RecoveryKey,
+    backup: &v1::AccountBackup,
+    options: &ClientOptions,
+) -> Result<u64, ClientError> {
+    let secret: [u8; 32] = backup
+        .account_secret
+        .as_slice()
+        .try_into()
+        .map_err(|_| unreadable())?;
+    let account_key = AccountKey::from_secret_bytes(&secret);
+    let history = backup.history.clone().unwrap_or_default();
+    let proof = RestoreProof {
+        backup_id: key.backup_id().to_vec(),
+        restore_secret: key.restore_secret().to_vec(),
+    };
+    let device = NewDevice::register(api, username, &account_key, options, Some(proof)).await?;
+    let tx = conn.unchecked_transaction()?;
+    device.store(&tx, api, username, &account_key)?;
+    let messages = db::import_archive(&tx, &history)?;
+    // Open chats come back once this device has rejoined them.
+    for chat in history.chats.iter().filter(|c| c.state == 0) {
+        db::add_rejoin(&tx, &chat.group_id)?;
+    }
+    // Backups carry on under the same key.
+    db::set_backup(
+        &tx,
+        &super::backup_row(&key.backup_keys(), backup.every_minutes),
+    )?;
+    db::set_restoring(&tx, Some(backup.created_at_ms))?;
+    tx.commit()?;
+    Ok(messages)
+}
+
 impl Client {
     /// Makes a fresh device in `home` a device of `username` again from its newest backup.
     pub async fn restore(
@@ -106,51 +148,56 @@ impl Client {
         let key = RecoveryKey::parse(recovery_key)?;
         let lock = lock_home(home, options.on_wait)?;
         let conn = db::open(home)?;
-        if db::account(&conn)?.is_some() {
-            return Err(ClientError::AccountExists(home.to_owned()));
-        }
-        let api = ServerApi::new(server, api::tls_config(options.ca_cert.as_deref())?)?;
-        let backup = fetch_backup(&api, &username, &key).await?;
-        let secret: [u8; 32] = backup
-            .account_secret
-            .as_slice()
-            .try_into()
-            .map_err(|_| unreadable())?;
-        let account_key = AccountKey::from_secret_bytes(&secret);
-        let history = backup.history.clone().unwrap_or_default();
-
-        let proof = RestoreProof {
-            backup_id: key.backup_id().to_vec(),
-            restore_secret: key.restore_secret().to_vec(),
-        };
-        let device =
-            NewDevice::register(&api, &username, &account_key, &options, Some(proof)).await?;
-        let messages = {
-            let tx = conn.unchecked_transaction()?;
-            device.store(&tx, &api, &username, &account_key)?;
-            let messages = db::import_archive(&tx, &history)?;
-            // Open chats come back once this device has rejoined them.
-            for chat in history.chats.iter().filter(|c| c.state == 0) {
-                db::add_rejoin(&tx, &chat.group_id)?;
+        // A restore that stopped after this device registered is resumed in the same home,
+        // from what it stored then (the backup itself may be gone: revoking the device that
+        // made it deletes it).
+        let restoring_from = match db::account(&conn)? {
+            None => None,
+            Some(account) if account.username == username.as_str() => {
+                let started = db::restoring(&conn)?;
+                let same_key = db::backup_settings(&conn)?
+                    .is_some_and(|b| b.backup_id == key.backup_id().as_slice());
+                match started {
+                    Some(at) if same_key => Some(at),
+                    Some(_) => {
+                        return Err(ClientError::Invalid(
+                            "this restore was started with another recovery key".into(),
+                        ))
+                    }
+                    None => return Err(ClientError::AccountExists(home.to_owned())),
+                }
             }
-            // Backups carry on under the same key.
-            db::set_backup(
-                &tx,
-                &super::backup_row(&key.backup_keys(), backup.every_minutes),
-            )?;
-            tx.commit()?;
-            messages
+            Some(_) => return Err(ClientError::AccountExists(home.to_owned())),
+        };
+        let mut options = options;
+        let (backup_at, messages) = match restoring_from {
+            Some(at) => {
+                // The server named now, for this session (as `--server` does elsewhere).
+                options.server.get_or_insert_with(|| server.to_owned());
+                (at, db::history_count(&conn)?)
+            }
+            None => {
+                let api = ServerApi::new(server, api::tls_config(options.ca_cert.as_deref())?)?;
+                let backup = fetch_backup(&api, &username, &key).await?;
+                let messages =
+                    register_from_backup(&conn, &api, &username, &key, &backup, &options).await?;
+                (backup.created_at_ms, messages)
+            }
         };
         drop(conn);
         let client = Client::open_locked(home, options, lock)?;
         client.login().await?;
-        client.upload_key_packages(KEY_PACKAGE_BATCH, true).await?;
+        // A revocation the server took before the restore stopped rotated the key: hold it
+        // before publishing KeyPackages, which the server takes under the new key only.
+        client.finish_pending_rotation().await?;
+        client.replenish_key_packages().await?;
         let (rejoined, waiting) = client.rejoin_chats().await?;
         let revoked_devices = client.revoke_lost_devices().await?;
+        db::set_restoring(&client.db(), None)?;
         tracing::info!(rejoined, waiting, revoked_devices, "device restored");
         let report = RestoreReport {
-            backup_at: rfc3339(backup.created_at_ms),
-            chats: history.chats.len() as u64,
+            backup_at: rfc3339(backup_at),
+            chats: db::all_chats(&client.db())?.len() as u64,
             messages,
             rejoined,
             waiting,
@@ -161,15 +208,49 @@ impl Client {
 
     /// Revokes every other device of the account: a restore means they are lost, and a lost
     /// device must not keep reading the account's chats.
-    async fn revoke_lost_devices(&self) -> Result<u64, ClientError> {
-        let own = self.identity.device_id.to_hex();
-        let mut revoked = 0;
-        for device in self.devices().await? {
-            if device.id != own {
-                self.revoke_device(&device.id).await?;
-                revoked += 1;
+    /// The account key rotates once with them: the lost devices knew it.
+    /// A resumed restore also finishes revocations the server took but whose removals did not
+    /// happen: the devices are no longer listed, yet still in our chats.
+    pub(crate) async fn revoke_lost_devices(&self) -> Result<u64, ClientError> {
+        self.finish_pending_rotation().await?;
+        let mut lost: Vec<DeviceId> = self
+            .devices()
+            .await?
+            .into_iter()
+            .filter(|d| !d.current)
+            .filter_map(|d| DeviceId::parse_hex(&d.id).ok())
+            .collect();
+        for device in self.own_other_devices_in_chats()? {
+            let revoked = db::is_revoked(&self.db(), self.username().as_str(), device.as_bytes())?;
+            if revoked && !lost.contains(&device) {
+                lost.push(device);
             }
         }
-        Ok(revoked)
+        self.revoke_devices(&lost).await?;
+        Ok(lost.len() as u64)
+    }
+
+    /// Our account's other devices that are members of our active chats.
+    fn own_other_devices_in_chats(&self) -> Result<Vec<DeviceId>, ClientError> {
+        let conn = self.db();
+        let provider = TxProvider::new(&self.crypto, &conn);
+        let mut devices = Vec::new();
+        for chat in db::all_chats(&conn)? {
+            let Some(group) = load_group(&provider, &chat.group_id)? else {
+                continue;
+            };
+            for member in group.members() {
+                let Ok(id) = DeviceIdentity::from_credential(&member.credential) else {
+                    continue;
+                };
+                if id.username == *self.username()
+                    && id.device_id != self.device_id()
+                    && !devices.contains(&id.device_id)
+                {
+                    devices.push(id.device_id);
+                }
+            }
+        }
+        Ok(devices)
     }
 }

@@ -89,3 +89,113 @@ pub fn set_cursor(conn: &Connection, cursor: u64) -> Result<(), ClientError> {
     )?;
     Ok(())
 }
+
+/// The account key and this device's certificate, after the account rotated its key; the
+/// rotation is kept for the leaves this device re-certifies.
+pub fn set_account_keys(
+    conn: &Connection,
+    account_secret: &[u8],
+    certificate: &[u8],
+    rotations: &[Vec<u8>],
+) -> Result<(), ClientError> {
+    conn.execute(
+        "UPDATE account SET account_secret = ?1, certificate = ?2, recertify = 1 WHERE id = 1",
+        params![account_secret, certificate],
+    )?;
+    for rotation in rotations {
+        conn.execute(
+            "INSERT OR IGNORE INTO own_rotations (statement) VALUES (?1)",
+            params![rotation],
+        )?;
+    }
+    Ok(())
+}
+
+/// Our account's rotations, oldest first (the last `parley_mls::rotation::MAX_CHAIN`).
+pub fn own_rotations(conn: &Connection) -> Result<Vec<Vec<u8>>, ClientError> {
+    let mut statement = conn.prepare(
+        "SELECT statement FROM (SELECT seq, statement FROM own_rotations ORDER BY seq DESC LIMIT ?1)
+         ORDER BY seq",
+    )?;
+    let rows = statement
+        .query_map(params![parley_mls::rotation::MAX_CHAIN as i64], |row| {
+            row.get(0)
+        })?
+        .collect::<rusqlite::Result<Vec<Vec<u8>>>>()?;
+    Ok(rows)
+}
+
+pub fn recertify_pending(conn: &Connection) -> Result<bool, ClientError> {
+    Ok(
+        conn.query_row("SELECT recertify FROM account WHERE id = 1", [], |row| {
+            row.get::<_, i64>(0)
+        })? != 0,
+    )
+}
+
+pub fn set_recertify_pending(conn: &Connection, pending: bool) -> Result<(), ClientError> {
+    conn.execute(
+        "UPDATE account SET recertify = ?1 WHERE id = 1",
+        params![pending as i64],
+    )?;
+    Ok(())
+}
+
+/// A rotation made for a revocation and not yet known to be taken by the server.
+#[derive(Debug, Clone)]
+pub struct PendingRotation {
+    pub secret: Vec<u8>,
+    pub certificate: Vec<u8>,
+    pub statement: Vec<u8>,
+    /// The device being revoked.
+    pub revoked: Vec<u8>,
+}
+
+pub fn set_pending_rotation(
+    conn: &Connection,
+    pending: Option<&PendingRotation>,
+) -> Result<(), ClientError> {
+    conn.execute("DELETE FROM pending_rotation", [])?;
+    if let Some(p) = pending {
+        conn.execute(
+            "INSERT INTO pending_rotation (id, secret, certificate, statement, revoked)
+             VALUES (1, ?1, ?2, ?3, ?4)",
+            params![p.secret, p.certificate, p.statement, p.revoked],
+        )?;
+    }
+    Ok(())
+}
+
+pub fn pending_rotation(conn: &Connection) -> Result<Option<PendingRotation>, ClientError> {
+    Ok(conn
+        .query_row(
+            "SELECT secret, certificate, statement, revoked FROM pending_rotation WHERE id = 1",
+            [],
+            |row| {
+                Ok(PendingRotation {
+                    secret: row.get(0)?,
+                    certificate: row.get(1)?,
+                    statement: row.get(2)?,
+                    revoked: row.get(3)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// While a restore is under way: the time of the backup it restores from.
+pub fn restoring(conn: &Connection) -> Result<Option<i64>, ClientError> {
+    Ok(
+        conn.query_row("SELECT restoring FROM account WHERE id = 1", [], |row| {
+            row.get::<_, Option<i64>>(0)
+        })?,
+    )
+}
+
+pub fn set_restoring(conn: &Connection, backup_at: Option<i64>) -> Result<(), ClientError> {
+    conn.execute(
+        "UPDATE account SET restoring = ?1 WHERE id = 1",
+        params![backup_at],
+    )?;
+    Ok(())
+}

@@ -89,3 +89,12 @@ pub fn pin(conn: &Connection, username: &str, key: &[u8], now: i64) -> Result<Pi
         }
     }
 }
+
+/// Moves `username`'s pin to `key`: only after a rotation chain from the pinned key verified.
+pub fn repin(conn: &Connection, username: &str, key: &[u8], now: i64) -> Result<(), ClientError> {
+    conn.execute(
+        "UPDATE contacts SET account_key = ?2, pinned_at = ?3 WHERE username = ?1",
+        params![username, key, now],
+    )?;
+    Ok(())
+}

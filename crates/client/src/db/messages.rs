@@ -47,6 +47,9 @@ pub enum Notice {
     RemovedByModerators,
     /// `sender`'s account key is not the one we pinned: their safety number changed.
     IdentityChanged,
+    /// `sender`'s account rotated its key after revoking a device (a chain from our pin): the
+    /// new key is pinned, and their safety number changed.
+    KeyRotated,
 }
 
 impl Notice {
@@ -56,6 +59,7 @@ impl Notice {
             Notice::Removed => "removed",
             Notice::RemovedByModerators => "removed_by_moderators",
             Notice::IdentityChanged => "identity_changed",
+            Notice::KeyRotated => "key_rotated",
         }
     }
 
@@ -65,6 +69,7 @@ impl Notice {
             Notice::Removed,
             Notice::RemovedByModerators,
             Notice::IdentityChanged,
+            Notice::KeyRotated,
         ]
         .into_iter()
         .find(|n| n.as_str() == text)
@@ -229,4 +234,14 @@ pub fn reveal_notices(conn: &Connection, group_id: &[u8]) -> Result<Vec<MessageR
             ..row
         })
         .collect())
+}
+
+/// Messages shown that came as history (from another device or a backup); no notices.
+pub fn history_count(conn: &Connection) -> Result<u64, ClientError> {
+    let count: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM messages WHERE history = 1 AND notice IS NULL AND hidden = 0",
+        [],
+        |row| row.get(0),
+    )?;
+    Ok(count as u64)
 }

@@ -242,6 +242,28 @@ CREATE TABLE group_infos_to_share (
     group_info  BLOB NOT NULL
 );
 "#,
+    // Our account's key rotations (oldest first): a re-certified leaf carries the chain, so
+    // that members follow it from the key they pinned.
+    r#"
+CREATE TABLE own_rotations (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    statement   BLOB NOT NULL UNIQUE
+);
+-- A rotation this device made for a revocation, until it knows whether the server took it
+-- (a crash between the two must not leave the device with the old key only).
+CREATE TABLE pending_rotation (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    secret      BLOB NOT NULL,
+    certificate BLOB NOT NULL,
+    statement   BLOB NOT NULL,
+    revoked     BLOB NOT NULL   -- the device whose revocation it goes with
+);
+-- Set when the account key rotated, until every leaf of ours carries the new key.
+ALTER TABLE account ADD COLUMN recertify INTEGER NOT NULL DEFAULT 0;
+-- While a restore is under way (until the lost devices are revoked), the time of the backup
+-- it restores from: an interrupted restore is resumed.
+ALTER TABLE account ADD COLUMN restoring INTEGER;
+"#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), ClientError> {

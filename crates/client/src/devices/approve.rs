@@ -58,7 +58,7 @@ impl Client {
         mut events: impl FnMut(ApproveEvent),
     ) -> Result<ArchiveSizeView, ClientError> {
         let code = LinkCode::parse(code)?;
-        if self.certificate.is_none() {
+        if self.keys().certificate.is_none() {
             // Its account key is this device's own signature key: handing it over would let the
             // new device log in as this one, and revoking it could not take that back.
             return Err(ClientError::Invalid(
@@ -156,14 +156,14 @@ impl Client {
         let created: v1::CreateBlobResponse = self
             .authed(|| self.api.post("/v1/blobs", &request, true))
             .await?;
-        let certificate = self.account_key.certify(
+        let certificate = self.account_key().certify(
             self.username(),
             device,
             &link.signature_key,
             now_ms() as u64,
         );
         let bundle = v1::LinkBundle {
-            account_secret: self.account_key.to_secret_bytes().to_vec(),
+            account_secret: self.account_key().to_secret_bytes().to_vec(),
             certificate: certificate.encode(),
             user_id: self.user_id().to_vec(),
         };

@@ -8,6 +8,7 @@ pub(crate) mod code;
 pub(crate) mod crypto;
 mod link;
 mod revoke;
+mod rotation;
 
 use parley_protocol::v1;
 use serde::Serialize;
@@ -37,7 +38,7 @@ impl Client {
     /// The account's devices, oldest first.
     pub async fn devices(&self) -> Result<Vec<DeviceView>, ClientError> {
         let list: v1::DeviceList = self.authed(|| self.api.get("/v1/devices")).await?;
-        let secret = self.account_key.to_secret_bytes();
+        let secret = self.account_key().to_secret_bytes();
         Ok(list
             .devices
             .into_iter()
@@ -87,7 +88,7 @@ impl Client {
             ));
         }
         let device = self.find_device(id).await?;
-        let sealed = crypto::seal_name(&self.account_key.to_secret_bytes(), name)?;
+        let sealed = crypto::seal_name(&self.account_key().to_secret_bytes(), name)?;
         let request = v1::RenameDevice {
             sealed_name: sealed,
         };

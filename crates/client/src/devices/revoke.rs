@@ -1,54 +1,150 @@
 //! Revoking a device of the account (`parley devices revoke ID`) from another of its devices:
-//! the account key signs the revocation; the server then refuses the device everywhere (no
-//! login, no session, no KeyPackage); every chat it was in gets a commit removing it and the
-//! signed revocation, so that every member refuses it from then on.
+//! the account key signs the revocation, and a new account key replaces the one the revoked
+//! device knew (`rotation`); the server then refuses the device everywhere (no login, no
+//! session, no KeyPackage) and takes the new key; every chat it was in gets a commit removing it
+//! (and re-certifying our leaf under the new key) and the signed revocation, so that every
+//! member refuses it from then on.
 
 use openmls::prelude::LeafNodeIndex;
+use parley_mls::certificate::AccountPublicKey;
 use parley_mls::revocation::DeviceRevocation;
+use parley_mls::rotation::AccountRotation;
 use parley_mls::DeviceIdentity;
 use parley_protocol::{v1, DeviceId};
 
 use crate::client::Client;
 use crate::db::{self, now_ms, ChatState};
-use crate::error::{mls_error, ClientError};
+use crate::error::ClientError;
+
+/// Whether a revocation rotates the account key, and to which devices the new key goes.
+enum Rotate {
+    /// To every device but the revoked one.
+    SealingToAllOthers,
+    /// To every device but these (all leaving).
+    SealingToNoneOf(Vec<DeviceId>),
+    /// Not at all: a rotation went with an earlier revocation of the same batch.
+    No,
+}
 
 impl Client {
     /// Revokes the device `id` names; returns in how many chats it was removed.
     pub async fn revoke_device(&self, id: &str) -> Result<usize, ClientError> {
+        self.revoke_device_rotating(id, Rotate::SealingToAllOthers)
+            .await
+    }
+
+    /// Revokes several devices at once (a restore: all the others are lost): the account key
+    /// rotates once, with the first revocation, sealed to none of them.
+    pub(crate) async fn revoke_devices(&self, ids: &[DeviceId]) -> Result<usize, ClientError> {
+        let mut removed = 0;
+        for (n, id) in ids.iter().enumerate() {
+            let rotate = match n {
+                0 => Rotate::SealingToNoneOf(ids.to_vec()),
+                _ => Rotate::No,
+            };
+            removed += self.revoke_device_rotating(&id.to_hex(), rotate).await?;
+        }
+        Ok(removed)
+    }
+
+    async fn revoke_device_rotating(&self, id: &str, rotate: Rotate) -> Result<usize, ClientError> {
+        self.finish_pending_rotation().await?;
         // A revocation that stopped partway (the device is no longer listed) is finished by
-        // naming the device again.
-        let hex_id = match self.find_device(id).await {
+        // naming the device again; the account key rotated the first time.
+        let (hex_id, listed) = match self.find_device(id).await {
             Ok(device) if device.current => {
                 return Err(ClientError::Invalid(
                     "that is this device: revoke it from another device of the account".into(),
                 ))
             }
-            Ok(device) => device.id,
-            Err(e) => db::revoked_matching(&self.db(), self.username().as_str(), id)?.ok_or(e)?,
+            Ok(device) => (device.id, true),
+            Err(e) => (
+                db::revoked_matching(&self.db(), self.username().as_str(), id)?.ok_or(e)?,
+                false,
+            ),
         };
         let target =
             DeviceId::parse_hex(&hex_id).map_err(|e| ClientError::Protocol(e.to_string()))?;
         let statement = self
-            .account_key
+            .account_key()
             .revoke(self.username(), target, now_ms() as u64);
+        let rotation = match (listed, rotate) {
+            (true, Rotate::SealingToAllOthers) => self.prepare_rotation(&[target]).await?,
+            (true, Rotate::SealingToNoneOf(leaving)) => self.prepare_rotation(&leaving).await?,
+            _ => None,
+        };
+        let names = match rotation {
+            Some(_) => self.devices().await?,
+            None => Vec::new(),
+        };
+        if let Some(rotation) = &rotation {
+            let kept = db::PendingRotation {
+                secret: rotation.new_key.to_secret_bytes().to_vec(),
+                certificate: rotation.certificate.encode(),
+                statement: rotation.statement.encode(),
+                revoked: target.to_vec(),
+            };
+            db::set_pending_rotation(&self.db(), Some(&kept))?;
+        }
         // The server first: from now on the device can do nothing, also not race the removals.
         let request = v1::RevokeDevice {
             revocation: statement.encode(),
+            rotation: rotation
+                .as_ref()
+                .map(|r| r.statement.encode())
+                .unwrap_or_default(),
+            keys: rotation
+                .as_ref()
+                .map(|r| r.sealed.clone())
+                .unwrap_or_default(),
         };
         let path = format!("/v1/devices/{hex_id}/revoke");
-        let _: v1::DeviceList = self.authed(|| self.api.post(&path, &request, true)).await?;
+        match self
+            .authed(|| self.api.post::<_, v1::DeviceList>(&path, &request, true))
+            .await
+        {
+            Ok(_) => {}
+            // Not known whether the server took it: settled at the next attempt.
+            Err(e) if e.is_transient() => return Err(e),
+            Err(e) => {
+                db::set_pending_rotation(&self.db(), None)?;
+                return Err(e);
+            }
+        }
+        if let Some(rotation) = rotation {
+            let statement = rotation.statement.encode();
+            self.hold_new_key(rotation.new_key, rotation.certificate, &[statement])?;
+            db::set_pending_rotation(&self.db(), None)?;
+            // Device names are sealed under the account key: seal them again under the new one.
+            for device in names
+                .iter()
+                .filter(|d| !d.name.is_empty() && d.id != hex_id)
+            {
+                if let Err(e) = self.rename_device(&device.id, &device.name).await {
+                    tracing::warn!(error = %e, "a device name was not sealed again");
+                }
+            }
+        }
         db::insert_revoked(
             &self.db(),
             self.username().as_str(),
             target.as_bytes(),
             now_ms(),
         )?;
-        self.sync().await?;
+        // Into the chats: the revocation and the rotation, never the sealed keys.
+        let request = v1::RevokeDevice {
+            keys: Vec::new(),
+            ..request
+        };
+        // Caught up first; not a full sync, which would re-certify our leaves in commits of
+        // their own: the removals below do it in the same commit.
+        self.receive().await?;
         let chats: Vec<Vec<u8>> = db::all_chats(&self.db())?
             .into_iter()
             .filter(|c| c.state == ChatState::Active)
             .map(|c| c.group_id)
             .collect();
+        let rotation_aad = self.rotation_aad()?;
         let mut removed = 0;
         for group_id in chats {
             // The signed revocation goes to every chat (every device of the account was in
@@ -70,10 +166,7 @@ impl Client {
                     })
                     .map(|m| m.index)
                     .collect();
-                let (commit, welcome, _) = group
-                    .remove_members(provider, &self.signer, &leaves)
-                    .map_err(mls_error)?;
-                Ok((commit, welcome))
+                self.commit_removing(group, provider, leaves, &rotation_aad)
             })
             .await?;
             self.queue_application(
@@ -91,25 +184,33 @@ impl Client {
     }
 
     /// Records a revocation a member sent: it must be signed by the account key we pinned for
-    /// that member, for a device of that member's own account.
+    /// that member, for a device of that member's own account, or by the key that the
+    /// revocation's own rotation (signed by both) moved from to the one we pinned.
     pub(crate) fn accept_revocation(
         &self,
         tx: &rusqlite::Connection,
         sender: &parley_protocol::Username,
-        revocation: &[u8],
+        revoked: &v1::RevokeDevice,
     ) -> Result<(), String> {
-        let statement = DeviceRevocation::decode(revocation).map_err(|e| e.to_string())?;
+        let statement = DeviceRevocation::decode(&revoked.revocation).map_err(|e| e.to_string())?;
         if statement.username != *sender {
             return Err("a revocation of another account's device".into());
         }
         let pinned = db::pinned_key(tx, sender.as_str())
             .map_err(|e| e.to_string())?
             .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
+            .map(AccountPublicKey::from_bytes)
             .ok_or("a revocation from an account we have no key for")?;
+        let rotated_from = AccountRotation::decode(&revoked.rotation)
+            .ok()
+            .filter(|r| r.verify().is_ok() && r.username == *sender && r.new_key == pinned)
+            .map(|r| r.old_key);
         statement
-            .verify(&parley_mls::certificate::AccountPublicKey::from_bytes(
-                pinned,
-            ))
+            .verify(&pinned)
+            .or_else(|e| match rotated_from {
+                Some(old) => statement.verify(&old),
+                None => Err(e),
+            })
             .map_err(|e| e.to_string())?;
         db::insert_revoked(
             tx,

@@ -173,6 +173,48 @@ pub struct AccountDevice {
     pub last_seen_ms: i64,
 }
 
+/// The account key's new secret and a device's certificate under it, sealed to that device
+/// (HPKE to the init key of one of its KeyPackages) by the device that rotated the key.
+#[derive(Clone, PartialEq, Message)]
+pub struct RotationKeys {
+    #[prost(bytes = "vec", tag = "1")]
+    pub account_secret: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub certificate: Vec<u8>,
+}
+
+/// A [`RotationKeys`], sealed for one device.
+#[derive(Clone, PartialEq, Message)]
+pub struct SealedRotationKeys {
+    #[prost(bytes = "vec", tag = "1")]
+    pub device_id: Vec<u8>,
+    /// The KeyPackage whose init key it is sealed to (its hash reference).
+    #[prost(bytes = "vec", tag = "2")]
+    pub key_package_ref: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub kem_output: Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    pub ciphertext: Vec<u8>,
+}
+
+/// `GET /v1/accounts/{username}/rotations`: an account's key rotations, oldest first.
+#[derive(Clone, PartialEq, Message)]
+pub struct AccountRotations {
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub rotations: Vec<Vec<u8>>,
+}
+
+/// `GET /v1/devices/self/rotation`: what waits for this device after its account's key rotated:
+/// the whole chain of rotations and its sealed keys. `POST /v1/devices/self/rotation/done`
+/// deletes it once the device holds the new key.
+#[derive(Clone, PartialEq, Message)]
+pub struct WaitingRotation {
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    pub rotations: Vec<Vec<u8>>,
+    #[prost(message, optional, tag = "2")]
+    pub keys: Option<SealedRotationKeys>,
+}
+
 /// `POST /v1/devices/{id}/name`.
 #[derive(Clone, PartialEq, Message)]
 pub struct RenameDevice {
@@ -305,6 +347,14 @@ pub struct ArchivedMessage {
 pub struct RevokeDevice {
     #[prost(bytes = "vec", tag = "1")]
     pub revocation: Vec<u8>,
+    /// The account key's rotation that goes with the revocation (`parley_mls::rotation`);
+    /// empty for an account that cannot rotate (from before multi-device).
+    #[prost(bytes = "vec", tag = "2")]
+    pub rotation: Vec<u8>,
+    /// The new key for each remaining device, sealed to it (to the server only, never into a
+    /// chat).
+    #[prost(message, repeated, tag = "3")]
+    pub keys: Vec<SealedRotationKeys>,
 }
 
 #[cfg(test)]
@@ -327,6 +377,8 @@ mod tests {
             }),
             app_payload::Body::Revoked(RevokeDevice {
                 revocation: vec![1, 2, 3],
+                rotation: vec![4, 5],
+                keys: Vec::new(),
             }),
         ] {
             let payload = AppPayload {

@@ -13,6 +13,9 @@ use super::AUTH_BODY_BYTES;
 use super::{decode, AppState, Proto, Reader, RegistrationAllowed, Sender, Submitter, FEW_FIELDS};
 use crate::{ApiError, App};
 
+/// A revocation with a sealed new account key for each remaining device (each at most 4 KiB;
+/// their number is checked against the device cap).
+const REVOKE_BODY_BYTES: usize = 256 * 1024;
 /// A chunk and its protobuf framing.
 const CHUNK_BODY_BYTES: usize = MAX_BLOB_CHUNK_BYTES + 64;
 
@@ -148,12 +151,36 @@ async fn revoke_device(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    let request = decode(&app, body, FEW_FIELDS).await?;
+    // A revocation carries a sealed new key for each remaining device (up to the cap).
+    let fields = FEW_FIELDS + 8 * app.config.max_devices_per_account as usize;
+    let request = decode(&app, body, fields).await?;
     Ok(Proto(
         app.links
             .revoke(&device, &id_from_hex(&id)?, request)
             .await?,
     ))
+}
+
+async fn account_rotations(
+    State(app): AppState,
+    Reader(_device): Reader,
+    Path(username): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Proto(app.links.rotations(&username).await?))
+}
+
+async fn waiting_rotation(
+    State(app): AppState,
+    Reader(device): Reader,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Proto(app.links.waiting_rotation(&device).await?))
+}
+
+async fn finish_rotation(
+    State(app): AppState,
+    Submitter(device): Submitter,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Proto(app.links.finish_rotation(&device).await?))
 }
 
 pub(super) fn routes() -> Router<Arc<App>> {
@@ -173,6 +200,12 @@ pub(super) fn routes() -> Router<Arc<App>> {
         .route("/v1/devices/{id}/name", post(rename_device).layer(small()))
         .route(
             "/v1/devices/{id}/revoke",
-            post(revoke_device).layer(small()),
+            post(revoke_device).layer(DefaultBodyLimit::max(REVOKE_BODY_BYTES)),
         )
+        .route("/v1/devices/self/rotation", get(waiting_rotation))
+        .route(
+            "/v1/devices/self/rotation/done",
+            post(finish_rotation).layer(small()),
+        )
+        .route("/v1/accounts/{username}/rotations", get(account_rotations))
 }

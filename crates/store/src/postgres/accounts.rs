@@ -174,6 +174,7 @@ pub(super) async fn revoke_device(
     device: DeviceId,
     by: DeviceId,
     revocation: Vec<u8>,
+    rotation: Option<NewRotation>,
     now: Millis,
 ) -> StoreResult<bool> {
     transaction!(pool, |tx| {
@@ -207,7 +208,7 @@ pub(super) async fn revoke_device(
         .execute(&mut *tx)
         .await
         .map_err(sql_error)?;
-        for table in ["sessions", "key_packages"] {
+        for table in ["sessions", "key_packages", "rotation_keys"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE device_id = $1"))
                 .bind(id(device.as_bytes()))
                 .execute(&mut *tx)
@@ -215,6 +216,9 @@ pub(super) async fn revoke_device(
                 .map_err(sql_error)?;
         }
         super::recovery::forget_restores_set_by(&mut tx, device).await?;
+        if let Some(rotation) = rotation.clone() {
+            super::rotation::rotate(&mut tx, by, rotation, now).await?;
+        }
         Ok(revoked.rows_affected() == 1)
     })
 }

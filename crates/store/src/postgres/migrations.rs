@@ -6,7 +6,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 
 use super::sql::sql_error;
-use super::{accounts, groups, keypackages, links, moderation, queue, recovery};
+use super::{accounts, groups, keypackages, links, moderation, queue, recovery, rotation};
 use crate::StoreResult;
 
 /// Schema migrations, applied in order; `parley_schema.version` records how many have run. The
@@ -28,6 +28,7 @@ const MIGRATIONS: &[&[&str]] = &[
     &[links::MIGRATION_6],
     &[accounts::MIGRATION_7],
     &[recovery::MIGRATION_8],
+    &[rotation::MIGRATION_9],
 ];
 
 pub(super) async fn migrate(pool: &PgPool) -> StoreResult<()> {

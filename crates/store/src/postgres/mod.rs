@@ -19,6 +19,7 @@ mod migrations;
 mod moderation;
 mod queue;
 mod recovery;
+mod rotation;
 mod sql;
 
 use std::time::Duration;
@@ -72,7 +73,8 @@ impl PgStore {
         sqlx::raw_sql(
             "DROP TABLE IF EXISTS parley_schema, users, devices, challenges, sessions, key_packages, groups,
                group_members, payloads, queue, submissions, reports, admin_tokens, admin_sessions, audit_log,
-               links, blobs, blob_chunks, group_infos, backups, restore_verifiers CASCADE;
+               links, blobs, blob_chunks, group_infos, backups, restore_verifiers,
+               account_rotations, rotation_keys CASCADE;
              DROP FUNCTION IF EXISTS audit_log_append_only CASCADE;
              DROP FUNCTION IF EXISTS queue_release_bytes CASCADE;",
         )
@@ -115,9 +117,22 @@ impl Store for PgStore {
         device: DeviceId,
         by: DeviceId,
         revocation: Vec<u8>,
+        rotation: Option<NewRotation>,
         now: Millis,
     ) -> StoreResult<bool> {
-        accounts::revoke_device(&self.pool, device, by, revocation, now).await
+        accounts::revoke_device(&self.pool, device, by, revocation, rotation, now).await
+    }
+
+    async fn account_rotations(&self, user: UserId) -> StoreResult<Vec<Vec<u8>>> {
+        rotation::account_rotations(&self.pool, user).await
+    }
+
+    async fn rotation_keys(&self, device: DeviceId) -> StoreResult<Option<Vec<u8>>> {
+        rotation::rotation_keys(&self.pool, device).await
+    }
+
+    async fn finish_rotation(&self, device: DeviceId) -> StoreResult<()> {
+        rotation::finish_rotation(&self.pool, device).await
     }
 
     // Linking devices, blobs

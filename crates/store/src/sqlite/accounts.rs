@@ -182,10 +182,12 @@ pub(super) fn revoke_device(
         "DELETE FROM sessions WHERE device_id = ?1",
         params![blob(device.as_bytes())],
     )?;
-    tx.execute(
-        "DELETE FROM key_packages WHERE device_id = ?1",
-        params![blob(device.as_bytes())],
-    )?;
+    for table in ["key_packages", "rotation_keys"] {
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE device_id = ?1"),
+            params![blob(device.as_bytes())],
+        )?;
+    }
     super::recovery::forget_restores_set_by(tx, device)?;
     Ok(revoked == 1)
 }

@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, Transaction};
 
-use super::{accounts, groups, keypackages, links, moderation, queue, recovery};
+use super::{accounts, groups, keypackages, links, moderation, queue, recovery, rotation};
 use crate::StoreResult;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many have run. The
@@ -31,6 +31,8 @@ pub(super) const MIGRATIONS: &[&[&str]] = &[
     &[accounts::MIGRATION_8, links::MIGRATION_8],
     &[accounts::MIGRATION_9],
     &[recovery::MIGRATION_10],
+    // Account-key rotation at revocation.
+    &[rotation::MIGRATION_11],
 ];
 
 /// Applies the migrations that have not run yet, in one transaction.

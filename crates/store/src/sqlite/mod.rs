@@ -18,6 +18,7 @@ mod migrations;
 mod moderation;
 mod queue;
 mod recovery;
+mod rotation;
 mod sql;
 
 use std::path::{Path, PathBuf};
@@ -334,9 +335,31 @@ impl Store for SqliteStore {
         device: DeviceId,
         by: DeviceId,
         revocation: Vec<u8>,
+        rotation: Option<NewRotation>,
         now: Millis,
     ) -> StoreResult<bool> {
-        self.write(move |tx| accounts::revoke_device(tx, device, by, revocation, now))
+        self.write(move |tx| {
+            let revoked = accounts::revoke_device(tx, device, by, revocation, now)?;
+            if let Some(rotation) = rotation {
+                rotation::rotate(tx, by, rotation, now)?;
+            }
+            Ok(revoked)
+        })
+        .await
+    }
+
+    async fn account_rotations(&self, user: UserId) -> StoreResult<Vec<Vec<u8>>> {
+        self.read(move |conn| rotation::account_rotations(conn, user))
+            .await
+    }
+
+    async fn rotation_keys(&self, device: DeviceId) -> StoreResult<Option<Vec<u8>>> {
+        self.read(move |conn| rotation::rotation_keys(conn, device))
+            .await
+    }
+
+    async fn finish_rotation(&self, device: DeviceId) -> StoreResult<()> {
+        self.write(move |tx| rotation::finish_rotation(tx, device))
             .await
     }
 
