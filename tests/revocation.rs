@@ -419,3 +419,93 @@ async fn a_rotation_whose_answer_was_lost_is_taken_up_at_the_next_sync() {
     assert!(texts(bob.client.sync().await.unwrap()).contains(&"back".to_string()));
     assert_eq!(bob.client.unverifiable_count().unwrap(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_new_account_key_goes_only_to_devices_the_accounts_chats_show() {
+    let server = TestServer::start();
+    let alice = Device::register(&server.url(), "alice").await;
+    let bob = Device::register(&server.url(), "bob").await;
+    bob.client
+        .send_text(&ChatRef::Direct(user("alice")), "hi")
+        .await
+        .unwrap();
+    alice.client.sync().await.unwrap();
+    let (lost_home, lost, _) = link_device(&server.url(), &alice.client).await;
+    let (_home3, alice3, _) = link_device(&server.url(), &alice.client).await;
+    lost.sync().await.unwrap();
+    alice3.sync().await.unwrap();
+    drop(lost);
+    // The device about to be revoked gives the old account key to the server, which lists a
+    // device of its own under it in alice's account, with a KeyPackage.
+    let old_secret: Vec<u8> = rusqlite::Connection::open(lost_home.path().join("parley.db"))
+        .unwrap()
+        .query_row("SELECT account_secret FROM account", [], |row| row.get(0))
+        .unwrap();
+    let old_key =
+        parley_mls::certificate::AccountKey::from_secret_bytes(&old_secret.try_into().unwrap());
+    let planted = RawDevice::new();
+    let certificate = old_key.certify(&user("alice"), planted.device_id, &planted.public(), 1);
+    plant_device(
+        &server,
+        "alice",
+        &planted.key_package(&old_key, &certificate),
+        &planted,
+    );
+    let lost_id = {
+        let conn = server.database();
+        let ids: Vec<Vec<u8>> = conn
+            .prepare("SELECT id FROM devices WHERE revoked_at IS NULL")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(ids.len() >= 4);
+        hex::decode(
+            alice
+                .client
+                .devices()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|d| {
+                    !d.current
+                        && d.id != alice3.device_id().to_string()
+                        && d.id != hex::encode(planted.device_id.as_bytes())
+                })
+                .unwrap()
+                .id,
+        )
+        .unwrap()
+    };
+    alice
+        .client
+        .revoke_device(&hex::encode(&lost_id))
+        .await
+        .unwrap();
+    let sealed_to = |device: &[u8]| -> i64 {
+        server
+            .database()
+            .query_row(
+                "SELECT COUNT(*) FROM rotation_keys WHERE device_id = ?1",
+                [device.to_vec()],
+                |row| row.get(0),
+            )
+            .unwrap()
+    };
+    assert_eq!(
+        sealed_to(planted.device_id.as_bytes()),
+        0,
+        "the planted device gets nothing"
+    );
+    assert_eq!(sealed_to(alice3.device_id().as_bytes()), 1);
+    // The real remaining device takes the key up and carries on.
+    alice3.sync().await.unwrap();
+    assert_eq!(sealed_to(alice3.device_id().as_bytes()), 0, "taken up");
+    alice3
+        .send_text(&ChatRef::Direct(user("bob")), "still me")
+        .await
+        .unwrap();
+    assert!(texts(bob.client.sync().await.unwrap()).contains(&"still me".to_string()));
+    assert_eq!(bob.client.unverifiable_count().unwrap(), 0);
+}

@@ -344,11 +344,14 @@ impl Client {
                 // A device joins by itself only under the key we pinned for its account: after
                 // a rotation, the old key (which a revoked device knew) brings nobody in, even
                 // while some of the account's leaves still carry it.
-                if matches!(mls_sender, Sender::NewMemberCommit)
+                // The same for a leaf re-certified along a chain: it must land on our pin.
+                if (matches!(mls_sender, Sender::NewMemberCommit) || !rotations.is_empty())
                     && changed.iter().any(|(_, n)| *n == Notice::IdentityChanged)
                 {
                     return Outcome::Rejected(Rejected::Unverifiable(
-                        "an external join under another account key than the pinned one".into(),
+                        "a leaf joins or is re-certified under another account key than the \
+                         pinned one"
+                            .into(),
                     ));
                 }
                 for newcomer in &newcomers {

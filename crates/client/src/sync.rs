@@ -32,11 +32,6 @@ impl Client {
         if let Err(e) = self.rejoin_chats().await {
             tracing::warn!(error = %e, "rejoining chats failed; the next sync tries again");
         }
-        // A restore that stopped before revoking the lost devices finishes here.
-        if db::restoring(&self.db())?.is_some() {
-            self.revoke_lost_devices().await?;
-            db::set_restoring(&self.db(), None)?;
-        }
         // Backups run by themselves; a failed one is due again at the next sync.
         if let Err(e) = self.backup_if_due().await {
             tracing::warn!(error = %e, "backup failed; the next sync tries again");

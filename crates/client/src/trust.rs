@@ -66,12 +66,12 @@ impl Client {
         rotations: &[AccountRotation],
     ) -> Result<Vec<(Username, Notice)>, ClientError> {
         let mut changed: Vec<(Username, Notice)> = Vec::new();
+        // Every device is held to the pin as it stands after any move along the chain: a
+        // leaf under the old key beside a rotated one still counts as a change.
         for device in devices {
             let username = &device.identity.username;
             let key = device.account_key.to_bytes();
-            if db::pin(tx, username.as_str(), &key, now_ms())? != Pin::Changed
-                || changed.iter().any(|(name, _)| name == username)
-            {
+            if db::pin(tx, username.as_str(), &key, now_ms())? != Pin::Changed {
                 continue;
             }
             let notice = if follows_pin(tx, username, rotations, &device.account_key)? {
@@ -80,7 +80,9 @@ impl Client {
             } else {
                 Notice::IdentityChanged
             };
-            changed.push((username.clone(), notice));
+            if !changed.contains(&(username.clone(), notice)) {
+                changed.push((username.clone(), notice));
+            }
         }
         Ok(changed)
     }

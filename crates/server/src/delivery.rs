@@ -86,17 +86,35 @@ pub(crate) fn member_list(
         .collect()
 }
 
-/// Verifies the certificate of every leaf whose (device, key) is not in `known`: the leaves a
-/// commit brings in, or all of a new group's.
-fn certified_newcomers(
-    group: &PublicGroup,
-    known: &HashSet<(DeviceId, Vec<u8>)>,
-) -> Result<Vec<(CertifiedDevice, Vec<u8>)>, ApiError> {
+/// A leaf as the directory check sees it: device, signature key and the whole credential (a
+/// leaf re-certified under a rotated account key keeps its device and key).
+type KnownLeaf = (DeviceId, Vec<u8>, Vec<u8>);
+
+fn known_leaves(group: &PublicGroup) -> HashSet<KnownLeaf> {
     group
         .members()
         .filter_map(|m| {
             let identity = DeviceIdentity::from_credential(&m.credential).ok()?;
-            (!known.contains(&(identity.device_id, m.signature_key.clone()))).then_some(m)
+            let credential = m.credential.tls_serialize_detached().ok()?;
+            Some((identity.device_id, m.signature_key, credential))
+        })
+        .collect()
+}
+
+/// Verifies the certificate of every leaf not in `known`: the leaves a commit brings in or
+/// re-certifies, or all of a new group's.
+fn certified_newcomers(
+    group: &PublicGroup,
+    known: &HashSet<KnownLeaf>,
+) -> Result<Vec<(CertifiedDevice, Vec<u8>)>, ApiError> {
+    group
+        .members()
+        .filter(|m| {
+            let leaf = DeviceIdentity::from_credential(&m.credential)
+                .ok()
+                .zip(m.credential.tls_serialize_detached().ok())
+                .map(|(id, credential)| (id.device_id, m.signature_key.clone(), credential));
+            leaf.is_none_or(|leaf| !known.contains(&leaf))
         })
         .map(|m| {
             let certified = CertifiedDevice::verify(&m.credential, &m.signature_key)
@@ -167,6 +185,7 @@ fn process_handshake(
         ));
     }
     let members_before = member_list(&public.group)?;
+    let leaves_before = known_leaves(&public.group);
     let processed = public
         .group
         .process_message(&crypto, message)
@@ -244,13 +263,9 @@ fn process_handshake(
         .map(|(id, _, _)| id.device_id)
         .filter(|d| !before.contains(d))
         .collect();
-    // Every leaf that is new as (identity, key) must be checked against the directory, also one
-    // that replaces an existing device's leaf in the same commit.
-    let known: HashSet<(DeviceId, Vec<u8>)> = members_before
-        .iter()
-        .map(|(id, key, _)| (id.device_id, key.clone()))
-        .collect();
-    let changed = certified_newcomers(&public.group, &known)?;
+    // Every leaf that is new as (identity, key, credential) must be checked against the
+    // directory, also one that replaces or re-certifies an existing device's leaf.
+    let changed = certified_newcomers(&public.group, &leaves_before)?;
     let ratchet_tree = if added.is_empty() {
         Vec::new()
     } else {

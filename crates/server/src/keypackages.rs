@@ -9,6 +9,7 @@ use openmls_rust_crypto::RustCrypto;
 use parley_mls::CertifiedDevice;
 use parley_protocol::{limits, v1, ErrorCode, Username};
 use parley_store::{KeyPackageCount, Store};
+use prost::Message as _;
 
 use crate::accounts::Authenticated;
 use crate::ApiError;
@@ -158,6 +159,25 @@ impl KeyPackages {
                     }
                 }
                 None => break,
+            }
+        }
+        // A device that has taken up no rotation since its KeyPackages went with the first one
+        // is sealed to again through the KeyPackage that rotation used.
+        if key_packages.is_empty() {
+            let sealed_to = self
+                .store
+                .rotation_keys(device)
+                .await?
+                .and_then(|sealed| v1::SealedRotationKeys::decode(sealed.as_slice()).ok())
+                .map(|sealed| sealed.key_package)
+                .filter(|package| !package.is_empty());
+            if let Some(key_package) = sealed_to {
+                key_packages.push(v1::ClaimedKeyPackage {
+                    username: claimer.0.username.to_string(),
+                    device_id: device.to_vec(),
+                    key_package,
+                    last_resort: true,
+                });
             }
         }
         Ok(v1::ClaimResponse { key_packages })

@@ -13,8 +13,19 @@ use crate::accounts::Authenticated;
 use crate::links::{bytes16, Links};
 use crate::ApiError;
 
-/// Largest sealed new key for one device (a post-quantum KEM output, a key and a certificate).
-const MAX_SEALED_ROTATION_KEYS_BYTES: usize = 4096;
+/// Largest sealed new key for one device: the KeyPackage sealed to, a post-quantum KEM output,
+/// the sealed key and certificate, and the sealer's signature.
+pub(crate) const MAX_SEALED_ROTATION_KEYS_BYTES: usize =
+    parley_protocol::limits::MAX_KEY_PACKAGE_BYTES + 4096;
+
+/// The newest rotations a client follows (`parley_mls::rotation::MAX_CHAIN`).
+fn tail(mut rotations: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    let excess = rotations
+        .len()
+        .saturating_sub(parley_mls::rotation::MAX_CHAIN);
+    rotations.drain(..excess);
+    rotations
+}
 
 impl Links {
     /// The rotation that goes with a revocation: signed by the account's current key and the
@@ -77,7 +88,7 @@ impl Links {
             .first()
             .map(|d| d.user_id);
         let rotations = match user {
-            Some(user) => self.store.account_rotations(user).await?,
+            Some(user) => tail(self.store.account_rotations(user).await?),
             None => Vec::new(),
         };
         Ok(v1::AccountRotations { rotations })
@@ -97,7 +108,7 @@ impl Links {
         let keys = v1::SealedRotationKeys::decode(sealed.as_slice())
             .map_err(|_| ApiError::new(ErrorCode::Internal, "stored sealed keys are malformed"))?;
         Ok(v1::WaitingRotation {
-            rotations: self.store.account_rotations(device.0.user_id).await?,
+            rotations: tail(self.store.account_rotations(device.0.user_id).await?),
             keys: Some(keys),
         })
     }

@@ -265,6 +265,31 @@ async fn main() -> Result<()> {
         one_receive, three_receive
     );
 
+    // 2b. Revoking the linked device rotates the account key: removals in every chat, then a
+    // third device takes the new key up and re-certifies its leaf in every chat.
+    let third = link(&server.url, &alice, &traffic).await?;
+    third.client.sync().await?;
+    let revoke_started = Instant::now();
+    let removed = alice
+        .revoke_device(&linked_client.device_id().to_string())
+        .await?;
+    let revoke_time = revoke_started.elapsed();
+    let adopt_started = Instant::now();
+    third.client.sync().await?;
+    let adopt_time = adopt_started.elapsed();
+    anyhow::ensure!(removed == chats, "removed from {removed} chats");
+    println!();
+    println!("Revoking a device of the account with {chats} chats (the account key rotates)");
+    println!(
+        "  revoke: {removed} removal commits re-certifying the revoker {:>8.2} s",
+        revoke_time.as_secs_f64()
+    );
+    println!(
+        "  another device takes the key up and re-certifies {chats} leaves {:>6.2} s",
+        adopt_time.as_secs_f64()
+    );
+    drop(third);
+
     // 3. Backup of the account of 1., and a restore when every device is lost.
     let backup_started = Instant::now();
     let (key, backup) = alice.enable_backup(60).await?;

@@ -190,6 +190,7 @@ impl Client {
         // A revocation the server took before the restore stopped rotated the key: hold it
         // before publishing KeyPackages, which the server takes under the new key only.
         client.finish_pending_rotation().await?;
+        client.learn_own_rotations().await?;
         client.replenish_key_packages().await?;
         let (rejoined, waiting) = client.rejoin_chats().await?;
         let revoked_devices = client.revoke_lost_devices().await?;

@@ -102,6 +102,11 @@ pub fn set_account_keys(
         "UPDATE account SET account_secret = ?1, certificate = ?2, recertify = 1 WHERE id = 1",
         params![account_secret, certificate],
     )?;
+    add_own_rotations(conn, rotations)
+}
+
+/// Our account's rotations, oldest first, kept once each.
+pub fn add_own_rotations(conn: &Connection, rotations: &[Vec<u8>]) -> Result<(), ClientError> {
     for rotation in rotations {
         conn.execute(
             "INSERT OR IGNORE INTO own_rotations (statement) VALUES (?1)",

@@ -141,6 +141,7 @@ impl Client {
         if account.is_none() {
             client.upload_key_packages(KEY_PACKAGE_BATCH, true).await?;
         }
+        client.learn_own_rotations().await?;
         client.receive_history(&pending, &mut events).await?;
         Ok(client)
     }

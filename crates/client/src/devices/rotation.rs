@@ -8,13 +8,16 @@
 //! Every device then re-certifies its leaf in each chat by a commit whose authenticated data
 //! carries the chain of rotations, so that members move their pin along it.
 
+use std::collections::HashMap;
+
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
+use openmls_traits::signatures::Signer as _;
 use openmls_traits::storage::StorageProvider as _;
 use openmls_traits::types::HpkeCiphertext;
 use parley_mls::certificate::{AccountKey, DeviceCertificate};
 use parley_mls::rotation::{self, AccountRotation};
-use parley_mls::CertifiedDevice;
+use parley_mls::{CertifiedDevice, DeviceIdentity};
 use parley_protocol::{v1, DeviceId};
 use prost::Message as _;
 
@@ -46,8 +49,9 @@ pub(crate) struct PreparedRotation {
 
 impl Client {
     /// A new account key for a revocation, sealed to every remaining device but those `leaving`
-    /// that has a KeyPackage left. `None` for an account from before multi-device, which has no
-    /// separate account key to rotate.
+    /// that this device knows from a chat (its leaf there names its signature key, which the
+    /// server cannot change) and that has a KeyPackage left. `None` for an account from before
+    /// multi-device, which has no separate account key to rotate.
     pub(crate) async fn prepare_rotation(
         &self,
         leaving: &[DeviceId],
@@ -61,6 +65,7 @@ impl Client {
         let statement = keys.account_key.rotate_to(&new_key, self.username(), now);
         let own_key = self.signer.to_public_vec();
         let certificate = new_key.certify(self.username(), self.device_id(), &own_key, now);
+        let known = self.known_own_devices()?;
         let list: v1::DeviceList = self.authed(|| self.api.get("/v1/devices")).await?;
         let mut sealed = Vec::new();
         for device in list.devices {
@@ -70,15 +75,25 @@ impl Client {
             if leaving.contains(&id) || id == self.device_id() {
                 continue;
             }
+            // A device the server lists but no chat of ours shows could be the server's own.
+            let Some(signature_key) = known.get(&id) else {
+                tracing::warn!(
+                    "a listed device of the account is in none of our chats; it gets no new \
+                     account key and must be linked again"
+                );
+                continue;
+            };
             match self
-                .seal_rotation_keys(id, &new_key, &statement, now)
-                .await?
+                .seal_rotation_keys(id, signature_key, &new_key, &statement, now)
+                .await
             {
-                Some(keys) => sealed.push(keys),
-                None => tracing::warn!(
-                    "a device of the account has no KeyPackage left for the new account key; \
-                     it must be linked again"
+                Ok(Some(keys)) => sealed.push(keys),
+                Ok(None) => tracing::warn!(
+                    "a device of the account has no KeyPackage of its own key left for the new \
+                     account key; it must be linked again"
                 ),
+                // One device that cannot be sealed to does not hold up the revocation.
+                Err(e) => tracing::warn!(error = %e, "a device gets no new account key"),
             }
         }
         Ok(Some(PreparedRotation {
@@ -89,9 +104,35 @@ impl Client {
         }))
     }
 
+    /// The account's other devices as our chats show them (device id and signature key), the
+    /// ones we know revoked left out.
+    pub(crate) fn known_own_devices(&self) -> Result<HashMap<DeviceId, Vec<u8>>, ClientError> {
+        let conn = self.db();
+        let provider = TxProvider::new(&self.crypto, &conn);
+        let mut devices = HashMap::new();
+        for chat in db::all_chats(&conn)? {
+            let Some(group) = load_group(&provider, &chat.group_id)? else {
+                continue;
+            };
+            for member in group.members() {
+                let Ok(id) = DeviceIdentity::from_credential(&member.credential) else {
+                    continue;
+                };
+                if id.username == *self.username()
+                    && id.device_id != self.device_id()
+                    && !db::is_revoked(&conn, id.username.as_str(), id.device_id.as_bytes())?
+                {
+                    devices.insert(id.device_id, member.signature_key);
+                }
+            }
+        }
+        Ok(devices)
+    }
+
     async fn seal_rotation_keys(
         &self,
         device: DeviceId,
+        signature_key: &[u8],
         new_key: &AccountKey,
         statement: &AccountRotation,
         now: u64,
@@ -111,13 +152,23 @@ impl Client {
                 "the server handed out another device's key package",
             ));
         }
-        let package = self.check_claimed(claimed)?;
-        let certificate = new_key.certify(
-            self.username(),
-            device,
-            package.leaf_node().signature_key().as_slice(),
-            now,
-        );
+        // Only to the device's own key, as our chats show it: a KeyPackage the server or a
+        // revoked device made, even one certified under the old account key, gets nothing.
+        // (Not checked against our pin: it may be one the previous rotation sealed to.)
+        let package = KeyPackageIn::tls_deserialize_exact(claimed.key_package.as_slice())
+            .map_err(|_| protocol("the key package does not parse"))?
+            .validate(&self.crypto, ProtocolVersion::Mls10)
+            .map_err(|e| protocol(format!("the key package does not verify: {e}")))?;
+        let certified = CertifiedDevice::verify_leaf(package.leaf_node()).map_err(protocol)?;
+        if package.leaf_node().signature_key().as_slice() != signature_key
+            || certified.identity != DeviceIdentity::new(self.username().clone(), device)
+            || package.ciphersuite() != self.ciphersuite
+        {
+            return Err(protocol(
+                "the key package is not of the device's own signature key",
+            ));
+        }
+        let certificate = new_key.certify(self.username(), device, signature_key, now);
         let keys = v1::RotationKeys {
             account_secret: new_key.to_secret_bytes().to_vec(),
             certificate: certificate.encode(),
@@ -137,12 +188,23 @@ impl Client {
             .map_err(mls_error)?
             .tls_serialize_detached()
             .map_err(mls_error)?;
-        Ok(Some(v1::SealedRotationKeys {
+        let mut keys = v1::SealedRotationKeys {
             device_id: device.to_vec(),
             key_package_ref,
             kem_output: sealed.kem_output.as_slice().to_vec(),
             ciphertext: sealed.ciphertext.as_slice().to_vec(),
-        }))
+            key_package: claimed.key_package.clone(),
+            sealed_by: self.device_id().to_vec(),
+            signature: Vec::new(),
+        };
+        keys.signature = self
+            .signer
+            .sign(&v1::rotation_keys_signature_input(
+                &statement.encode(),
+                &keys,
+            ))
+            .map_err(|e| ClientError::Mls(format!("signing the sealed key: {e:?}")))?;
+        Ok(Some(keys))
     }
 
     /// Holds the new account key from now on (its rotation accepted by the server), and marks
@@ -176,23 +238,37 @@ impl Client {
     }
 
     /// Takes up the account's new key that another device of the account sealed for this one
-    /// (the server says one waits). The chain must lead from the key this device holds.
+    /// (the server says one waits). The chain must lead from the key this device holds, the
+    /// sealing device must be one of ours that a chat of ours shows (not revoked), and the new
+    /// key must be where our own pin leads.
     pub(crate) async fn adopt_rotation(&self) -> Result<(), ClientError> {
         let waiting: v1::WaitingRotation = self
             .authed(|| self.api.get("/v1/devices/self/rotation"))
             .await?;
         let chain = rotation::decode_chain(&waiting.rotations).map_err(protocol)?;
         let latest = chain.last().ok_or_else(|| protocol("no rotation"))?;
-        rotation::follow(
-            self.username(),
-            &self.account_key().public(),
-            &chain,
-            &latest.new_key,
-        )
-        .map_err(protocol)?;
+        let held = self.account_key().public();
+        // Taken up already (the answer to "done" was lost).
+        if held == latest.new_key {
+            return self.rotation_done().await;
+        }
+        rotation::follow(self.username(), &held, &chain, &latest.new_key).map_err(protocol)?;
+        let own_pin = db::pinned_key(&self.db(), self.username().as_str())?
+            .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
+            .map(parley_mls::certificate::AccountPublicKey::from_bytes)
+            .unwrap_or(held);
+        if own_pin != held
+            && own_pin != latest.new_key
+            && rotation::follow(self.username(), &own_pin, &chain, &latest.new_key).is_err()
+        {
+            return Err(protocol(
+                "the offered key is not the one our account rotated to",
+            ));
+        }
         let sealed = waiting.keys.ok_or_else(|| {
             protocol("no key was sealed for this device: link it to the account again")
         })?;
+        self.check_sealer(&sealed, latest)?;
         let keys = self.open_rotation_keys(&sealed, latest)?;
         let secret: [u8; 32] = keys
             .account_secret
@@ -213,6 +289,12 @@ impl Client {
             ));
         }
         self.hold_new_key(new_key, certificate, &waiting.rotations)?;
+        self.rotation_done().await?;
+        tracing::info!("this device now holds the account's new key");
+        Ok(())
+    }
+
+    async fn rotation_done(&self) -> Result<(), ClientError> {
         let _: v1::WaitingRotation = self
             .authed(|| {
                 self.api.post(
@@ -222,8 +304,28 @@ impl Client {
                 )
             })
             .await?;
-        tracing::info!("this device now holds the account's new key");
         Ok(())
+    }
+
+    /// The sealed keys are signed by a device of ours that a chat of ours shows.
+    fn check_sealer(
+        &self,
+        sealed: &v1::SealedRotationKeys,
+        statement: &AccountRotation,
+    ) -> Result<(), ClientError> {
+        let sealer = DeviceId::from_slice(&sealed.sealed_by).map_err(protocol)?;
+        let known = self.known_own_devices()?;
+        let key = known
+            .get(&sealer)
+            .ok_or_else(|| protocol("sealed by a device none of our chats shows"))?;
+        self.crypto
+            .verify_signature(
+                self.ciphersuite.signature_algorithm(),
+                &v1::rotation_keys_signature_input(&statement.encode(), sealed),
+                key,
+                &sealed.signature,
+            )
+            .map_err(|_| protocol("the sealed key is not signed by the device that sealed it"))
     }
 
     fn open_rotation_keys(
@@ -326,6 +428,31 @@ impl Client {
         group.set_aad(Vec::new());
         let (commit, welcome, _) = built?.into_messages();
         Ok((commit, welcome))
+    }
+
+    /// A device that came to the account after rotations (linked, restored) learns the chain
+    /// that leads to the key it holds, for the commits that re-certify its leaves and for
+    /// joins into chats whose leaves still carry an older key.
+    pub(crate) async fn learn_own_rotations(&self) -> Result<(), ClientError> {
+        let path = format!("/v1/accounts/{}/rotations", self.username());
+        let chain: v1::AccountRotations = self.authed(|| self.api.get(&path)).await?;
+        let Ok(rotations) = rotation::decode_chain(&chain.rotations) else {
+            return Ok(());
+        };
+        // Only the unbroken path that ends at the key we hold.
+        let held = self.account_key().public();
+        let Some(end) = rotations.iter().rposition(|r| r.new_key == held) else {
+            return Ok(());
+        };
+        let mut start = end;
+        while start > 0 && rotations[start - 1].new_key == rotations[start].old_key {
+            start -= 1;
+        }
+        let path: Vec<Vec<u8>> = rotations[start..=end]
+            .iter()
+            .map(AccountRotation::encode)
+            .collect();
+        db::add_own_rotations(&self.db(), &path)
     }
 
     /// The authenticated data of a commit that re-certifies this device's leaf: our rotations.

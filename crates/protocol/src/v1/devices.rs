@@ -195,6 +195,36 @@ pub struct SealedRotationKeys {
     pub kem_output: Vec<u8>,
     #[prost(bytes = "vec", tag = "4")]
     pub ciphertext: Vec<u8>,
+    /// The KeyPackage sealed to: a later rotation seals to it again if the device has taken
+    /// up neither (its other KeyPackages went with the first rotation).
+    #[prost(bytes = "vec", tag = "5")]
+    pub key_package: Vec<u8>,
+    /// The device that sealed it, and its MLS signature over the rotation and all of the above
+    /// (`rotation_keys_signature_input`): the recipient checks it against that device's leaf,
+    /// so that a revoked device that knew the old key cannot seal a key of its own choosing.
+    #[prost(bytes = "vec", tag = "6")]
+    pub sealed_by: Vec<u8>,
+    #[prost(bytes = "vec", tag = "7")]
+    pub signature: Vec<u8>,
+}
+
+/// What the sealing device signs: a label, the rotation, then each field of the sealed keys
+/// but the signature, each with a 4-byte length.
+pub fn rotation_keys_signature_input(rotation: &[u8], sealed: &SealedRotationKeys) -> Vec<u8> {
+    let mut out = b"parley/v1/rotation-keys-signature\0".to_vec();
+    for part in [
+        rotation,
+        &sealed.device_id,
+        &sealed.key_package_ref,
+        &sealed.kem_output,
+        &sealed.ciphertext,
+        &sealed.key_package,
+        &sealed.sealed_by,
+    ] {
+        out.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        out.extend_from_slice(part);
+    }
+    out
 }
 
 /// `GET /v1/accounts/{username}/rotations`: an account's key rotations, oldest first.

@@ -13,9 +13,9 @@ use super::AUTH_BODY_BYTES;
 use super::{decode, AppState, Proto, Reader, RegistrationAllowed, Sender, Submitter, FEW_FIELDS};
 use crate::{ApiError, App};
 
-/// A revocation with a sealed new account key for each remaining device (each at most 4 KiB;
-/// their number is checked against the device cap).
-const REVOKE_BODY_BYTES: usize = 256 * 1024;
+/// A revocation with a sealed new account key for each remaining device (each at most
+/// `MAX_SEALED_ROTATION_KEYS_BYTES`; their number is checked against the device cap).
+const REVOKE_BODY_BYTES: usize = 1024 * 1024;
 /// A chunk and its protobuf framing.
 const CHUNK_BODY_BYTES: usize = MAX_BLOB_CHUNK_BYTES + 64;
 
