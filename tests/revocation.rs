@@ -509,3 +509,44 @@ async fn the_new_account_key_goes_only_to_devices_the_accounts_chats_show() {
     assert!(texts(bob.client.sync().await.unwrap()).contains(&"still me".to_string()));
     assert_eq!(bob.client.unverifiable_count().unwrap(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_offline_through_two_revocations_takes_up_the_newest_key() {
+    let server = TestServer::start();
+    let alice = Device::register(&server.url(), "alice").await;
+    let bob = Device::register(&server.url(), "bob").await;
+    bob.client
+        .send_text(&ChatRef::Direct(user("alice")), "hi")
+        .await
+        .unwrap();
+    alice.client.sync().await.unwrap();
+    let (_h2, offline, _) = link_device(&server.url(), &alice.client).await;
+    let (_h3, third, _) = link_device(&server.url(), &alice.client).await;
+    let (_h4, fourth, _) = link_device(&server.url(), &alice.client).await;
+    for device in [&offline, &third, &fourth] {
+        device.sync().await.unwrap();
+    }
+    // Two revocations while one device stays offline: the first took its KeyPackages.
+    alice
+        .client
+        .revoke_device(&third.device_id().to_string())
+        .await
+        .unwrap();
+    alice
+        .client
+        .revoke_device(&fourth.device_id().to_string())
+        .await
+        .unwrap();
+    offline.sync().await.unwrap();
+    assert_eq!(
+        offline.safety_number(&user("bob")).unwrap().digits,
+        alice.client.safety_number(&user("bob")).unwrap().digits,
+        "it holds the newest key"
+    );
+    offline
+        .send_text(&ChatRef::Direct(user("bob")), "back online")
+        .await
+        .unwrap();
+    assert!(texts(bob.client.sync().await.unwrap()).contains(&"back online".to_string()));
+    assert_eq!(bob.client.unverifiable_count().unwrap(), 0);
+}
