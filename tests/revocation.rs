@@ -550,3 +550,43 @@ async fn a_device_offline_through_two_revocations_takes_up_the_newest_key() {
     assert!(texts(bob.client.sync().await.unwrap()).contains(&"back online".to_string()));
     assert_eq!(bob.client.unverifiable_count().unwrap(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_has_not_taken_up_the_new_key_yet_can_still_revoke() {
+    let server = TestServer::start();
+    let alice = Device::register(&server.url(), "alice").await;
+    let bob = Device::register(&server.url(), "bob").await;
+    bob.client
+        .send_text(&ChatRef::Direct(user("alice")), "hi")
+        .await
+        .unwrap();
+    alice.client.sync().await.unwrap();
+    let (_h2, second, _) = link_device(&server.url(), &alice.client).await;
+    let (_h3, third, _) = link_device(&server.url(), &alice.client).await;
+    let (_h4, fourth, _) = link_device(&server.url(), &alice.client).await;
+    for device in [&second, &third, &fourth] {
+        device.sync().await.unwrap();
+    }
+    alice
+        .client
+        .revoke_device(&third.device_id().to_string())
+        .await
+        .unwrap();
+    // The second device has not synced since: it takes the new key up, then processes the
+    // commits under it that still wait in its queue, and revokes the fourth.
+    second
+        .revoke_device(&fourth.device_id().to_string())
+        .await
+        .unwrap();
+    assert_eq!(second.unverifiable_count().unwrap(), 0);
+    alice.client.sync().await.unwrap();
+    assert_eq!(alice.client.devices().await.unwrap().len(), 2);
+    assert_eq!(alice.client.unverifiable_count().unwrap(), 0);
+    bob.client.sync().await.unwrap();
+    let state = bob
+        .client
+        .group_state(&ChatRef::Direct(user("alice")))
+        .unwrap();
+    assert_eq!(state.devices, 3, "bob and alice's two devices: {state:?}");
+    assert_eq!(bob.client.unverifiable_count().unwrap(), 0);
+}

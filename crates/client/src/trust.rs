@@ -76,7 +76,13 @@ impl Client {
             }
             let notice = if follows_pin(tx, username, rotations, &device.account_key)? {
                 db::repin(tx, username.as_str(), &key, now_ms())?;
+                let followed: Vec<Vec<u8>> =
+                    rotations.iter().map(AccountRotation::encode).collect();
+                db::add_followed(tx, username.as_str(), &followed)?;
                 Notice::KeyRotated
+            } else if is_earlier_key(tx, username, rotations, &device.account_key)? {
+                // A leaf under a key the pin has already moved on from, along the chain.
+                continue;
             } else {
                 Notice::IdentityChanged
             };
@@ -105,6 +111,7 @@ impl Client {
             return Ok(false);
         }
         db::repin(&conn, username.as_str(), &presented.to_bytes(), now_ms())?;
+        db::add_followed(&conn, username.as_str(), &chain.rotations)?;
         tracing::info!("a contact's account key rotated; its new key is pinned");
         Ok(true)
     }
@@ -123,4 +130,43 @@ fn follows_pin(
     };
     let pinned = AccountPublicKey::from_bytes(pinned);
     Ok(rotation::follow(username, &pinned, rotations, presented).is_ok())
+}
+
+/// Whether `presented` is a key the account held before the pinned one: the rotations we
+/// followed for it (and, for our own account, our own) lead from `presented` to the pin.
+pub(crate) fn is_earlier_key(
+    conn: &rusqlite::Connection,
+    username: &Username,
+    rotations: &[AccountRotation],
+    presented: &AccountPublicKey,
+) -> Result<bool, ClientError> {
+    let Some(pinned) = db::pinned_key(conn, username.as_str())?
+        .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
+    else {
+        return Ok(false);
+    };
+    let mut known: Vec<AccountRotation> = Vec::new();
+    let own = db::account(conn)?.is_some_and(|a| a.username == username.as_str());
+    let mut stored = db::followed(conn, username.as_str())?;
+    if own {
+        stored.extend(db::own_rotations(conn)?);
+    }
+    for rotation in stored
+        .iter()
+        .filter_map(|bytes| AccountRotation::decode(bytes).ok())
+        .chain(rotations.iter().cloned())
+    {
+        if rotation.verify().is_ok() && !known.contains(&rotation) {
+            known.push(rotation);
+        }
+    }
+    // Oldest first, so that the chain is walked in order.
+    known.sort_by_key(|r| r.rotated_at_ms);
+    Ok(rotation::follow(
+        username,
+        presented,
+        &known,
+        &AccountPublicKey::from_bytes(pinned),
+    )
+    .is_ok())
 }

@@ -98,3 +98,33 @@ pub fn repin(conn: &Connection, username: &str, key: &[u8], now: i64) -> Result<
     )?;
     Ok(())
 }
+
+/// Remembers rotations followed for `username` (oldest first).
+pub fn add_followed(
+    conn: &Connection,
+    username: &str,
+    rotations: &[Vec<u8>],
+) -> Result<(), ClientError> {
+    for rotation in rotations {
+        conn.execute(
+            "INSERT OR IGNORE INTO followed_rotations (username, statement) VALUES (?1, ?2)",
+            params![username, rotation],
+        )?;
+    }
+    Ok(())
+}
+
+/// The rotations followed for `username`, oldest first (the newest `MAX_CHAIN`).
+pub fn followed(conn: &Connection, username: &str) -> Result<Vec<Vec<u8>>, ClientError> {
+    let mut statement = conn.prepare(
+        "SELECT statement FROM (SELECT seq, statement FROM followed_rotations
+         WHERE username = ?1 ORDER BY seq DESC LIMIT ?2) ORDER BY seq",
+    )?;
+    let rows = statement
+        .query_map(
+            params![username, parley_mls::rotation::MAX_CHAIN as i64],
+            |row| row.get(0),
+        )?
+        .collect::<rusqlite::Result<Vec<Vec<u8>>>>()?;
+    Ok(rows)
+}

@@ -260,6 +260,14 @@ CREATE TABLE pending_rotation (
 );
 -- Set when the account key rotated, until every leaf of ours carries the new key.
 ALTER TABLE account ADD COLUMN recertify INTEGER NOT NULL DEFAULT 0;
+-- The rotations this device followed, per account: a leaf under an earlier key on the chain
+-- (a commit still in the queue when the pin moved on) is not an identity change.
+CREATE TABLE followed_rotations (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    username    TEXT NOT NULL,
+    statement   BLOB NOT NULL,
+    UNIQUE (username, statement)
+);
 -- While a restore is under way (until the lost devices are revoked), the time of the backup
 -- it restores from: an interrupted restore is resumed.
 ALTER TABLE account ADD COLUMN restoring INTEGER;

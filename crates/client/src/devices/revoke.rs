@@ -49,6 +49,9 @@ impl Client {
 
     async fn revoke_device_rotating(&self, id: &str, rotate: Rotate) -> Result<usize, ClientError> {
         self.finish_pending_rotation().await?;
+        // A key another device rotated to and sealed for us is taken up first: the server
+        // takes revocations under the current key only.
+        self.replenish_key_packages().await?;
         // A revocation that stopped partway (the device is no longer listed) is finished by
         // naming the device again; the account key rotated the first time.
         let (hex_id, listed) = match self.find_device(id).await {
@@ -180,6 +183,9 @@ impl Client {
             Err(e) if !e.is_transient() => return Err(e),
             _ => {}
         }
+        // The rotation took all the account's KeyPackages: publish ours under the new key, so
+        // that others can add us, and a later rotation can seal to us.
+        self.replenish_key_packages().await?;
         Ok(removed)
     }
 
@@ -201,17 +207,27 @@ impl Client {
             .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
             .map(AccountPublicKey::from_bytes)
             .ok_or("a revocation from an account we have no key for")?;
-        let rotated_from = AccountRotation::decode(&revoked.rotation)
+        // Signed by the pinned key, or by one the pin has moved on from along the chain (this
+        // revocation's own rotation, or those we followed): the queue may still hold it when
+        // the pin has moved on.
+        let rotation: Vec<AccountRotation> = AccountRotation::decode(&revoked.rotation)
             .ok()
-            .filter(|r| r.verify().is_ok() && r.username == *sender && r.new_key == pinned)
-            .map(|r| r.old_key);
-        statement
-            .verify(&pinned)
-            .or_else(|e| match rotated_from {
-                Some(old) => statement.verify(&old),
-                None => Err(e),
-            })
-            .map_err(|e| e.to_string())?;
+            .filter(|r| r.verify().is_ok() && r.username == *sender)
+            .into_iter()
+            .collect();
+        let signed_by_pin = statement.verify(&pinned).is_ok();
+        let signed_earlier = || -> Result<bool, String> {
+            let signer = match rotation.first() {
+                Some(r) if statement.verify(&r.old_key).is_ok() => r.old_key,
+                _ => return Ok(false),
+            };
+            Ok(signer != pinned
+                && crate::trust::is_earlier_key(tx, sender, &rotation, &signer)
+                    .map_err(|e| e.to_string())?)
+        };
+        if !signed_by_pin && !signed_earlier()? {
+            return Err("the revocation is not signed by the account's key".into());
+        }
         db::insert_revoked(
             tx,
             sender.as_str(),

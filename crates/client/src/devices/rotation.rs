@@ -229,6 +229,7 @@ impl Client {
             &new_key.public().to_bytes(),
             now_ms(),
         )?;
+        db::add_followed(&tx, self.username().as_str(), rotations)?;
         tx.commit()?;
         self.set_keys(AccountKeys {
             account_key: new_key,
