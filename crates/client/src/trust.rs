@@ -123,12 +123,9 @@ fn follows_pin(
     rotations: &[AccountRotation],
     presented: &AccountPublicKey,
 ) -> Result<bool, ClientError> {
-    let Some(pinned) = db::pinned_key(conn, username.as_str())?
-        .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
-    else {
+    let Some(pinned) = db::pinned_account_key(conn, username.as_str())? else {
         return Ok(false);
     };
-    let pinned = AccountPublicKey::from_bytes(pinned);
     Ok(rotation::follow(username, &pinned, rotations, presented).is_ok())
 }
 
@@ -140,9 +137,7 @@ pub(crate) fn is_earlier_key(
     rotations: &[AccountRotation],
     presented: &AccountPublicKey,
 ) -> Result<bool, ClientError> {
-    let Some(pinned) = db::pinned_key(conn, username.as_str())?
-        .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
-    else {
+    let Some(pinned) = db::pinned_account_key(conn, username.as_str())? else {
         return Ok(false);
     };
     let mut known: Vec<AccountRotation> = Vec::new();
@@ -162,11 +157,5 @@ pub(crate) fn is_earlier_key(
     }
     // Oldest first, so that the chain is walked in order.
     known.sort_by_key(|r| r.rotated_at_ms);
-    Ok(rotation::follow(
-        username,
-        presented,
-        &known,
-        &AccountPublicKey::from_bytes(pinned),
-    )
-    .is_ok())
+    Ok(rotation::follow(username, presented, &known, &pinned).is_ok())
 }

@@ -6,7 +6,6 @@
 use std::path::Path;
 
 use parley_mls::certificate::AccountKey;
-use parley_mls::DeviceIdentity;
 use parley_protocol::{v1, DeviceId, ErrorCode, Username};
 use prost::Message as _;
 use serde::Serialize;
@@ -19,9 +18,7 @@ use crate::db;
 use crate::devices::archive::MAX_ARCHIVE_BYTES;
 use crate::devices::crypto::decrypt_archive;
 use crate::error::ClientError;
-use crate::groups::load_group;
 use crate::home::lock_home;
-use crate::provider::TxProvider;
 use crate::views::rfc3339;
 
 /// What a restore brought back.
@@ -221,7 +218,7 @@ impl Client {
             .filter(|d| !d.current)
             .filter_map(|d| DeviceId::parse_hex(&d.id).ok())
             .collect();
-        for device in self.own_other_devices_in_chats()? {
+        for device in self.own_devices_in_chats(true)?.into_keys() {
             let revoked = db::is_revoked(&self.db(), self.username().as_str(), device.as_bytes())?;
             if revoked && !lost.contains(&device) {
                 lost.push(device);
@@ -229,29 +226,5 @@ impl Client {
         }
         self.revoke_devices(&lost).await?;
         Ok(lost.len() as u64)
-    }
-
-    /// Our account's other devices that are members of our active chats.
-    fn own_other_devices_in_chats(&self) -> Result<Vec<DeviceId>, ClientError> {
-        let conn = self.db();
-        let provider = TxProvider::new(&self.crypto, &conn);
-        let mut devices = Vec::new();
-        for chat in db::all_chats(&conn)? {
-            let Some(group) = load_group(&provider, &chat.group_id)? else {
-                continue;
-            };
-            for member in group.members() {
-                let Ok(id) = DeviceIdentity::from_credential(&member.credential) else {
-                    continue;
-                };
-                if id.username == *self.username()
-                    && id.device_id != self.device_id()
-                    && !devices.contains(&id.device_id)
-                {
-                    devices.push(id.device_id);
-                }
-            }
-        }
-        Ok(devices)
     }
 }

@@ -27,6 +27,16 @@ pub fn pinned_key(conn: &Connection, username: &str) -> Result<Option<Vec<u8>>, 
         .optional()?)
 }
 
+/// The pinned key as an account key (none if unpinned or not 32 bytes).
+pub fn pinned_account_key(
+    conn: &Connection,
+    username: &str,
+) -> Result<Option<parley_mls::certificate::AccountPublicKey>, ClientError> {
+    Ok(pinned_key(conn, username)?
+        .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
+        .map(parley_mls::certificate::AccountPublicKey::from_bytes))
+}
+
 /// Remembers that a device of `username` was revoked (by that account's key).
 pub fn insert_revoked(
     conn: &Connection,

@@ -6,7 +6,6 @@
 //! member refuses it from then on.
 
 use openmls::prelude::LeafNodeIndex;
-use parley_mls::certificate::AccountPublicKey;
 use parley_mls::revocation::DeviceRevocation;
 use parley_mls::rotation::AccountRotation;
 use parley_mls::DeviceIdentity;
@@ -202,10 +201,8 @@ impl Client {
         if statement.username != *sender {
             return Err("a revocation of another account's device".into());
         }
-        let pinned = db::pinned_key(tx, sender.as_str())
+        let pinned = db::pinned_account_key(tx, sender.as_str())
             .map_err(|e| e.to_string())?
-            .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
-            .map(AccountPublicKey::from_bytes)
             .ok_or("a revocation from an account we have no key for")?;
         // Signed by the pinned key, or by one the pin has moved on from along the chain (this
         // revocation's own rotation, or those we followed): the queue may still hold it when

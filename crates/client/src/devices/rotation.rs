@@ -65,7 +65,7 @@ impl Client {
         let statement = keys.account_key.rotate_to(&new_key, self.username(), now);
         let own_key = self.signer.to_public_vec();
         let certificate = new_key.certify(self.username(), self.device_id(), &own_key, now);
-        let known = self.known_own_devices()?;
+        let known = self.own_devices_in_chats(false)?;
         let list: v1::DeviceList = self.authed(|| self.api.get("/v1/devices")).await?;
         let mut sealed = Vec::new();
         for device in list.devices {
@@ -104,9 +104,12 @@ impl Client {
         }))
     }
 
-    /// The account's other devices as our chats show them (device id and signature key), the
-    /// ones we know revoked left out.
-    pub(crate) fn known_own_devices(&self) -> Result<HashMap<DeviceId, Vec<u8>>, ClientError> {
+    /// The account's other devices as our chats show them (device id and signature key); the
+    /// ones we know revoked only `with_revoked` (a restore removes those that are left).
+    pub(crate) fn own_devices_in_chats(
+        &self,
+        with_revoked: bool,
+    ) -> Result<HashMap<DeviceId, Vec<u8>>, ClientError> {
         let conn = self.db();
         let provider = TxProvider::new(&self.crypto, &conn);
         let mut devices = HashMap::new();
@@ -120,7 +123,8 @@ impl Client {
                 };
                 if id.username == *self.username()
                     && id.device_id != self.device_id()
-                    && !db::is_revoked(&conn, id.username.as_str(), id.device_id.as_bytes())?
+                    && (with_revoked
+                        || !db::is_revoked(&conn, id.username.as_str(), id.device_id.as_bytes())?)
                 {
                     devices.insert(id.device_id, member.signature_key);
                 }
@@ -254,10 +258,7 @@ impl Client {
             return self.rotation_done().await;
         }
         rotation::follow(self.username(), &held, &chain, &latest.new_key).map_err(protocol)?;
-        let own_pin = db::pinned_key(&self.db(), self.username().as_str())?
-            .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
-            .map(parley_mls::certificate::AccountPublicKey::from_bytes)
-            .unwrap_or(held);
+        let own_pin = db::pinned_account_key(&self.db(), self.username().as_str())?.unwrap_or(held);
         if own_pin != held
             && own_pin != latest.new_key
             && rotation::follow(self.username(), &own_pin, &chain, &latest.new_key).is_err()
@@ -315,7 +316,7 @@ impl Client {
         statement: &AccountRotation,
     ) -> Result<(), ClientError> {
         let sealer = DeviceId::from_slice(&sealed.sealed_by).map_err(protocol)?;
-        let known = self.known_own_devices()?;
+        let known = self.own_devices_in_chats(false)?;
         let key = known
             .get(&sealer)
             .ok_or_else(|| protocol("sealed by a device none of our chats shows"))?;
