@@ -54,14 +54,45 @@ pub async fn register(args: ClientArgs, name: &str) -> Result<()> {
     Ok(())
 }
 
-pub async fn send(args: ClientArgs, chat: &str, text: &str) -> Result<()> {
+pub async fn send(args: ClientArgs, chat: &str, text: &str, reply_to: Option<&str>) -> Result<()> {
     let client = open(&args)?;
-    let sent = client.send_text(&ChatRef::parse(chat)?, text).await?;
+    let sent = client
+        .send_reply(&ChatRef::parse(chat)?, text, reply_to)
+        .await?;
     if sent.status == "sending" {
         eprintln!(
             "parley: server unreachable; message {} queued and will be sent on the next sync",
             sent.id
         );
+    }
+    Ok(())
+}
+
+pub async fn edit(args: ClientArgs, message_id: &str, text: &str) -> Result<()> {
+    let client = open(&args)?;
+    let edited = client.edit(message_id, text).await?;
+    output::message(&edited, false);
+    queued_notice(&client)
+}
+
+pub async fn delete(args: ClientArgs, message_id: &str) -> Result<()> {
+    let client = open(&args)?;
+    let deleted = client.delete(message_id).await?;
+    output::message(&deleted, false);
+    queued_notice(&client)
+}
+
+pub async fn react(args: ClientArgs, message_id: &str, emoji: &str, remove: bool) -> Result<()> {
+    let client = open(&args)?;
+    let reacted = client.react(message_id, emoji, remove).await?;
+    output::message(&reacted, false);
+    queued_notice(&client)
+}
+
+/// Says so when the change just made waits in the outbox.
+fn queued_notice(client: &Client) -> Result<()> {
+    if client.has_unsent()? {
+        eprintln!("parley: server unreachable; the change is queued and goes out on the next sync");
     }
     Ok(())
 }

@@ -137,6 +137,39 @@ pub enum Command {
         chat: String,
         /// The message text (not empty; at most 64 KiB of UTF-8).
         text: String,
+        /// Answer this message (its id, as `history --json` shows it, or its first digits).
+        #[arg(long, value_name = "MESSAGE_ID")]
+        reply_to: Option<String>,
+    },
+    /// Change the text of a message you sent, for everyone (within 24 hours, at most 10 times;
+    /// the earlier texts stay visible as its versions).
+    Edit {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The message's id (or its first digits).
+        message_id: String,
+        /// The new text.
+        text: String,
+    },
+    /// Delete a message for everyone: one you sent, or as a group admin anyone's (within 24
+    /// hours).
+    Delete {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The message's id (or its first digits).
+        message_id: String,
+    },
+    /// React to a message with an emoji, or take your reaction back.
+    React {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The message's id (or its first digits).
+        message_id: String,
+        /// One emoji.
+        emoji: String,
+        /// Take this reaction back.
+        #[arg(long)]
+        remove: bool,
     },
     /// Fetch, decrypt and store new messages, send what waits in the outbox, print new messages.
     Sync {

@@ -74,7 +74,26 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Register { client, username } => {
             account::register(top.or(client), &username).await
         }
-        Command::Send { client, chat, text } => account::send(top.or(client), &chat, &text).await,
+        Command::Send {
+            client,
+            chat,
+            text,
+            reply_to,
+        } => account::send(top.or(client), &chat, &text, reply_to.as_deref()).await,
+        Command::Edit {
+            client,
+            message_id,
+            text,
+        } => account::edit(top.or(client), &message_id, &text).await,
+        Command::Delete { client, message_id } => {
+            account::delete(top.or(client), &message_id).await
+        }
+        Command::React {
+            client,
+            message_id,
+            emoji,
+            remove,
+        } => account::react(top.or(client), &message_id, &emoji, remove).await,
         Command::Sync {
             client,
             json,

@@ -82,11 +82,40 @@ pub fn message(message: &MessageView, as_json: bool) {
         "sending" => " [sending]",
         _ => "",
     };
+    let reply = match &message.quoted {
+        Some(q) if q.deleted => format!(" (reply to {}: deleted)", q.sender),
+        Some(q) => format!(
+            " (reply to {}: \"{}\")",
+            q.sender,
+            one_line_preview(&q.text, 30)
+        ),
+        None if message.reply_to.is_some() => " (reply)".into(),
+        None => String::new(),
+    };
+    let text = match (&message.deleted_by, message.deleted) {
+        (Some(admin), _) => format!("(deleted by {admin}, a group admin)"),
+        (None, true) => "(deleted)".into(),
+        (None, false) => sanitize(&message.text),
+    };
+    let edited = if message.edited && !message.deleted {
+        " (edited)"
+    } else {
+        ""
+    };
+    let reactions = if message.reactions.is_empty() {
+        String::new()
+    } else {
+        let each: Vec<String> = message
+            .reactions
+            .iter()
+            .map(|(emoji, users)| format!("{} {}", sanitize(emoji), users.join(", ")))
+            .collect();
+        format!("  [{}]", each.join(" · "))
+    };
     line(&format!(
-        "[{}] {chat}{}: {}{state}",
+        "[{}] {chat}{}{reply}: {text}{edited}{state}{reactions}",
         local_time(&message.sent_at),
         message.sender,
-        sanitize(&message.text)
     ));
 }
 
@@ -130,7 +159,9 @@ pub fn members(group: &GroupStateView) {
 pub fn report(report: &Report, as_json: bool) {
     let r = &report.report;
     if as_json {
-        let context: serde_json::Value = serde_json::from_str(&r.context).unwrap_or_default();
+        let all: Vec<serde_json::Value> = serde_json::from_str(&r.context).unwrap_or_default();
+        let (versions, context): (Vec<_>, Vec<_>) =
+            all.into_iter().partition(|m| m.get("version").is_some());
         return json(&serde_json::json!({
             "id": report.id,
             "status": report.status.as_str(),
@@ -143,6 +174,7 @@ pub fn report(report: &Report, as_json: bool) {
             "sent_at": rfc3339(r.message_accepted_at),
             "reported_at": rfc3339(r.created_at),
             "context": context,
+            "versions": versions,
             "verified": true,
         }));
     }

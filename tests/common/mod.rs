@@ -37,6 +37,8 @@ pub struct TestServer {
     extra_args: Vec<String>,
     /// A data directory shared with other nodes, instead of one of its own.
     shared_data: Option<PathBuf>,
+    /// Runs the server's clock this far ahead (libfaketime's offset, e.g. "+25h").
+    clock_ahead: Option<String>,
 }
 
 impl TestServer {
@@ -61,6 +63,7 @@ impl TestServer {
             child: None,
             extra_args: args.iter().map(|s| s.to_string()).collect(),
             shared_data,
+            clock_ahead: None,
         };
         server.spawn();
         server
@@ -100,7 +103,20 @@ impl TestServer {
             .append(true)
             .open(self.log_path())
             .expect("log file");
-        let mut child = Command::new(BIN)
+        let mut command = match &self.clock_ahead {
+            None => Command::new(BIN),
+            Some(offset) => {
+                let mut faked = Command::new("faketime");
+                // Only the wall clock moves: timers and timeouts run as usual.
+                faked
+                    .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+                    .arg("-f")
+                    .arg(offset)
+                    .arg(BIN);
+                faked
+            }
+        };
+        let mut child = command
             .arg("server")
             .arg("--data")
             .arg(self.data_dir())
@@ -177,6 +193,14 @@ impl TestServer {
             std::thread::sleep(Duration::from_millis(100 * (attempt + 1)));
         }
         self.spawn();
+    }
+
+    /// Starts again on the same data directory and port with its wall clock `offset` ahead
+    /// ("+25h"), as if that much time had passed.
+    #[allow(dead_code)] // not every test binary moves the clock
+    pub fn restart_ahead(&mut self, offset: &str) {
+        self.clock_ahead = Some(offset.to_owned());
+        self.restart();
     }
 
     /// Every byte the server wrote: its data directory and its log.

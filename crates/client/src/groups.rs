@@ -195,6 +195,19 @@ fn parse_handle(text: &str) -> Option<(&str, &str)> {
     (hex_digits && !base.is_empty()).then_some((base, prefix))
 }
 
+/// Whether `user` is an admin of this group chat (a 1:1 chat has none), as its state says now.
+pub(crate) fn admin_of_group(
+    conn: &rusqlite::Connection,
+    group: &MlsGroup,
+    user: &parley_protocol::Username,
+) -> Result<bool, ClientError> {
+    let is_group = db::chat(conn, group.group_id().as_slice())?
+        .is_some_and(|chat| chat.kind == ChatKind::Group);
+    Ok(is_group
+        && parley_mls::Roles::from_extensions(group.extensions())
+            .is_ok_and(|roles| roles.is_admin(user)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -480,9 +480,46 @@ impl Client {
             Err(e) => return Outcome::Failed(e),
         };
         let mut revealed = Vec::new();
+        // An edit, delete or reaction: kept (as evidence) but not shown itself; the message it
+        // refers to shows the change.
+        let mut refers_to = None;
+        let mut by_admin = false;
         let (text, hidden) = match payload.body {
             // Messages from blocked accounts are kept (they can still be reported) but not shown.
             Some(v1::app_payload::Body::Text(body)) => (body.text, blocked),
+            Some(v1::app_payload::Body::Edit(v1::EditBody { target, text }))
+                if target.len() == 16
+                    && !text.trim().is_empty()
+                    && text.len() <= parley_protocol::limits::MAX_TEXT_BYTES =>
+            {
+                refers_to = Some(target);
+                (String::new(), true)
+            }
+            Some(v1::app_payload::Body::Delete(v1::DeleteBody { target }))
+                if target.len() == 16 =>
+            {
+                by_admin = match crate::groups::admin_of_group(tx, group, &sender.username) {
+                    Ok(admin) => admin,
+                    Err(e) => return Outcome::Failed(e),
+                };
+                refers_to = Some(target);
+                (String::new(), true)
+            }
+            Some(v1::app_payload::Body::Reaction(reaction))
+                if reaction.target.len() == 16 && is_reaction(&reaction.emoji) =>
+            {
+                refers_to = Some(reaction.target);
+                (String::new(), true)
+            }
+            Some(
+                v1::app_payload::Body::Edit(_)
+                | v1::app_payload::Body::Delete(_)
+                | v1::app_payload::Body::Reaction(_),
+            ) => {
+                return Outcome::Rejected(Rejected::Unverifiable(
+                    "malformed edit, delete or reaction".into(),
+                ))
+            }
             Some(v1::app_payload::Body::Meta(meta)) => {
                 let (kind, name) = if meta.kind == v1::ChatKind::Direct as i32 {
                     // A 1:1 chat is named after the other account, also when another device
@@ -578,6 +615,11 @@ impl Client {
             history: false,
         };
         let inserted = db::insert_message(tx, &row);
+        if let Ok(true) = inserted {
+            if let Err(e) = db::index_references(tx, &row.id, &row.payload, by_admin) {
+                return Outcome::Failed(e);
+            }
+        }
         if let (Ok(true), Some(franking)) = (&inserted, &item.franking) {
             let franked = db::Franked {
                 accepted_at: item.accepted_at_ms,
@@ -595,6 +637,21 @@ impl Client {
                 }
                 match self.view_of(tx, row) {
                     Ok(view) => Outcome::Shown(vec![view]),
+                    Err(e) => Outcome::Failed(e),
+                }
+            }
+            // What an edit, delete or reaction changed: the message it refers to, when this
+            // device has it and shows it.
+            Ok(true) if refers_to.is_some() => {
+                let target = refers_to.as_deref().unwrap_or_default();
+                match db::message(tx, target) {
+                    Ok(Some(target)) if !target.hidden && target.notice.is_none() => {
+                        match self.view_of(tx, target) {
+                            Ok(view) => Outcome::Shown(vec![view]),
+                            Err(e) => Outcome::Failed(e),
+                        }
+                    }
+                    Ok(_) => Outcome::Shown(Vec::new()),
                     Err(e) => Outcome::Failed(e),
                 }
             }
@@ -641,4 +698,11 @@ fn notice_row(
         notice: Some(notice),
         history: false,
     }
+}
+
+/// One emoji as a reaction: not empty, short, no spaces or control characters.
+pub(crate) fn is_reaction(emoji: &str) -> bool {
+    !emoji.is_empty()
+        && emoji.len() <= parley_protocol::limits::MAX_REACTION_BYTES
+        && !emoji.chars().any(|c| c.is_whitespace() || c.is_control())
 }

@@ -14,7 +14,7 @@
 //   1  names, api, home, db    chat names; the server API; the home directory and its lock;
 //                              all of the client's SQL
 //   2  client                  the `Client` value, login and authenticated calls
-//   3  trust, key_packages, groups, reports
+//   3  trust, key_packages, groups, reports, content (what refers to a message, applied)
 //   4  account, views
 //   5  outgoing, incoming      (inside outgoing: outbox < commits < group_ops < mod)
 //   6  sync
@@ -26,6 +26,7 @@ mod account;
 pub mod api;
 mod backup;
 mod client;
+mod content;
 mod db;
 mod devices;
 mod error;
@@ -52,4 +53,4 @@ pub use devices::{ApproveEvent, DeviceView, LinkCode, LinkEvent};
 pub use error::ClientError;
 pub use names::{parse_group_name, ChatRef};
 pub use reports::{EvidenceBundle, EvidenceMessage};
-pub use views::{rfc3339, ChatSummary, GroupStateView, MessageView, SafetyNumber};
+pub use views::{rfc3339, ChatSummary, GroupStateView, MessageView, Quoted, SafetyNumber};

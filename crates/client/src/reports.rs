@@ -20,6 +20,9 @@ pub struct EvidenceBundle {
     pub message: EvidenceMessage,
     #[serde(default)]
     pub context: Vec<EvidenceMessage>,
+    /// The message's edits and its delete, each franked: every version of it.
+    #[serde(default)]
+    pub versions: Vec<EvidenceMessage>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -97,6 +100,11 @@ impl EvidenceBundle {
                 .iter()
                 .map(EvidenceMessage::to_wire)
                 .collect::<Result<_, _>>()?,
+            versions: self
+                .versions
+                .iter()
+                .map(EvidenceMessage::to_wire)
+                .collect::<Result<_, _>>()?,
         })
     }
 }
@@ -118,8 +126,36 @@ impl Client {
         let id = hex::decode(message_id)
             .map_err(|_| ClientError::Invalid(format!("{message_id:?} is not a message id")))?;
         let conn = self.db();
-        let evidence = db::evidence(&conn, &id)?
+        let mut evidence = db::evidence(&conn, &id)?
             .ok_or_else(|| ClientError::Invalid(format!("no message {message_id}")))?;
+        // Every version the device keeps, each franked: the edits (whose texts the refs hold)
+        // and the delete, in server order.
+        let mut refs = db::refs_to(&conn, &id)?;
+        refs.retain(|r| r.kind != db::RefKind::Reaction);
+        refs.sort_by_key(|r| (r.at, r.group_seq));
+        let mut versions = Vec::new();
+        for r in refs {
+            if let Some(mut version) = db::evidence(&conn, &r.id)? {
+                if version.franked.is_some() && !version.message.payload.is_empty() {
+                    version.message.text = r.text;
+                    versions.push(version);
+                }
+            }
+        }
+        // Once the first version is purged (a week after it was replaced), the latest edit
+        // stands for the message.
+        if evidence.message.payload.is_empty() {
+            let latest = versions
+                .iter()
+                .rposition(|v| !v.message.text.is_empty())
+                .ok_or_else(|| {
+                    ClientError::Invalid(format!(
+                        "message {message_id} is no longer kept on this device"
+                    ))
+                })?;
+            evidence = versions.remove(latest);
+            versions.truncate(latest);
+        }
         let (group_id, group_seq) = (
             evidence.message.group_id.clone(),
             evidence.message.group_seq.unwrap_or(0),
@@ -134,6 +170,10 @@ impl Client {
             reason: reason.to_owned(),
             message: EvidenceMessage::from_evidence(evidence)?,
             context: neighbours
+                .into_iter()
+                .map(EvidenceMessage::from_evidence)
+                .collect::<Result<_, _>>()?,
+            versions: versions
                 .into_iter()
                 .map(EvidenceMessage::from_evidence)
                 .collect::<Result<_, _>>()?,

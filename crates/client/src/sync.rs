@@ -15,6 +15,7 @@ impl Client {
     /// top up KeyPackages (taking up a rotated account key first) and re-certify our leaves.
     pub async fn sync(&self) -> Result<Vec<MessageView>, ClientError> {
         self.finish_pending_rotation().await?;
+        crate::content::purge_replaced(&self.db(), crate::db::now_ms())?;
         let mut shown = self.receive().await?;
         self.flush_outbox().await?;
         // A recipient who has not caught up holds back that chat's sends, not the sync.

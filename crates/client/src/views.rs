@@ -4,6 +4,7 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::client::Client;
+use crate::content;
 use crate::db::{self, now_ms, ChatKind, ChatRow, ChatState, MessageRow, Notice};
 use crate::error::ClientError;
 use crate::groups::{chat_handle, load_group};
@@ -29,6 +30,28 @@ pub struct MessageView {
     pub kind: String,
     /// Came with the account's history when this device was linked (sent before it joined).
     pub history: bool,
+    /// The id of the message this one answers.
+    pub reply_to: Option<String>,
+    /// What `reply_to` shows now (its sender and text, or that it was deleted), when this
+    /// device has it.
+    pub quoted: Option<Quoted>,
+    /// Its sender changed the text; `versions` holds the earlier texts, oldest first, for as
+    /// long as they are kept (a week after each was replaced).
+    pub edited: bool,
+    pub versions: Vec<String>,
+    /// Taken back for everyone: `text` is empty.
+    pub deleted: bool,
+    /// Who deleted it when that was a group admin, not its sender.
+    pub deleted_by: Option<String>,
+    /// Emoji to the accounts that reacted with them.
+    pub reactions: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Quoted {
+    pub sender: String,
+    pub text: String,
+    pub deleted: bool,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -42,6 +65,22 @@ pub struct ChatSummary {
     pub last_message: Option<MessageView>,
     /// Received messages not yet marked read.
     pub unread: u64,
+}
+
+/// How a reply shows the message it answers.
+fn quote(conn: &Connection, id: &[u8]) -> Result<Option<Quoted>, ClientError> {
+    let Some(row) = db::message(conn, id)? else {
+        return Ok(None);
+    };
+    if row.notice.is_some() || (row.hidden && db::is_blocked(conn, &row.sender)?) {
+        return Ok(None);
+    }
+    let resolved = content::resolve_stored(conn, &row.id, &row.group_id, &row.sender, &row.text)?;
+    Ok(Some(Quoted {
+        sender: row.sender,
+        deleted: resolved.deleted.is_some(),
+        text: resolved.text,
+    }))
 }
 
 /// Milliseconds since the epoch as RFC 3339 in UTC, the form every front end prints.
@@ -96,7 +135,7 @@ impl Client {
                 row.sender, row.sender
             ),
         };
-        Ok(MessageView {
+        let mut view = MessageView {
             id: hex::encode(&row.id),
             kind: if row.notice.is_some() {
                 "notice"
@@ -111,7 +150,32 @@ impl Client {
             status: row.status.as_str().to_owned(),
             group_seq: row.group_seq,
             history: row.history,
-        })
+            reply_to: None,
+            quoted: None,
+            edited: false,
+            versions: Vec::new(),
+            deleted: false,
+            deleted_by: None,
+            reactions: Default::default(),
+        };
+        if row.notice.is_none() {
+            let resolved =
+                content::resolve_stored(conn, &row.id, &row.group_id, &view.sender, &view.text)?;
+            view.versions = resolved.versions(&view.text);
+            view.edited = !resolved.edits.is_empty();
+            view.deleted = resolved.deleted.is_some();
+            view.deleted_by = resolved
+                .deleted
+                .map(|d| d.sender)
+                .filter(|by| *by != view.sender);
+            view.reactions = resolved.reactions;
+            view.text = resolved.text;
+            if let Some(reply_to) = db::reply_to(conn, &row.id)? {
+                view.quoted = quote(conn, &reply_to)?;
+                view.reply_to = Some(hex::encode(reply_to));
+            }
+        }
+        Ok(view)
     }
 
     /// Chats, most recently active first.

@@ -463,6 +463,7 @@ pub fn generate() -> Result<BTreeMap<&'static str, BTreeMap<String, Vec<u8>>>> {
                 message: Some(reported.clone()),
                 reason: "spam".into(),
                 context: vec![reported.clone()],
+                versions: vec![reported.clone()],
             }
             .encode_to_vec(),
         ),
@@ -485,6 +486,30 @@ pub fn generate() -> Result<BTreeMap<&'static str, BTreeMap<String, Vec<u8>>>> {
                 text: "hello ✓".into(),
                 reply_to: Some(vec![9; 16]),
                 attachment_hashes: vec![vec![1; 32]],
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "proto_edit_body",
+            v1::EditBody {
+                target: vec![9; 16],
+                text: "hello, edited".into(),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "proto_delete_body",
+            v1::DeleteBody {
+                target: vec![9; 16],
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "proto_reaction_body",
+            v1::ReactionBody {
+                target: vec![9; 16],
+                emoji: "👍".into(),
+                remove: true,
             }
             .encode_to_vec(),
         ),

@@ -8,6 +8,10 @@ pub const MAX_MLS_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 pub const MAX_WELCOME_BYTES: usize = 6 * 1024 * 1024;
 /// Largest plaintext of a text message.
 pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+/// Largest reaction (one emoji, with its modifiers and joiners).
+pub const MAX_REACTION_BYTES: usize = 64;
+/// Most edits and deletes a report carries as the versions of its message (10 edits, 1 delete).
+pub const MAX_REPORTED_VERSIONS: usize = 11;
 /// Largest authenticated data on an application message (room for the franking tag).
 pub const MAX_AAD_BYTES: usize = 256;
 /// Largest KeyPackage.

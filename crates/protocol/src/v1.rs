@@ -425,6 +425,9 @@ pub struct ReportRequest {
     /// Neighbouring messages of the same chat, each franked.
     #[prost(message, repeated, tag = "3")]
     pub context: Vec<ReportedMessage>,
+    /// The edits and the delete that refer to `message`, each franked: every version of it.
+    #[prost(message, repeated, tag = "4")]
+    pub versions: Vec<ReportedMessage>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -461,7 +464,7 @@ pub struct AppPayload {
     pub message_id: Vec<u8>,
     #[prost(int64, tag = "5")]
     pub sent_at_ms: i64,
-    #[prost(oneof = "app_payload::Body", tags = "10, 11, 12")]
+    #[prost(oneof = "app_payload::Body", tags = "10, 11, 12, 13, 14, 15")]
     pub body: Option<app_payload::Body>,
 }
 
@@ -475,6 +478,15 @@ pub mod app_payload {
         /// A device of the sender's account was revoked and removed from this chat.
         #[prost(message, tag = "12")]
         Revoked(super::RevokeDevice),
+        /// A new text for one of the sender's earlier messages (MIMI `replaces`).
+        #[prost(message, tag = "13")]
+        Edit(super::EditBody),
+        /// Takes a message back for everyone (MIMI `replaces` with an empty body).
+        #[prost(message, tag = "14")]
+        Delete(super::DeleteBody),
+        /// A reaction to a message, or its removal (MIMI `inReplyTo`, disposition reaction).
+        #[prost(message, tag = "15")]
+        Reaction(super::ReactionBody),
     }
 }
 
@@ -482,12 +494,40 @@ pub mod app_payload {
 pub struct TextBody {
     #[prost(string, tag = "1")]
     pub text: String,
-    /// Reserved for replies.
+    /// The message this one answers (MIMI `inReplyTo`).
     #[prost(bytes = "vec", optional, tag = "2")]
     pub reply_to: Option<Vec<u8>>,
     /// Reserved for attachments: SHA-256 of each attachment's plaintext (franking commits to it).
     #[prost(bytes = "vec", repeated, tag = "3")]
     pub attachment_hashes: Vec<Vec<u8>>,
+}
+
+/// Edits, deletes and reactions refer to their target by its message id: that of the first
+/// version, whatever edits followed.
+#[derive(Clone, PartialEq, Message)]
+pub struct EditBody {
+    #[prost(bytes = "vec", tag = "1")]
+    pub target: Vec<u8>,
+    #[prost(string, tag = "2")]
+    pub text: String,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct DeleteBody {
+    #[prost(bytes = "vec", tag = "1")]
+    pub target: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ReactionBody {
+    #[prost(bytes = "vec", tag = "1")]
+    pub target: Vec<u8>,
+    /// One emoji (at most [`crate::limits::MAX_REACTION_BYTES`]).
+    #[prost(string, tag = "2")]
+    pub emoji: String,
+    /// Takes back this account's earlier reaction with the same emoji.
+    #[prost(bool, tag = "3")]
+    pub remove: bool,
 }
 
 /// Chat metadata, sent encrypted after a group is created and after members are added.

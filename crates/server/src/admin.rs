@@ -242,11 +242,18 @@ async fn reports(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
 struct ContextMessage {
     sender: String,
     text: String,
+    /// "edit" or "delete" for a version of the reported message; none for a neighbour.
+    #[serde(default)]
+    version: Option<String>,
 }
 
 fn report_page(report: &Report, suspended: bool) -> Html<String> {
     let r = &report.report;
-    let context: Vec<ContextMessage> = serde_json::from_str(&r.context).unwrap_or_default();
+    let (versions, context): (Vec<ContextMessage>, Vec<ContextMessage>) =
+        serde_json::from_str::<Vec<ContextMessage>>(&r.context)
+            .unwrap_or_default()
+            .into_iter()
+            .partition(|m| m.version.is_some());
     page(
         &format!("Report #{}", report.id),
         html! {
@@ -256,6 +263,16 @@ fn report_page(report: &Report, suspended: bool) -> Html<String> {
             p { "Sent at " (time(r.message_accepted_at)) " in chat " code { (r.group_id) } " (message " (r.group_seq) ")" }
             p { "Verified message (its franking tag and the server's frank match):" }
             blockquote #reported-text { (r.text) }
+            @if !versions.is_empty() {
+                p { "Its later versions, each verified (kept by the reporter's device after the sender changed them):" }
+                ol #versions { @for m in &versions {
+                    li { @if m.version.as_deref() == Some("delete") {
+                        em { "deleted by " (m.sender) }
+                    } @else {
+                        "edited to: " (m.text)
+                    } }
+                } }
+            }
             @if !context.is_empty() {
                 p { "Context, each message verified:" }
                 ul { @for m in &context { li { strong { (m.sender) } ": " (m.text) } } }

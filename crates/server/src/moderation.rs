@@ -23,7 +23,7 @@ use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::{OpenMlsRustCrypto, RustCrypto};
 use parley_mls::franking::{self, FrankContext};
 use parley_mls::DeviceIdentity;
-use parley_protocol::{v1, DeviceId, ErrorCode, GroupId, MessageId, Username};
+use parley_protocol::{limits, v1, DeviceId, ErrorCode, GroupId, MessageId, Username};
 use parley_store::{
     AuditEntry, GroupTransition, NewReport, Report, ReportStatus, Store, StoreError, Submission,
     SYSTEM_DEVICE, SYSTEM_USERNAME,
@@ -110,6 +110,16 @@ pub struct VerifiedMessage {
     pub text: String,
     pub group_seq: u64,
     pub accepted_at_ms: i64,
+    /// Set for a version of the reported message: "edit" (a later text) or "delete".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<&'static str>,
+}
+
+/// What a verified payload is, as far as a report needs to know.
+enum VerifiedBody {
+    Text,
+    /// An edit or delete of the message with this id.
+    Version(Vec<u8>),
 }
 
 pub struct Moderation {
@@ -189,6 +199,18 @@ impl Moderation {
     /// Checks one message of a report: its frank under the key it names, and that the payload
     /// names the same sender as the context. Returns the verified text.
     fn verify(&self, message: &v1::ReportedMessage) -> Result<VerifiedMessage, ApiError> {
+        match self.verify_any(message)? {
+            (verified, VerifiedBody::Text) => Ok(verified),
+            _ => Err(forged("only text messages can be reported")),
+        }
+    }
+
+    /// Checks one message of a report, of any kind a report may carry; returns its payload's
+    /// message id too.
+    fn verify_any(
+        &self,
+        message: &v1::ReportedMessage,
+    ) -> Result<(VerifiedMessage, VerifiedBody), ApiError> {
         let key = self
             .keys
             .key(message.key_id)
@@ -215,16 +237,69 @@ impl Moderation {
         {
             return Err(forged("the payload names another sender"));
         }
-        let text = match payload.body {
-            Some(v1::app_payload::Body::Text(body)) => body.text,
+        let (text, version, body) = match payload.body {
+            Some(v1::app_payload::Body::Text(body)) => (body.text, None, VerifiedBody::Text),
+            Some(v1::app_payload::Body::Edit(edit)) => {
+                (edit.text, Some("edit"), VerifiedBody::Version(edit.target))
+            }
+            Some(v1::app_payload::Body::Delete(delete)) => (
+                String::new(),
+                Some("delete"),
+                VerifiedBody::Version(delete.target),
+            ),
             _ => return Err(forged("only text messages can be reported")),
         };
-        Ok(VerifiedMessage {
+        let verified = VerifiedMessage {
             sender: message.sender_username.clone(),
             text,
             group_seq: message.group_seq,
             accepted_at_ms: message.accepted_at_ms,
-        })
+            version,
+        };
+        Ok((verified, body))
+    }
+
+    /// The reported message and its versions (its edits and its delete), each verified. The
+    /// reported message is its first version, or, once the device purged that, its latest edit.
+    fn verify_versions(
+        &self,
+        message: &v1::ReportedMessage,
+        versions: &[v1::ReportedMessage],
+    ) -> Result<(VerifiedMessage, Vec<VerifiedMessage>), ApiError> {
+        if versions.len() > limits::MAX_REPORTED_VERSIONS {
+            return Err(ApiError::new(
+                ErrorCode::TooLarge,
+                format!("at most {} versions", limits::MAX_REPORTED_VERSIONS),
+            ));
+        }
+        let (mut reported, body) = self.verify_any(message)?;
+        let original = match body {
+            VerifiedBody::Text => v1::AppPayload::decode(message.payload.as_slice())
+                .map(|p| p.message_id)
+                .map_err(|_| forged("payload does not parse"))?,
+            VerifiedBody::Version(target) if reported.version == Some("edit") => target,
+            VerifiedBody::Version(_) => return Err(forged("a delete cannot be reported")),
+        };
+        // As the moderator reads it: the reported text, whichever version it is.
+        reported.version = None;
+        let mut verified = Vec::new();
+        for version in versions {
+            if version.group_id != message.group_id {
+                return Err(forged("a version from another chat"));
+            }
+            let (checked, body) = self.verify_any(version)?;
+            let fits = match body {
+                VerifiedBody::Version(target) => target == original,
+                VerifiedBody::Text => false,
+            };
+            // Only the sender edits; a delete may come from a group admin.
+            if !fits || (checked.version == Some("edit") && checked.sender != reported.sender) {
+                return Err(forged("a version that is not of the reported message"));
+            }
+            verified.push(checked);
+        }
+        verified.sort_by_key(|v| v.group_seq);
+        Ok((reported, verified))
     }
 
     pub async fn report(
@@ -259,7 +334,7 @@ impl Moderation {
             .map_err(|e| ApiError::malformed(e.to_string()))?;
         let accused =
             Username::parse(&message.sender_username).map_err(|_| forged("bad sender name"))?;
-        let verified = self.verify(message)?;
+        let (verified, versions) = self.verify_versions(message, &request.versions)?;
         let mut context = Vec::new();
         for neighbour in &request.context {
             if neighbour.group_id != message.group_id {
@@ -267,6 +342,7 @@ impl Moderation {
             }
             context.push(self.verify(neighbour)?);
         }
+        context.extend(versions);
         if !self.store.is_member(group_id, reporter.0.device_id).await? {
             return Err(ApiError::new(
                 ErrorCode::NotMember,

@@ -542,6 +542,13 @@ mod tests {
             group_seq: Some(1),
             kind: "text".into(),
             history: false,
+            reply_to: None,
+            quoted: None,
+            edited: false,
+            versions: Vec::new(),
+            deleted: false,
+            deleted_by: None,
+            reactions: Default::default(),
         }
     }
 

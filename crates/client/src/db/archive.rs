@@ -26,7 +26,8 @@ pub fn export_archive(conn: &Connection) -> Result<v1::HistoryArchive, ClientErr
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut messages = conn.prepare(
         "SELECT id, group_id, sender, sender_device, text, sent_at, received_at, group_seq,
-                status, payload, aad, hidden, notice, accepted_at, frank, frank_key_id
+                status, payload, aad, hidden, notice, accepted_at, frank, frank_key_id,
+                COALESCE((SELECT by_admin FROM message_refs r WHERE r.id = messages.id), 0)
          FROM messages ORDER BY sent_at, id",
     )?;
     let messages = messages
@@ -48,6 +49,7 @@ pub fn export_archive(conn: &Connection) -> Result<v1::HistoryArchive, ClientErr
                 accepted_at_ms: row.get(13)?,
                 frank: row.get(14)?,
                 frank_key_id: row.get(15)?,
+                by_admin: row.get(16)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -157,7 +159,7 @@ pub fn import_archive(conn: &Connection, archive: &v1::HistoryArchive) -> Result
     }
     let mut new = 0;
     for m in &archive.messages {
-        new += conn.execute(
+        let inserted = conn.execute(
             "INSERT OR IGNORE INTO messages
                 (id, group_id, sender, sender_device, text, sent_at, received_at, group_seq,
                  status, payload, aad, hidden, notice, accepted_at, frank, frank_key_id, history)
@@ -180,7 +182,11 @@ pub fn import_archive(conn: &Connection, archive: &v1::HistoryArchive) -> Result
                 m.frank,
                 m.frank_key_id
             ],
-        )? as u64;
+        )?;
+        if inserted == 1 {
+            crate::db::index_references(conn, &m.id, &m.payload, m.by_admin)?;
+        }
+        new += inserted as u64;
     }
     Ok(new)
 }

@@ -121,10 +121,21 @@ pub fn insert_message(conn: &Connection, m: &MessageRow) -> Result<bool, ClientE
     Ok(inserted == 1)
 }
 
-pub fn set_message_sent(conn: &Connection, id: &[u8], group_seq: u64) -> Result<(), ClientError> {
+/// Ours, accepted by the server at `accepted_at` (the time edits and deletes count from).
+pub fn set_message_sent(
+    conn: &Connection,
+    id: &[u8],
+    group_seq: u64,
+    accepted_at: i64,
+) -> Result<(), ClientError> {
     conn.execute(
-        "UPDATE messages SET status = ?2, group_seq = ?3 WHERE id = ?1",
-        params![id, MessageStatus::Sent as i64, group_seq as i64],
+        "UPDATE messages SET status = ?2, group_seq = ?3, accepted_at = ?4 WHERE id = ?1",
+        params![
+            id,
+            MessageStatus::Sent as i64,
+            group_seq as i64,
+            accepted_at
+        ],
     )?;
     Ok(())
 }
@@ -175,6 +186,19 @@ pub fn message(conn: &Connection, id: &[u8]) -> Result<Option<MessageRow>, Clien
             message_from_row,
         )
         .optional()?)
+}
+
+/// Shown messages (not notices) whose hex id starts with `prefix` (lower-case hex): at most
+/// two, enough to tell one from several.
+pub fn shown_messages_starting(
+    conn: &Connection,
+    prefix: &str,
+) -> Result<Vec<MessageRow>, ClientError> {
+    let mut statement = conn.prepare(&format!(
+        "SELECT {MESSAGE_COLUMNS} WHERE lower(hex(id)) LIKE ?1 || '%' AND hidden = 0 AND notice IS NULL LIMIT 2"
+    ))?;
+    let rows = statement.query_map(params![prefix], message_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
 /// The last `limit` messages of the given groups, oldest first.

@@ -15,6 +15,7 @@ mod evidence;
 mod link;
 mod messages;
 mod outbox;
+mod refs;
 mod set_aside;
 
 use std::path::Path;
@@ -34,6 +35,7 @@ pub use evidence::*;
 pub use link::*;
 pub use messages::*;
 pub use outbox::*;
+pub use refs::*;
 pub use set_aside::*;
 
 /// The database file inside the account's home directory.
@@ -48,6 +50,8 @@ pub fn open(home: &Path) -> Result<Connection, ClientError> {
     conn.busy_timeout(std::time::Duration::from_secs(30))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
+    // Deleted and purged content is overwritten, not left readable in free pages.
+    conn.pragma_update(None, "secure_delete", "ON")?;
     provider::migrate(&mut conn).map_err(ClientError::Config)?;
     migrate(&mut conn)?;
     Ok(conn)
@@ -78,6 +82,13 @@ fn make_private(database: &Path) -> Result<(), ClientError> {
             private(&path)?;
         }
     }
+    Ok(())
+}
+
+/// Moves the write-ahead log into the database file and empties it: afterwards, what was
+/// deleted or overwritten (with `secure_delete`) is gone from both files.
+pub fn checkpoint(conn: &Connection) -> Result<(), ClientError> {
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     Ok(())
 }
 
@@ -271,6 +282,23 @@ CREATE TABLE followed_rotations (
 -- While a restore is under way (until the lost devices are revoked), the time of the backup
 -- it restores from: an interrupted restore is resumed.
 ALTER TABLE account ADD COLUMN restoring INTEGER;
+"#,
+    // Messages that refer to others (see `refs`): the reply target of a text, and edits,
+    // deletes and reactions by their target. Each of the latter is also a hidden row of
+    // `messages`, its evidence.
+    r#"
+ALTER TABLE messages ADD COLUMN reply_to BLOB;
+CREATE TABLE message_refs (
+    id        BLOB PRIMARY KEY,
+    target    BLOB NOT NULL,
+    kind      INTEGER NOT NULL,          -- see RefKind
+    text      TEXT NOT NULL,             -- an edit's text, a reaction's emoji
+    remove    INTEGER NOT NULL DEFAULT 0,
+    by_admin  INTEGER NOT NULL DEFAULT 0,
+    purged    INTEGER NOT NULL DEFAULT 0 -- its earlier versions' window is over and dealt with
+);
+CREATE INDEX message_refs_target ON message_refs(target);
+CREATE INDEX message_refs_unpurged ON message_refs(purged, kind);
 "#,
 ];
 

@@ -94,8 +94,9 @@ impl Client {
         let sent_at = now_ms();
         let text = match &body {
             v1::app_payload::Body::Text(t) => t.text.clone(),
-            v1::app_payload::Body::Meta(_) | v1::app_payload::Body::Revoked(_) => String::new(),
+            _ => String::new(),
         };
+        let is_delete = matches!(body, v1::app_payload::Body::Delete(_));
         let payload = v1::AppPayload {
             salt: salt.to_vec(),
             sender_username: self.identity.username.to_string(),
@@ -132,7 +133,7 @@ impl Client {
                 received_at: sent_at,
                 group_seq: None,
                 status: MessageStatus::Sending,
-                payload,
+                payload: payload.clone(),
                 aad,
                 // Chat metadata is kept (re-encryption reads it) but never shown.
                 hidden: !log,
@@ -140,6 +141,9 @@ impl Client {
                 history: false,
             },
         )?;
+        // A delete of someone else's message counts only from a group admin.
+        let by_admin = is_delete && crate::groups::admin_of_group(&tx, &group, self.username())?;
+        db::index_references(&tx, message_id.as_bytes(), &payload, by_admin)?;
         if log {
             db::touch_chat(&tx, group_id, sent_at)?;
         }
@@ -174,6 +178,11 @@ impl Client {
         db::replace_outbox_mls(&tx, row.seq, &ciphertext, group.epoch().as_u64())?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Whether anything waits in the outbox.
+    pub fn has_unsent(&self) -> Result<bool, ClientError> {
+        Ok(!db::outbox_is_empty(&self.db())?)
     }
 
     /// Submits everything in the outbox, in order. Stops at the first transient failure (the
@@ -281,9 +290,12 @@ impl Client {
                     }
                 }
             }
-            OutboxKind::Application => {
-                db::set_message_sent(&tx, &row.message_id, accepted.group_seq)?
-            }
+            OutboxKind::Application => db::set_message_sent(
+                &tx,
+                &row.message_id,
+                accepted.group_seq,
+                accepted.accepted_at_ms,
+            )?,
             OutboxKind::Proposal => {}
         }
         db::delete_outbox(&tx, row.seq)?;

@@ -368,6 +368,10 @@ pub struct ArchivedMessage {
     pub frank: Option<Vec<u8>>,
     #[prost(uint32, optional, tag = "16")]
     pub frank_key_id: Option<u32>,
+    /// A delete sent by a group admin (not the message's sender): the new device cannot tell
+    /// from the payload who was admin then.
+    #[prost(bool, tag = "17")]
+    pub by_admin: bool,
 }
 
 /// `POST /v1/devices/{id}/revoke`: the account key's signed statement
