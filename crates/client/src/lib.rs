@@ -11,8 +11,8 @@
 // Layers, bottom up; a module imports only from layers below it (README.md has one line per
 // module):
 //   0  error, provider         the error type; the openmls provider for one transaction
-//   1  names, api, home, db    chat names; the server API; the home directory and its lock;
-//                              all of the client's SQL
+//   1  names, api, home, db,   chat names; the server API; the home directory and its lock;
+//      attachments             all of the client's SQL; sealing and opening files
 //   2  client                  the `Client` value, login and authenticated calls
 //   3  trust, key_packages, groups, reports, content (what refers to a message, applied)
 //   4  account, views
@@ -24,6 +24,7 @@
 // `receive`, and `receive` first settles our own queued commits in `outgoing`.
 mod account;
 pub mod api;
+pub mod attachments;
 mod backup;
 mod client;
 mod content;

@@ -485,7 +485,15 @@ pub fn generate() -> Result<BTreeMap<&'static str, BTreeMap<String, Vec<u8>>>> {
             v1::TextBody {
                 text: "hello ✓".into(),
                 reply_to: Some(vec![9; 16]),
-                attachment_hashes: vec![vec![1; 32]],
+                attachments: vec![v1::Attachment {
+                    name: "photo.jpg".into(),
+                    content_type: "image/jpeg".into(),
+                    size: 1000,
+                    key: vec![2; 32],
+                    chunk_bytes: 65536,
+                    ciphertext_sha256: vec![3; 32],
+                    plaintext_sha256: vec![4; 32],
+                }],
             }
             .encode_to_vec(),
         ),

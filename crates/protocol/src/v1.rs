@@ -497,9 +497,39 @@ pub struct TextBody {
     /// The message this one answers (MIMI `inReplyTo`).
     #[prost(bytes = "vec", optional, tag = "2")]
     pub reply_to: Option<Vec<u8>>,
-    /// Reserved for attachments: SHA-256 of each attachment's plaintext (franking commits to it).
-    #[prost(bytes = "vec", repeated, tag = "3")]
-    pub attachment_hashes: Vec<Vec<u8>>,
+    // Tag 3 (attachment hashes, never used) is retired.
+    /// Files sent with the text (MIMI external parts), each encrypted with its own key.
+    #[prost(message, repeated, tag = "4")]
+    pub attachments: Vec<Attachment>,
+}
+
+/// An encrypted file on the server, as the message that carries it describes it. The server
+/// stores the ciphertext under its SHA-256; the key and the plaintext's SHA-256 are inside the
+/// franked message, so that one ciphertext cannot open to two files that both verify (AES-GCM
+/// does not commit to its key: the "invisible salamander").
+#[derive(Clone, PartialEq, Message)]
+pub struct Attachment {
+    /// The file's name, without any directory.
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// Its media type, e.g. image/jpeg.
+    #[prost(string, tag = "2")]
+    pub content_type: String,
+    /// Plaintext bytes.
+    #[prost(uint64, tag = "3")]
+    pub size: u64,
+    /// The AES-256-GCM key, fresh for this file.
+    #[prost(bytes = "vec", tag = "4")]
+    pub key: Vec<u8>,
+    /// Plaintext bytes per encrypted chunk.
+    #[prost(uint32, tag = "5")]
+    pub chunk_bytes: u32,
+    /// SHA-256 of the ciphertext: the blob's address on the server.
+    #[prost(bytes = "vec", tag = "6")]
+    pub ciphertext_sha256: Vec<u8>,
+    /// SHA-256 of the plaintext: checked before anything of the file is shown.
+    #[prost(bytes = "vec", tag = "7")]
+    pub plaintext_sha256: Vec<u8>,
 }
 
 /// Edits, deletes and reactions refer to their target by its message id: that of the first
