@@ -68,6 +68,64 @@ pub async fn send(args: ClientArgs, chat: &str, text: &str, reply_to: Option<&st
     Ok(())
 }
 
+/// Prints transfer progress on stderr for files of more than one part.
+fn progress(
+    verb: &'static str,
+) -> impl Fn(&str, parley_client::attachments::Progress) + Send + Sync {
+    move |name, p| {
+        if p.total > u64::from(parley_protocol::limits::ATTACHMENT_PART_BYTES) {
+            let mb = |bytes: u64| bytes as f64 / 1e6;
+            eprintln!(
+                "parley: {verb} {}: {:.1} of {:.1} MB",
+                output::sanitize(name),
+                mb(p.done),
+                mb(p.total)
+            );
+        }
+    }
+}
+
+pub async fn send_file(
+    args: ClientArgs,
+    chat: &str,
+    file: &std::path::Path,
+    caption: Option<&str>,
+    reply_to: Option<&str>,
+) -> Result<()> {
+    let client = open(&args)?;
+    let sent = client
+        .send_file(
+            &ChatRef::parse(chat)?,
+            file,
+            caption,
+            reply_to,
+            &progress("uploading"),
+        )
+        .await?;
+    if sent.status == "sending" {
+        eprintln!(
+            "parley: server unreachable; message {} queued and will be sent on the next sync",
+            sent.id
+        );
+    }
+    println!("{}", sent.id);
+    Ok(())
+}
+
+pub async fn save_attachment(
+    args: ClientArgs,
+    message_id: &str,
+    index: usize,
+    out: Option<&std::path::Path>,
+) -> Result<()> {
+    let client = open(&args)?;
+    let path = client
+        .save_attachment(message_id, index, out, &progress("downloading"))
+        .await?;
+    println!("{}", path.display());
+    Ok(())
+}
+
 pub async fn edit(args: ClientArgs, message_id: &str, text: &str) -> Result<()> {
     let client = open(&args)?;
     let edited = client.edit(message_id, text).await?;

@@ -71,7 +71,7 @@ impl ClientArgs {
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the server (embedded SQLite in --data, or PostgreSQL).
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Moderation and operations, on the server's data directory.
     Admin(AdminArgs),
     /// Create an account on the server for this device.
@@ -135,11 +135,24 @@ pub enum Command {
         client: ClientArgs,
         /// A username, or #group.
         chat: String,
-        /// The message text (not empty; at most 64 KiB of UTF-8).
-        text: String,
+        /// The message text (not empty; at most 64 KiB of UTF-8); with --file, its caption.
+        #[arg(required_unless_present = "file")]
+        text: Option<String>,
         /// Answer this message (its id, as `history --json` shows it, or its first digits).
         #[arg(long, value_name = "MESSAGE_ID")]
         reply_to: Option<String>,
+        /// Send this file (any kind, up to the server's limit, 100 MiB by default), encrypted
+        /// on this device; prints progress for large ones.
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+        /// The text going with --file.
+        #[arg(long, requires = "file", conflicts_with = "text", value_name = "TEXT")]
+        caption: Option<String>,
+    },
+    /// Files received in messages.
+    Attachment {
+        #[command(subcommand)]
+        command: AttachmentCommand,
     },
     /// Change the text of a message you sent, for everyone (within 24 hours, at most 10 times;
     /// the earlier texts stay visible as its versions).
@@ -262,6 +275,24 @@ pub enum BackupCommand {
 }
 
 #[derive(Subcommand)]
+pub enum AttachmentCommand {
+    /// Download a message's file, check it against the hash its message carries, and write
+    /// it (nothing is written unless all of it matches).
+    Save {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The message's id (or its first digits).
+        message_id: String,
+        /// Where to write it [default: its name, in the current directory].
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+        /// Which of the message's files, counting from 0 [default: 0].
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        index: usize,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum DevicesCommand {
     /// Approve the new device showing CODE: it joins every chat and receives the history.
     /// Again with the same code, resumes a transfer that stopped.
@@ -344,6 +375,10 @@ pub struct ReportArgs {
     /// Send a bundle written earlier with --export.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["message_id", "export"])]
     pub from_file: Option<PathBuf>,
+    /// Your saved copy of the message's file, when the server no longer has it (it goes with
+    /// the report, checked against the hash in the message); once per file, in order.
+    #[arg(long = "file", value_name = "PATH")]
+    pub files: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -497,4 +532,30 @@ pub struct ServerArgs {
     /// Further groups an hour per account, once the burst is spent [default: 20].
     #[arg(long, value_name = "N")]
     pub groups_per_hour: Option<u32>,
+    /// Largest attachment, in MiB [default: 100].
+    #[arg(long, value_name = "MIB")]
+    pub max_attachment_mib: Option<u64>,
+    /// MiB of attachments one account may have stored at once; they go as recipients fetch
+    /// them [default: 1024].
+    #[arg(long, value_name = "MIB")]
+    pub attachment_quota_mib: Option<u64>,
+    /// Days an attachment is kept for devices that have not fetched it [default: 30].
+    #[arg(long, value_name = "DAYS")]
+    pub attachment_days: Option<u64>,
+    /// S3-compatible storage for attachments, needed by several nodes (e.g.
+    /// http://127.0.0.1:9000); credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY
+    /// [default: the data directory's objects/].
+    #[arg(
+        long,
+        env = "PARLEY_S3_ENDPOINT",
+        value_name = "URL",
+        requires = "s3_bucket"
+    )]
+    pub s3_endpoint: Option<String>,
+    /// The bucket for --s3-endpoint.
+    #[arg(long, env = "PARLEY_S3_BUCKET", value_name = "NAME")]
+    pub s3_bucket: Option<String>,
+    /// The region for --s3-endpoint [default: us-east-1].
+    #[arg(long, env = "PARLEY_S3_REGION", value_name = "REGION")]
+    pub s3_region: Option<String>,
 }

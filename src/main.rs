@@ -65,7 +65,7 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Server(args) => {
             top.refuse_for("server")?;
-            server::run(args).await
+            server::run(*args).await
         }
         Command::Admin(args) => {
             top.refuse_for("admin")?;
@@ -79,7 +79,39 @@ async fn run(cli: Cli) -> Result<()> {
             chat,
             text,
             reply_to,
-        } => account::send(top.or(client), &chat, &text, reply_to.as_deref()).await,
+            file: Some(file),
+            caption,
+        } => {
+            let caption = caption.or(text);
+            account::send_file(
+                top.or(client),
+                &chat,
+                &file,
+                caption.as_deref(),
+                reply_to.as_deref(),
+            )
+            .await
+        }
+        Command::Send {
+            client,
+            chat,
+            text,
+            reply_to,
+            file: None,
+            ..
+        } => {
+            let text = text.unwrap_or_default();
+            account::send(top.or(client), &chat, &text, reply_to.as_deref()).await
+        }
+        Command::Attachment {
+            command:
+                args::AttachmentCommand::Save {
+                    client,
+                    message_id,
+                    out,
+                    index,
+                },
+        } => account::save_attachment(top.or(client), &message_id, index, out.as_deref()).await,
         Command::Edit {
             client,
             message_id,

@@ -112,11 +112,25 @@ pub fn message(message: &MessageView, as_json: bool) {
             .collect();
         format!("  [{}]", each.join(" · "))
     };
+    let files: String = message
+        .attachments
+        .iter()
+        .map(|a| format!("  [file: {} ({})]", sanitize(&a.name), human_size(a.size)))
+        .collect();
     line(&format!(
-        "[{}] {chat}{}{reply}: {text}{edited}{state}{reactions}",
+        "[{}] {chat}{}{reply}: {text}{edited}{files}{state}{reactions}",
         local_time(&message.sent_at),
         message.sender,
     ));
+}
+
+/// 1.5 MB, 300 kB, 12 B.
+fn human_size(bytes: u64) -> String {
+    match bytes {
+        0..1_000 => format!("{bytes} B"),
+        1_000..1_000_000 => format!("{:.0} kB", bytes as f64 / 1e3),
+        _ => format!("{:.1} MB", bytes as f64 / 1e6),
+    }
 }
 
 /// A chat on one line: name, state, unread count, time and first line of the last message.
@@ -160,6 +174,15 @@ pub fn report(report: &Report, as_json: bool) {
     let r = &report.report;
     if as_json {
         let all: Vec<serde_json::Value> = serde_json::from_str(&r.context).unwrap_or_default();
+        let (files, all): (Vec<_>, Vec<_>) = all.into_iter().partition(|m| m.get("file").is_some());
+        let files: Vec<serde_json::Value> = files
+            .into_iter()
+            .filter_map(|m| {
+                let mut file = m.get("file")?.clone();
+                file.as_object_mut()?.remove("object");
+                Some(file)
+            })
+            .collect();
         let (versions, context): (Vec<_>, Vec<_>) =
             all.into_iter().partition(|m| m.get("version").is_some());
         return json(&serde_json::json!({
@@ -175,6 +198,7 @@ pub fn report(report: &Report, as_json: bool) {
             "reported_at": rfc3339(r.created_at),
             "context": context,
             "versions": versions,
+            "files": files,
             "verified": true,
         }));
     }
@@ -229,7 +253,7 @@ fn one_line_preview(text: &str, max: usize) -> String {
 }
 
 /// Terminal output never carries control characters from the network.
-fn sanitize(text: &str) -> String {
+pub fn sanitize(text: &str) -> String {
     text.chars()
         .map(|c| {
             if c.is_control() && c != '\n' && c != '\t' {

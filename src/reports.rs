@@ -25,7 +25,9 @@ pub async fn report(client: ClientArgs, args: ReportArgs) -> Result<()> {
             output::line(&format!("evidence written to {}", file.display()));
         }
         None => {
-            let id = client.send_report(&bundle).await?;
+            let saved: Vec<(usize, std::path::PathBuf)> =
+                args.files.into_iter().enumerate().collect();
+            let id = client.send_report_with_files(&bundle, &saved).await?;
             output::line(&format!("report {id} received by the server"));
         }
     }

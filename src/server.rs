@@ -19,11 +19,29 @@ const MAX_DAYS: u64 = 36_500;
 
 /// Flags over the file over the defaults.
 fn config(args: ServerArgs) -> Result<ServerConfig> {
+    let args_attachments = AttachmentArgs {
+        max_mib: args.max_attachment_mib,
+        quota_mib: args.attachment_quota_mib,
+        retention_days: args.attachment_days,
+        upload_mib_per_minute: None,
+        s3_endpoint: args.s3_endpoint.clone(),
+        s3_bucket: args.s3_bucket.clone(),
+        s3_region: args.s3_region.clone(),
+    };
     let file = match &args.config {
         Some(path) => parley_server::config::FileConfig::load(path)?,
         None => Default::default(),
     };
     let transport = file.transport(Default::default());
+    let file_attachments = AttachmentArgs {
+        max_mib: file.max_attachment_mib,
+        quota_mib: file.attachment_quota_mib,
+        retention_days: file.attachment_retention_days,
+        upload_mib_per_minute: file.upload_mib_per_minute,
+        s3_endpoint: file.s3_endpoint.clone(),
+        s3_bucket: file.s3_bucket.clone(),
+        s3_region: file.s3_region.clone(),
+    };
     let data = args
         .data
         .or(file.data)
@@ -108,6 +126,7 @@ fn config(args: ServerArgs) -> Result<ServerConfig> {
         .groups_per_hour
         .or(file.groups_per_hour)
         .unwrap_or(defaults.groups_per_hour);
+    attachments(&mut config, args_attachments, file_attachments)?;
     if let Some(seconds) = file.session_ttl_seconds {
         // Bounded for the same reason: expiry is now plus this, in milliseconds as i64.
         if seconds > MAX_DAYS * 24 * 3600 {
@@ -125,6 +144,61 @@ fn config(args: ServerArgs) -> Result<ServerConfig> {
         config.session_check = Duration::from_secs(seconds);
     }
     Ok(config)
+}
+
+struct AttachmentArgs {
+    max_mib: Option<u64>,
+    quota_mib: Option<u64>,
+    retention_days: Option<u64>,
+    upload_mib_per_minute: Option<u32>,
+    s3_endpoint: Option<String>,
+    s3_bucket: Option<String>,
+    s3_region: Option<String>,
+}
+
+/// Attachment limits and storage: flags over the file over the defaults.
+fn attachments(
+    config: &mut ServerConfig,
+    args: AttachmentArgs,
+    file: AttachmentArgs,
+) -> Result<()> {
+    const MAX_MIB: u64 = 1 << 30;
+    if let Some(mib) = args.max_mib.or(file.max_mib) {
+        if mib == 0 || mib > MAX_MIB {
+            bail!("the largest attachment must be 1 to {MAX_MIB} MiB");
+        }
+        config.attachments.max_bytes = mib << 20;
+    }
+    if let Some(mib) = args.quota_mib.or(file.quota_mib) {
+        if mib > MAX_MIB {
+            bail!("an attachment quota is at most {MAX_MIB} MiB");
+        }
+        config.attachments.quota_bytes = mib << 20;
+    }
+    if let Some(days) = args.retention_days.or(file.retention_days) {
+        if days == 0 || days > MAX_DAYS {
+            bail!("attachments are kept 1 to {MAX_DAYS} days");
+        }
+        config.attachments.retention = Duration::from_secs(days * 24 * 3600);
+    }
+    if let Some(mib) = file.upload_mib_per_minute {
+        config.upload_mib_per_minute = mib;
+    }
+    let endpoint = args.s3_endpoint.or(file.s3_endpoint);
+    let bucket = args.s3_bucket.or(file.s3_bucket);
+    config.object_storage = match (endpoint, bucket) {
+        (Some(endpoint), Some(bucket)) => parley_server::attachments::ObjectStorage::S3 {
+            endpoint,
+            bucket,
+            region: args
+                .s3_region
+                .or(file.s3_region)
+                .unwrap_or_else(|| "us-east-1".into()),
+        },
+        (None, None) => parley_server::attachments::ObjectStorage::Local,
+        _ => bail!("S3 storage needs both an endpoint and a bucket"),
+    };
+    Ok(())
 }
 
 /// Resolves on Ctrl+C or SIGTERM (systemd's stop).

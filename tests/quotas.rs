@@ -300,8 +300,13 @@ async fn one_account_cannot_read_at_an_unlimited_rate() {
     let url = format!("{}/v1/queue?after=0", server.url());
     let started = Instant::now();
     let (mut answered, mut refusal) = (0, None);
-    for _ in 0..3000 {
-        let (status, body) = get_as(&token, &url).await;
+    // Eight at a time on kept-alive connections: faster than the refill even on a busy machine.
+    use futures_util::StreamExt as _;
+    let http = reqwest::Client::new();
+    let mut reads = futures_util::stream::iter(0..3000)
+        .map(|_| answer_as(&token, http.get(&url)))
+        .buffer_unordered(8);
+    while let Some((status, body)) = reads.next().await {
         match status {
             200 => answered += 1,
             429 => {

@@ -39,6 +39,8 @@ pub struct TestServer {
     shared_data: Option<PathBuf>,
     /// Runs the server's clock this far ahead (libfaketime's offset, e.g. "+25h").
     clock_ahead: Option<String>,
+    /// Environment variables for the server process (e.g. S3 credentials).
+    env: Vec<(String, String)>,
 }
 
 impl TestServer {
@@ -50,13 +52,31 @@ impl TestServer {
         Self::launch(args, None)
     }
 
+    /// A server with flags and environment variables of its own.
+    #[allow(dead_code)] // not every test binary sets the environment
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> TestServer {
+        let mut server = Self::prepare(args, None);
+        server.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        server.spawn();
+        server
+    }
+
     /// One node of a multi-node deployment: nodes share their key files (data directory).
     pub fn start_node(shared_data: &Path, args: &[&str]) -> TestServer {
         Self::launch(args, Some(shared_data.to_owned()))
     }
 
     fn launch(args: &[&str], shared_data: Option<PathBuf>) -> TestServer {
-        let mut server = TestServer {
+        let mut server = Self::prepare(args, shared_data);
+        server.spawn();
+        server
+    }
+
+    fn prepare(args: &[&str], shared_data: Option<PathBuf>) -> TestServer {
+        TestServer {
             dir: tempfile::tempdir().expect("tempdir"),
             port: 0,
             metrics_port: free_port(),
@@ -64,9 +84,8 @@ impl TestServer {
             extra_args: args.iter().map(|s| s.to_string()).collect(),
             shared_data,
             clock_ahead: None,
-        };
-        server.spawn();
-        server
+            env: Vec::new(),
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -127,6 +146,7 @@ impl TestServer {
             .args(&self.extra_args)
             .args(self.registration_limit())
             .env("PARLEY_LOG", "debug")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()

@@ -49,6 +49,11 @@ impl BenchServer {
         })
     }
 
+    /// The server process's id (for its CPU time and memory in /proc).
+    pub fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
     pub fn port(&self) -> Result<u16> {
         Ok(self.url.rsplit(':').next().context("no port")?.parse()?)
     }

@@ -109,6 +109,20 @@ impl ServerApi {
         body: Option<Vec<u8>>,
         authenticated: bool,
     ) -> Result<R, ClientError> {
+        let body = body.map(|b| (parley_protocol::CONTENT_TYPE, b));
+        let bytes = self.call_bytes(method, path, body, authenticated).await?;
+        R::decode(bytes.as_ref())
+            .map_err(|e| ClientError::Protocol(format!("malformed answer from server: {e}")))
+    }
+
+    /// A request whose answer is taken as raw bytes (empty for "no content").
+    async fn call_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&'static str, Vec<u8>)>,
+        authenticated: bool,
+    ) -> Result<bytes::Bytes, ClientError> {
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -128,19 +142,19 @@ impl ServerApi {
         }
     }
 
-    async fn call_once<R: Message + Default>(
+    async fn call_once(
         &self,
         method: Method,
         path: &str,
-        body: Option<Vec<u8>>,
+        body: Option<(&'static str, Vec<u8>)>,
         authenticated: bool,
-    ) -> Result<R, ClientError> {
+    ) -> Result<bytes::Bytes, ClientError> {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.current_base()));
-        if let Some(body) = body {
+        if let Some((content_type, body)) = body {
             request = request
-                .header(reqwest::header::CONTENT_TYPE, parley_protocol::CONTENT_TYPE)
+                .header(reqwest::header::CONTENT_TYPE, content_type)
                 .body(body);
         }
         if authenticated {
@@ -158,10 +172,9 @@ impl ServerApi {
             .map_err(|e| ClientError::Network(describe(&e)))?;
         if status.is_success() {
             if status == StatusCode::NO_CONTENT {
-                return Ok(R::default());
+                return Ok(bytes::Bytes::new());
             }
-            return R::decode(bytes.as_ref())
-                .map_err(|e| ClientError::Protocol(format!("malformed answer from server: {e}")));
+            return Ok(bytes);
         }
         let error = v1::ErrorBody::decode(bytes.as_ref())
             .ok()
@@ -179,6 +192,23 @@ impl ServerApi {
                 WireError::new(code, format!("server answered HTTP {status}"))
             });
         Err(ClientError::Server(error))
+    }
+
+    /// `PUT` of raw bytes (an attachment part); the answer is a protobuf message.
+    pub async fn put_raw<R: Message + Default>(
+        &self,
+        path: &str,
+        bytes: Vec<u8>,
+    ) -> Result<R, ClientError> {
+        let body = Some(("application/octet-stream", bytes));
+        let answer = self.call_bytes(Method::PUT, path, body, true).await?;
+        R::decode(answer.as_ref())
+            .map_err(|e| ClientError::Protocol(format!("malformed answer from server: {e}")))
+    }
+
+    /// `GET` of raw bytes (an attachment part).
+    pub async fn get_raw(&self, path: &str) -> Result<bytes::Bytes, ClientError> {
+        self.call_bytes(Method::GET, path, None, true).await
     }
 
     pub async fn post<Q: Message, R: Message + Default>(

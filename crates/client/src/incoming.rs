@@ -486,7 +486,25 @@ impl Client {
         let mut by_admin = false;
         let (text, hidden) = match payload.body {
             // Messages from blocked accounts are kept (they can still be reported) but not shown.
-            Some(v1::app_payload::Body::Text(body)) => (body.text, blocked),
+            Some(v1::app_payload::Body::Text(body)) => {
+                if let Err(why) = crate::attachments::check_attachments(&body.attachments) {
+                    return Outcome::Rejected(Rejected::Unverifiable(why));
+                }
+                // One ciphertext opens to one file: a second key for it is an attack (the
+                // "invisible salamander"), and the message is refused.
+                for attachment in &body.attachments {
+                    match db::bind_attachment_key(tx, attachment) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            return Outcome::Rejected(Rejected::Unverifiable(
+                                "names a known file's ciphertext under another key".into(),
+                            ))
+                        }
+                        Err(e) => return Outcome::Failed(e),
+                    }
+                }
+                (body.text, blocked)
+            }
             Some(v1::app_payload::Body::Edit(v1::EditBody { target, text }))
                 if target.len() == 16
                     && !text.trim().is_empty()

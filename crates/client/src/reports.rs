@@ -105,6 +105,7 @@ impl EvidenceBundle {
                 .iter()
                 .map(EvidenceMessage::to_wire)
                 .collect::<Result<_, _>>()?,
+            files: Vec::new(),
         })
     }
 }
@@ -180,13 +181,127 @@ impl Client {
         })
     }
 
-    /// Sends a report; returns the server's report id.
+    /// Sends a report; returns the server's report id. The reported message's files go with
+    /// it: fetched again from the server, or, where the server no longer has one, the copy
+    /// the user saved (`saved`: index and path), checked against its hash first.
     pub async fn send_report(&self, bundle: &EvidenceBundle) -> Result<u64, ClientError> {
-        let request = bundle.to_wire()?;
+        self.send_report_with_files(bundle, &[]).await
+    }
+
+    /// [`Self::send_report`] with saved copies of the message's files.
+    pub async fn send_report_with_files(
+        &self,
+        bundle: &EvidenceBundle,
+        saved: &[(usize, std::path::PathBuf)],
+    ) -> Result<u64, ClientError> {
+        let mut request = bundle.to_wire()?;
+        let payload = request
+            .message
+            .as_ref()
+            .map(|m| m.payload.clone())
+            .unwrap_or_default();
+        let attachments = crate::attachments::attachments_of(&payload);
+        if let Some((index, _)) = saved.iter().find(|(i, _)| *i >= attachments.len()) {
+            return Err(ClientError::Invalid(format!(
+                "the reported message has no file {index}"
+            )));
+        }
+        for (index, attachment) in attachments.iter().enumerate() {
+            let saved = saved.iter().find(|(i, _)| *i == index).map(|(_, p)| p);
+            let blob_id = self.upload_reported_file(attachment, saved).await?;
+            request.files.push(v1::ReportedFile {
+                index: index as u32,
+                blob_id,
+            });
+        }
         let response: v1::ReportResponse = self
             .authed(|| self.api.post("/v1/reports", &request, true))
             .await?;
         Ok(response.report_id)
+    }
+
+    /// Uploads a reported file's plaintext as a blob of ours; returns its id.
+    async fn upload_reported_file(
+        &self,
+        attachment: &v1::Attachment,
+        saved: Option<&std::path::PathBuf>,
+    ) -> Result<Vec<u8>, ClientError> {
+        use sha2::{Digest, Sha256};
+        use std::io::Read;
+        let temporary = self.files_dir()?.join(format!(
+            "report-{}.plain",
+            hex::encode(&attachment.ciphertext_sha256)
+        ));
+        let path = match saved {
+            Some(path) => path.clone(),
+            None => {
+                let _ = std::fs::remove_file(&temporary);
+                self.fetch_attachment(attachment, &temporary, &|_, _| {})
+                    .await
+                    .map_err(|e| {
+                        ClientError::Invalid(format!(
+                            "cannot fetch the reported file {} again ({e}); give the copy you \
+                             saved with --file",
+                            attachment.name
+                        ))
+                    })?;
+                temporary.clone()
+            }
+        };
+        let result = async {
+            let unreadable = |e: std::io::Error| {
+                ClientError::Invalid(format!("cannot read {}: {e}", path.display()))
+            };
+            // Checked before anything goes: a wrong copy is refused here, clearly.
+            let mut hash = Sha256::new();
+            std::io::copy(
+                &mut std::fs::File::open(&path).map_err(unreadable)?,
+                &mut hash,
+            )
+            .map_err(unreadable)?;
+            if hash.finalize().as_slice() != attachment.plaintext_sha256.as_slice() {
+                return Err(ClientError::Invalid(format!(
+                    "{} is not the reported file: its hash differs",
+                    path.display()
+                )));
+            }
+            let mut file = std::fs::File::open(&path).map_err(unreadable)?;
+            let create = v1::CreateBlob::default();
+            let created: v1::CreateBlobResponse = self
+                .authed(|| self.api.post("/v1/blobs", &create, true))
+                .await?;
+            let blob = hex::encode(&created.blob_id);
+            let mut chunks = 0u32;
+            let mut buffer = vec![0u8; parley_protocol::limits::MAX_BLOB_CHUNK_BYTES];
+            loop {
+                let mut filled = 0;
+                while filled < buffer.len() {
+                    match file.read(&mut buffer[filled..]) {
+                        Ok(0) => break,
+                        Ok(n) => filled += n,
+                        Err(e) => return Err(unreadable(e)),
+                    }
+                }
+                if filled == 0 {
+                    break;
+                }
+                let chunk = v1::BlobChunk {
+                    data: buffer[..filled].to_vec(),
+                };
+                let chunk_path = format!("/v1/blobs/{blob}/{chunks}");
+                let _: v1::BlobStatus = self.authed(|| self.api.put(&chunk_path, &chunk)).await?;
+                chunks += 1;
+            }
+            let seal = v1::SealBlob { chunks };
+            let seal_path = format!("/v1/blobs/{blob}/seal");
+            let _: v1::BlobStatus = self
+                .authed(|| self.api.post(&seal_path, &seal, true))
+                .await?;
+            Ok(created.blob_id)
+        }
+        .await;
+        let _ = std::fs::remove_file(&temporary);
+        result
     }
 
     /// Stops showing messages from an account (they are still received, kept and reportable).

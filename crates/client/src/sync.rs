@@ -17,6 +17,8 @@ impl Client {
         self.finish_pending_rotation().await?;
         crate::content::purge_replaced(&self.db(), crate::db::now_ms())?;
         let mut shown = self.receive().await?;
+        // Files an earlier run left half uploaded go on; their messages follow.
+        self.resume_uploads(&|_, _| {}).await?;
         self.flush_outbox().await?;
         // A recipient who has not caught up holds back that chat's sends, not the sync.
         for refused in self.all_held_back().await {

@@ -45,6 +45,18 @@ pub struct MessageView {
     pub deleted_by: Option<String>,
     /// Emoji to the accounts that reacted with them.
     pub reactions: std::collections::BTreeMap<String, Vec<String>>,
+    /// Files it carries (`parley attachment save ID` writes one); none once deleted.
+    pub attachments: Vec<AttachmentView>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AttachmentView {
+    pub name: String,
+    /// Plaintext bytes.
+    pub size: u64,
+    pub content_type: String,
+    /// SHA-256 of the file (hex): what a saved copy must hash to.
+    pub sha256: String,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -157,6 +169,7 @@ impl Client {
             deleted: false,
             deleted_by: None,
             reactions: Default::default(),
+            attachments: Vec::new(),
         };
         if row.notice.is_none() {
             let resolved =
@@ -170,6 +183,17 @@ impl Client {
                 .filter(|by| *by != view.sender);
             view.reactions = resolved.reactions;
             view.text = resolved.text;
+            if !view.deleted {
+                view.attachments = crate::attachments::attachments_of(&row.payload)
+                    .into_iter()
+                    .map(|a| AttachmentView {
+                        name: crate::attachments::safe_file_name(std::path::Path::new(&a.name)),
+                        size: a.size,
+                        content_type: a.content_type,
+                        sha256: hex::encode(a.plaintext_sha256),
+                    })
+                    .collect();
+            }
             if let Some(reply_to) = db::reply_to(conn, &row.id)? {
                 view.quoted = quote(conn, &reply_to)?;
                 view.reply_to = Some(hex::encode(reply_to));

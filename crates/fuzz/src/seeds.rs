@@ -464,6 +464,10 @@ pub fn generate() -> Result<BTreeMap<&'static str, BTreeMap<String, Vec<u8>>>> {
                 reason: "spam".into(),
                 context: vec![reported.clone()],
                 versions: vec![reported.clone()],
+                files: vec![v1::ReportedFile {
+                    index: 0,
+                    blob_id: vec![3; 16],
+                }],
             }
             .encode_to_vec(),
         ),

@@ -12,6 +12,8 @@ pub const MAX_TEXT_BYTES: usize = 64 * 1024;
 pub const MAX_REACTION_BYTES: usize = 64;
 /// Most edits and deletes a report carries as the versions of its message (10 edits, 1 delete).
 pub const MAX_REPORTED_VERSIONS: usize = 11;
+/// Most files one report carries (each in a blob of the reporter's, which holds at most eight).
+pub const MAX_REPORTED_FILES: usize = 8;
 /// Largest authenticated data on an application message (room for the franking tag).
 pub const MAX_AAD_BYTES: usize = 256;
 /// Largest KeyPackage.
@@ -31,6 +33,12 @@ pub const MAX_FETCH_ITEMS: u32 = 1000;
 pub const MAX_BLOB_CHUNK_BYTES: usize = 1024 * 1024;
 /// Most chunks in one blob: a blob holds at most 256 MiB.
 pub const MAX_BLOB_CHUNKS: u32 = 256;
+/// Bytes of one attachment part (one request each); the last part may be shorter.
+pub const ATTACHMENT_PART_BYTES: u32 = 4 * 1024 * 1024;
+/// Default largest attachment (its ciphertext may be larger by the AEAD tags).
+pub const DEFAULT_MAX_ATTACHMENT_BYTES: u64 = 100 * 1024 * 1024;
+/// Default bytes of attachments one account may have stored at once.
+pub const DEFAULT_ATTACHMENT_QUOTA_BYTES: u64 = 1024 * 1024 * 1024;
 /// Largest sealed device name.
 pub const MAX_DEVICE_NAME_BYTES: usize = 256;
 /// Default cap on devices per account.

@@ -3,8 +3,10 @@
 
 use prost::Message;
 
+mod attachments;
 mod devices;
 mod recovery;
+pub use attachments::*;
 pub use devices::*;
 pub use recovery::*;
 
@@ -428,6 +430,19 @@ pub struct ReportRequest {
     /// The edits and the delete that refer to `message`, each franked: every version of it.
     #[prost(message, repeated, tag = "4")]
     pub versions: Vec<ReportedMessage>,
+    /// The plaintext of the message's attachments, each uploaded first as a blob of the
+    /// reporter's; the server checks it against the hash in the franked message.
+    #[prost(message, repeated, tag = "5")]
+    pub files: Vec<ReportedFile>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ReportedFile {
+    /// Which of the reported message's attachments, counting from 0.
+    #[prost(uint32, tag = "1")]
+    pub index: u32,
+    #[prost(bytes = "vec", tag = "2")]
+    pub blob_id: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, Message)]

@@ -190,6 +190,7 @@ fn from_proto(text: &str) -> Schema {
 fn the_proto_file_describes_every_message_on_the_wire() {
     let code = from_rust(concat!(
         include_str!("../src/v1.rs"),
+        include_str!("../src/v1/attachments.rs"),
         include_str!("../src/v1/devices.rs"),
         include_str!("../src/v1/recovery.rs")
     ));

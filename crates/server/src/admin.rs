@@ -242,18 +242,23 @@ async fn reports(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
 struct ContextMessage {
     sender: String,
     text: String,
-    /// "edit" or "delete" for a version of the reported message; none for a neighbour.
+    /// "edit" or "delete" for a version of the reported message, "file" for one of its
+    /// files; none for a neighbour.
     #[serde(default)]
     version: Option<String>,
+    #[serde(default)]
+    file: Option<crate::reported_files::VerifiedFile>,
 }
 
 fn report_page(report: &Report, suspended: bool) -> Html<String> {
     let r = &report.report;
-    let (versions, context): (Vec<ContextMessage>, Vec<ContextMessage>) =
+    let (files, rest): (Vec<ContextMessage>, Vec<ContextMessage>) =
         serde_json::from_str::<Vec<ContextMessage>>(&r.context)
             .unwrap_or_default()
             .into_iter()
-            .partition(|m| m.version.is_some());
+            .partition(|m| m.file.is_some());
+    let (versions, context): (Vec<ContextMessage>, Vec<ContextMessage>) =
+        rest.into_iter().partition(|m| m.version.is_some());
     page(
         &format!("Report #{}", report.id),
         html! {
@@ -271,6 +276,12 @@ fn report_page(report: &Report, suspended: bool) -> Html<String> {
                     } @else {
                         "edited to: " (m.text)
                     } }
+                } }
+            }
+            @if !files.is_empty() {
+                p { "Its files, each verified against the hash in the franked message (downloads; open them with care):" }
+                ul #files { @for (n, f) in files.iter().filter_map(|m| m.file.as_ref()).enumerate() {
+                    li { a href={ "/admin/reports/" (report.id) "/files/" (n) } { (f.name) } " (" (f.content_type) ", " (f.size) " bytes, SHA-256 " code { (f.sha256) } ")" }
                 } }
             }
             @if !context.is_empty() {
@@ -304,6 +315,36 @@ async fn report(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<
         Ok(None) => (
             StatusCode::NOT_FOUND,
             page("Not found", html! { p { "No such report." } }),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.0.message).into_response(),
+    }
+}
+
+/// A reported file, as a download: never rendered by the browser (it may be anything).
+async fn report_file(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((id, index)): Path<(u64, usize)>,
+) -> Response {
+    if let Err(redirect) = moderator(&app, &headers).await {
+        return redirect;
+    }
+    match app.moderation.report_file(id, index).await {
+        Ok(Some((_, bytes))) => (
+            [
+                (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"report-{id}-file-{index}\""),
+                ),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            page("Not found", html! { p { "No such file." } }),
         )
             .into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.0.message).into_response(),
@@ -381,9 +422,14 @@ async fn audit(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
 
 /// Cross-site request forgery: a state-changing request must name the console's own origin.
 /// Browsers send `Origin` with every POST; a request without it must at least say it is
-/// same-origin (`Sec-Fetch-Site`).
-fn same_origin(headers: &HeaderMap) -> bool {
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+/// same-origin (`Sec-Fetch-Site`). Over HTTP/2 there is no `Host` header: the request's
+/// authority (`:authority`) names the host instead.
+fn same_origin(request: &Request) -> bool {
+    let headers = request.headers();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()));
     match (headers.get(header::ORIGIN), host) {
         (Some(origin), Some(host)) => origin
             .to_str()
@@ -400,7 +446,7 @@ fn same_origin(headers: &HeaderMap) -> bool {
 async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     let refused = request.method() != Method::GET
         && request.method() != Method::HEAD
-        && !same_origin(request.headers());
+        && !same_origin(&request);
     let mut response = if refused {
         tracing::warn!("console request refused: not from the console's own origin");
         (
@@ -447,6 +493,7 @@ pub fn router(app: Arc<App>) -> Router<Arc<App>> {
         .route("/admin/reports", get(reports))
         .route("/admin/reports/{id}", get(report))
         .route("/admin/reports/{id}/dismiss", post(dismiss))
+        .route("/admin/reports/{id}/files/{index}", get(report_file))
         .route("/admin/users/{user}/{action}", post(user_action))
         .route("/admin/audit", get(audit))
         .layer(middleware::from_fn_with_state(app, guard))
@@ -455,6 +502,39 @@ pub fn router(app: Arc<App>) -> Router<Arc<App>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn post(uri: &str, headers: &[(&str, &str)]) -> Request {
+        let mut request = axum::http::Request::post(uri);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.body(axum::body::Body::empty()).unwrap()
+    }
+
+    #[test]
+    fn a_post_is_same_origin_when_its_origin_names_the_host_over_http1_or_http2() {
+        let http1 = post(
+            "/admin/login",
+            &[
+                ("host", "chat.example:7878"),
+                ("origin", "https://chat.example:7878"),
+            ],
+        );
+        assert!(same_origin(&http1));
+        // HTTP/2 carries the host as the request's authority, with no Host header.
+        let http2 = post(
+            "https://chat.example:7878/admin/login",
+            &[("origin", "https://chat.example:7878")],
+        );
+        assert!(same_origin(&http2));
+        let forged = post(
+            "https://chat.example:7878/admin/login",
+            &[("origin", "https://evil.example")],
+        );
+        assert!(!same_origin(&forged));
+        let nowhere = post("/admin/login", &[("origin", "https://chat.example:7878")]);
+        assert!(!same_origin(&nowhere));
+    }
 
     #[test]
     fn times_render_as_rfc3339() {

@@ -68,6 +68,12 @@ pub struct ServerConfig {
     pub reserved_names: Vec<String>,
     /// Timeouts and connection caps of the API listener (against slowloris).
     pub transport: TransportLimits,
+    /// Attachment sizes, the per-account quota and retention.
+    pub attachments: crate::attachments::AttachmentLimits,
+    /// Where attachment ciphertext is kept.
+    pub object_storage: crate::attachments::ObjectStorage,
+    /// Attachment bytes one account may upload a minute, in MiB (apart from messages).
+    pub upload_mib_per_minute: u32,
 }
 
 impl ServerConfig {
@@ -104,6 +110,13 @@ impl ServerConfig {
                 .map(|s| s.to_string())
                 .collect(),
             transport: TransportLimits::default(),
+            attachments: crate::attachments::AttachmentLimits {
+                max_bytes: parley_protocol::limits::DEFAULT_MAX_ATTACHMENT_BYTES,
+                quota_bytes: parley_protocol::limits::DEFAULT_ATTACHMENT_QUOTA_BYTES,
+                retention: Duration::from_secs(30 * 24 * 3600),
+            },
+            object_storage: crate::attachments::ObjectStorage::Local,
+            upload_mib_per_minute: 1024,
         }
     }
 
@@ -294,6 +307,19 @@ pub struct FileConfig {
     pub max_connections_per_address: Option<usize>,
     pub max_connections: Option<usize>,
     pub http2_max_streams: Option<u32>,
+    /// Largest attachment, in MiB.
+    pub max_attachment_mib: Option<u64>,
+    /// MiB of attachments one account may have stored at once.
+    pub attachment_quota_mib: Option<u64>,
+    /// Days an attachment is kept for devices that have not fetched it.
+    pub attachment_retention_days: Option<u64>,
+    /// MiB of attachments one account may upload a minute.
+    pub upload_mib_per_minute: Option<u32>,
+    /// S3-compatible storage for attachments (several nodes): endpoint URL, bucket, region.
+    /// Credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+    pub s3_endpoint: Option<String>,
+    pub s3_bucket: Option<String>,
+    pub s3_region: Option<String>,
 }
 
 impl FileConfig {

@@ -132,6 +132,14 @@ impl From<StoreError> for ApiError {
                 ErrorCode::Forbidden,
                 "this backup id is kept with another recovery key",
             ),
+            StoreError::QuotaExceeded => ApiError::new(
+                ErrorCode::TooLarge,
+                "your attachment quota is used up; it frees up as recipients fetch your files",
+            ),
+            StoreError::AttachmentTaken => ApiError::new(
+                ErrorCode::Forbidden,
+                "an attachment with this hash exists already",
+            ),
             StoreError::BlobState(why) => ApiError::new(ErrorCode::Malformed, why),
             StoreError::Backend(detail) => {
                 tracing::error!(%detail, "storage failure");

@@ -18,6 +18,7 @@ use parley_protocol::{v1, ErrorCode};
 use crate::accounts::Authenticated;
 use crate::{ApiError, App, ServerError};
 
+mod attachments;
 mod links;
 mod recovery;
 
@@ -455,11 +456,19 @@ async fn protobuf_only(request: axum::extract::Request, next: axum::middleware::
                 .trim()
                 .eq_ignore_ascii_case(parley_protocol::CONTENT_TYPE)
         });
+    // Attachment parts are raw bytes; that type needs the browser to ask first too.
+    let is_part = *request.method() == axum::http::Method::PUT
+        && request.uri().path().starts_with("/v1/attachments/")
+        && request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/octet-stream"));
     let without_body = matches!(
         *request.method(),
         axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::DELETE
     );
-    if is_ours || without_body {
+    if is_ours || is_part || without_body {
         return next.run(request).await;
     }
     let mut answer = ApiError::malformed(format!(
@@ -527,6 +536,7 @@ pub fn router(app: Arc<App>) -> Router {
             post(report).layer(DefaultBodyLimit::max(REPORT_BODY_BYTES)),
         )
         .merge(links::routes())
+        .merge(attachments::routes())
         .merge(recovery::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn(protobuf_only))
@@ -581,6 +591,11 @@ fn spawn_housekeeping(app: Arc<App>) {
                 Ok(0) => {}
                 Ok(expired) => tracing::info!(expired, "expired undelivered queue entries"),
                 Err(e) => tracing::warn!(error = %e.0, "expiry failed"),
+            }
+            match app.attachments.expire().await {
+                Ok(0) => {}
+                Ok(expired) => tracing::info!(expired, "expired attachments"),
+                Err(e) => tracing::warn!(error = %e.0, "expiry of attachments failed"),
             }
             match app.links.expire().await {
                 Ok(0) => {}

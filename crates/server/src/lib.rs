@@ -8,6 +8,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod attachments;
 pub mod config;
 pub mod delivery;
 pub mod error;
@@ -24,6 +25,7 @@ pub mod notify;
 pub mod public_state;
 pub mod rate;
 pub mod recovery;
+pub mod reported_files;
 pub mod reserved;
 pub mod rotation;
 pub mod transport;
@@ -40,6 +42,7 @@ pub struct App {
     pub accounts: accounts::Accounts,
     pub key_packages: keypackages::KeyPackages,
     pub links: links::Links,
+    pub attachments: attachments::Attachments,
     pub recovery: recovery::Recovery,
     pub delivery: delivery::Delivery,
     pub fanout: Arc<dyn fanout::Fanout>,
@@ -62,7 +65,13 @@ impl App {
                 .map_err(|e| ServerError::Config(e.to_string()))?,
         );
         let identity = Arc::new(moderation::ServerIdentity::open(&config.data_dir)?);
+        let objects = attachments::open_objects(&config.object_storage, &config.data_dir)?;
         Ok(Arc::new(App {
+            attachments: attachments::Attachments::new(
+                store.clone(),
+                objects.clone(),
+                config.attachments.clone(),
+            ),
             accounts: accounts::Accounts::new(
                 store.clone(),
                 config.session_ttl,
@@ -82,7 +91,8 @@ impl App {
                 keys.clone(),
                 identity.external_sender(),
             ),
-            moderation: moderation::Moderation::new(store, keys, identity.clone(), fanout.clone()),
+            moderation: moderation::Moderation::new(store, keys, identity.clone(), fanout.clone())
+                .with_objects(objects.clone()),
             identity,
             fanout,
             metrics: Arc::new(metrics::Metrics::default()),

@@ -110,9 +110,12 @@ pub struct VerifiedMessage {
     pub text: String,
     pub group_seq: u64,
     pub accepted_at_ms: i64,
-    /// Set for a version of the reported message: "edit" (a later text) or "delete".
+    /// Set for a version of the reported message: "edit" (a later text) or "delete"; "file"
+    /// for one of its files.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<crate::reported_files::VerifiedFile>,
 }
 
 /// What a verified payload is, as far as a report needs to know.
@@ -130,6 +133,8 @@ pub struct Moderation {
     /// In `parley admin`, which holds no live connections: what the nodes must be told.
     announcer: Option<Arc<AnnouncingFanout>>,
     reporters: DefaultKeyedRateLimiter<DeviceId>,
+    /// Where reported files are kept.
+    objects: Option<Arc<dyn object_store::ObjectStore>>,
     /// Console sign-in attempts per client address: guessing a token is throttled.
     sign_ins: DefaultKeyedRateLimiter<std::net::IpAddr>,
 }
@@ -164,12 +169,41 @@ impl Moderation {
             identity,
             fanout,
             announcer: None,
+            objects: None,
             reporters: DefaultKeyedRateLimiter::keyed(quota),
             sign_ins: DefaultKeyedRateLimiter::keyed(
                 Quota::per_minute(std::num::NonZeroU32::MIN.saturating_add(9))
                     .allow_burst(std::num::NonZeroU32::MIN.saturating_add(SIGN_IN_BURST - 1)),
             ),
         }
+    }
+
+    /// Where reported files are kept (a server's object store; `parley admin` has none).
+    pub fn with_objects(mut self, objects: Arc<dyn object_store::ObjectStore>) -> Self {
+        self.objects = Some(objects);
+        self
+    }
+
+    /// The bytes of file `index` of report `id`, for a moderator.
+    pub async fn report_file(
+        &self,
+        id: u64,
+        index: usize,
+    ) -> Result<Option<(crate::reported_files::VerifiedFile, bytes::Bytes)>, ApiError> {
+        let (Some(report), Some(objects)) = (self.store.report(id).await?, &self.objects) else {
+            return Ok(None);
+        };
+        let files: Vec<crate::reported_files::VerifiedFile> =
+            serde_json::from_str::<Vec<serde_json::Value>>(&report.report.context)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|entry| serde_json::from_value(entry.get("file")?.clone()).ok())
+                .collect();
+        let Some(file) = files.into_iter().nth(index) else {
+            return Ok(None);
+        };
+        let bytes = crate::reported_files::open(objects, &file).await?;
+        Ok(Some((file, bytes)))
     }
 
     /// Moderation in a process that serves no live connections (`parley admin`): what the
@@ -255,6 +289,7 @@ impl Moderation {
             group_seq: message.group_seq,
             accepted_at_ms: message.accepted_at_ms,
             version,
+            file: None,
         };
         Ok((verified, body))
     }
@@ -343,6 +378,34 @@ impl Moderation {
             context.push(self.verify(neighbour)?);
         }
         context.extend(versions);
+        if !request.files.is_empty() {
+            let objects = self.objects.as_ref().ok_or_else(|| {
+                ApiError::new(ErrorCode::Unavailable, "reported files cannot be kept here")
+            })?;
+            let attachments =
+                match v1::AppPayload::decode(message.payload.as_slice()).map(|p| p.body) {
+                    Ok(Some(v1::app_payload::Body::Text(text))) => text.attachments,
+                    _ => Vec::new(),
+                };
+            for file in crate::reported_files::keep(
+                &self.store,
+                objects,
+                reporter,
+                &attachments,
+                &request.files,
+            )
+            .await?
+            {
+                context.push(VerifiedMessage {
+                    sender: verified.sender.clone(),
+                    text: String::new(),
+                    group_seq: message.group_seq,
+                    accepted_at_ms: message.accepted_at_ms,
+                    version: Some("file"),
+                    file: Some(file),
+                });
+            }
+        }
         if !self.store.is_member(group_id, reporter.0.device_id).await? {
             return Err(ApiError::new(
                 ErrorCode::NotMember,

@@ -20,6 +20,8 @@ pub struct RateLimits {
     registrations: DefaultKeyedRateLimiter<IpAddr>,
     /// KiB submitted per account, refilled over a minute.
     sent_kib: DefaultKeyedRateLimiter<UserId>,
+    /// KiB of attachments uploaded per account, refilled over a minute.
+    uploaded_kib: DefaultKeyedRateLimiter<UserId>,
     /// Groups created per account: a small burst, then a few an hour.
     groups: DefaultKeyedRateLimiter<UserId>,
     /// KeyPackage claims per claimed account, whoever claims: one-time packages cannot be
@@ -81,6 +83,11 @@ impl RateLimits {
             )),
             sent_kib: DefaultKeyedRateLimiter::keyed({
                 let kib = NonZeroU32::new(config.send_mib_per_minute.saturating_mul(1024))
+                    .unwrap_or(NonZeroU32::MIN);
+                Quota::per_minute(kib).allow_burst(kib)
+            }),
+            uploaded_kib: DefaultKeyedRateLimiter::keyed({
+                let kib = NonZeroU32::new(config.upload_mib_per_minute.saturating_mul(1024))
                     .unwrap_or(NonZeroU32::MIN);
                 Quota::per_minute(kib).allow_burst(kib)
             }),
@@ -165,6 +172,20 @@ impl RateLimits {
         }
     }
 
+    /// Charges `bytes` of an attachment part to the account's upload budget for the minute.
+    pub fn check_uploaded_bytes(&self, user: &UserId, bytes: usize) -> Result<(), ApiError> {
+        let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+        let kib = NonZeroU32::new(kib).unwrap_or(NonZeroU32::MIN);
+        match self.uploaded_kib.check_key_n(user, kib) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) | Err(_) => Err(ApiError::new(
+                ErrorCode::RateLimited,
+                "uploading too much: this account's upload budget for the minute is spent; \
+                 retry later",
+            )),
+        }
+    }
+
     pub fn check_group_creation(&self, user: &UserId) -> Result<(), ApiError> {
         self.groups.check_key(user).map_err(|_| {
             ApiError::new(
@@ -193,6 +214,7 @@ impl RateLimits {
         self.auth.retain_recent();
         self.registrations.retain_recent();
         self.sent_kib.retain_recent();
+        self.uploaded_kib.retain_recent();
         self.groups.retain_recent();
         self.claims.retain_recent();
         self.reads.retain_recent();

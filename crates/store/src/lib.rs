@@ -9,7 +9,7 @@
 //! methods; HTTP handlers never see a connection.
 //!
 //! Both backends are laid out the same way, one module per concern owning its tables and their
-//! migrations: `accounts`, `keypackages`, `groups`, `queue`, `moderation`; the trait's sections
+//! migrations: `accounts`, `keypackages`, `groups`, `queue`, `moderation`, `attachments`, ...; the trait's sections
 //! below follow the same split.
 //!
 //! The store holds ciphertext and opaque ids. It never receives a plaintext message, a group name
@@ -67,6 +67,12 @@ pub enum StoreError {
     /// stored (the oldest items are never dropped to make room).
     #[error("the queue of {0} is full")]
     QueueFull(Username),
+    /// The account's attachments would take more than its quota.
+    #[error("the account's attachment quota is used up")]
+    QuotaExceeded,
+    /// Another account's upload, or another group's, holds this hash already.
+    #[error("an attachment with this hash exists already")]
+    AttachmentTaken,
     /// The device acting was revoked.
     #[error("this device was revoked")]
     Revoked,
@@ -265,6 +271,33 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes undelivered entries older than `before`, expired challenges and sessions, and
     /// idempotency records older than `before`. Returns how many queue entries expired.
     async fn expire(&self, before: Millis, now: Millis) -> StoreResult<u64>;
+
+    // Attachments: records of encrypted files in the object store (`attachments`)
+    /// Records a new upload by a member of its group, or returns the record already there
+    /// for this hash when the same account started it for the same group.
+    async fn create_attachment(&self, new: NewAttachment) -> StoreResult<AttachmentRecord>;
+    async fn attachment(&self, hash: &[u8]) -> StoreResult<Option<AttachmentRecord>>;
+    /// Moves an upload on from `from` to `to` bytes (a part arrived); when `complete`, the
+    /// group's devices other than the uploader become the ones that must fetch it. False when
+    /// another request moved it first.
+    async fn advance_attachment(
+        &self,
+        hash: &[u8],
+        from: u64,
+        to: u64,
+        complete: bool,
+    ) -> StoreResult<bool>;
+    /// Notes that `device` has the attachment. When every device of the group other than the
+    /// uploader has it, the record goes and this returns true: delete the ciphertext.
+    async fn attachment_fetched(&self, hash: &[u8], device: DeviceId) -> StoreResult<bool>;
+    async fn delete_attachment(&self, hash: &[u8]) -> StoreResult<()>;
+    /// Deletes the records past their retention, and uploads still incomplete that began
+    /// before `incomplete_before`; returns their hashes, whose ciphertext is to be deleted.
+    async fn expire_attachments(
+        &self,
+        now: Millis,
+        incomplete_before: Millis,
+    ) -> StoreResult<Vec<Vec<u8>>>;
 
     // Moderation: reports, admin tokens, audit log (`moderation`)
     /// Stores a verified report; the same reporter reporting the same message again is refused.

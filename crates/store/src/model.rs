@@ -386,3 +386,35 @@ pub struct RestoredDevice {
     pub now: Millis,
     pub max_devices: u32,
 }
+
+/// An encrypted attachment's record: its ciphertext lives in the object store under `hash`
+/// (its SHA-256); this says who may read it and how much of it is there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachmentRecord {
+    pub hash: Vec<u8>,
+    /// Ciphertext bytes, as announced at creation.
+    pub size: u64,
+    pub uploader: DeviceId,
+    pub owner: UserId,
+    /// Its readers are this group's members.
+    pub group: GroupId,
+    /// Bytes stored so far, in whole parts from the start.
+    pub received: u64,
+    /// Every part is in and the whole matched `hash`.
+    pub complete: bool,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+}
+
+/// A new upload: refused with [`crate::StoreError::QuotaExceeded`] when the owner's live
+/// attachments and this one would exceed `quota_bytes`.
+#[derive(Debug, Clone)]
+pub struct NewAttachment {
+    pub hash: Vec<u8>,
+    pub size: u64,
+    pub uploader: DeviceId,
+    pub group: GroupId,
+    pub quota_bytes: u64,
+    pub now: Millis,
+    pub expires_at: Millis,
+}

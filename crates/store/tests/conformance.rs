@@ -1720,6 +1720,104 @@ async fn recovery_keeps_current_group_infos_the_newest_backups_and_rejoins(store
         .is_some());
 }
 
+fn new_attachment(hash: u8, uploader: DeviceId, group: GroupId, size: u64) -> NewAttachment {
+    NewAttachment {
+        hash: vec![hash; 32],
+        size,
+        uploader,
+        group,
+        quota_bytes: 1000,
+        now: 10,
+        expires_at: 5000,
+    }
+}
+
+async fn an_attachment_goes_once_every_member_device_has_it(store: Arc<dyn Store>) {
+    let alice = account(&*store, 1, "alice").await;
+    let bob = account(&*store, 2, "bob").await;
+    let carol = account(&*store, 3, "carol").await;
+    let group = GroupId::from_bytes([7; 16]);
+    group_of(&*store, group, &[alice, bob, carol]).await;
+    let outsider = account(&*store, 4, "dave").await;
+    assert!(matches!(
+        store
+            .create_attachment(new_attachment(1, outsider, group, 10))
+            .await,
+        Err(StoreError::NotMember)
+    ));
+    let record = store
+        .create_attachment(new_attachment(1, alice, group, 600))
+        .await
+        .unwrap();
+    assert_eq!((record.received, record.complete), (0, false));
+    // Resuming returns the same record; another account cannot take the hash.
+    assert_eq!(
+        store
+            .create_attachment(new_attachment(1, alice, group, 600))
+            .await
+            .unwrap(),
+        record
+    );
+    assert!(matches!(
+        store
+            .create_attachment(new_attachment(1, bob, group, 600))
+            .await,
+        Err(StoreError::AttachmentTaken)
+    ));
+    // 600 + 500 is over alice's quota of 1000; bob has his own.
+    assert!(matches!(
+        store
+            .create_attachment(new_attachment(2, alice, group, 500))
+            .await,
+        Err(StoreError::QuotaExceeded)
+    ));
+    store
+        .create_attachment(new_attachment(2, bob, group, 500))
+        .await
+        .unwrap();
+    // Parts move the upload on only from where it is.
+    assert!(store
+        .advance_attachment(&[1; 32], 0, 300, false)
+        .await
+        .unwrap());
+    assert!(!store
+        .advance_attachment(&[1; 32], 0, 300, false)
+        .await
+        .unwrap());
+    assert!(store
+        .advance_attachment(&[1; 32], 300, 600, true)
+        .await
+        .unwrap());
+    assert!(!store
+        .advance_attachment(&[1; 32], 600, 700, true)
+        .await
+        .unwrap());
+    let done = store.attachment(&[1; 32]).await.unwrap().unwrap();
+    assert_eq!((done.received, done.complete), (600, true));
+    // The uploader's fetch does not count; bob's and carol's do, once each.
+    assert!(!store.attachment_fetched(&[1; 32], alice).await.unwrap());
+    assert!(!store.attachment_fetched(&[1; 32], bob).await.unwrap());
+    assert!(!store.attachment_fetched(&[1; 32], bob).await.unwrap());
+    assert!(store.attachment_fetched(&[1; 32], carol).await.unwrap());
+    assert!(store.attachment(&[1; 32]).await.unwrap().is_none());
+    // Now alice's quota has room again.
+    store
+        .create_attachment(new_attachment(3, alice, group, 900))
+        .await
+        .unwrap();
+    // An incomplete upload expires after its grace, a complete one at its retention.
+    assert!(store
+        .advance_attachment(&[3; 32], 0, 900, true)
+        .await
+        .unwrap());
+    let mut expired = store.expire_attachments(100, 11).await.unwrap();
+    assert_eq!(expired, vec![vec![2; 32]], "bob's upload never finished");
+    expired = store.expire_attachments(5000, 11).await.unwrap();
+    assert_eq!(expired, vec![vec![3; 32]]);
+    assert!(store.attachment(&[3; 32]).await.unwrap().is_none());
+    assert!(!store.attachment_fetched(&[3; 32], bob).await.unwrap());
+}
+
 async fn run_all<F, Fut>(make: F)
 where
     F: Fn() -> Fut,
@@ -1748,6 +1846,7 @@ where
     a_revoked_device_is_gone_for_good(make().await).await;
     a_revocation_rotates_the_account_key_in_the_same_transaction(make().await).await;
     recovery_keeps_current_group_infos_the_newest_backups_and_rejoins(make().await).await;
+    an_attachment_goes_once_every_member_device_has_it(make().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

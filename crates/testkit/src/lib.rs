@@ -1,6 +1,10 @@
 //! Throwaway PostgreSQL servers and NATS clusters for tests: real processes on loopback, on
-//! free ports and temporary directories, killed when dropped.
+//! free ports and temporary directories, killed when dropped; and an S3-compatible server
+//! ([`TestS3`]) on loopback.
 #![forbid(unsafe_code)]
+
+mod s3;
+pub use s3::{TestS3, ACCESS_KEY as S3_ACCESS_KEY, SECRET_KEY as S3_SECRET_KEY};
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;

@@ -549,6 +549,7 @@ mod tests {
             deleted: false,
             deleted_by: None,
             reactions: Default::default(),
+            attachments: Vec::new(),
         }
     }
 

@@ -12,6 +12,7 @@ mod backup;
 mod chats;
 mod contacts;
 mod evidence;
+mod files;
 mod link;
 mod messages;
 mod outbox;
@@ -32,6 +33,7 @@ pub use backup::*;
 pub use chats::*;
 pub use contacts::*;
 pub use evidence::*;
+pub use files::*;
 pub use link::*;
 pub use messages::*;
 pub use outbox::*;
@@ -299,6 +301,22 @@ CREATE TABLE message_refs (
 );
 CREATE INDEX message_refs_target ON message_refs(target);
 CREATE INDEX message_refs_unpurged ON message_refs(purged, kind);
+"#,
+    // Attachments (see `files`): uploads under way, and each ciphertext's one key.
+    r#"
+CREATE TABLE outgoing_files (
+    ciphertext_sha256  BLOB PRIMARY KEY,
+    group_id           BLOB NOT NULL,
+    sealed_path        TEXT NOT NULL,
+    attachment         BLOB NOT NULL,   -- the v1::Attachment the message will carry
+    caption            TEXT NOT NULL,
+    reply_to           BLOB,
+    created_at         INTEGER NOT NULL
+);
+CREATE TABLE attachment_keys (
+    ciphertext_sha256  BLOB PRIMARY KEY,
+    binding            BLOB NOT NULL    -- SHA-256 over the key, plaintext hash, size, chunking
+);
 "#,
 ];
 

@@ -33,6 +33,22 @@ impl Client {
         reply_to: Option<&str>,
     ) -> Result<MessageView, ClientError> {
         check_text(text)?;
+        let (group_id, reply_to) = self.sending_target(chat, reply_to).await?;
+        let body = v1::app_payload::Body::Text(v1::TextBody {
+            text: text.to_owned(),
+            reply_to,
+            ..Default::default()
+        });
+        self.send_body(&group_id, body, true, None).await
+    }
+
+    /// The chat to send to (a 1:1 chat is created on first use) and the id of the message
+    /// answered, which must be in that chat.
+    pub(crate) async fn sending_target(
+        &self,
+        chat: &ChatRef,
+        reply_to: Option<&str>,
+    ) -> Result<(Vec<u8>, Option<Vec<u8>>), ClientError> {
         let group_id = match (self.resolve_chat(chat)?, chat) {
             (Some(group_id), _) => group_id,
             (None, ChatRef::Direct(peer)) => {
@@ -63,12 +79,7 @@ impl Client {
             }
             None => None,
         };
-        let body = v1::app_payload::Body::Text(v1::TextBody {
-            text: text.to_owned(),
-            reply_to,
-            ..Default::default()
-        });
-        self.send_body(&group_id, body, true, None).await
+        Ok((group_id, reply_to))
     }
 
     /// Encrypts and sends one application message in a chat, after what must go first; returns
@@ -82,11 +93,24 @@ impl Client {
         log: bool,
         shows: Option<&[u8]>,
     ) -> Result<MessageView, ClientError> {
+        self.send_body_with(group_id, body, log, shows, |_| Ok(()))
+            .await
+    }
+
+    /// [`Self::send_body`], running `also` in the transaction that queues the message.
+    pub(crate) async fn send_body_with(
+        &self,
+        group_id: &[u8],
+        body: v1::app_payload::Body,
+        log: bool,
+        shows: Option<&[u8]>,
+        also: impl FnOnce(&rusqlite::Connection) -> Result<(), ClientError> + Send,
+    ) -> Result<MessageView, ClientError> {
         // Our earlier group changes must be settled before new messages are encrypted, and
         // others' proposals committed (a member who left, received but not yet committed).
         self.settle_pending_changes(group_id).await?;
         self.commit_pending_in(group_id).await?;
-        let message_id = self.queue_application(group_id, body, log)?;
+        let message_id = self.queue_application_with(group_id, body, log, also)?;
         let flushed = self.flush_outbox().await;
         let (status, view) = {
             let conn = self.db();

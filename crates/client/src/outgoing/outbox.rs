@@ -88,6 +88,17 @@ impl Client {
         body: v1::app_payload::Body,
         log: bool,
     ) -> Result<MessageId, ClientError> {
+        self.queue_application_with(group_id, body, log, |_| Ok(()))
+    }
+
+    /// [`Self::queue_application`], running `also` in the same transaction.
+    pub(crate) fn queue_application_with(
+        &self,
+        group_id: &[u8],
+        body: v1::app_payload::Body,
+        log: bool,
+        also: impl FnOnce(&rusqlite::Connection) -> Result<(), ClientError>,
+    ) -> Result<MessageId, ClientError> {
         let message_id = random_id();
         let mut salt = [0u8; franking::SALT_LEN];
         rand::rngs::OsRng.fill_bytes(&mut salt);
@@ -156,6 +167,7 @@ impl Client {
             None,
             group.epoch().as_u64(),
         )?;
+        also(&tx)?;
         tx.commit()?;
         Ok(message_id)
     }

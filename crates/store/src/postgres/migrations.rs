@@ -6,7 +6,9 @@ use std::time::Duration;
 use sqlx::PgPool;
 
 use super::sql::sql_error;
-use super::{accounts, groups, keypackages, links, moderation, queue, recovery, rotation};
+use super::{
+    accounts, attachments, groups, keypackages, links, moderation, queue, recovery, rotation,
+};
 use crate::StoreResult;
 
 /// Schema migrations, applied in order; `parley_schema.version` records how many have run. The
@@ -29,6 +31,8 @@ const MIGRATIONS: &[&[&str]] = &[
     &[accounts::MIGRATION_7],
     &[recovery::MIGRATION_8],
     &[rotation::MIGRATION_9],
+    // Attachments (their ciphertext is in the object store).
+    &[attachments::MIGRATION_10],
 ];
 
 pub(super) async fn migrate(pool: &PgPool) -> StoreResult<()> {

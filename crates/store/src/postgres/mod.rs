@@ -12,6 +12,7 @@
 //! concern's function.
 
 mod accounts;
+mod attachments;
 mod groups;
 mod keypackages;
 mod links;
@@ -74,7 +75,7 @@ impl PgStore {
             "DROP TABLE IF EXISTS parley_schema, users, devices, challenges, sessions, key_packages, groups,
                group_members, payloads, queue, submissions, reports, admin_tokens, admin_sessions, audit_log,
                links, blobs, blob_chunks, group_infos, backups, restore_verifiers,
-               account_rotations, rotation_keys CASCADE;
+               account_rotations, rotation_keys, attachments, attachment_recipients CASCADE;
              DROP FUNCTION IF EXISTS audit_log_append_only CASCADE;
              DROP FUNCTION IF EXISTS queue_release_bytes CASCADE;",
         )
@@ -319,6 +320,41 @@ impl Store for PgStore {
 
     async fn expire(&self, before: Millis, now: Millis) -> StoreResult<u64> {
         queue::expire(&self.pool, before, now).await
+    }
+
+    // Attachments
+    async fn create_attachment(&self, new: NewAttachment) -> StoreResult<AttachmentRecord> {
+        attachments::create_attachment(&self.pool, new).await
+    }
+
+    async fn attachment(&self, hash: &[u8]) -> StoreResult<Option<AttachmentRecord>> {
+        attachments::attachment(&self.pool, hash).await
+    }
+
+    async fn advance_attachment(
+        &self,
+        hash: &[u8],
+        from: u64,
+        to: u64,
+        complete: bool,
+    ) -> StoreResult<bool> {
+        attachments::advance_attachment(&self.pool, hash, from, to, complete).await
+    }
+
+    async fn attachment_fetched(&self, hash: &[u8], device: DeviceId) -> StoreResult<bool> {
+        attachments::attachment_fetched(&self.pool, hash, device).await
+    }
+
+    async fn delete_attachment(&self, hash: &[u8]) -> StoreResult<()> {
+        attachments::delete_attachment(&self.pool, hash).await
+    }
+
+    async fn expire_attachments(
+        &self,
+        now: Millis,
+        incomplete_before: Millis,
+    ) -> StoreResult<Vec<Vec<u8>>> {
+        attachments::expire_attachments(&self.pool, now, incomplete_before).await
     }
 
     // Moderation

@@ -3,7 +3,9 @@
 
 use rusqlite::{Connection, Transaction};
 
-use super::{accounts, groups, keypackages, links, moderation, queue, recovery, rotation};
+use super::{
+    accounts, attachments, groups, keypackages, links, moderation, queue, recovery, rotation,
+};
 use crate::StoreResult;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many have run. The
@@ -33,6 +35,8 @@ pub(super) const MIGRATIONS: &[&[&str]] = &[
     &[recovery::MIGRATION_10],
     // Account-key rotation at revocation.
     &[rotation::MIGRATION_11],
+    // Attachments (their ciphertext is in the object store).
+    &[attachments::MIGRATION_12],
 ];
 
 /// Applies the migrations that have not run yet, in one transaction.

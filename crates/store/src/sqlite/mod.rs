@@ -11,6 +11,7 @@
 //! here only picks the writer or a reader and calls its concern's function.
 
 mod accounts;
+mod attachments;
 mod groups;
 mod keypackages;
 mod links;
@@ -582,6 +583,51 @@ impl Store for SqliteStore {
 
     async fn expire(&self, before: Millis, now: Millis) -> StoreResult<u64> {
         self.write(move |tx| queue::expire(tx, before, now)).await
+    }
+
+    // Attachments
+    async fn create_attachment(&self, new: NewAttachment) -> StoreResult<AttachmentRecord> {
+        self.write(move |tx| attachments::create_attachment(tx, new))
+            .await
+    }
+
+    async fn attachment(&self, hash: &[u8]) -> StoreResult<Option<AttachmentRecord>> {
+        let hash = hash.to_vec();
+        self.read(move |conn| attachments::attachment(conn, &hash))
+            .await
+    }
+
+    async fn advance_attachment(
+        &self,
+        hash: &[u8],
+        from: u64,
+        to: u64,
+        complete: bool,
+    ) -> StoreResult<bool> {
+        let hash = hash.to_vec();
+        self.write(move |tx| attachments::advance_attachment(tx, &hash, from, to, complete))
+            .await
+    }
+
+    async fn attachment_fetched(&self, hash: &[u8], device: DeviceId) -> StoreResult<bool> {
+        let hash = hash.to_vec();
+        self.write(move |tx| attachments::attachment_fetched(tx, &hash, device))
+            .await
+    }
+
+    async fn delete_attachment(&self, hash: &[u8]) -> StoreResult<()> {
+        let hash = hash.to_vec();
+        self.write(move |tx| attachments::delete_attachment(tx, &hash))
+            .await
+    }
+
+    async fn expire_attachments(
+        &self,
+        now: Millis,
+        incomplete_before: Millis,
+    ) -> StoreResult<Vec<Vec<u8>>> {
+        self.write(move |tx| attachments::expire_attachments(tx, now, incomplete_before))
+            .await
     }
 
     // Moderation
