@@ -161,13 +161,27 @@ pub async fn sync(args: ClientArgs, json: bool, follow: bool) -> Result<()> {
         let stop = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        client
-            .follow(
-                |m| output::message(m, json),
-                |up| tracing::info!(connected = up, "live connection"),
-                stop,
-            )
-            .await?;
+        let mut typing = client.typing_events();
+        let show_typing = async {
+            loop {
+                match typing.recv().await {
+                    Ok(event) => output::typing(&event, json),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        std::future::pending::<()>().await
+                    }
+                }
+            }
+        };
+        let follow = client.follow(
+            |m| output::message(m, json),
+            |up| tracing::info!(connected = up, "live connection"),
+            stop,
+        );
+        tokio::select! {
+            result = follow => result?,
+            () = show_typing => {}
+        }
     } else {
         for message in client.sync().await? {
             output::message(&message, json);

@@ -184,6 +184,33 @@ pub enum Command {
         #[arg(long)]
         remove: bool,
     },
+    /// Mark a chat as read (and, with read receipts on, tell its members).
+    Read {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// A username, or #group.
+        chat: String,
+    },
+    /// Show or change settings: the account's read receipts (off is reciprocal: you see no
+    /// one's).
+    Settings {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Send read receipts (on or off), on all of the account's devices.
+        #[arg(long, value_name = "on|off", value_parser = crate::presence::on_off)]
+        read_receipts: Option<bool>,
+    },
+    /// Tell a chat's online members that you are typing (never stored; `sync --follow` and
+    /// the TUI show it).
+    Typing {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// A username, or #group.
+        chat: String,
+        /// Say that you stopped.
+        #[arg(long)]
+        stopped: bool,
+    },
     /// Fetch, decrypt and store new messages, send what waits in the outbox, print new messages.
     Sync {
         #[command(flatten)]

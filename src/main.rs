@@ -9,6 +9,7 @@ mod backup;
 mod devices;
 mod groups;
 mod output;
+mod presence;
 mod reports;
 mod server;
 
@@ -126,6 +127,16 @@ async fn run(cli: Cli) -> Result<()> {
             emoji,
             remove,
         } => account::react(top.or(client), &message_id, &emoji, remove).await,
+        Command::Read { client, chat } => presence::read(top.or(client), &chat).await,
+        Command::Settings {
+            client,
+            read_receipts,
+        } => presence::settings(top.or(client), read_receipts).await,
+        Command::Typing {
+            client,
+            chat,
+            stopped,
+        } => presence::typing(top.or(client), &chat, stopped).await,
         Command::Sync {
             client,
             json,

@@ -80,6 +80,8 @@ pub fn message(message: &MessageView, as_json: bool) {
     let state = match message.status.as_str() {
         "failed" => " [failed: not delivered]",
         "sending" => " [sending]",
+        "delivered" => " [delivered]",
+        "read" => " [read]",
         _ => "",
     };
     let reply = match &message.quoted {
@@ -339,6 +341,33 @@ pub fn devices(devices: &[parley_client::DeviceView], as_json: bool) {
             ));
         }
     }
+}
+
+/// Someone typing (or stopping), as `sync --follow` shows it.
+pub fn typing(typing: &parley_client::TypingView, as_json: bool) {
+    if as_json {
+        #[derive(serde::Serialize)]
+        struct Line<'a> {
+            kind: &'static str,
+            #[serde(flatten)]
+            typing: &'a parley_client::TypingView,
+        }
+        return json(&Line {
+            kind: "typing",
+            typing,
+        });
+    }
+    let what = if typing.stopped {
+        "stopped typing"
+    } else {
+        "is typing…"
+    };
+    let chat = if typing.chat.starts_with('#') {
+        format!(" in {}", typing.chat)
+    } else {
+        String::new()
+    };
+    line(&format!("{} {what}{chat}", sanitize(&typing.sender)));
 }
 
 #[cfg(test)]

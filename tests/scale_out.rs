@@ -607,3 +607,43 @@ async fn a_backup_made_through_one_node_restores_through_another() {
     // The restore revoked the lost device and so rotated alice's key, across nodes too.
     assert_eq!(bob.client.unverifiable_count().unwrap(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_on_node_one_reaches_a_follower_on_node_two_and_receipts_cross_nodes() {
+    let deployment = Deployment::start(2);
+    let alice = register_at(&deployment.url(0), "alice").await;
+    let bob = std::sync::Arc::new(register_at(&deployment.url(1), "bob").await);
+    let to_bob = ChatRef::Direct(user("bob"));
+    let sent = alice.client.send_text(&to_bob, "first").await.unwrap();
+    let mut typing = bob.client.typing_events();
+    let (mut texts, stop) = follow(bob.clone());
+    assert_eq!(next(&mut texts, Duration::from_secs(20)).await, "first");
+    // The follower's sync sent a delivery receipt through node two.
+    alice.client.sync().await.unwrap();
+    let status = |client: &Client| {
+        client
+            .history(&to_bob, 10)
+            .unwrap()
+            .into_iter()
+            .find(|m| m.id == sent.id)
+            .unwrap()
+            .status
+    };
+    assert_eq!(status(&alice.client), "delivered");
+    // Typing crosses nodes over NATS, and only to the device that is online.
+    let mut heard = None;
+    for _ in 0..20 {
+        alice.client.send_typing(&to_bob, true).await.unwrap();
+        if let Ok(Ok(event)) = tokio::time::timeout(Duration::from_millis(500), typing.recv()).await
+        {
+            heard = Some(event);
+            break;
+        }
+    }
+    let heard = heard.expect("bob heard alice typing");
+    assert_eq!(
+        (heard.chat.as_str(), heard.sender.as_str()),
+        ("alice", "alice")
+    );
+    let _ = stop.send(());
+}

@@ -238,6 +238,7 @@ impl Client {
             ciphersuite,
             flush_lock: tokio::sync::Mutex::new(Default::default()),
             receive_lock: tokio::sync::Mutex::new(()),
+            live: Default::default(),
             _home_lock: lock,
         })
     }

@@ -288,6 +288,12 @@ pub struct LiveConnection {
 impl LiveConnection {
     /// Waits for the next queue-head hint. `None` when the server closed the connection.
     pub async fn next_head(&mut self) -> Result<Option<u64>, ClientError> {
+        Ok(self.next_frame().await?.map(|frame| frame.queue_head))
+    }
+
+    /// Waits for the next frame: the queue head, and typing indicators. `None` when the
+    /// server closed the connection.
+    pub async fn next_frame(&mut self) -> Result<Option<v1::ServerFrame>, ClientError> {
         use futures_util::StreamExt;
         use tokio_tungstenite::tungstenite::Message as WsMessage;
         while let Some(frame) = self.stream.next().await {
@@ -295,12 +301,30 @@ impl LiveConnection {
                 WsMessage::Binary(bytes) => {
                     let frame = v1::ServerFrame::decode(bytes.as_ref())
                         .map_err(|e| ClientError::Protocol(format!("malformed live frame: {e}")))?;
-                    return Ok(Some(frame.queue_head));
+                    return Ok(Some(frame));
                 }
                 WsMessage::Close(_) => return Ok(None),
                 _ => {}
             }
         }
         Ok(None)
+    }
+
+    /// Sends a typing indicator.
+    pub async fn send_typing(&mut self, typing: v1::Typing) -> Result<(), ClientError> {
+        use futures_util::SinkExt;
+        use tokio_tungstenite::tungstenite::Message as WsMessage;
+        let frame = v1::ClientFrame {
+            body: Some(v1::client_frame::Body::Typing(typing)),
+        };
+        self.stream
+            .send(WsMessage::Binary(frame.encode_to_vec().into()))
+            .await
+            .map_err(|e| ClientError::Network(format!("live connection: {e}")))
+    }
+
+    /// Closes the connection politely (what was sent is delivered first).
+    pub async fn close(mut self) {
+        let _ = self.stream.close(None).await;
     }
 }

@@ -38,8 +38,40 @@ pub struct Client {
     /// had to hold back.
     pub(crate) flush_lock: tokio::sync::Mutex<crate::outgoing::HeldBack>,
     pub(crate) receive_lock: tokio::sync::Mutex<()>,
+    /// Typing indicators going out over, and coming in from, the live connection.
+    pub(crate) live: LiveChannels,
     /// This process's exclusive hold on the home (see `home`), for the client's whole life.
     pub(crate) _home_lock: crate::home::HomeLock,
+}
+
+/// Someone is typing in a chat (or stopped), as the live connection told us. Never stored.
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
+pub struct TypingView {
+    /// The chat as `MessageView::chat` names it.
+    pub chat: String,
+    pub sender: String,
+    pub stopped: bool,
+}
+
+/// What travels on the live connection besides queue hints. Typing indicators are not
+/// messages: nothing here is stored, and what finds no listener is gone.
+pub(crate) struct LiveChannels {
+    /// The running `follow` loop's connection, if there is one: indicators go out on it.
+    pub(crate) outgoing: Mutex<Option<tokio::sync::mpsc::Sender<v1::Typing>>>,
+    /// Indicators received, for front ends ([`Client::typing_events`]).
+    pub(crate) incoming: tokio::sync::broadcast::Sender<TypingView>,
+    /// When we last told each chat (by group id) that we are typing.
+    pub(crate) last_sent: Mutex<std::collections::HashMap<Vec<u8>, std::time::Instant>>,
+}
+
+impl Default for LiveChannels {
+    fn default() -> Self {
+        LiveChannels {
+            outgoing: Mutex::default(),
+            incoming: tokio::sync::broadcast::channel(64).0,
+            last_sent: Mutex::default(),
+        }
+    }
 }
 
 /// The account key, shared by the account's devices (it certifies each of them), and this

@@ -3,7 +3,7 @@
 //! the views all sit on top of this; it knows nothing of them.
 
 use openmls::prelude::*;
-use parley_mls::Roles;
+use parley_mls::{DeviceIdentity, Roles};
 
 use crate::client::Client;
 use crate::db::{self, ChatKind};
@@ -70,6 +70,15 @@ pub(crate) fn load_group(
     group_id: &[u8],
 ) -> Result<Option<MlsGroup>, ClientError> {
     MlsGroup::load(provider.storage(), &GroupId::from_slice(group_id)).map_err(mls_error)
+}
+
+/// The accounts (usernames) in a group.
+pub(crate) fn member_accounts(group: &MlsGroup) -> std::collections::BTreeSet<String> {
+    group
+        .members()
+        .filter_map(|m| DeviceIdentity::from_credential(&m.credential).ok())
+        .map(|id| id.username.to_string())
+        .collect()
 }
 
 impl Client {

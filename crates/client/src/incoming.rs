@@ -606,6 +606,33 @@ impl Client {
                 }
                 (String::new(), true)
             }
+            // Receipts and settings change state, not the log: no row of their own.
+            Some(v1::app_payload::Body::Receipt(receipt)) => {
+                let own = sender.username == *self.username();
+                return match crate::presence::accept_receipt(
+                    tx,
+                    group,
+                    sender.username.as_str(),
+                    own,
+                    &receipt,
+                    item.group_seq,
+                ) {
+                    Ok(()) => Outcome::Shown(Vec::new()),
+                    Err(why) => Outcome::Rejected(Rejected::Unverifiable(why)),
+                };
+            }
+            Some(v1::app_payload::Body::Settings(settings)) => {
+                let own = sender.username == *self.username();
+                return match crate::presence::accept_settings(
+                    tx,
+                    own,
+                    &settings,
+                    payload.sent_at_ms,
+                ) {
+                    Ok(()) => Outcome::Shown(Vec::new()),
+                    Err(e) => Outcome::Failed(e),
+                };
+            }
             None => return Outcome::Rejected(Rejected::Ignored("empty payload")),
         };
         if payload.message_id.len() != 16 {

@@ -17,7 +17,7 @@
 //   3  trust, key_packages, groups, reports, content (what refers to a message, applied)
 //   4  account, views
 //   5  outgoing, incoming      (inside outgoing: outbox < commits < group_ops < mod)
-//   6  sync
+//   6  presence, sync         receipts, settings and typing; staying in sync
 //   7  devices                 linking a device, the history archive, the device list
 // Methods of `Client` are still called upward where the protocol needs it: a change that lost
 // its epoch to another member's commit receives that commit first, so `outgoing` calls
@@ -37,6 +37,7 @@ mod incoming;
 mod key_packages;
 mod names;
 mod outgoing;
+mod presence;
 pub mod provider;
 mod reports;
 mod sync;
@@ -48,7 +49,7 @@ pub use backup::{
     BackupReport, BackupStatus, RecoveryKey, RestoreReport, StoredBackup, DEFAULT_BACKUP_MINUTES,
     MAX_BACKUP_MINUTES,
 };
-pub use client::Client;
+pub use client::{Client, TypingView};
 pub use db::MessageStatus;
 pub use devices::{ApproveEvent, DeviceView, LinkCode, LinkEvent};
 pub use error::ClientError;

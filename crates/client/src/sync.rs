@@ -17,9 +17,12 @@ impl Client {
         self.finish_pending_rotation().await?;
         crate::content::purge_replaced(&self.db(), crate::db::now_ms())?;
         let mut shown = self.receive().await?;
+        // Told once per chat and sync: "delivered up to here".
+        self.queue_delivery_receipts()?;
         // Files an earlier run left half uploaded go on; their messages follow.
         self.resume_uploads(&|_, _| {}).await?;
         self.flush_outbox().await?;
+        crate::db::forget_sent_transients(&self.db())?;
         // A recipient who has not caught up holds back that chat's sends, not the sync.
         for refused in self.all_held_back().await {
             tracing::warn!("not sent yet: {refused}");
@@ -69,11 +72,27 @@ impl Client {
                 for message in self.sync().await? {
                     on_message(&message);
                 }
-                while let Some(head) = live.next_head().await? {
-                    if head > db::cursor(&self.db())? {
-                        for message in self.sync().await? {
-                            on_message(&message);
+                // Typing indicators from front ends go out on this connection while it lasts.
+                let (typing_tx, mut typing_rx) = tokio::sync::mpsc::channel(16);
+                let _outgoing = OutgoingTyping::install(self, typing_tx);
+                loop {
+                    tokio::select! {
+                        frame = live.next_frame() => {
+                            let Some(frame) = frame? else { break };
+                            for typing in &frame.typing {
+                                let view = crate::presence::open_typing(self, &self.db(), typing);
+                                if let Some(view) = view {
+                                    // Nobody listening: nothing to do.
+                                    let _ = self.live.incoming.send(view);
+                                }
+                            }
+                            if frame.queue_head > db::cursor(&self.db())? {
+                                for message in self.sync().await? {
+                                    on_message(&message);
+                                }
+                            }
                         }
+                        Some(typing) = typing_rx.recv() => live.send_typing(typing).await?,
                     }
                 }
                 Ok::<(), ClientError>(())
@@ -95,5 +114,33 @@ impl Client {
             }
             backoff = (backoff * 2).min(Duration::from_secs(10));
         }
+    }
+}
+
+/// The running `follow` connection, as `send_typing` finds it; gone with the connection.
+struct OutgoingTyping<'a>(&'a Client);
+
+impl<'a> OutgoingTyping<'a> {
+    fn install(
+        client: &'a Client,
+        sender: tokio::sync::mpsc::Sender<parley_protocol::v1::Typing>,
+    ) -> Self {
+        *client
+            .live
+            .outgoing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(sender);
+        OutgoingTyping(client)
+    }
+}
+
+impl Drop for OutgoingTyping<'_> {
+    fn drop(&mut self) {
+        *self
+            .0
+            .live
+            .outgoing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
     }
 }

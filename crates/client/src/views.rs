@@ -21,7 +21,8 @@ pub struct MessageView {
     pub text: String,
     /// RFC 3339, as the sender's clock said.
     pub sent_at: String,
-    /// sending, sent, received or failed.
+    /// sending, sent, delivered (every other account in the chat has it), read (every one
+    /// read it; shown only while our read receipts are on), received or failed.
     pub status: String,
     /// Position in the group's server order, once known.
     pub group_seq: Option<u64>,
@@ -93,6 +94,49 @@ fn quote(conn: &Connection, id: &[u8]) -> Result<Option<Quoted>, ClientError> {
         deleted: resolved.deleted.is_some(),
         text: resolved.text,
     }))
+}
+
+/// What one of our sent messages shows once receipts came: `read` when every other account
+/// in the chat read it (and our read receipts are on), `delivered` when every one has it.
+/// `None` leaves the status as it is.
+fn receipt_status(
+    client: &Client,
+    conn: &Connection,
+    group_id: &[u8],
+    seq: u64,
+) -> Result<Option<&'static str>, ClientError> {
+    let me = client.username().as_str();
+    let receipts = db::receipts_in(conn, group_id, me)?;
+    if receipts.iter().all(|(_, delivered, _)| *delivered < seq) {
+        return Ok(None);
+    }
+    let Some(chat) = db::chat(conn, group_id)? else {
+        return Ok(None);
+    };
+    let others: Vec<String> = match chat.kind {
+        ChatKind::Direct => vec![chat.name.clone()],
+        _ => {
+            let provider = TxProvider::new(&client.crypto, conn);
+            match crate::groups::load_group(&provider, group_id)? {
+                Some(group) => crate::groups::member_accounts(&group)
+                    .into_iter()
+                    .filter(|u| u != me)
+                    .collect(),
+                None => return Ok(None),
+            }
+        }
+    };
+    let of = |user: &String| receipts.iter().find(|(u, _, _)| u == user);
+    let read_on = db::read_receipts_on(conn)?;
+    let all_read = read_on && others.iter().all(|u| of(u).is_some_and(|r| r.2 >= seq));
+    let all_delivered = others.iter().all(|u| of(u).is_some_and(|r| r.1 >= seq));
+    Ok(if all_read && !others.is_empty() {
+        Some("read")
+    } else if all_delivered && !others.is_empty() {
+        Some("delivered")
+    } else {
+        None
+    })
 }
 
 /// Milliseconds since the epoch as RFC 3339 in UTC, the form every front end prints.
@@ -193,6 +237,11 @@ impl Client {
                         sha256: hex::encode(a.plaintext_sha256),
                     })
                     .collect();
+            }
+            if let (db::MessageStatus::Sent, Some(seq)) = (row.status, row.group_seq) {
+                if let Some(status) = receipt_status(self, conn, &row.group_id, seq)? {
+                    view.status = status.into();
+                }
             }
             if let Some(reply_to) = db::reply_to(conn, &row.id)? {
                 view.quoted = quote(conn, &reply_to)?;

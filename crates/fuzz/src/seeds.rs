@@ -432,6 +432,13 @@ pub fn generate() -> Result<BTreeMap<&'static str, BTreeMap<String, Vec<u8>>>> {
                     error: None,
                 }],
                 expired_up_to: 0,
+                typing: vec![v1::Typing {
+                    group_id: vec![7; 16],
+                    epoch: 2,
+                    sealed: vec![1; 40],
+                    sender_username: "alice".into(),
+                    sender_device: vec![3; 16],
+                }],
             }
             .encode_to_vec(),
         ),
@@ -639,6 +646,17 @@ pub fn generate() -> Result<BTreeMap<&'static str, BTreeMap<String, Vec<u8>>>> {
         v1::client_frame::Body::Submit(v1::LiveSubmit {
             request_id: 3,
             submit: None,
+        }),
+        v1::client_frame::Body::Typing(v1::Typing {
+            group_id: vec![7; 16],
+            epoch: 2,
+            sealed: vec![1; 40],
+            ..Default::default()
+        }),
+        v1::client_frame::Body::Typing(v1::Typing {
+            group_id: vec![7; 16],
+            sealed: vec![1; parley_protocol::limits::MAX_TYPING_SEALED_BYTES + 1],
+            ..Default::default()
         }),
     ]
     .into_iter()

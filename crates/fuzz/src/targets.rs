@@ -359,7 +359,14 @@ fn live_frame(bytes: &[u8]) {
     for before in [FrameState::default(), busy] {
         let mut state = before.clone();
         let Ok(step) = state.on_frame(bytes, limits::MAX_FRAME_BYTES, HEAD) else {
-            assert!(body.is_none(), "a frame with a body ended the connection");
+            assert!(
+                match &body {
+                    None => true,
+                    Some(Body::Typing(typing)) => !typing_in_bounds(typing),
+                    Some(_) => false,
+                },
+                "a frame with a body ended the connection"
+            );
             assert_eq!(
                 state, before,
                 "a frame that ends the connection changed its state"
@@ -406,6 +413,10 @@ fn live_frame(bytes: &[u8]) {
                     }
                     Err(e) => assert!(live.submit.is_none(), "refused a body: {e:?}"),
                 }
+            }
+            (Body::Typing(typing), Action::Typing(forwarded)) => {
+                assert!(typing_in_bounds(&forwarded) && forwarded == typing);
+                assert_eq!(state, before, "a typing indicator changes nothing");
             }
             (body, action) => panic!("{body:?} dispatched as {action:?}"),
         }
@@ -655,4 +666,11 @@ const fn concat_targets() -> [Target; PROTO.len() + OTHERS.len()] {
         j += 1;
     }
     all
+}
+
+/// A typing indicator the server forwards: a group id and a sealed body within the limit.
+fn typing_in_bounds(typing: &v1::Typing) -> bool {
+    typing.group_id.len() == 16
+        && !typing.sealed.is_empty()
+        && typing.sealed.len() <= limits::MAX_TYPING_SEALED_BYTES
 }

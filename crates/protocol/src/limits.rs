@@ -50,3 +50,11 @@ pub const LINK_TTL_MS: i64 = 10 * 60 * 1000;
 pub const BLOB_TTL_MS: i64 = 24 * 60 * 60 * 1000;
 /// Default cap on group size (in accounts: each may have several devices).
 pub const DEFAULT_MAX_GROUP_MEMBERS: usize = 10_000;
+/// Receipts are sent in chats of at most this many accounts: each costs one message to every
+/// member device, so a batch of them costs O(members²) deliveries (under 1,024 at 32).
+pub const MAX_RECEIPT_ACCOUNTS: usize = 32;
+/// Largest sealed typing indicator (a nonce, a few bytes of body and the tag).
+pub const MAX_TYPING_SEALED_BYTES: usize = 256;
+/// Typing indicators one live connection may send: a burst, then one per second.
+pub const TYPING_BURST: u32 = 5;
+pub const TYPING_PER_SECOND: u32 = 1;

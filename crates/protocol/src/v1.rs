@@ -5,9 +5,11 @@ use prost::Message;
 
 mod attachments;
 mod devices;
+mod presence;
 mod recovery;
 pub use attachments::*;
 pub use devices::*;
+pub use presence::*;
 pub use recovery::*;
 
 // ---------------------------------------------------------------------------------------------
@@ -339,13 +341,16 @@ pub struct ServerFrame {
     /// Items at or below this sequence expired unread (as in [`QueueBatch`]).
     #[prost(uint64, tag = "4")]
     pub expired_up_to: u64,
+    /// Typing indicators of the device's groups, as they happen (never queued).
+    #[prost(message, repeated, tag = "5")]
+    pub typing: Vec<Typing>,
 }
 
 /// Frames a client sends on the WebSocket. Every frame is optional: a client that sends none
 /// gets queue-head hints only and fetches over HTTP.
 #[derive(Clone, PartialEq, Message)]
 pub struct ClientFrame {
-    #[prost(oneof = "client_frame::Body", tags = "1, 2, 3")]
+    #[prost(oneof = "client_frame::Body", tags = "1, 2, 3, 4")]
     pub body: Option<client_frame::Body>,
 }
 
@@ -361,6 +366,9 @@ pub mod client_frame {
         /// Push queue items after this sequence on this connection from now on.
         #[prost(message, tag = "3")]
         StartPush(super::StartPush),
+        /// A typing indicator for the group's other devices that are online now.
+        #[prost(message, tag = "4")]
+        Typing(super::Typing),
     }
 }
 
@@ -479,7 +487,7 @@ pub struct AppPayload {
     pub message_id: Vec<u8>,
     #[prost(int64, tag = "5")]
     pub sent_at_ms: i64,
-    #[prost(oneof = "app_payload::Body", tags = "10, 11, 12, 13, 14, 15")]
+    #[prost(oneof = "app_payload::Body", tags = "10, 11, 12, 13, 14, 15, 16, 17")]
     pub body: Option<app_payload::Body>,
 }
 
@@ -502,6 +510,12 @@ pub mod app_payload {
         /// A reaction to a message, or its removal (MIMI `inReplyTo`, disposition reaction).
         #[prost(message, tag = "15")]
         Reaction(super::ReactionBody),
+        /// Delivered or read up to a message (MIMI message status, batched).
+        #[prost(message, tag = "16")]
+        Receipt(super::ReceiptBody),
+        /// A setting of the sender's account or of the chat.
+        #[prost(message, tag = "17")]
+        Settings(super::SettingsBody),
     }
 }
 

@@ -192,6 +192,7 @@ fn the_proto_file_describes_every_message_on_the_wire() {
         include_str!("../src/v1.rs"),
         include_str!("../src/v1/attachments.rs"),
         include_str!("../src/v1/devices.rs"),
+        include_str!("../src/v1/presence.rs"),
         include_str!("../src/v1/recovery.rs")
     ));
     let file = from_proto(include_str!("../proto/parley_v1.proto"));

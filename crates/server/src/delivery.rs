@@ -48,6 +48,8 @@ pub struct Delivery {
     franking: Arc<FrankingKeys>,
     /// The server as MLS external sender, which every group must list first.
     external_sender: openmls::prelude::ExternalSender,
+    /// Queue pointers written (the `parley_deliveries_total` metric).
+    deliveries: prometheus::IntCounter,
 }
 
 /// What one account may store through the Delivery Service.
@@ -303,6 +305,7 @@ impl Delivery {
         budgets: Budgets,
         franking: Arc<FrankingKeys>,
         external_sender: openmls::prelude::ExternalSender,
+        deliveries: prometheus::IntCounter,
     ) -> Self {
         Delivery {
             store,
@@ -311,6 +314,7 @@ impl Delivery {
             budgets,
             franking,
             external_sender,
+            deliveries,
         }
     }
 
@@ -564,6 +568,9 @@ impl Delivery {
                     franking: Default::default(),
                 })
             });
+        if !accepted.duplicate {
+            self.deliveries.inc_by(accepted.deliveries.len() as u64);
+        }
         self.fanout.publish(accepted.deliveries.clone(), entry);
         tracing::debug!(
             group = %group_id, device = %sender, seq = accepted.group_seq, epoch = accepted.epoch,
@@ -810,6 +817,22 @@ impl Delivery {
 
     pub async fn queue_head(&self, device: DeviceId) -> Result<u64, ApiError> {
         Ok(self.store.queue_head(device).await?)
+    }
+
+    /// The group's other member devices, for what `sender` tells them without storing it (a
+    /// typing indicator); refused unless `sender` is a member.
+    pub async fn other_members(
+        &self,
+        sender: DeviceId,
+        group: GroupId,
+    ) -> Result<Vec<DeviceId>, ApiError> {
+        let mut devices = self.store.group_devices(group).await?;
+        let before = devices.len();
+        devices.retain(|d| *d != sender);
+        if devices.len() == before {
+            return Err(StoreError::NotMember.into());
+        }
+        Ok(devices)
     }
 
     /// Deletes what nobody fetched within the retention period.

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use parley_protocol::{DeviceId, Username};
+use parley_protocol::{v1, DeviceId, Username};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -27,6 +27,11 @@ pub trait Fanout: Send + Sync + 'static {
     fn publish(&self, deliveries: Vec<(DeviceId, u64)>, entry: Option<Arc<LiveEntry>>);
     /// This node's live connections and what it just accepted for them.
     fn local(&self) -> &Notifier;
+    /// Forwards a typing indicator to those of `devices` that have a live connection on any
+    /// node, at most once and never stored: one that nobody hears now is gone.
+    fn typing(&self, devices: Vec<DeviceId>, event: Arc<v1::Typing>) {
+        self.local().typing(&devices, &event);
+    }
     /// Hints for a device with a live connection on this node, starting from `head`.
     async fn subscribe(&self, device: DeviceId, head: u64) -> watch::Receiver<u64>;
     /// Called when one of the device's live connections on this node closed.
@@ -84,6 +89,11 @@ impl Fanout for InProcessFanout {
 
 /// Where nodes announce accounts whose sessions ended (the payload is the username).
 const ENDED_SUBJECT: &str = "parley.sessions-ended";
+
+/// The first byte of a typing indicator on a device's subject.
+const TYPING_TAG: u8 = 0x54;
+/// Largest typing indicator taken from NATS (its sealed part and sender, with room).
+const MAX_TYPING_FRAME: usize = 1024;
 
 fn subject(device: &DeviceId) -> String {
     format!("parley.hint.{}", device.to_hex())
@@ -172,6 +182,29 @@ impl Fanout for NatsFanout {
         });
     }
 
+    fn typing(&self, devices: Vec<DeviceId>, event: Arc<v1::Typing>) {
+        // Connections on this node hear it here; those on others through NATS, on the same
+        // subject as hints (a hint is 8 bytes; an indicator is longer and starts with a tag).
+        let (local, remote): (Vec<_>, Vec<_>) = devices
+            .into_iter()
+            .partition(|d| self.local.watchers(*d) > 0);
+        self.local.typing(&local, &event);
+        if remote.is_empty() {
+            return;
+        }
+        let mut payload = vec![TYPING_TAG];
+        payload.extend(parley_protocol::encode(&*event));
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            for device in remote {
+                // Lost on the way: the indicator is gone, nothing else.
+                let _ = client
+                    .publish(subject(&device), payload.clone().into())
+                    .await;
+            }
+        });
+    }
+
     async fn subscribe(&self, device: DeviceId, head: u64) -> watch::Receiver<u64> {
         let receiver = self.local.subscribe(device, head);
         let needs_subscription = {
@@ -186,8 +219,15 @@ impl Fanout for NatsFanout {
                     let local = self.local.clone();
                     let task = tokio::spawn(async move {
                         while let Some(message) = subscriber.next().await {
-                            if let Ok(bytes) = <[u8; 8]>::try_from(message.payload.as_ref()) {
+                            let payload = message.payload.as_ref();
+                            if let Ok(bytes) = <[u8; 8]>::try_from(payload) {
                                 local.notify(&[(device, u64::from_be_bytes(bytes))], None);
+                            } else if let Some(typing) =
+                                payload.strip_prefix(&[TYPING_TAG]).and_then(|b| {
+                                    parley_protocol::decode::<v1::Typing>(b, MAX_TYPING_FRAME).ok()
+                                })
+                            {
+                                local.typing(&[device], &Arc::new(typing));
                             }
                         }
                     });

@@ -29,6 +29,7 @@ pub mod reported_files;
 pub mod reserved;
 pub mod rotation;
 pub mod transport;
+mod typing;
 
 use std::sync::Arc;
 
@@ -66,6 +67,7 @@ impl App {
         );
         let identity = Arc::new(moderation::ServerIdentity::open(&config.data_dir)?);
         let objects = attachments::open_objects(&config.object_storage, &config.data_dir)?;
+        let metrics = Arc::new(metrics::Metrics::default());
         Ok(Arc::new(App {
             attachments: attachments::Attachments::new(
                 store.clone(),
@@ -90,12 +92,13 @@ impl App {
                 },
                 keys.clone(),
                 identity.external_sender(),
+                metrics.deliveries.clone(),
             ),
             moderation: moderation::Moderation::new(store, keys, identity.clone(), fanout.clone())
                 .with_objects(objects.clone()),
             identity,
             fanout,
-            metrics: Arc::new(metrics::Metrics::default()),
+            metrics,
             rates: rate::RateLimits::new(&config),
             live: live::LiveConnections::default(),
             config,

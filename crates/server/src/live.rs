@@ -153,6 +153,7 @@ pub(crate) async fn session(app: Arc<App>, device: Authenticated, socket: WebSoc
     // Subscribed before the first check: a suspension after it is heard.
     let ended = app.fanout.local().sessions_ended();
     let mut heads = app.fanout.subscribe(device_id, head).await;
+    let typing = app.fanout.local().subscribe_typing(device_id);
     app.metrics.live_connections.inc();
     let period = app.config.session_check;
     let mut check = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -168,6 +169,8 @@ pub(crate) async fn session(app: Arc<App>, device: Authenticated, socket: WebSoc
         check,
         checked_at: tokio::time::Instant::now(),
         control: ControlBudget::new(),
+        typing,
+        typing_out: Vec::new(),
     }
     .run(&mut heads)
     .await;
@@ -194,6 +197,9 @@ struct Session {
     /// When the session was last found valid.
     checked_at: tokio::time::Instant,
     control: ControlBudget,
+    /// Typing indicators for this device, and those waiting for the next frame.
+    typing: tokio::sync::broadcast::Receiver<Arc<v1::Typing>>,
+    typing_out: Vec<v1::Typing>,
 }
 
 /// Why a connection ends when its session did.
@@ -292,9 +298,11 @@ impl Session {
             }
             self.frames.answered(results.len());
             frame.results = std::mem::take(&mut results);
+            frame.typing = std::mem::take(&mut self.typing_out);
             if self.last_head_sent != Some(frame.queue_head)
                 || !frame.items.is_empty()
                 || !frame.results.is_empty()
+                || !frame.typing.is_empty()
             {
                 let bytes = parley_protocol::encode(&frame);
                 // A slow client never holds more than one frame of ours: the send is awaited.
@@ -318,6 +326,12 @@ impl Session {
                 },
                 () = std::future::ready(()), if more_to_push => {}
                 changed = heads.changed() => if changed.is_err() { return "hints closed" },
+                typing = self.typing.recv() => match typing {
+                    Ok(typing) => self.typing_out.push((*typing).clone()),
+                    // Missed ones are stale by now.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return "shutting down",
+                },
                 _ = self.check.tick() => if let Err(e) = self.recheck().await { return e },
                 ended = self.ended.recv() => match ended {
                     Ok(user) if user != self.device.0.username => {}
@@ -375,6 +389,11 @@ impl Session {
             Action::Done => {}
             Action::Ack(up_to) => self.start_ack(up_to),
             Action::CheckHead { after } => self.confirm_push(after, head).await?,
+            Action::Typing(typing) => {
+                if let Err(e) = self.app.forward_typing(&self.device, typing).await {
+                    tracing::debug!(error = %e.0, "typing indicator not forwarded");
+                }
+            }
             Action::Submit { request_id, submit } => {
                 let (app, device, results) =
                     (self.app.clone(), self.device.clone(), results.clone());

@@ -27,8 +27,14 @@ pub struct LiveEntry {
     pub franking: std::sync::OnceLock<Option<v1::FrankingContext>>,
 }
 
+/// Typing indicators held for one device's connections; a connection that falls behind
+/// loses the oldest (they are stale by then anyway).
+const TYPING_BACKLOG: usize = 8;
+
 struct DeviceLive {
     head: watch::Sender<u64>,
+    /// Typing indicators from the device's groups: forwarded, never stored.
+    typing: broadcast::Sender<Arc<v1::Typing>>,
     /// (queue sequence, message), ascending by sequence.
     recent: VecDeque<(u64, Arc<LiveEntry>)>,
 }
@@ -73,12 +79,30 @@ impl Notifier {
     /// Subscribes to a device's queue head, starting from `head`.
     pub fn subscribe(&self, device: DeviceId, head: u64) -> watch::Receiver<u64> {
         let mut devices = self.devices();
-        let live = devices.entry(device).or_insert_with(|| DeviceLive {
-            head: watch::channel(head).0,
-            recent: VecDeque::new(),
-        });
+        let live = devices
+            .entry(device)
+            .or_insert_with(|| DeviceLive::new(head));
         advance(&live.head, head);
         live.head.subscribe()
+    }
+
+    /// Typing indicators for a device, from now on. Call after [`Notifier::subscribe`].
+    pub fn subscribe_typing(&self, device: DeviceId) -> broadcast::Receiver<Arc<v1::Typing>> {
+        let mut devices = self.devices();
+        let live = devices.entry(device).or_insert_with(|| DeviceLive::new(0));
+        live.typing.subscribe()
+    }
+
+    /// Hands a typing indicator to those of `devices` with a live connection here; the others
+    /// never get it.
+    pub fn typing(&self, devices: &[DeviceId], event: &Arc<v1::Typing>) {
+        let devices_live = self.devices();
+        for device in devices {
+            if let Some(live) = devices_live.get(device) {
+                // Nobody listening: nothing to do.
+                let _ = live.typing.send(event.clone());
+            }
+        }
     }
 
     /// New queue heads; with `entry`, the message that each of these sequences holds.
@@ -164,6 +188,16 @@ impl Notifier {
     }
 }
 
+impl DeviceLive {
+    fn new(head: u64) -> DeviceLive {
+        DeviceLive {
+            head: watch::channel(head).0,
+            typing: broadcast::channel(TYPING_BACKLOG).0,
+            recent: VecDeque::new(),
+        }
+    }
+}
+
 /// Moves a head forward, never back.
 fn advance(sender: &watch::Sender<u64>, head: u64) {
     sender.send_if_modified(|current| {
@@ -230,6 +264,35 @@ mod tests {
         assert!(notifier.recent(device, 0, 2, 10).is_none());
         notifier.notify(&[(device, 4)], Some(&entry(MAX_RECENT_PAYLOAD + 1)));
         assert!(notifier.recent(device, 3, 4, 10).is_none());
+    }
+
+    fn typing_event(n: u8) -> Arc<v1::Typing> {
+        Arc::new(v1::Typing {
+            group_id: vec![n; 16],
+            ..Default::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn typing_reaches_connected_devices_only_and_a_slow_one_loses_the_oldest() {
+        let notifier = Notifier::default();
+        let (online, offline) = (DeviceId::from_bytes([1; 16]), DeviceId::from_bytes([2; 16]));
+        let _heads = notifier.subscribe(online, 0);
+        let mut typing = notifier.subscribe_typing(online);
+        notifier.typing(&[online, offline], &typing_event(1));
+        assert_eq!(typing.recv().await.unwrap().group_id, vec![1; 16]);
+        assert!(
+            notifier.devices().get(&offline).is_none(),
+            "nothing kept for it"
+        );
+        for n in 0..(TYPING_BACKLOG as u8 + 4) {
+            notifier.typing(&[online], &typing_event(n));
+        }
+        assert!(matches!(
+            typing.recv().await,
+            Err(broadcast::error::RecvError::Lagged(4))
+        ));
+        assert_eq!(typing.recv().await.unwrap().group_id, vec![4; 16]);
     }
 
     #[tokio::test]

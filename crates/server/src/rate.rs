@@ -33,6 +33,8 @@ pub struct RateLimits {
     /// Bearer tokens the store did not know, per client address; an address past it is
     /// refused for a while before its tokens are looked up.
     token_failures: DefaultKeyedRateLimiter<IpAddr>,
+    /// Typing indicators per account.
+    typing: DefaultKeyedRateLimiter<UserId>,
     failing: Mutex<HashMap<IpAddr, Instant>>,
 }
 
@@ -104,8 +106,21 @@ impl RateLimits {
                 TOKEN_FAILURES_PER_SECOND,
                 TOKEN_FAILURE_BURST,
             )),
+            typing: DefaultKeyedRateLimiter::keyed(quota(
+                parley_protocol::limits::TYPING_PER_SECOND,
+                parley_protocol::limits::TYPING_BURST,
+            )),
             failing: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub fn check_typing(&self, user: &UserId) -> Result<(), ApiError> {
+        self.typing.check_key(user).map_err(|_| {
+            ApiError::new(
+                ErrorCode::RateLimited,
+                "too many typing indicators; slow down",
+            )
+        })
     }
 
     pub fn check_read(&self, user: &UserId) -> Result<(), ApiError> {
@@ -219,6 +234,7 @@ impl RateLimits {
         self.claims.retain_recent();
         self.reads.retain_recent();
         self.token_failures.retain_recent();
+        self.typing.retain_recent();
         let now = Instant::now();
         self.failing
             .lock()

@@ -230,6 +230,8 @@ pub trait Store: Send + Sync + 'static {
     async fn create_group(&self, group: NewGroup) -> StoreResult<()>;
     async fn group(&self, group: GroupId) -> StoreResult<Option<GroupRecord>>;
     async fn is_member(&self, group: GroupId, device: DeviceId) -> StoreResult<bool>;
+    /// The member devices of the group (empty for an unknown group).
+    async fn group_devices(&self, group: GroupId) -> StoreResult<Vec<DeviceId>>;
     /// The groups the user's devices are in, with their leaves.
     async fn memberships(&self, username: &Username) -> StoreResult<Vec<Membership>>;
 

@@ -384,6 +384,16 @@ async fn a_welcome_travels_with_its_commit(store: Arc<dyn Store>) {
     let bob = store.fetch_queue(b, 0, 10).await.unwrap();
     assert_eq!(bob.entries[0].kind, ItemKind::GroupMessage);
     assert!(store.is_member(group, c).await.unwrap());
+    let mut devices = store.group_devices(group).await.unwrap();
+    devices.sort();
+    let mut expected = vec![a, b, c];
+    expected.sort();
+    assert_eq!(devices, expected, "the group's member devices");
+    assert!(store
+        .group_devices(parley_protocol::GroupId::from_bytes([0xEE; 16]))
+        .await
+        .unwrap()
+        .is_empty());
     // A transition computed from an older state is refused (compare-and-set).
     let mut stale = message(a, 2, group, 2, b"stale");
     stale.transition = Some(GroupTransition {

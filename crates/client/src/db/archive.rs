@@ -74,7 +74,10 @@ pub fn export_archive(conn: &Connection) -> Result<v1::HistoryArchive, ClientErr
         .collect::<rusqlite::Result<Vec<_>>>()?;
     // Every device of an account backs up under the one recovery key.
     let backup = crate::db::backup_settings(conn)?;
+    let (read_receipts, read_receipts_changed) = crate::db::read_receipts_setting(conn)?;
     Ok(v1::HistoryArchive {
+        read_receipts_off: !read_receipts,
+        read_receipts_changed_ms: read_receipts_changed,
         chats,
         messages,
         contacts,
@@ -157,6 +160,12 @@ pub fn import_archive(conn: &Connection, archive: &v1::HistoryArchive) -> Result
             },
         )?;
     }
+    // The account's settings, unless this device heard of a newer change meanwhile.
+    crate::db::set_read_receipts(
+        conn,
+        !archive.read_receipts_off,
+        archive.read_receipts_changed_ms,
+    )?;
     let mut new = 0;
     for m in &archive.messages {
         let inserted = conn.execute(

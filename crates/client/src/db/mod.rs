@@ -16,6 +16,7 @@ mod files;
 mod link;
 mod messages;
 mod outbox;
+mod receipts;
 mod refs;
 mod set_aside;
 
@@ -37,6 +38,7 @@ pub use files::*;
 pub use link::*;
 pub use messages::*;
 pub use outbox::*;
+pub use receipts::*;
 pub use refs::*;
 pub use set_aside::*;
 
@@ -317,6 +319,22 @@ CREATE TABLE attachment_keys (
     ciphertext_sha256  BLOB PRIMARY KEY,
     binding            BLOB NOT NULL    -- SHA-256 over the key, plaintext hash, size, chunking
 );
+"#,
+    // Receipts (see `receipts`), the account's read-receipt setting, and our messages that
+    // carry only a receipt or a setting (forgotten once sent).
+    r#"
+CREATE TABLE receipts (
+    group_id   BLOB NOT NULL,
+    username   TEXT NOT NULL,
+    kind       INTEGER NOT NULL,   -- see ReceiptKind
+    up_to_seq  INTEGER NOT NULL,
+    PRIMARY KEY (group_id, username, kind)
+);
+CREATE TABLE transient_messages (
+    id  BLOB PRIMARY KEY
+);
+ALTER TABLE account ADD COLUMN read_receipts INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE account ADD COLUMN read_receipts_changed INTEGER NOT NULL DEFAULT 0;
 "#,
 ];
 

@@ -108,6 +108,11 @@ impl Client {
             _ => String::new(),
         };
         let is_delete = matches!(body, v1::app_payload::Body::Delete(_));
+        // A receipt or a setting is evidence of nothing: its row goes once it is sent.
+        let transient = matches!(
+            body,
+            v1::app_payload::Body::Receipt(_) | v1::app_payload::Body::Settings(_)
+        );
         let payload = v1::AppPayload {
             salt: salt.to_vec(),
             sender_username: self.identity.username.to_string(),
@@ -167,6 +172,9 @@ impl Client {
             None,
             group.epoch().as_u64(),
         )?;
+        if transient {
+            db::mark_transient(&tx, message_id.as_bytes())?;
+        }
         also(&tx)?;
         tx.commit()?;
         Ok(message_id)

@@ -295,6 +295,11 @@ pub struct HistoryArchive {
     pub backup_key: Vec<u8>,
     #[prost(bytes = "vec", tag = "8")]
     pub restore_verifier: Vec<u8>,
+    /// The account's read receipts are off (as of `read_receipts_changed_ms`).
+    #[prost(bool, tag = "9")]
+    pub read_receipts_off: bool,
+    #[prost(int64, tag = "10")]
+    pub read_receipts_changed_ms: i64,
 }
 
 #[derive(Clone, PartialEq, Message)]

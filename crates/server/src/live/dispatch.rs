@@ -61,6 +61,9 @@ pub enum Action {
     /// A push cursor beyond the head this connection knows: ask the store for the device's
     /// head (the hint may still be on its way) and finish with [`FrameState::confirm_push`].
     CheckHead { after: u64 },
+    /// Forward this typing indicator to the group's other online devices, within the
+    /// connection's typing rate.
+    Typing(v1::Typing),
 }
 
 #[derive(Debug, PartialEq)]
@@ -99,6 +102,14 @@ impl FrameState {
                 self.acking = true;
                 step(Check::Recent, Action::Ack(ack.up_to))
             }
+            Body::Typing(typing)
+                if typing.group_id.len() == 16
+                    && !typing.sealed.is_empty()
+                    && typing.sealed.len() <= parley_protocol::limits::MAX_TYPING_SEALED_BYTES =>
+            {
+                step(Check::Recent, Action::Typing(typing))
+            }
+            Body::Typing(_) => Err("malformed typing indicator"),
             Body::Submit(live) => {
                 self.in_flight += 1;
                 let submit = live
@@ -257,6 +268,30 @@ mod tests {
         assert!(!state.reading());
         state.answered(1);
         assert!(state.reading());
+    }
+
+    #[test]
+    fn a_typing_indicator_is_forwarded_only_within_its_bounds() {
+        let mut state = FrameState::default();
+        let typing = |group: usize, sealed: usize| {
+            frame(Body::Typing(v1::Typing {
+                group_id: vec![1; group],
+                epoch: 3,
+                sealed: vec![2; sealed],
+                ..Default::default()
+            }))
+        };
+        let step = state.on_frame(&typing(16, 40), MAX, 0).unwrap();
+        assert_eq!(step.check, Check::Recent);
+        assert!(matches!(step.action, Action::Typing(t) if t.epoch == 3 && t.sealed.len() == 40));
+        let largest = parley_protocol::limits::MAX_TYPING_SEALED_BYTES;
+        assert!(state.on_frame(&typing(16, largest), MAX, 0).is_ok());
+        for (group, sealed) in [(16, largest + 1), (16, 0), (15, 40)] {
+            assert_eq!(
+                state.on_frame(&typing(group, sealed), MAX, 0),
+                Err("malformed typing indicator")
+            );
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use parley_protocol::{DeviceId, GroupId, Username};
 use sqlx::{PgPool, Row};
 
-use super::sql::{group_id, id, sql_error, transaction, Tx};
+use super::sql::{device_id, group_id, id, sql_error, transaction, Tx};
 use crate::model::*;
 use crate::{StoreError, StoreResult};
 
@@ -112,6 +112,16 @@ pub(super) async fn is_member(
     .fetch_one(pool)
     .await
     .map_err(sql_error)
+}
+
+pub(super) async fn group_devices(pool: &PgPool, group: GroupId) -> StoreResult<Vec<DeviceId>> {
+    let rows: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT device_id FROM group_members WHERE group_id = $1")
+            .bind(id(group.as_bytes()))
+            .fetch_all(pool)
+            .await
+            .map_err(sql_error)?;
+    rows.into_iter().map(device_id).collect()
 }
 
 pub(super) async fn memberships(pool: &PgPool, user: &Username) -> StoreResult<Vec<Membership>> {

@@ -279,6 +279,10 @@ impl Store for PgStore {
         groups::is_member(&self.pool, group, device).await
     }
 
+    async fn group_devices(&self, group: GroupId) -> StoreResult<Vec<DeviceId>> {
+        groups::group_devices(&self.pool, group).await
+    }
+
     async fn memberships(&self, user: &Username) -> StoreResult<Vec<Membership>> {
         groups::memberships(&self.pool, user).await
     }

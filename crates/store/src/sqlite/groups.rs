@@ -116,6 +116,17 @@ pub(super) fn is_member(conn: &Connection, group: GroupId, device: DeviceId) -> 
     )?)
 }
 
+pub(super) fn group_devices(conn: &Connection, group: GroupId) -> StoreResult<Vec<DeviceId>> {
+    let mut members =
+        conn.prepare_cached("SELECT device_id FROM group_members WHERE group_id = ?1")?;
+    let all = members
+        .query_map(params![blob(group.as_bytes())], |row| {
+            device_id(row.get(0)?)
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(all)
+}
+
 pub(super) fn memberships(conn: &Connection, username: &Username) -> StoreResult<Vec<Membership>> {
     let mut statement = conn.prepare(
         "SELECT m.group_id, m.leaf_index FROM group_members m

@@ -538,6 +538,11 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn group_devices(&self, group: GroupId) -> StoreResult<Vec<DeviceId>> {
+        self.read(move |conn| groups::group_devices(conn, group))
+            .await
+    }
+
     async fn memberships(&self, username: &Username) -> StoreResult<Vec<Membership>> {
         let username = username.clone();
         self.read(move |conn| groups::memberships(conn, &username))
