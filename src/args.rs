@@ -192,10 +192,17 @@ pub enum Command {
         chat: String,
     },
     /// Show or change settings: the account's read receipts (off is reciprocal: you see no
-    /// one's).
+    /// one's), and with a chat its disappearing-message timer.
     Settings {
         #[command(flatten)]
         client: ClientArgs,
+        /// A username or #group, for the chat's own settings.
+        chat: Option<String>,
+        /// Messages sent from now on disappear this long after sending, from every device:
+        /// 30s to 4w (e.g. 30s, 5m, 1h, 2d, 1w), or off. Any member of a 1:1 chat, admins of
+        /// a group.
+        #[arg(long, value_name = "TIME|off", value_parser = crate::presence::timer)]
+        disappearing: Option<u32>,
         /// Send read receipts (on or off), on all of the account's devices.
         #[arg(long, value_name = "on|off", value_parser = crate::presence::on_off)]
         read_receipts: Option<bool>,

@@ -130,8 +130,10 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Read { client, chat } => presence::read(top.or(client), &chat).await,
         Command::Settings {
             client,
+            chat,
+            disappearing,
             read_receipts,
-        } => presence::settings(top.or(client), read_receipts).await,
+        } => presence::settings(top.or(client), chat.as_deref(), disappearing, read_receipts).await,
         Command::Typing {
             client,
             chat,

@@ -13,6 +13,7 @@ fn submit(message_id: [u8; 16], mls: Vec<u8>) -> v1::Submit {
         message_id: message_id.to_vec(),
         mls_message: mls,
         welcome: None,
+        expires_in_ms: 0,
     }
 }
 
@@ -44,6 +45,7 @@ async fn malformed_truncated_and_oversized_frames_get_clear_errors() {
         message_id: vec![1, 2, 3],
         mls_message: vec![0; 10],
         welcome: None,
+        expires_in_ms: 0,
     };
     let result: Result<v1::SubmitResponse, _> = raw.post("/v1/messages", &bad_id).await;
     assert_eq!(result.unwrap_err().1, ErrorCode::Malformed);

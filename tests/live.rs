@@ -181,6 +181,7 @@ async fn live_submissions_are_answered_and_deduplicated_by_message_id() {
                 message_id: message_id.clone(),
                 mls_message: mls.clone(),
                 welcome: None,
+                expires_in_ms: 0,
             }),
         })
     };
@@ -234,6 +235,7 @@ async fn bad_live_frames_are_refused_and_the_server_carries_on() {
                 message_id: vec![1; 16],
                 mls_message: b"not MLS at all".to_vec(),
                 welcome: None,
+                expires_in_ms: 0,
             }),
         }),
     )

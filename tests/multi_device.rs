@@ -309,6 +309,7 @@ async fn a_member_cannot_relabel_its_leaf_as_another_account() {
         message_id: vec![7; 16],
         mls_message: commit,
         welcome: None,
+        expires_in_ms: 0,
     };
     let result: Result<v1::SubmitResponse, _> = raw.post("/v1/messages", &submit).await;
     let (status, code, message) = result.unwrap_err();

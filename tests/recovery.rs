@@ -419,6 +419,7 @@ async fn an_external_commit_from_an_account_not_in_the_group_is_refused() {
         message_id: vec![9; 16],
         mls_message: commit,
         welcome: None,
+        expires_in_ms: 0,
     };
     let result: Result<v1::SubmitResponse, _> = as_carol.post("/v1/messages", &submit).await;
     let (status, code, message) = result.unwrap_err();

@@ -218,6 +218,7 @@ async fn a_message_with_a_wrong_franking_tag_is_never_shown() {
         message_id: vec![9; 16],
         mls_message: forged,
         welcome: None,
+        expires_in_ms: 0,
     };
     let response = reqwest::Client::new()
         .post(format!("{}/v1/messages", server.url()))

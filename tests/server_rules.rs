@@ -23,6 +23,7 @@ async fn submit_raw(
         message_id: rand_id(),
         mls_message: mls,
         welcome,
+        expires_in_ms: 0,
     }
     .encode_to_vec();
     let response = reqwest::Client::new()

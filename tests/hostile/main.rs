@@ -138,6 +138,7 @@ fn live_submit(request_id: u64) -> Vec<u8> {
                 message_id: vec![1, 2, 3],
                 mls_message: vec![0; 16],
                 welcome: None,
+                expires_in_ms: 0,
             }),
         })),
     }

@@ -430,6 +430,7 @@ async fn a_submission_past_the_byte_budget_is_refused_before_its_body_is_read() 
             message_id: vec![i; 16],
             mls_message: vec![i; 4 << 20],
             welcome: None,
+            expires_in_ms: 0,
         };
         let response = reqwest::Client::new()
             .post(format!("{}/v1/messages", server.url()))

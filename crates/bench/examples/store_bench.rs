@@ -77,6 +77,7 @@ fn submission(sender: DeviceId, group_id: GroupId, n: u64) -> Submission {
         transition: None,
         franking_tag: Some(vec![7; 32]),
         queue_limit: u64::MAX,
+        expires_at: None,
     }
 }
 

@@ -155,6 +155,21 @@ impl Client {
         }
     }
 
+    /// Opens the live connection, logging in first if there is no session, and once more if
+    /// the session expired.
+    pub(crate) async fn open_live(&self) -> Result<crate::api::LiveConnection, ClientError> {
+        if self.api.token().is_none() {
+            self.login().await?;
+        }
+        match self.api.connect_live().await {
+            Ok(live) => Ok(live),
+            Err(_) => {
+                self.login().await?;
+                self.api.connect_live().await
+            }
+        }
+    }
+
     /// How many received messages were set aside because they did not verify.
     pub fn unverifiable_count(&self) -> Result<u64, ClientError> {
         db::unverifiable_count(&self.db())

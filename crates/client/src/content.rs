@@ -240,6 +240,29 @@ pub fn texts_to_purge(target_id: &[u8], resolved: &Resolved, now: i64) -> Vec<Ve
     ids
 }
 
+impl crate::client::Client {
+    /// Forgets the messages whose disappearing time came (with what refers to them and the
+    /// local copies of their files' ciphertext), then checkpoints so that their bytes leave
+    /// the write-ahead log too. Returns how many went.
+    pub(crate) fn forget_expired(&self) -> Result<usize, ClientError> {
+        let conn = self.db();
+        let gone = db::purge_expired(&conn, db::now_ms())?;
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        db::checkpoint(&conn)?;
+        let files = self.home.join("files");
+        for payload in &gone {
+            for attachment in crate::attachments::attachments_of(payload) {
+                let hash = hex::encode(&attachment.ciphertext_sha256);
+                // A download under way or an upload we made: neither is needed any more.
+                let _ = std::fs::remove_file(files.join(format!("incoming-{hash}.sealed")));
+            }
+        }
+        Ok(gone.len())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

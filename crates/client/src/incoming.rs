@@ -277,6 +277,10 @@ impl Client {
             Ok(_) => return Outcome::Rejected(Rejected::Ignored("not a member of this group")),
             Err(e) => return Outcome::Failed(e),
         };
+        // A disappearing message whose time came before we fetched it: the server overwrote it.
+        if item.payload.iter().all(|b| *b == 0) {
+            return Outcome::Rejected(Rejected::Ignored("disappeared before it was fetched"));
+        }
         let message = match MlsMessageIn::tls_deserialize_exact(item.payload.as_slice())
             .ok()
             .and_then(|m| m.try_into_protocol_message().ok())
@@ -621,16 +625,24 @@ impl Client {
                     Err(why) => Outcome::Rejected(Rejected::Unverifiable(why)),
                 };
             }
-            Some(v1::app_payload::Body::Settings(settings)) => {
+            Some(v1::app_payload::Body::Settings(ref settings)) => {
                 let own = sender.username == *self.username();
                 return match crate::presence::accept_settings(
                     tx,
+                    group,
+                    sender,
                     own,
-                    &settings,
-                    payload.sent_at_ms,
+                    settings,
+                    &payload,
+                    item.group_seq,
+                    item.accepted_at_ms,
                 ) {
-                    Ok(()) => Outcome::Shown(Vec::new()),
-                    Err(e) => Outcome::Failed(e),
+                    Ok(None) => Outcome::Shown(Vec::new()),
+                    Ok(Some(line)) => match self.view_of(tx, line) {
+                        Ok(view) => Outcome::Shown(vec![view]),
+                        Err(e) => Outcome::Failed(e),
+                    },
+                    Err(why) => Outcome::Rejected(Rejected::Unverifiable(why)),
                 };
             }
             None => return Outcome::Rejected(Rejected::Ignored("empty payload")),
@@ -662,6 +674,12 @@ impl Client {
         let inserted = db::insert_message(tx, &row);
         if let Ok(true) = inserted {
             if let Err(e) = db::index_references(tx, &row.id, &row.payload, by_admin) {
+                return Outcome::Failed(e);
+            }
+            // Under the chat's timer as it stood at the message's position.
+            if let Err(e) =
+                db::set_expiry(tx, &row.id, &group_id, item.group_seq, item.accepted_at_ms)
+            {
                 return Outcome::Failed(e);
             }
         }

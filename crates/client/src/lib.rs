@@ -55,4 +55,6 @@ pub use devices::{ApproveEvent, DeviceView, LinkCode, LinkEvent};
 pub use error::ClientError;
 pub use names::{parse_group_name, ChatRef};
 pub use reports::{EvidenceBundle, EvidenceMessage};
-pub use views::{rfc3339, ChatSummary, GroupStateView, MessageView, Quoted, SafetyNumber};
+pub use views::{
+    human_duration, rfc3339, ChatSummary, GroupStateView, MessageView, Quoted, SafetyNumber,
+};

@@ -16,6 +16,7 @@ impl Client {
     pub async fn sync(&self) -> Result<Vec<MessageView>, ClientError> {
         self.finish_pending_rotation().await?;
         crate::content::purge_replaced(&self.db(), crate::db::now_ms())?;
+        self.forget_expired()?;
         let mut shown = self.receive().await?;
         // Told once per chat and sync: "delivered up to here".
         self.queue_delivery_receipts()?;
@@ -57,17 +58,7 @@ impl Client {
         let mut backoff = Duration::from_millis(250);
         loop {
             let session = async {
-                if self.api.token().is_none() {
-                    self.login().await?;
-                }
-                let mut live = match self.api.connect_live().await {
-                    Ok(live) => live,
-                    Err(_) => {
-                        // Perhaps the session expired: log in again once.
-                        self.login().await?;
-                        self.api.connect_live().await?
-                    }
-                };
+                let mut live = self.open_live().await?;
                 on_state(true);
                 for message in self.sync().await? {
                     on_message(&message);
@@ -93,6 +84,10 @@ impl Client {
                             }
                         }
                         Some(typing) = typing_rx.recv() => live.send_typing(typing).await?,
+                        // A disappearing message goes at its time, also while nothing arrives.
+                        () = until_next_expiry(self) => {
+                            self.forget_expired()?;
+                        }
                     }
                 }
                 Ok::<(), ClientError>(())
@@ -142,5 +137,17 @@ impl Drop for OutgoingTyping<'_> {
             .outgoing
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+/// Resolves when the earliest disappearing message is due (never, if there is none).
+async fn until_next_expiry(client: &Client) {
+    let next = db::next_expiry(&client.db()).ok().flatten();
+    match next {
+        Some(at) => {
+            let wait = (at - db::now_ms()).max(0) as u64;
+            tokio::time::sleep(Duration::from_millis(wait)).await
+        }
+        None => std::future::pending().await,
     }
 }

@@ -48,6 +48,8 @@ pub struct MessageView {
     pub reactions: std::collections::BTreeMap<String, Vec<String>>,
     /// Files it carries (`parley attachment save ID` writes one); none once deleted.
     pub attachments: Vec<AttachmentView>,
+    /// RFC 3339: when it disappears from every device (the chat's timer was on).
+    pub expires_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -139,6 +141,21 @@ fn receipt_status(
     })
 }
 
+/// A timer as people say it: "30 seconds", "1 hour", "4 weeks".
+pub fn human_duration(seconds: u32) -> String {
+    let units = [
+        (604_800, "week"),
+        (86_400, "day"),
+        (3_600, "hour"),
+        (60, "minute"),
+    ];
+    let (count, unit) = units
+        .iter()
+        .find(|(size, _)| seconds >= *size && seconds.is_multiple_of(*size))
+        .map_or((seconds, "second"), |(size, unit)| (seconds / size, *unit));
+    format!("{count} {unit}{}", if count == 1 { "" } else { "s" })
+}
+
 /// Milliseconds since the epoch as RFC 3339 in UTC, the form every front end prints.
 pub fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
@@ -185,6 +202,14 @@ impl Client {
                  (parley safety-number {})",
                 row.sender, row.sender
             ),
+            Some(Notice::Timer) => match row.text.parse::<u32>().unwrap_or(0) {
+                0 => format!("{} turned disappearing messages off", row.sender),
+                seconds => format!(
+                    "{} set messages to disappear {} after sending",
+                    row.sender,
+                    human_duration(seconds)
+                ),
+            },
             Some(Notice::KeyRotated) => format!(
                 "{} revoked a device and moved to a new account key, so their safety number \
                  has changed: compare it with them again (parley safety-number {})",
@@ -214,6 +239,7 @@ impl Client {
             deleted_by: None,
             reactions: Default::default(),
             attachments: Vec::new(),
+            expires_at: db::expires_at(conn, &row.id)?.map(rfc3339),
         };
         if row.notice.is_none() {
             let resolved =
@@ -253,6 +279,7 @@ impl Client {
 
     /// Chats, most recently active first.
     pub fn chats(&self) -> Result<Vec<ChatSummary>, ClientError> {
+        self.forget_expired()?;
         let conn = self.db();
         db::all_chats(&conn)?
             .into_iter()
@@ -283,6 +310,7 @@ impl Client {
 
     /// The last `limit` messages of a chat, oldest first.
     pub fn history(&self, chat: &ChatRef, limit: u32) -> Result<Vec<MessageView>, ClientError> {
+        self.forget_expired()?;
         let conn = self.db();
         let chats = self.chats_for(&conn, chat)?;
         if chats.is_empty() {

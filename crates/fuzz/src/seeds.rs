@@ -223,6 +223,7 @@ pub fn generate() -> Result<BTreeMap<&'static str, BTreeMap<String, Vec<u8>>>> {
             m.application.clone()
         },
         welcome: welcome.then(|| m.welcome.clone()),
+        expires_in_ms: 0,
     };
     let reported = v1::ReportedMessage {
         payload: classic.payload.clone(),

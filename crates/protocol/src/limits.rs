@@ -58,3 +58,6 @@ pub const MAX_TYPING_SEALED_BYTES: usize = 256;
 /// Typing indicators one live connection may send: a burst, then one per second.
 pub const TYPING_BURST: u32 = 5;
 pub const TYPING_PER_SECOND: u32 = 1;
+/// A chat's disappearing-message timer: from 30 seconds to 4 weeks.
+pub const MIN_DISAPPEAR_S: u32 = 30;
+pub const MAX_DISAPPEAR_S: u32 = 28 * 24 * 3600;

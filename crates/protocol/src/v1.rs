@@ -226,6 +226,10 @@ pub struct Submit {
     pub mls_message: Vec<u8>,
     #[prost(bytes = "vec", optional, tag = "3")]
     pub welcome: Option<Vec<u8>>,
+    /// A disappearing message: the server forgets its ciphertext this long after accepting
+    /// it, delivered or not (0: kept until delivered or the queue's retention ends).
+    #[prost(uint64, tag = "4")]
+    pub expires_in_ms: u64,
 }
 
 #[derive(Clone, PartialEq, Message)]

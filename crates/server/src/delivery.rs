@@ -500,6 +500,12 @@ impl Delivery {
                         ApiError::invalid_mls("application message without a franking tag")
                     })?;
                 live_copy = Some((request.mls_message.clone(), franking_tag.clone()));
+                let accepted_at = now_ms();
+                // A disappearing message leaves the server when it leaves the devices.
+                let expires_at = (request.expires_in_ms > 0).then(|| {
+                    let most = u64::from(limits::MAX_DISAPPEAR_S) * 1000;
+                    accepted_at.saturating_add(request.expires_in_ms.min(most) as i64)
+                });
                 self.store
                     .accept(Submission {
                         sender,
@@ -508,10 +514,11 @@ impl Delivery {
                         group_id,
                         epoch,
                         payload: request.mls_message,
-                        accepted_at: now_ms(),
+                        accepted_at,
                         transition: None,
                         franking_tag: Some(franking_tag),
                         queue_limit: self.budgets.queue_bytes,
+                        expires_at,
                     })
                     .await
                     .map_err(ApiError::from)
@@ -693,6 +700,7 @@ impl Delivery {
                 payload: request.mls_message.clone(),
                 accepted_at: now_ms(),
                 franking_tag: None,
+                expires_at: None,
                 queue_limit: self.budgets.queue_bytes.saturating_mul(2),
                 transition: Some(GroupTransition {
                     joining,

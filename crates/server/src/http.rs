@@ -581,10 +581,14 @@ fn spawn_hint_recovery(app: Arc<App>) {
     });
 }
 
-/// Housekeeping: expire old queue entries and prune rate-limit state, once a minute.
+/// How often housekeeping runs: a disappearing message leaves the server at most this late.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(10);
+
+/// Housekeeping: expire old queue entries, disappearing messages and attachments, links, and
+/// prune rate-limit state, every [`HOUSEKEEPING_EVERY`] (each an indexed query when idle).
 fn spawn_housekeeping(app: Arc<App>) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
         loop {
             tick.tick().await;
             match app.delivery.expire(app.config.retention).await {

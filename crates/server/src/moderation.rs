@@ -622,6 +622,7 @@ impl Moderation {
                     accepted_at: now_ms(),
                     // A moderator's removal goes through however full the queues are.
                     queue_limit: u64::MAX,
+                    expires_at: None,
                     transition: Some(GroupTransition {
                         joining: false,
                         expected_state_version: record.state_version,

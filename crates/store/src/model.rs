@@ -135,6 +135,8 @@ pub struct Submission {
     pub transition: Option<GroupTransition>,
     /// The franking tag from an application message's authenticated data.
     pub franking_tag: Option<Vec<u8>>,
+    /// A disappearing message: its ciphertext is overwritten at this time, delivered or not.
+    pub expires_at: Option<Millis>,
     /// Bytes of undelivered items each recipient's queue may hold once this message (and its
     /// Welcome) is in it; a recipient beyond it refuses the whole submission
     /// ([`crate::StoreError::QueueFull`]).

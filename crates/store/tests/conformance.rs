@@ -51,6 +51,7 @@ fn message(sender: DeviceId, id: u8, group: GroupId, epoch: u64, payload: &[u8])
         transition: None,
         franking_tag: Some(vec![0xaa; 32]),
         queue_limit: u64::MAX,
+        expires_at: None,
     }
 }
 
@@ -534,6 +535,39 @@ async fn undelivered_items_expire(store: Arc<dyn Store>) {
     assert_eq!(page.expired_up_to, 1, "the device learns it missed items");
 }
 
+/// A disappearing message's ciphertext is overwritten at its time, delivered or not; the
+/// queue keeps its place (and its byte count), so nothing else moves.
+async fn disappearing_messages_are_overwritten_at_their_time(store: Arc<dyn Store>) {
+    let (a, b) = (
+        account(&*store, 1, "alice").await,
+        account(&*store, 2, "bob").await,
+    );
+    let group = GroupId::from_bytes([13; 16]);
+    group_of(&*store, group, &[a, b]).await;
+    let disappearing = Submission {
+        expires_at: Some(40),
+        ..message(a, 1, group, 1, b"secret")
+    };
+    store.accept(disappearing).await.unwrap();
+    store
+        .accept(message(a, 2, group, 1, b"stays"))
+        .await
+        .unwrap();
+    assert_eq!(store.expire(0, 39).await.unwrap(), 0);
+    assert_eq!(
+        queued(&*store, b, 0, 10).await,
+        items(&[(1, b"secret"), (2, b"stays")]),
+        "not before its time"
+    );
+    store.expire(0, 40).await.unwrap();
+    assert_eq!(
+        queued(&*store, b, 0, 10).await,
+        items(&[(1, &[0; 6]), (2, b"stays")])
+    );
+    store.ack(b, 2).await.unwrap();
+    assert!(queued(&*store, b, 0, 10).await.is_empty());
+}
+
 /// The payloads a device's queue holds, in order, after `after`.
 async fn queued(
     store: &dyn Store,
@@ -844,6 +878,7 @@ async fn queues_match_a_model_under_random_traffic(store: Arc<dyn Store>) {
                     }),
                     franking_tag: None,
                     queue_limit: u64::MAX,
+                    expires_at: None,
                 };
                 store.accept(submission).await.unwrap();
                 for member in roster.iter().filter(|d| **d != sender) {
@@ -1843,6 +1878,7 @@ where
     one_commit_per_epoch(make().await).await;
     a_welcome_travels_with_its_commit(make().await).await;
     undelivered_items_expire(make().await).await;
+    disappearing_messages_are_overwritten_at_their_time(make().await).await;
     a_full_queue_refuses_instead_of_dropping(make().await).await;
     a_page_stops_at_its_byte_budget(make().await).await;
     a_queue_interleaves_groups_in_arrival_order(make().await).await;

@@ -550,6 +550,7 @@ mod tests {
             deleted_by: None,
             reactions: Default::default(),
             attachments: Vec::new(),
+            expires_at: None,
         }
     }
 

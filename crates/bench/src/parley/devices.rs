@@ -134,6 +134,7 @@ impl Device {
                     message_id: message_id.to_vec(),
                     mls_message,
                     welcome: None,
+                    expires_in_ms: 0,
                 }),
             })),
         }
@@ -206,6 +207,7 @@ pub async fn create_group(
                     message_id: message_id.to_vec(),
                     mls_message: commit.to_bytes()?,
                     welcome: Some(welcome.to_bytes()?),
+                    expires_in_ms: 0,
                 },
                 Some(&creator.token),
             )

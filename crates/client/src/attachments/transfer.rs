@@ -211,11 +211,13 @@ impl Client {
         progress: OnProgress<'_>,
     ) -> Result<(), ClientError> {
         let hash = &file.attachment.ciphertext_sha256;
+        // In a disappearing chat the server forgets the file with its message.
+        let timer = db::current_timer(&self.db(), &file.group_id)?.0;
         let create = v1::CreateAttachment {
             ciphertext_sha256: hash.clone(),
             size,
             group_id: file.group_id.clone(),
-            expires_in_ms: 0,
+            expires_in_ms: u64::from(timer) * 1000,
         };
         let mut status: v1::AttachmentStatus = self
             .authed(|| self.api.post("/v1/attachments", &create, true))

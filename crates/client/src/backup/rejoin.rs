@@ -182,6 +182,7 @@ impl Client {
             message_id: message_id.to_vec(),
             mls_message: mls.to_vec(),
             welcome: None,
+            expires_in_ms: 0,
         };
         let _: v1::SubmitResponse = self
             .authed(|| self.api.post("/v1/messages", &submit, true))

@@ -8,8 +8,11 @@ use crate::error::ClientError;
 
 pub fn export_archive(conn: &Connection) -> Result<v1::HistoryArchive, ClientError> {
     let mut chats = conn.prepare(
-        "SELECT group_id, kind, name, state, created_at, last_activity, last_read FROM chats
-         ORDER BY created_at",
+        "SELECT group_id, kind, name, state, created_at, last_activity, last_read,
+                COALESCE((SELECT seconds FROM chat_timers t WHERE t.group_id = chats.group_id
+                          ORDER BY from_seq DESC LIMIT 1), 0),
+                COALESCE((SELECT MAX(from_seq) FROM chat_timers t WHERE t.group_id = chats.group_id), 0)
+         FROM chats ORDER BY created_at",
     )?;
     let chats = chats
         .query_map([], |row| {
@@ -21,13 +24,16 @@ pub fn export_archive(conn: &Connection) -> Result<v1::HistoryArchive, ClientErr
                 created_at_ms: row.get(4)?,
                 last_activity_ms: row.get(5)?,
                 last_read_ms: row.get(6)?,
+                disappear_after_s: row.get(7)?,
+                disappear_from_seq: row.get::<_, i64>(8)? as u64,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut messages = conn.prepare(
         "SELECT id, group_id, sender, sender_device, text, sent_at, received_at, group_seq,
                 status, payload, aad, hidden, notice, accepted_at, frank, frank_key_id,
-                COALESCE((SELECT by_admin FROM message_refs r WHERE r.id = messages.id), 0)
+                COALESCE((SELECT by_admin FROM message_refs r WHERE r.id = messages.id), 0),
+                expires_at
          FROM messages ORDER BY sent_at, id",
     )?;
     let messages = messages
@@ -50,6 +56,7 @@ pub fn export_archive(conn: &Connection) -> Result<v1::HistoryArchive, ClientErr
                 frank: row.get(14)?,
                 frank_key_id: row.get(15)?,
                 by_admin: row.get(16)?,
+                expires_at_ms: row.get(17)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -120,6 +127,15 @@ pub fn import_archive(conn: &Connection, archive: &v1::HistoryArchive) -> Result
                 chat.last_activity_ms,
                 chat.last_read_ms
             ],
+        )?;
+    }
+    // Each chat's timer as it stands: what arrives from now on falls under it.
+    for chat in archive.chats.iter().filter(|c| c.disappear_from_seq > 0) {
+        crate::db::record_timer(
+            conn,
+            &chat.group_id,
+            chat.disappear_from_seq,
+            chat.disappear_after_s,
         )?;
     }
     // Whom the account trusts and what it revoked. The account's pins win over what this device
@@ -194,6 +210,7 @@ pub fn import_archive(conn: &Connection, archive: &v1::HistoryArchive) -> Result
         )?;
         if inserted == 1 {
             crate::db::index_references(conn, &m.id, &m.payload, m.by_admin)?;
+            crate::db::set_expires_at(conn, &m.id, m.expires_at_ms)?;
         }
         new += inserted as u64;
     }

@@ -50,6 +50,8 @@ pub enum Notice {
     /// `sender`'s account rotated its key after revoking a device (a chain from our pin): the
     /// new key is pinned, and their safety number changed.
     KeyRotated,
+    /// `sender` set the chat's disappearing-message timer to `text` seconds (0: off).
+    Timer,
 }
 
 impl Notice {
@@ -60,6 +62,7 @@ impl Notice {
             Notice::RemovedByModerators => "removed_by_moderators",
             Notice::IdentityChanged => "identity_changed",
             Notice::KeyRotated => "key_rotated",
+            Notice::Timer => "timer",
         }
     }
 
@@ -70,6 +73,7 @@ impl Notice {
             Notice::RemovedByModerators,
             Notice::IdentityChanged,
             Notice::KeyRotated,
+            Notice::Timer,
         ]
         .into_iter()
         .find(|n| n.as_str() == text)
@@ -137,6 +141,11 @@ pub fn set_message_sent(
             accepted_at
         ],
     )?;
+    // Its place in the server order says which timer it falls under, or whether it is one.
+    if let Some(row) = message(conn, id)? {
+        super::set_expiry(conn, id, &row.group_id, group_seq, accepted_at)?;
+        super::apply_own_timer(conn, &row, group_seq, accepted_at)?;
+    }
     Ok(())
 }
 

@@ -11,6 +11,7 @@ mod archive;
 mod backup;
 mod chats;
 mod contacts;
+mod disappearing;
 mod evidence;
 mod files;
 mod link;
@@ -33,6 +34,7 @@ pub use archive::*;
 pub use backup::*;
 pub use chats::*;
 pub use contacts::*;
+pub use disappearing::*;
 pub use evidence::*;
 pub use files::*;
 pub use link::*;
@@ -335,6 +337,18 @@ CREATE TABLE transient_messages (
 );
 ALTER TABLE account ADD COLUMN read_receipts INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE account ADD COLUMN read_receipts_changed INTEGER NOT NULL DEFAULT 0;
+"#,
+    // Disappearing messages (see `disappearing`): each chat's timer changes by server
+    // position, and when each message goes.
+    r#"
+CREATE TABLE chat_timers (
+    group_id   BLOB NOT NULL,
+    from_seq   INTEGER NOT NULL,   -- applies to messages after this position
+    seconds    INTEGER NOT NULL,   -- 0: off
+    PRIMARY KEY (group_id, from_seq)
+);
+ALTER TABLE messages ADD COLUMN expires_at INTEGER;
+CREATE INDEX messages_expiry ON messages(expires_at) WHERE expires_at IS NOT NULL;
 "#,
 ];
 

@@ -64,6 +64,8 @@ impl Client {
                 message_id: row.message_id.clone(),
                 mls_message: row.mls.clone(),
                 welcome: row.welcome.clone(),
+                // Commits and proposals never disappear.
+                expires_in_ms: 0,
             };
             match self
                 .authed(|| self.api.post("/v1/messages", &submit, true))
@@ -200,6 +202,15 @@ impl Client {
         Ok(())
     }
 
+    /// How long the server keeps an entry's ciphertext at most: a message in a chat whose
+    /// timer is on goes from the server when it goes from the devices.
+    fn expires_in_ms(&self, row: &db::OutboxRow) -> Result<u64, ClientError> {
+        if row.kind != OutboxKind::Application {
+            return Ok(0);
+        }
+        Ok(u64::from(db::current_timer(&self.db(), &row.group_id)?.0) * 1000)
+    }
+
     /// Whether anything waits in the outbox.
     pub fn has_unsent(&self) -> Result<bool, ClientError> {
         Ok(!db::outbox_is_empty(&self.db())?)
@@ -231,6 +242,7 @@ impl Client {
                     message_id: current.message_id.clone(),
                     mls_message: current.mls.clone(),
                     welcome: current.welcome.clone(),
+                    expires_in_ms: self.expires_in_ms(&current)?,
                 };
                 let result: Result<v1::SubmitResponse, _> = self
                     .authed(|| self.api.post("/v1/messages", &submit, true))

@@ -1,7 +1,9 @@
 //! What tells others how a chat stands rather than saying something: delivery and read
-//! receipts, the account's read-receipt setting, and typing indicators. docs/messenger-basics.md
+//! receipts, the account's read-receipt setting, the chat's disappearing timer, and typing
+//! indicators. docs/messenger-basics.md
 //! has the rules and the bound on receipts.
 
+mod disappearing;
 mod receipts;
 mod settings;
 mod typing;

@@ -87,16 +87,7 @@ impl Client {
                 let _ = sender.try_send(typing);
             }
             None => {
-                if self.api.token().is_none() {
-                    self.login().await?;
-                }
-                let mut live = match self.api.connect_live().await {
-                    Ok(live) => live,
-                    Err(_) => {
-                        self.login().await?;
-                        self.api.connect_live().await?
-                    }
-                };
+                let mut live = self.open_live().await?;
                 live.send_typing(typing).await?;
                 live.close().await;
             }

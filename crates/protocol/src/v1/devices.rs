@@ -336,6 +336,12 @@ pub struct ArchivedChat {
     pub last_activity_ms: i64,
     #[prost(int64, tag = "7")]
     pub last_read_ms: i64,
+    /// The chat's disappearing-message timer (0: off), in force after group position
+    /// `disappear_from_seq`.
+    #[prost(uint32, tag = "8")]
+    pub disappear_after_s: u32,
+    #[prost(uint64, tag = "9")]
+    pub disappear_from_seq: u64,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -377,6 +383,9 @@ pub struct ArchivedMessage {
     /// from the payload who was admin then.
     #[prost(bool, tag = "17")]
     pub by_admin: bool,
+    /// When a disappearing message goes.
+    #[prost(int64, optional, tag = "18")]
+    pub expires_at_ms: Option<i64>,
 }
 
 /// `POST /v1/devices/{id}/revoke`: the account key's signed statement

@@ -32,11 +32,15 @@ pub enum ReceiptKind {
 }
 
 /// A setting changed. `read_receipts` is the sender's account-wide choice (its other devices
-/// take it up; other members ignore it).
+/// take it up; other members ignore it). `disappear_after_s` is the chat's timer (0: off; else
+/// [`crate::limits::MIN_DISAPPEAR_S`] to [`crate::limits::MAX_DISAPPEAR_S`]), set by any
+/// member of a 1:1 chat and by admins in groups, for the messages after it in server order.
 #[derive(Clone, PartialEq, Message)]
 pub struct SettingsBody {
     #[prost(bool, optional, tag = "1")]
     pub read_receipts: Option<bool>,
+    #[prost(uint32, optional, tag = "2")]
+    pub disappear_after_s: Option<u32>,
 }
 
 /// A typing indicator on the live connection. The client fills `group_id`, `epoch` and
@@ -91,6 +95,7 @@ mod tests {
         })));
         round_trip(payload(app_payload::Body::Settings(SettingsBody {
             read_receipts: Some(false),
+            disappear_after_s: Some(3600),
         })));
         let typing = Typing {
             group_id: vec![3; 16],

@@ -33,6 +33,8 @@ const MIGRATIONS: &[&[&str]] = &[
     &[rotation::MIGRATION_9],
     // Attachments (their ciphertext is in the object store).
     &[attachments::MIGRATION_10],
+    // Disappearing messages.
+    &[queue::MIGRATION_11],
 ];
 
 pub(super) async fn migrate(pool: &PgPool) -> StoreResult<()> {

@@ -83,6 +83,12 @@ CREATE TRIGGER queue_release_bytes AFTER DELETE ON queue REFERENCING OLD TABLE A
     FOR EACH STATEMENT EXECUTE FUNCTION queue_release_bytes();
 "#;
 
+pub(super) const MIGRATION_11: &str = r#"
+-- Disappearing messages: when the ciphertext is overwritten, delivered or not.
+ALTER TABLE payloads ADD COLUMN expires_at BIGINT;
+CREATE INDEX payloads_expiry ON payloads (expires_at) WHERE expires_at IS NOT NULL;
+"#;
+
 pub(super) async fn find_submission(
     executor: impl sqlx::PgExecutor<'_>,
     device: &DeviceId,
@@ -177,8 +183,8 @@ async fn insert_payload(
     data: &[u8],
 ) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO payloads (group_id, group_seq, kind, sender_device, message_id, accepted_at, data, franking_tag)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO payloads (group_id, group_seq, kind, sender_device, message_id, accepted_at, data, franking_tag, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(id(submission.group_id.as_bytes()))
     .bind(group_seq as i64)
@@ -188,6 +194,7 @@ async fn insert_payload(
     .bind(submission.accepted_at)
     .bind(data)
     .bind(if kind == ItemKind::GroupMessage { submission.franking_tag.clone() } else { None })
+    .bind(if kind == ItemKind::GroupMessage { submission.expires_at } else { None })
     .execute(&mut **tx)
     .await
     .map_err(sql_error)?;
@@ -268,8 +275,8 @@ async fn store_message(
     let rows = sqlx::query(
         "WITH payload AS (
              INSERT INTO payloads (group_id, group_seq, kind, sender_device, message_id,
-                                   accepted_at, data, franking_tag)
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE cardinality($9::bytea[]) > 0
+                                   accepted_at, data, franking_tag, expires_at)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $13 WHERE cardinality($9::bytea[]) > 0
          ), heads AS (
              UPDATE devices SET queue_head = queue_head + 1, queued_bytes = queued_bytes + $12
              WHERE id = ANY($9)
@@ -298,6 +305,7 @@ async fn store_message(
     .bind(&submission.fingerprint)
     .bind(epoch as i64)
     .bind(submission.payload.len() as i64)
+    .bind(submission.expires_at)
     .fetch_all(&mut **tx)
     .await
     .map_err(sql_error)?;
@@ -520,6 +528,16 @@ pub(super) async fn queue_depth(pool: &PgPool) -> StoreResult<u64> {
 
 pub(super) async fn expire(pool: &PgPool, before: Millis, now: Millis) -> StoreResult<u64> {
     let (expired, released) = transaction!(pool, |tx| {
+        // Disappearing messages whose time came: zeros of the same length (see SQLite's).
+        sqlx::query(
+            "UPDATE payloads SET data = decode(repeat('00', length(data)), 'hex'),
+                 franking_tag = NULL, expires_at = NULL
+             WHERE expires_at <= $1",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(sql_error)?;
         let rows = sqlx::query(
             "DELETE FROM queue WHERE enqueued_at < $1
              RETURNING device_id, seq, group_id, group_seq, kind",

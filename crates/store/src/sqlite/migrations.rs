@@ -37,6 +37,7 @@ pub(super) const MIGRATIONS: &[&[&str]] = &[
     &[rotation::MIGRATION_11],
     // Attachments (their ciphertext is in the object store).
     &[attachments::MIGRATION_12],
+    &[queue::MIGRATION_13],
 ];
 
 /// Applies the migrations that have not run yet, in one transaction.
@@ -150,6 +151,7 @@ mod tests {
                 transition: None,
                 franking_tag: None,
                 queue_limit: u64::MAX,
+                expires_at: None,
             })
             .await
             .unwrap();

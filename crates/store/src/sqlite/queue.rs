@@ -108,6 +108,12 @@ UPDATE devices SET queued_bytes = COALESCE((
     WHERE r.device_id = devices.id), 0);
 "#;
 
+pub(super) const MIGRATION_13: &str = r#"
+-- Disappearing messages: when the ciphertext is overwritten, delivered or not.
+ALTER TABLE payloads ADD COLUMN expires_at INTEGER;
+CREATE INDEX payloads_expiry ON payloads(expires_at) WHERE expires_at IS NOT NULL;
+"#;
+
 pub(super) fn find_submission(
     conn: &Connection,
     device: &DeviceId,
@@ -316,8 +322,8 @@ fn insert_payload(
     data: &[u8],
 ) -> StoreResult<i64> {
     exec(tx,
-        "INSERT INTO payloads (kind, group_id, group_seq, sender_device, message_id, accepted_at, data, franking_tag)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO payloads (kind, group_id, group_seq, sender_device, message_id, accepted_at, data, franking_tag, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             kind as i64,
             blob(submission.group_id.as_bytes()),
@@ -326,10 +332,24 @@ fn insert_payload(
             blob(submission.message_id.as_bytes()),
             submission.accepted_at,
             data,
-            if kind == ItemKind::GroupMessage { submission.franking_tag.as_deref() } else { None }
+            if kind == ItemKind::GroupMessage { submission.franking_tag.as_deref() } else { None },
+            if kind == ItemKind::GroupMessage { submission.expires_at } else { None }
         ],
     )?;
     Ok(tx.last_insert_rowid())
+}
+
+/// Overwrites the ciphertext of disappearing messages whose time came with zeros of the same
+/// length (so that what each queue holds is still counted right); a device that fetches one
+/// later gets the zeros and skips it.
+fn forget_disappeared(tx: &Transaction<'_>, now: Millis) -> StoreResult<()> {
+    exec(
+        tx,
+        "UPDATE payloads SET data = zeroblob(length(data)), franking_tag = NULL, expires_at = NULL
+         WHERE expires_at <= ?1",
+        params![now],
+    )?;
+    Ok(())
 }
 
 /// Deletes the payloads of `groups` that no run needs any more: those below the first payload
@@ -698,6 +718,7 @@ pub(super) fn queue_depth(conn: &Connection) -> StoreResult<u64> {
 }
 
 pub(super) fn expire(tx: &Transaction<'_>, before: Millis, now: Millis) -> StoreResult<u64> {
+    forget_disappeared(tx, now)?;
     // Runs whose first item is older than `before` lose their items up to the first one that is
     // not (the order of a device's queue is kept: no item is dropped while an older one stays).
     let stale = tx
@@ -813,6 +834,7 @@ pub(super) mod tests {
                     transition: None,
                     franking_tag: None,
                     queue_limit: u64::MAX,
+                    expires_at: None,
                 })
                 .await
                 .unwrap();
