@@ -647,3 +647,71 @@ async fn typing_on_node_one_reaches_a_follower_on_node_two_and_receipts_cross_no
     );
     let _ = stop.send(());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_sent_through_node_one_to_s3_reaches_node_two_and_a_new_device_by_reference() {
+    let s3 = parley_testkit::TestS3::start();
+    let mut deployment = Deployment::start(0);
+    let (database, nats, endpoint) = (
+        deployment.postgres.url(),
+        deployment.nats.url(0),
+        s3.endpoint(),
+    );
+    for _ in 0..2 {
+        let node = TestServer::start_node_with_env(
+            deployment.shared.path(),
+            &[
+                "--database-url",
+                &database,
+                "--nats",
+                &nats,
+                "--s3-endpoint",
+                &endpoint,
+                "--s3-bucket",
+                &s3.bucket,
+            ],
+            &[
+                ("AWS_ACCESS_KEY_ID", parley_testkit::S3_ACCESS_KEY),
+                ("AWS_SECRET_ACCESS_KEY", parley_testkit::S3_SECRET_KEY),
+            ],
+        );
+        deployment.nodes.push(node);
+    }
+    let alice = register_at(&deployment.url(0), "alice").await;
+    let bob = register_at(&deployment.url(1), "bob").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plan.bin");
+    let bytes: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&file, &bytes).unwrap();
+    let sent = alice
+        .client
+        .send_file(
+            &ChatRef::Direct(user("bob")),
+            &file,
+            Some("the plan"),
+            None,
+            &|_, _| {},
+        )
+        .await
+        .unwrap();
+    let bucket = s3.storage().join(&s3.bucket);
+    let stored = walk(&bucket);
+    assert_eq!(stored.len(), 2, "two parts: {stored:?}");
+    bob.client.sync().await.unwrap();
+    // bob's new device gets the message with the history and fetches the same ciphertext.
+    let (_home, bob2, _) = link_device(&deployment.url(1), &bob.client).await;
+    assert_eq!(walk(&bucket), stored, "nothing uploaded again");
+    // (The new device first: the server keeps a file until the devices that were in the chat
+    // when it was sent have fetched it.)
+    for (device, name) in [(&bob2, "two.bin"), (&bob.client, "one.bin")] {
+        let saved = device
+            .save_attachment(&sent.id, 0, Some(&dir.path().join(name)), &|_, _| {})
+            .await
+            .unwrap();
+        assert!(std::fs::read(saved).unwrap() == bytes);
+    }
+    assert!(
+        walk(&bucket).is_empty(),
+        "fetched by every device, deleted from the bucket"
+    );
+}

@@ -119,7 +119,8 @@ fn a_message_typed_in_one_tui_appears_in_the_other() {
     tmux.keys("alice", &["Enter"]);
     tmux.type_text("alice", "hello from the terminal");
     tmux.keys("alice", &["Enter"]);
-    tmux.wait_for("alice", "✓ sent", Duration::from_secs(20));
+    // Sent, then delivered and read (bob's TUI reads it at once): one tick or two.
+    tmux.wait_for("alice", "alice ✓", Duration::from_secs(20));
 
     // It appears on Bob's screen, live, with the sender and an unread mark in the chat list.
     let screen = tmux.wait_for("bob", "hello from the terminal", Duration::from_secs(20));
@@ -269,4 +270,107 @@ fn a_new_device_links_from_the_tui_which_shows_the_code_as_a_qr_code() {
     tmux.wait_for("laptop", "online", Duration::from_secs(30));
     tmux.keys("laptop", &["Enter"]);
     tmux.wait_for("laptop", "from before the link", Duration::from_secs(10));
+}
+
+/// What one does to a message from the TUI (issue 14): react, reply, the ticks, "typing…",
+/// read receipts and the disappearing timer, against a CLI user on the other side.
+#[test]
+fn the_tui_reacts_replies_shows_ticks_and_typing_and_sets_the_timer() {
+    let server = TestServer::start();
+    let (alice, bob) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let url = server.url();
+    let ok = |home: &std::path::Path, args: &[&str]| {
+        let (code, out, err) = cli(home, &url, args);
+        assert_eq!(code, 0, "parley {args:?}: {out}{err}");
+        out
+    };
+    ok(alice.path(), &["register", "alice"]);
+    ok(bob.path(), &["register", "bob"]);
+    ok(alice.path(), &["send", "bob", "react to me"]);
+    let history = |home: &std::path::Path| json_lines(&ok(home, &["history", "bob", "--json"]));
+
+    let mut tmux = Tmux::new();
+    tmux.start("bob", &format!("{BIN} --home {} tui", bob.path().display()));
+    tmux.wait_for("bob", "react to me", Duration::from_secs(20));
+    // Opening the chat read it: alice's message shows read once she syncs.
+    let read = Instant::now();
+    loop {
+        ok(alice.path(), &["sync"]);
+        if history(alice.path())[0]["status"] == "read" {
+            break;
+        }
+        assert!(
+            read.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            history(alice.path())
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    tmux.keys("bob", &["Tab", "+"]);
+    tmux.wait_for("bob", "React with", Duration::from_secs(5));
+    tmux.type_text("bob", "👍");
+    tmux.keys("bob", &["Enter"]);
+    tmux.wait_for("bob", "👍 1", Duration::from_secs(10));
+    tmux.keys("bob", &["p"]);
+    tmux.wait_for("bob", "Reply (Enter sends", Duration::from_secs(5));
+    tmux.type_text("bob", "reacted");
+    tmux.keys("bob", &["Enter"]);
+    tmux.wait_for("bob", "✓ sent", Duration::from_secs(10));
+    ok(alice.path(), &["sync"]);
+    let lines = history(alice.path());
+    assert_eq!(lines[0]["reactions"]["👍"][0], "bob", "{lines:?}");
+    let reply = lines
+        .iter()
+        .find(|l| l["text"] == "reacted")
+        .expect("the reply");
+    assert_eq!(reply["reply_to"], lines[0]["id"]);
+    // alice's sync told bob she has it: two ticks on his screen.
+    tmux.wait_for("bob", "✓✓ delivered", Duration::from_secs(10));
+
+    ok(alice.path(), &["typing", "bob"]);
+    tmux.wait_for("bob", "alice typing…", Duration::from_secs(10));
+
+    // A picture: saved from the TUI, then shown small.
+    use base64::Engine as _;
+    let dot = base64::engine::general_purpose::STANDARD
+        .decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+        .unwrap();
+    let photo = alice.path().join("dot.png");
+    std::fs::write(&photo, &dot).unwrap();
+    ok(
+        alice.path(),
+        &["send", "bob", "--file", photo.to_str().unwrap()],
+    );
+    tmux.wait_for("bob", "📎 dot.png", Duration::from_secs(10));
+    let saved = bob.path().join("saved-dot.png");
+    tmux.keys("bob", &["Escape", "Tab", "Down", "Down", "Down", "S"]);
+    tmux.wait_for("bob", "Save the file as", Duration::from_secs(5));
+    for _ in 0.."dot.png".len() {
+        tmux.keys("bob", &["BSpace"]);
+    }
+    tmux.type_text("bob", saved.to_str().unwrap());
+    tmux.keys("bob", &["Enter"]);
+    tmux.wait_for(
+        "bob",
+        "saved-dot.png (any key closes)",
+        Duration::from_secs(10),
+    );
+    assert_eq!(std::fs::read(&saved).unwrap(), dot);
+    tmux.keys("bob", &["x"]);
+
+    tmux.keys("bob", &["Escape", "t"]);
+    tmux.wait_for("bob", "Disappearing messages", Duration::from_secs(5));
+    tmux.type_text("bob", "1h");
+    tmux.keys("bob", &["Enter"]);
+    tmux.wait_for("bob", "⏱ 1 hour", Duration::from_secs(10));
+    ok(alice.path(), &["sync"]);
+    let lines = history(alice.path());
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["text"] == "bob set messages to disappear 1 hour after sending"),
+        "{lines:?}"
+    );
+    tmux.keys("bob", &["q"]);
 }

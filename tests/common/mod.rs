@@ -69,6 +69,22 @@ impl TestServer {
         Self::launch(args, Some(shared_data.to_owned()))
     }
 
+    /// [`TestServer::start_node`] with environment variables of its own.
+    #[allow(dead_code)] // not every test binary runs several nodes
+    pub fn start_node_with_env(
+        shared_data: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> TestServer {
+        let mut server = Self::prepare(args, Some(shared_data.to_owned()));
+        server.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        server.spawn();
+        server
+    }
+
     fn launch(args: &[&str], shared_data: Option<PathBuf>) -> TestServer {
         let mut server = Self::prepare(args, shared_data);
         server.spawn();

@@ -62,6 +62,8 @@ pub(crate) struct LiveChannels {
     pub(crate) incoming: tokio::sync::broadcast::Sender<TypingView>,
     /// When we last told each chat (by group id) that we are typing.
     pub(crate) last_sent: Mutex<std::collections::HashMap<Vec<u8>, std::time::Instant>>,
+    /// Something shown changed without a new message: a receipt came, a message disappeared.
+    pub(crate) changed: tokio::sync::broadcast::Sender<()>,
 }
 
 impl Default for LiveChannels {
@@ -70,6 +72,7 @@ impl Default for LiveChannels {
             outgoing: Mutex::default(),
             incoming: tokio::sync::broadcast::channel(64).0,
             last_sent: Mutex::default(),
+            changed: tokio::sync::broadcast::channel(4).0,
         }
     }
 }

@@ -251,6 +251,7 @@ impl crate::client::Client {
             return Ok(0);
         }
         db::checkpoint(&conn)?;
+        let _ = self.live.changed.send(());
         let files = self.home.join("files");
         for payload in &gone {
             for attachment in crate::attachments::attachments_of(payload) {

@@ -621,7 +621,11 @@ impl Client {
                     &receipt,
                     item.group_seq,
                 ) {
-                    Ok(()) => Outcome::Shown(Vec::new()),
+                    Ok(()) => {
+                        // Nobody listening: nothing to do.
+                        let _ = self.live.changed.send(());
+                        Outcome::Shown(Vec::new())
+                    }
                     Err(why) => Outcome::Rejected(Rejected::Unverifiable(why)),
                 };
             }

@@ -56,5 +56,6 @@ pub use error::ClientError;
 pub use names::{parse_group_name, ChatRef};
 pub use reports::{EvidenceBundle, EvidenceMessage};
 pub use views::{
-    human_duration, rfc3339, ChatSummary, GroupStateView, MessageView, Quoted, SafetyNumber,
+    human_duration, rfc3339, AttachmentView, ChatSummary, GroupStateView, MessageView, Quoted,
+    SafetyNumber,
 };

@@ -80,6 +80,8 @@ pub struct ChatSummary {
     pub last_message: Option<MessageView>,
     /// Received messages not yet marked read.
     pub unread: u64,
+    /// The disappearing-message timer in seconds (0: off).
+    pub disappearing: u32,
 }
 
 /// How a reply shows the message it answers.
@@ -303,6 +305,7 @@ impl Client {
                     last_activity: rfc3339(chat.last_activity),
                     last_message,
                     unread: db::unread(&conn, &chat.group_id)?,
+                    disappearing: db::current_timer(&conn, &chat.group_id)?.0,
                 })
             })
             .collect()

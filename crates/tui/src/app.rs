@@ -21,21 +21,86 @@ pub enum Key {
 /// Something the client library must do for the UI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Send { chat: String, text: String },
-    OpenChat { chat: String },
-    NewDirect { user: String, text: String },
-    NewGroup { name: String, members: Vec<String> },
-    AddMember { group: String, user: String },
-    RemoveMember { group: String, user: String },
-    Leave { group: String },
-    Report { message_id: String, reason: String },
-    Block { user: String },
-    SafetyNumber { user: String },
-    Members { group: String },
+    /// A message, answering `reply_to` (a message id) when given.
+    Send {
+        chat: String,
+        text: String,
+        reply_to: Option<String>,
+    },
+    Edit {
+        id: String,
+        text: String,
+    },
+    Delete {
+        id: String,
+    },
+    React {
+        id: String,
+        emoji: String,
+        remove: bool,
+    },
+    SaveAttachment {
+        id: String,
+        out: String,
+    },
+    SendFile {
+        chat: String,
+        path: String,
+    },
+    SetTimer {
+        chat: String,
+        seconds: u32,
+    },
+    /// The user is typing in the chat (the client sends at most one every few seconds).
+    Typing {
+        chat: String,
+    },
+    OpenChat {
+        chat: String,
+    },
+    NewDirect {
+        user: String,
+        text: String,
+    },
+    NewGroup {
+        name: String,
+        members: Vec<String>,
+    },
+    AddMember {
+        group: String,
+        user: String,
+    },
+    RemoveMember {
+        group: String,
+        user: String,
+    },
+    Leave {
+        group: String,
+    },
+    Report {
+        message_id: String,
+        reason: String,
+    },
+    Block {
+        user: String,
+    },
+    SafetyNumber {
+        user: String,
+    },
+    Members {
+        group: String,
+    },
     ListDevices,
-    RenameDevice { id: String, name: String },
-    RevokeDevice { id: String },
-    ApproveLink { code: String },
+    RenameDevice {
+        id: String,
+        name: String,
+    },
+    RevokeDevice {
+        id: String,
+    },
+    ApproveLink {
+        code: String,
+    },
     Quit,
 }
 
@@ -56,6 +121,11 @@ pub enum Prompt {
     ReportReason { message_id: String },
     RenameDevice { id: String },
     ApproveCode,
+    Edit { id: String },
+    React { id: String },
+    SaveAs { id: String },
+    AttachFile,
+    Timer,
 }
 
 impl Prompt {
@@ -68,6 +138,11 @@ impl Prompt {
             Prompt::ReportReason { .. } => "Report this message: reason",
             Prompt::RenameDevice { .. } => "New name for this device",
             Prompt::ApproveCode => "Link code shown on the new device",
+            Prompt::Edit { .. } => "Edit your message (Enter saves)",
+            Prompt::React { .. } => "React with (one emoji)",
+            Prompt::SaveAs { .. } => "Save the file as (path)",
+            Prompt::AttachFile => "Send a file (path)",
+            Prompt::Timer => "Disappearing messages: 30s to 4w (e.g. 1h, 1w), or off",
         }
     }
 }
@@ -98,6 +173,18 @@ pub enum Overlay {
         id: String,
         name: String,
     },
+    ConfirmDelete {
+        id: String,
+    },
+    /// An edited message's texts, oldest first.
+    Versions {
+        lines: Vec<String>,
+    },
+    /// A saved image, small (`preview::preview`).
+    Preview {
+        name: String,
+        lines: Vec<ratatui::text::Line<'static>>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +209,10 @@ pub struct App {
     pub progress: Option<(u64, u64)>,
     /// A new 1:1 chat whose first message is being written.
     pub pending_direct: Option<String>,
+    /// The message the one being written answers.
+    pub replying_to: Option<String>,
+    /// Who is typing where: (chat, sender, until), dropped once past.
+    pub typing: Vec<(String, String, std::time::Instant)>,
 }
 
 impl App {
@@ -139,7 +230,32 @@ impl App {
             status: "Press ? for help".into(),
             progress: None,
             pending_direct: None,
+            replying_to: None,
+            typing: Vec::new(),
         }
+    }
+
+    /// Someone typing in a chat (or stopping), as the live connection said at `now`.
+    pub fn set_typing(&mut self, chat: &str, sender: &str, stopped: bool, now: std::time::Instant) {
+        self.typing
+            .retain(|(c, s, until)| !(c == chat && s == sender) && *until > now);
+        if !stopped {
+            let until = now + parley_client::Client::TYPING_SHOWN_FOR;
+            self.typing
+                .push((chat.to_owned(), sender.to_owned(), until));
+        }
+    }
+
+    /// Who is typing in the open chat at `now`.
+    pub fn typing_here(&self, now: std::time::Instant) -> Vec<&str> {
+        let Some(chat) = self.current_chat() else {
+            return Vec::new();
+        };
+        self.typing
+            .iter()
+            .filter(|(c, _, until)| *c == chat.chat && *until > now)
+            .map(|(_, sender, _)| sender.as_str())
+            .collect()
     }
 
     pub fn current_chat(&self) -> Option<&ChatSummary> {
@@ -277,7 +393,12 @@ impl App {
         }
         match std::mem::replace(&mut self.overlay, Overlay::None) {
             Overlay::None => self.key_main(key),
-            Overlay::Help | Overlay::Safety(_) | Overlay::Members { .. } => Vec::new(),
+            Overlay::Help
+            | Overlay::Safety(_)
+            | Overlay::Members { .. }
+            | Overlay::Versions { .. }
+            | Overlay::Preview { .. } => Vec::new(),
+            Overlay::ConfirmDelete { id } => self.confirm_delete(key, id),
             Overlay::ConfirmLeave { group } => match key {
                 Key::Char('y') => vec![Command::Leave { group }],
                 _ => Vec::new(),
@@ -353,12 +474,16 @@ impl App {
                 self.status = "Linking the new device…".into();
                 vec![Command::ApproveLink { code: input }]
             }
+            other => self.answer_action(other, input),
         }
     }
 
     fn key_main(&mut self, key: Key) -> Vec<Command> {
         if self.focus == Focus::Compose {
             return self.key_compose(key);
+        }
+        if let Some(commands) = self.key_action(key) {
+            return commands;
         }
         match key {
             Key::Char('q') => vec![Command::Quit],
@@ -429,6 +554,7 @@ impl App {
             Key::Esc => {
                 self.focus = Focus::Chats;
                 self.pending_direct = None;
+                self.replying_to = None;
                 Vec::new()
             }
             Key::NewLine => {
@@ -443,7 +569,13 @@ impl App {
                 if self.compose.len() < parley_protocol::limits::MAX_TEXT_BYTES {
                     self.compose.push(c);
                 }
-                Vec::new()
+                // The chat hears that we type (a new 1:1 chat does not exist yet).
+                match (&self.pending_direct, self.current_chat()) {
+                    (None, Some(chat)) => vec![Command::Typing {
+                        chat: chat.chat.clone(),
+                    }],
+                    _ => Vec::new(),
+                }
             }
             Key::Enter => {
                 let text = std::mem::take(&mut self.compose);
@@ -455,6 +587,7 @@ impl App {
                     (None, Some(chat)) => vec![Command::Send {
                         chat: chat.chat.clone(),
                         text,
+                        reply_to: self.replying_to.take(),
                     }],
                     (None, None) => Vec::new(),
                 }
@@ -512,10 +645,10 @@ impl App {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn chat(name: &str, unread: u64) -> ChatSummary {
+    pub(crate) fn chat(name: &str, unread: u64) -> ChatSummary {
         ChatSummary {
             chat: name.into(),
             kind: if name.starts_with('#') {
@@ -528,10 +661,11 @@ mod tests {
             last_activity: "2026-01-01T00:00:00.000Z".into(),
             last_message: None,
             unread,
+            disappearing: 0,
         }
     }
 
-    fn message(id: &str, sender: &str, text: &str) -> MessageView {
+    pub(crate) fn message(id: &str, sender: &str, text: &str) -> MessageView {
         MessageView {
             id: id.into(),
             chat: "bob".into(),
@@ -596,14 +730,24 @@ mod tests {
         );
         app.key(Key::Enter);
         assert_eq!(app.focus, Focus::Compose);
-        typed(&mut app, "hi");
+        assert_eq!(
+            typed(&mut app, "hi"),
+            vec![
+                Command::Typing {
+                    chat: "#team".into()
+                };
+                2
+            ],
+            "the chat hears of each key (the client sends a few)"
+        );
         app.key(Key::NewLine);
         typed(&mut app, "all");
         assert_eq!(
             app.key(Key::Enter),
             vec![Command::Send {
                 chat: "#team".into(),
-                text: "hi\nall".into()
+                text: "hi\nall".into(),
+                reply_to: None,
             }]
         );
         assert!(app.compose.is_empty());
@@ -611,6 +755,21 @@ mod tests {
             app.key(Key::Enter).is_empty(),
             "an empty message is not sent"
         );
+    }
+
+    #[test]
+    fn typing_shows_for_a_while_in_its_chat_only_and_stops_when_told() {
+        let mut app = App::new("alice");
+        app.set_chats(vec![chat("bob", 0), chat("#team", 0)]);
+        let now = std::time::Instant::now();
+        app.set_typing("bob", "bob", false, now);
+        app.set_typing("#team", "carol", false, now);
+        assert_eq!(app.typing_here(now), ["bob"]);
+        let later = now + parley_client::Client::TYPING_SHOWN_FOR;
+        assert!(app.typing_here(later).is_empty(), "stale after a while");
+        app.set_typing("bob", "bob", false, now);
+        app.set_typing("bob", "bob", true, now);
+        assert!(app.typing_here(now).is_empty(), "stopped");
     }
 
     #[test]

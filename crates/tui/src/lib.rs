@@ -1,7 +1,9 @@
 //! Parley's terminal UI.
 #![forbid(unsafe_code)]
 
+mod actions;
 pub mod app;
+pub mod preview;
 mod run;
 pub mod start;
 pub mod ui;

@@ -37,6 +37,11 @@ enum UiEvent {
     Safety(Result<SafetyNumber, String>),
     Members(String, Result<GroupStateView, String>),
     Devices(Result<Vec<parley_client::DeviceView>, String>),
+    Typing(parley_client::TypingView),
+    /// An image was saved here: show it small.
+    Preview(std::path::PathBuf),
+    /// A second passed: "typing…" may have run out.
+    Tick,
 }
 
 /// Restores the terminal however the UI ends.
@@ -75,7 +80,7 @@ fn chat_ref(name: &str) -> Result<ChatRef, String> {
 }
 
 /// Reloads the chat list and the open chat from the local database (cheap: no network).
-fn refresh(client: &Client, app: &mut App) {
+fn refresh(client: &Arc<Client>, app: &mut App) {
     match client.chats() {
         Ok(chats) => app.set_chats(chats),
         Err(e) => app.show_error(&e.to_string()),
@@ -89,27 +94,110 @@ fn refresh(client: &Client, app: &mut App) {
             Ok(messages) => app.set_messages(messages),
             Err(e) => app.show_error(&e.to_string()),
         }
-        // The open chat is read; its count in the list goes to zero.
+        // The open chat is read; its count in the list goes to zero, and (with read
+        // receipts on) its members hear of it.
         if app.current_chat().is_some_and(|c| c.unread > 0) && client.mark_read(&chat).is_ok() {
             if let Ok(chats) = client.chats() {
                 app.set_chats(chats);
             }
+            let client = client.clone();
+            tokio::spawn(async move {
+                if let Err(e) = client.read(&chat).await {
+                    tracing::info!(error = %e, "read receipt not sent");
+                }
+            });
         }
     }
 }
 
 fn spawn_command(client: Arc<Client>, command: Command, events: mpsc::UnboundedSender<UiEvent>) {
     tokio::spawn(async move {
+        let done = |r: Result<(), parley_client::ClientError>, ok: &str| {
+            r.map(|_| ok.to_owned()).map_err(|e| e.to_string())
+        };
         let (result, select) = match command {
-            Command::Send { chat, text } => match chat_ref(&chat) {
-                Ok(target) => (
-                    client
-                        .send_text(&target, &text)
-                        .await
-                        .map(|_| String::new())
+            Command::Send {
+                chat,
+                text,
+                reply_to,
+            } => match chat_ref(&chat) {
+                Ok(target) => {
+                    // The message ends the typing.
+                    let _ = client.send_typing(&target, true).await;
+                    (
+                        client
+                            .send_reply(&target, &text, reply_to.as_deref())
+                            .await
+                            .map(|_| String::new())
+                            .map_err(|e| e.to_string()),
+                        None,
+                    )
+                }
+                Err(e) => (Err(e), None),
+            },
+            Command::Typing { chat } => {
+                if let Ok(target) = chat_ref(&chat) {
+                    // A courtesy: a failure is not worth a word.
+                    let _ = client.send_typing(&target, false).await;
+                }
+                return;
+            }
+            Command::Edit { id, text } => (
+                done(client.edit(&id, &text).await.map(|_| ()), "Edited"),
+                None,
+            ),
+            Command::Delete { id } => (
+                done(client.delete(&id).await.map(|_| ()), "Deleted for everyone"),
+                None,
+            ),
+            Command::React { id, emoji, remove } => (
+                done(client.react(&id, &emoji, remove).await.map(|_| ()), ""),
+                None,
+            ),
+            Command::SaveAttachment { id, out } => {
+                let path = std::path::PathBuf::from(&out);
+                let saved = client.save_attachment(&id, 0, Some(&path), &|_, _| {}).await;
+                if let Ok(saved) = &saved {
+                    let _ = events.send(UiEvent::Preview(saved.clone()));
+                }
+                (
+                    saved
+                        .map(|p| format!("Saved {}", p.display()))
                         .map_err(|e| e.to_string()),
                     None,
-                ),
+                )
+            }
+            Command::SendFile { chat, path } => match chat_ref(&chat) {
+                Ok(target) => {
+                    let progress_events = events.clone();
+                    let progress = move |_: &str, p: parley_client::attachments::Progress| {
+                        let _ = progress_events.send(UiEvent::Progress(p.done, p.total));
+                    };
+                    (
+                        client
+                            .send_file(&target, std::path::Path::new(&path), None, None, &progress)
+                            .await
+                            .map(|m| format!("Sent {}", m.attachments.first().map_or("", |a| a.name.as_str())))
+                            .map_err(|e| e.to_string()),
+                        None,
+                    )
+                }
+                Err(e) => (Err(e), None),
+            },
+            Command::SetTimer { chat, seconds } => match chat_ref(&chat) {
+                Ok(target) => {
+                    let said = match seconds {
+                        0 => "Disappearing messages off".to_owned(),
+                        s => format!(
+                            "New messages disappear {} after sending",
+                            parley_client::human_duration(s)
+                        ),
+                    };
+                    (
+                        done(client.set_disappearing(&target, Some(seconds)).await, &said),
+                        None,
+                    )
+                }
                 Err(e) => (Err(e), None),
             },
             Command::NewDirect { user, text } => match Username::parse(&user) {
@@ -260,6 +348,34 @@ pub async fn run(client: Client) -> Result<(), TuiError> {
     let mut app = App::new(client.username().as_str());
     refresh(&client, &mut app);
 
+    // Typing indicators, changes without new messages (receipts, disappearing), and a
+    // second's tick for "typing…" to run out.
+    let (mut typing, mut changes, ticks) = (
+        client.typing_events(),
+        client.change_events(),
+        events.clone(),
+    );
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            let event = tokio::select! {
+                typed = typing.recv() => match typed {
+                    Ok(view) => UiEvent::Typing(view),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => break,
+                },
+                changed = changes.recv() => match changed {
+                    Ok(()) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => UiEvent::Arrived,
+                    Err(_) => break,
+                },
+                _ = tick.tick() => UiEvent::Tick,
+            };
+            if ticks.send(event).is_err() {
+                break;
+            }
+        }
+    });
+
     // Keys.
     let key_events = events.clone();
     tokio::spawn(async move {
@@ -352,6 +468,28 @@ pub async fn run(client: Client) -> Result<(), TuiError> {
             UiEvent::Members(_, Err(e)) => app.show_error(&e),
             UiEvent::Devices(Ok(devices)) => app.show_devices(devices),
             UiEvent::Devices(Err(e)) => app.show_error(&e),
+            UiEvent::Typing(view) => app.set_typing(
+                &view.chat,
+                &view.sender,
+                view.stopped,
+                std::time::Instant::now(),
+            ),
+            UiEvent::Tick => {}
+            UiEvent::Preview(path) => {
+                let size = terminal.size()?;
+                let (columns, rows) = (
+                    u32::from(size.width.saturating_sub(4)).min(64),
+                    u32::from(size.height.saturating_sub(6)).min(24),
+                );
+                // Not an image (or not one this build decodes): saving was all.
+                if let Some(lines) = crate::preview::preview(&path, columns, rows) {
+                    let name = path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    app.overlay = crate::app::Overlay::Preview { name, lines };
+                }
+            }
         }
         terminal.draw(|frame| ui::draw(frame, &app))?;
     }

@@ -118,7 +118,10 @@ fn draw_chats(frame: &mut Frame<'_>, app: &App, area: Rect) {
             let last = chat
                 .last_message
                 .as_ref()
-                .map(|m| format!("{}: {}", m.sender, m.text.replace('\n', " ")))
+                .map(|m| match m.attachments.first() {
+                    Some(file) if m.text.is_empty() => format!("{}: 📎 {}", m.sender, file.name),
+                    _ => format!("{}: {}", m.sender, m.text.replace('\n', " ")),
+                })
                 .unwrap_or_default();
             ListItem::new(vec![
                 Line::from(first),
@@ -140,12 +143,23 @@ fn draw_chats(frame: &mut Frame<'_>, app: &App, area: Rect) {
 }
 
 fn draw_messages(frame: &mut Frame<'_>, app: &App, area: Rect) {
-    let title = app
+    let mut title = app
         .pending_direct
         .as_deref()
         .or(app.current_chat().map(|c| c.chat.as_str()))
         .unwrap_or("No chat — press n for a new one")
         .to_owned();
+    if let Some(seconds) = app
+        .current_chat()
+        .map(|c| c.disappearing)
+        .filter(|s| *s > 0)
+    {
+        title.push_str(&format!(" — ⏱ {}", parley_client::human_duration(seconds)));
+    }
+    let typing = app.typing_here(std::time::Instant::now());
+    if !typing.is_empty() {
+        title.push_str(&format!(" — {} typing…", typing.join(", ")));
+    }
     let items: Vec<ListItem> = app
         .messages
         .iter()
@@ -166,27 +180,7 @@ fn draw_messages(frame: &mut Frame<'_>, app: &App, area: Rect) {
                     ),
                 ]));
             }
-            let state = match m.status.as_str() {
-                "sending" => " ⧗ sending",
-                "sent" => " ✓ sent",
-                "failed" => " ✗ failed",
-                _ => "",
-            };
-            let mut lines = vec![Line::from(vec![
-                Span::styled(
-                    time_of(&m.sent_at).to_owned(),
-                    Style::default().fg(Color::Gray),
-                ),
-                Span::raw(" "),
-                Span::styled(
-                    m.sender.clone(),
-                    Style::default()
-                        .fg(Color::Cyan)
-                        .add_modifier(Modifier::BOLD),
-                ),
-                Span::styled(state, Style::default().fg(Color::Gray)),
-            ])];
-            lines.extend(m.text.lines().map(|l| Line::from(format!("  {l}"))));
+            let lines = message_lines(m);
             ListItem::new(lines)
         })
         .collect();
@@ -206,11 +200,94 @@ fn draw_messages(frame: &mut Frame<'_>, app: &App, area: Rect) {
     frame.render_stateful_widget(list, area, &mut state);
 }
 
-fn draw_compose(frame: &mut Frame<'_>, app: &App, area: Rect) {
-    let title = if app.focus == Focus::Compose {
-        "Message (Enter sends, Alt+Enter new line)"
+/// One message: who and when with its delivery state, the message it answers, its text (or
+/// that it was deleted), whether it was edited, its files and its reactions.
+fn message_lines(m: &parley_client::MessageView) -> Vec<Line<'static>> {
+    let gray = Style::default().fg(Color::Gray);
+    let (state, color) = match m.status.as_str() {
+        "sending" => (" ⧗ sending", Color::Gray),
+        "sent" => (" ✓ sent", Color::Gray),
+        "delivered" => (" ✓✓ delivered", Color::Gray),
+        "read" => (" ✓✓ read", Color::Blue),
+        "failed" => (" ✗ failed", Color::Red),
+        _ => ("", Color::Gray),
+    };
+    let mut header = vec![
+        Span::styled(time_of(&m.sent_at).to_owned(), gray),
+        Span::raw(" "),
+        Span::styled(
+            m.sender.clone(),
+            Style::default()
+                .fg(Color::Cyan)
+                .add_modifier(Modifier::BOLD),
+        ),
+        Span::styled(state, Style::default().fg(color)),
+    ];
+    if m.expires_at.is_some() {
+        header.push(Span::styled(" ⏱", gray));
+    }
+    let mut lines = vec![Line::from(header)];
+    let quote = Style::default()
+        .fg(Color::Gray)
+        .add_modifier(Modifier::ITALIC);
+    match &m.quoted {
+        Some(q) if q.deleted => {
+            lines.push(Line::styled(format!("  ↳ {}: deleted", q.sender), quote))
+        }
+        Some(q) => {
+            let first = q.text.lines().next().unwrap_or_default();
+            let short: String = first.chars().take(40).collect();
+            lines.push(Line::styled(format!("  ↳ {}: {short}", q.sender), quote));
+        }
+        None => {}
+    }
+    if m.deleted {
+        let by = m
+            .deleted_by
+            .as_deref()
+            .map(|admin| format!(" by {admin} (admin)"))
+            .unwrap_or_default();
+        lines.push(Line::styled(format!("  (deleted{by})"), quote));
     } else {
-        "Message (Enter to write)"
+        lines.extend(m.text.lines().map(|l| Line::from(format!("  {l}"))));
+    }
+    if m.edited {
+        lines.push(Line::styled("  (edited — v shows the versions)", gray));
+    }
+    for file in &m.attachments {
+        lines.push(Line::from(vec![
+            Span::raw("  📎 "),
+            Span::styled(
+                file.name.clone(),
+                Style::default().add_modifier(Modifier::BOLD),
+            ),
+            Span::styled(format!(" ({}) — S saves it", human_size(file.size)), gray),
+        ]));
+    }
+    if !m.reactions.is_empty() {
+        let all: Vec<String> = m
+            .reactions
+            .iter()
+            .map(|(emoji, users)| format!("{emoji} {}", users.len()))
+            .collect();
+        lines.push(Line::from(format!("  {}", all.join("  "))));
+    }
+    lines
+}
+
+fn human_size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MB", b as f64 / (1 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KB", b as f64 / (1 << 10) as f64),
+        b => format!("{b} bytes"),
+    }
+}
+
+fn draw_compose(frame: &mut Frame<'_>, app: &App, area: Rect) {
+    let title = match (app.focus == Focus::Compose, &app.replying_to) {
+        (true, Some(_)) => "Reply (Enter sends, Esc cancels)",
+        (true, None) => "Message (Enter sends, Alt+Enter new line)",
+        (false, _) => "Message (Enter to write)",
     };
     let text = if app.focus == Focus::Compose {
         format!("{}▏", app.compose)
@@ -251,7 +328,16 @@ fn draw_overlay(frame: &mut Frame<'_>, app: &App) {
                     ])
                 })
                 .collect();
-            let popup = centered(area, 70, HELP.len() as u16 + 2);
+            let lines: Vec<Line> = lines
+                .into_iter()
+                .chain(crate::actions::HELP.iter().map(|(keys, what)| {
+                    Line::from(vec![
+                        Span::styled(format!("{keys:<18}"), Style::default().fg(Color::Cyan)),
+                        Span::raw(*what),
+                    ])
+                }))
+                .collect();
+            let popup = centered(area, 70, lines.len() as u16 + 2);
             frame.render_widget(Clear, popup);
             frame.render_widget(
                 Paragraph::new(lines).block(
@@ -334,6 +420,47 @@ fn draw_overlay(frame: &mut Frame<'_>, app: &App) {
                     Block::default()
                         .borders(Borders::ALL)
                         .title(format!("Revoke {name}? It is removed from every chat")),
+                ),
+                popup,
+            );
+        }
+        Overlay::ConfirmDelete { .. } => {
+            let popup = centered(area, 50, 3);
+            frame.render_widget(Clear, popup);
+            frame.render_widget(
+                Paragraph::new("y to delete it for everyone, any other key keeps it").block(
+                    Block::default()
+                        .borders(Borders::ALL)
+                        .title("Delete this message?"),
+                ),
+                popup,
+            );
+        }
+        Overlay::Versions { lines } => {
+            let lines: Vec<Line> = lines
+                .iter()
+                .map(|l| Line::from(l.replace('\n', " ")))
+                .collect();
+            let popup = centered(area, 60, lines.len() as u16 + 2);
+            frame.render_widget(Clear, popup);
+            frame.render_widget(
+                Paragraph::new(lines).wrap(Wrap { trim: false }).block(
+                    Block::default()
+                        .borders(Borders::ALL)
+                        .title("Versions, oldest first (any key closes)"),
+                ),
+                popup,
+            );
+        }
+        Overlay::Preview { name, lines } => {
+            let width = lines.first().map_or(0, |l| l.spans.len()) as u16 + 2;
+            let popup = centered(area, width.max(30), lines.len() as u16 + 2);
+            frame.render_widget(Clear, popup);
+            frame.render_widget(
+                Paragraph::new(lines.clone()).block(
+                    Block::default()
+                        .borders(Borders::ALL)
+                        .title(format!("{name} (any key closes)")),
                 ),
                 popup,
             );
@@ -429,5 +556,82 @@ mod tests {
         assert!(text.contains("Parley"));
         assert!(text.contains("Chats"));
         assert!(text.contains("Press ? for help"));
+    }
+}
+
+#[cfg(test)]
+mod message_tests {
+    use super::*;
+    use crate::app::tests::{chat, message};
+
+    fn text_of(lines: &[Line<'_>]) -> String {
+        lines
+            .iter()
+            .map(|l| {
+                l.spans
+                    .iter()
+                    .map(|s| s.content.as_ref())
+                    .collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn a_message_shows_its_reply_edit_files_reactions_ticks_and_timer() {
+        let mut m = message("m1", "alice", "see the photo");
+        m.status = "read".into();
+        m.quoted = Some(parley_client::Quoted {
+            sender: "bob".into(),
+            text: "any news?\nmore".into(),
+            deleted: false,
+        });
+        m.edited = true;
+        m.attachments = vec![parley_client::AttachmentView {
+            name: "photo.jpg".into(),
+            size: 3 * 1024 * 1024,
+            content_type: "image/jpeg".into(),
+            sha256: String::new(),
+        }];
+        m.reactions
+            .insert("👍".into(), vec!["bob".into(), "carol".into()]);
+        m.expires_at = Some("2026-01-01T01:00:00.000Z".into());
+        let text = text_of(&message_lines(&m));
+        for part in [
+            "✓✓ read",
+            "⏱",
+            "↳ bob: any news?",
+            "see the photo",
+            "(edited",
+            "📎 photo.jpg (3.0 MB)",
+            "👍 2",
+        ] {
+            assert!(text.contains(part), "{part:?} missing from\n{text}");
+        }
+        let mut gone = message("m2", "bob", "");
+        gone.deleted = true;
+        gone.deleted_by = Some("carol".into());
+        assert!(text_of(&message_lines(&gone)).contains("(deleted by carol (admin))"));
+    }
+
+    #[test]
+    fn the_chat_title_shows_its_timer_and_who_is_typing() {
+        let mut app = App::new("alice");
+        let mut bob = chat("bob", 0);
+        bob.disappearing = 3600;
+        app.set_chats(vec![bob]);
+        app.set_typing("bob", "bob", false, std::time::Instant::now());
+        let mut terminal =
+            ratatui::Terminal::new(ratatui::backend::TestBackend::new(100, 24)).unwrap();
+        terminal.draw(|frame| draw(frame, &app)).unwrap();
+        let buffer = terminal.backend().buffer().clone();
+        let mut screen = String::new();
+        for y in 0..24 {
+            for x in 0..100 {
+                screen.push_str(buffer[(x, y)].symbol());
+            }
+        }
+        assert!(screen.contains("⏱ 1 hour"), "{screen}");
+        assert!(screen.contains("bob typing…"), "{screen}");
     }
 }

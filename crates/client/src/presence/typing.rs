@@ -137,6 +137,12 @@ impl Client {
     pub fn typing_events(&self) -> tokio::sync::broadcast::Receiver<TypingView> {
         self.live.incoming.subscribe()
     }
+
+    /// Fires when what a front end shows changed without a new message: a receipt moved a
+    /// message to delivered or read, or messages disappeared.
+    pub fn change_events(&self) -> tokio::sync::broadcast::Receiver<()> {
+        self.live.changed.subscribe()
+    }
 }
 
 /// An indicator from the live connection, as a front end shows it; `None` for one we cannot
