@@ -109,6 +109,27 @@ async fn a_direct_chat_shows_delivered_then_read_in_batches_and_on_every_device(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_offline_marks_the_chat_read_and_the_receipt_follows_with_the_next_sync() {
+    let mut server = TestServer::start();
+    let alice = Device::register(&server.url(), "alice").await;
+    let bob = Device::register(&server.url(), "bob").await;
+    let (to_bob, to_alice) = (ChatRef::Direct(user("bob")), ChatRef::Direct(user("alice")));
+    let sent = alice
+        .client
+        .send_text(&to_bob, "read me later")
+        .await
+        .unwrap();
+    bob.client.sync().await.unwrap();
+    server.kill();
+    bob.client.read(&to_alice).await.unwrap();
+    assert_eq!(unread(&bob.client, "alice"), 0);
+    server.restart();
+    bob.client.sync().await.unwrap();
+    alice.client.sync().await.unwrap();
+    assert_eq!(status(&alice.client, &to_bob, &sent.id), "read");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_receipts_off_is_reciprocal_and_holds_on_all_of_the_accounts_devices() {
     let server = TestServer::start();
     let alice = Device::register(&server.url(), "alice").await;

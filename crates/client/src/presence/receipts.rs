@@ -38,7 +38,11 @@ impl Client {
             && db::read_receipts_on(&self.db())?
             && self.queue_receipt(&group_id, ReceiptKind::Read)?
         {
-            self.flush_outbox().await?;
+            // Offline, the receipt waits in the outbox for the next sync.
+            match self.flush_outbox().await {
+                Err(e) if e.is_transient() => tracing::info!(error = %e, "read receipt queued"),
+                other => other?,
+            }
         }
         Ok(())
     }

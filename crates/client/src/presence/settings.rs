@@ -32,7 +32,14 @@ impl Client {
                 tracing::warn!(error = %e, "setting not sent to one chat");
             }
         }
-        self.flush_outbox().await
+        // Offline, the change waits in the outbox for the next sync.
+        match self.flush_outbox().await {
+            Err(e) if e.is_transient() => {
+                tracing::info!(error = %e, "setting queued");
+                Ok(())
+            }
+            other => other,
+        }
     }
 }
 
