@@ -413,6 +413,10 @@ pub struct ReportArgs {
     /// the report, checked against the hash in the message); once per file, in order.
     #[arg(long = "file", value_name = "PATH")]
     pub files: Vec<PathBuf>,
+    /// Report the message even though the server no longer has a file of it and you gave no
+    /// copy (the report names the file and its hash; it cannot follow later).
+    #[arg(long)]
+    pub without_missing_files: bool,
 }
 
 #[derive(Args)]

@@ -27,7 +27,13 @@ pub async fn report(client: ClientArgs, args: ReportArgs) -> Result<()> {
         None => {
             let saved: Vec<(usize, std::path::PathBuf)> =
                 args.files.into_iter().enumerate().collect();
-            let id = client.send_report_with_files(&bundle, &saved).await?;
+            let id = if args.without_missing_files {
+                client
+                    .send_report_without_missing_files(&bundle, &saved)
+                    .await?
+            } else {
+                client.send_report_with_files(&bundle, &saved).await?
+            };
             output::line(&format!("report {id} received by the server"));
         }
     }

@@ -581,3 +581,121 @@ async fn a_report_whose_file_does_not_match_the_franked_hash_is_refused() {
     let (_, out, _) = admin(&server, &["reports", "--json"]);
     assert!(json_lines(&out).is_empty(), "nothing stored: {out}");
 }
+
+/// Uploads `bytes` as a sealed blob of the token's account (as a reporter does with a file).
+async fn blob_of(raw: &Raw, bytes: Vec<u8>) -> Vec<u8> {
+    let created: v1::CreateBlobResponse = raw
+        .post("/v1/blobs", &v1::CreateBlob::default())
+        .await
+        .unwrap();
+    let blob = hex::encode(&created.blob_id);
+    let _: v1::BlobStatus = raw
+        .put(
+            &format!("/v1/blobs/{blob}/0"),
+            &v1::BlobChunk { data: bytes },
+        )
+        .await
+        .unwrap();
+    let _: v1::BlobStatus = raw
+        .post(
+            &format!("/v1/blobs/{blob}/seal"),
+            &v1::SealBlob { chunks: 1 },
+        )
+        .await
+        .unwrap();
+    created.blob_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_may_go_without_a_file_the_server_no_longer_has_and_a_refused_one_keeps_none() {
+    let server = TestServer::start();
+    let files = tempfile::tempdir().unwrap();
+    let alice = Device::register(&server.url(), "alice").await;
+    let bob = Device::register(&server.url(), "bob").await;
+    let to_bob = ChatRef::Direct(user("bob"));
+    let sent = alice
+        .client
+        .send_file(
+            &to_bob,
+            &marked_file(files.path(), "a.bin", 3000),
+            Some("abuse"),
+            None,
+            &no_progress(),
+        )
+        .await
+        .unwrap();
+    // bob saves it elsewhere and loses the copy; the server deleted it once he had it.
+    let copy = save(&bob.client, &sent.id, files.path(), "copy.bin")
+        .await
+        .unwrap();
+    std::fs::remove_file(copy).unwrap();
+    let bundle = bob.client.report_bundle(&sent.id, "abuse", 0).unwrap();
+    let refused = bob
+        .client
+        .send_report(&bundle)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("--without-missing-files"), "{refused}");
+    let id = bob
+        .client
+        .send_report_without_missing_files(&bundle, &[])
+        .await
+        .unwrap();
+    let (_, out, _) = admin(&server, &["reports", "--json"]);
+    let reports = json_lines(&out);
+    assert_eq!(reports.len(), 1, "{out}");
+    assert_eq!(reports[0]["id"], id, "the text went, verified: {out}");
+
+    // Two files, the second forged: refused, and the first is not kept either.
+    let hello = alice.client.send_text(&to_bob, "two files").await.unwrap();
+    let genuine = marked_file(files.path(), "one.bin", 2000);
+    let first = alice
+        .client
+        .upload_unchecked(&hello.id, &genuine)
+        .await
+        .unwrap();
+    let second = alice
+        .client
+        .upload_unchecked(&hello.id, &marked_file(files.path(), "two.bin", 2000))
+        .await
+        .unwrap();
+    let both = alice
+        .client
+        .send_unchecked(
+            &hello.id,
+            v1::app_payload::Body::Text(v1::TextBody {
+                text: "both".into(),
+                reply_to: None,
+                attachments: vec![first, second],
+            }),
+        )
+        .await
+        .unwrap();
+    bob.client.sync().await.unwrap();
+    let raw = Raw::new(&server.url(), bob.client.api().token());
+    let mut request = bob
+        .client
+        .report_bundle(&both.id, "abuse", 0)
+        .unwrap()
+        .to_wire()
+        .unwrap();
+    request.files = vec![
+        v1::ReportedFile {
+            index: 0,
+            blob_id: blob_of(&raw, std::fs::read(&genuine).unwrap()).await,
+        },
+        v1::ReportedFile {
+            index: 1,
+            blob_id: blob_of(&raw, vec![b'x'; 2000]).await,
+        },
+    ];
+    let (status, body) = raw
+        .post_bytes("/v1/reports", prost::Message::encode_to_vec(&request))
+        .await;
+    assert_eq!(status, 403, "{:?}", error_of(&body));
+    assert!(
+        walk(&server.data_dir().join("objects").join("reports")).is_empty(),
+        "the genuine first file was not kept for a refused report"
+    );
+}

@@ -161,15 +161,36 @@ impl ServerApi {
             let token = self.token().ok_or(ClientError::NotLoggedIn)?;
             request = request.bearer_auth(token);
         }
-        let response = request
+        let mut response = request
             .send()
             .await
             .map_err(|e| ClientError::Network(describe(&e)))?;
         let status = response.status();
-        let bytes = response
-            .bytes()
+        // Read within a bound: a hostile or broken server cannot make us hold any amount.
+        let too_large = || {
+            ClientError::Protocol(format!(
+                "the server's answer is larger than {} MiB; refused",
+                MAX_RESPONSE_BYTES >> 20
+            ))
+        };
+        if response
+            .content_length()
+            .is_some_and(|length| length > MAX_RESPONSE_BYTES as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| ClientError::Network(describe(&e)))?;
+            .map_err(|e| ClientError::Network(describe(&e)))?
+        {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let bytes = bytes::Bytes::from(body);
         if status.is_success() {
             if status == StatusCode::NO_CONTENT {
                 return Ok(bytes::Bytes::new());
@@ -266,6 +287,10 @@ impl ServerApi {
         Ok(LiveConnection { stream })
     }
 }
+
+/// The largest answer the client reads from the server: a queue page (16 MiB past its first
+/// item), a group's public state for the largest groups, an attachment part (4 MiB).
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
 fn describe(error: &reqwest::Error) -> String {
     if error.is_connect() {

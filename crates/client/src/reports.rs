@@ -194,6 +194,26 @@ impl Client {
         bundle: &EvidenceBundle,
         saved: &[(usize, std::path::PathBuf)],
     ) -> Result<u64, ClientError> {
+        self.send_report_as(bundle, saved, false).await
+    }
+
+    /// [`Self::send_report_with_files`], leaving out the files the server no longer has and
+    /// nobody saved a copy of: the message still goes, naming them and their hashes. (A report
+    /// is made once per message: the ones left out cannot follow later.)
+    pub async fn send_report_without_missing_files(
+        &self,
+        bundle: &EvidenceBundle,
+        saved: &[(usize, std::path::PathBuf)],
+    ) -> Result<u64, ClientError> {
+        self.send_report_as(bundle, saved, true).await
+    }
+
+    async fn send_report_as(
+        &self,
+        bundle: &EvidenceBundle,
+        saved: &[(usize, std::path::PathBuf)],
+        leave_out_missing: bool,
+    ) -> Result<u64, ClientError> {
         let mut request = bundle.to_wire()?;
         let payload = request
             .message
@@ -208,11 +228,18 @@ impl Client {
         }
         for (index, attachment) in attachments.iter().enumerate() {
             let saved = saved.iter().find(|(i, _)| *i == index).map(|(_, p)| p);
-            let blob_id = self.upload_reported_file(attachment, saved).await?;
-            request.files.push(v1::ReportedFile {
-                index: index as u32,
-                blob_id,
-            });
+            match self.upload_reported_file(attachment, saved).await {
+                Ok(blob_id) => request.files.push(v1::ReportedFile {
+                    index: index as u32,
+                    blob_id,
+                }),
+                // Gone from the server and no copy given: the file cannot go with the report,
+                // but the message still can (it names the file and its hash), if so asked.
+                Err(e) if saved.is_none() && leave_out_missing => {
+                    tracing::warn!(error = %e, "a file of the reported message is not included")
+                }
+                Err(e) => return Err(e),
+            }
         }
         let response: v1::ReportResponse = self
             .authed(|| self.api.post("/v1/reports", &request, true))
@@ -241,7 +268,7 @@ impl Client {
                     .map_err(|e| {
                         ClientError::Invalid(format!(
                             "cannot fetch the reported file {} again ({e}); give the copy you \
-                             saved with --file",
+                             saved with --file, or report without it with --without-missing-files",
                             attachment.name
                         ))
                     })?;

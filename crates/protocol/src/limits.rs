@@ -12,8 +12,10 @@ pub const MAX_TEXT_BYTES: usize = 64 * 1024;
 pub const MAX_REACTION_BYTES: usize = 64;
 /// Most edits and deletes a report carries as the versions of its message (10 edits, 1 delete).
 pub const MAX_REPORTED_VERSIONS: usize = 11;
-/// Most files one report carries (each in a blob of the reporter's, which holds at most eight).
-pub const MAX_REPORTED_FILES: usize = 8;
+/// Most files one message carries.
+pub const MAX_ATTACHMENTS: usize = 10;
+/// Most files one report carries: all of a message's (each in a blob of the reporter's).
+pub const MAX_REPORTED_FILES: usize = MAX_ATTACHMENTS;
 /// Largest authenticated data on an application message (room for the franking tag).
 pub const MAX_AAD_BYTES: usize = 256;
 /// Largest KeyPackage.

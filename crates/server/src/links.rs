@@ -19,8 +19,9 @@ use parley_store::{BlobRecord, LinkApproval, LinkRecord, NewBlob, NewLink, Store
 use crate::accounts::{random_bytes, verify, verifying_key, Authenticated};
 use crate::{now_ms, ApiError};
 
-/// Blobs one account may hold at once (history archives being handed over, later backups).
-const MAX_BLOBS_PER_ACCOUNT: u32 = 8;
+/// Blobs one account may hold at once: history archives being handed over, backups, and the
+/// files of a report on their way (all of a message's, [`parley_protocol::limits::MAX_REPORTED_FILES`]).
+const MAX_BLOBS_PER_ACCOUNT: u32 = parley_protocol::limits::MAX_REPORTED_FILES as u32 + 4;
 /// Largest sealed link bundle (an account key, a certificate, an id, HPKE overhead).
 const MAX_SEALED_BUNDLE_BYTES: usize = 4096;
 

@@ -378,6 +378,13 @@ impl Moderation {
             context.push(self.verify(neighbour)?);
         }
         context.extend(versions);
+        // Checked before any file is kept: a refused report leaves nothing behind.
+        if !self.store.is_member(group_id, reporter.0.device_id).await? {
+            return Err(ApiError::new(
+                ErrorCode::NotMember,
+                "report rejected: the reporter is not a member of that chat",
+            ));
+        }
         if !request.files.is_empty() {
             let objects = self.objects.as_ref().ok_or_else(|| {
                 ApiError::new(ErrorCode::Unavailable, "reported files cannot be kept here")
@@ -406,13 +413,7 @@ impl Moderation {
                 });
             }
         }
-        if !self.store.is_member(group_id, reporter.0.device_id).await? {
-            return Err(ApiError::new(
-                ErrorCode::NotMember,
-                "report rejected: the reporter is not a member of that chat",
-            ));
-        }
-        let id = self
+        let created = self
             .store
             .create_report(NewReport {
                 created_at: now_ms(),
@@ -426,13 +427,20 @@ impl Moderation {
                 reason,
                 context: serde_json::to_string(&context).unwrap_or_else(|_| "[]".into()),
             })
-            .await
-            .map_err(|e| match e {
-                StoreError::DuplicateReport => {
-                    ApiError::new(ErrorCode::Replay, "report rejected: already reported")
-                }
-                other => other.into(),
-            })?;
+            .await;
+        if created.is_err() {
+            // Not stored (a duplicate, the store down): its files go again.
+            if let Some(objects) = &self.objects {
+                let kept: Vec<_> = context.iter().filter_map(|m| m.file.clone()).collect();
+                crate::reported_files::forget(objects, &kept).await;
+            }
+        }
+        let id = created.map_err(|e| match e {
+            StoreError::DuplicateReport => {
+                ApiError::new(ErrorCode::Replay, "report rejected: already reported")
+            }
+            other => other.into(),
+        })?;
         tracing::info!(report = id, group = %group_id, "verified report received");
         Ok(v1::ReportResponse { report_id: id })
     }

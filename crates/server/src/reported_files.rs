@@ -56,18 +56,36 @@ pub(crate) async fn keep(
     }
     let mut kept = Vec::new();
     for (n, file) in files.iter().enumerate() {
-        if files[..n].iter().any(|f| f.index == file.index) {
-            return Err(refused("is given twice"));
+        let attachment = match attachments.get(file.index as usize) {
+            _ if files[..n].iter().any(|f| f.index == file.index) => Err(refused("is given twice")),
+            None => Err(refused("is not one of the message's")),
+            Some(attachment) => keep_one(store, objects, reporter, attachment, &file.blob_id).await,
+        };
+        match attachment {
+            Ok(file) => kept.push(file),
+            // One file refused refuses the report: the ones kept before it go again.
+            Err(e) => {
+                forget(objects, &kept).await;
+                return Err(e);
+            }
         }
-        let attachment = attachments
-            .get(file.index as usize)
-            .ok_or_else(|| refused("is not one of the message's"))?;
-        kept.push(keep_one(store, objects, reporter, attachment, &file.blob_id).await?);
     }
     for file in files {
         store.delete_blob(&file.blob_id).await?;
     }
     Ok(kept)
+}
+
+/// Deletes kept files again (their report was refused after all).
+pub(crate) async fn forget(objects: &Arc<dyn ObjectStore>, kept: &[VerifiedFile]) {
+    for file in kept {
+        if let Err(e) = objects
+            .delete(&ObjectPath::from(file.object.as_str()))
+            .await
+        {
+            tracing::warn!(error = %e, "a refused report's file was not deleted");
+        }
+    }
 }
 
 async fn keep_one(

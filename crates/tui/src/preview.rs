@@ -3,17 +3,26 @@
 //! terminal with colours shows it; nothing is sent to the terminal but text and colours.
 
 use ratatui::style::{Color, Style};
+
+/// The largest picture previewed, in pixels a side, and the memory its decoding may take.
+pub const MAX_SIDE: u32 = 8192;
+pub const MAX_DECODE_BYTES: u64 = 256 * 1024 * 1024;
 use ratatui::text::{Line, Span};
 
 /// The image at `path` scaled to fit `columns` × `rows` cells (aspect kept), or `None` if it
-/// is not an image this build decodes (PNG, JPEG, GIF, WebP).
+/// is not an image this build decodes (PNG, JPEG, GIF, WebP) within [`MAX_SIDE`] pixels a side
+/// and [`MAX_DECODE_BYTES`] of memory: a peer's picture cannot make the terminal app balloon.
 pub fn preview(path: &std::path::Path, columns: u32, rows: u32) -> Option<Vec<Line<'static>>> {
-    let image = image::ImageReader::open(path)
+    let mut reader = image::ImageReader::open(path)
         .ok()?
         .with_guessed_format()
-        .ok()?
-        .decode()
         .ok()?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    let image = reader.decode().ok()?;
     let image = image
         .resize(
             columns.max(1),
@@ -67,6 +76,9 @@ mod tests {
         assert!(lines.iter().all(|l| l.spans.len() == 20));
         assert_eq!(lines[0].spans[0].style.fg, Some(Color::Rgb(255, 0, 0)));
         assert_eq!(lines[9].spans[0].style.bg, Some(Color::Rgb(0, 0, 255)));
+        let huge = dir.path().join("huge.png");
+        image::GrayImage::new(MAX_SIDE + 1, 1).save(&huge).unwrap();
+        assert!(preview(&huge, 20, 10).is_none(), "past the size bound");
         let text = dir.path().join("note.txt");
         std::fs::write(&text, "not an image").unwrap();
         assert!(preview(&text, 20, 10).is_none());

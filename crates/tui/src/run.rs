@@ -38,8 +38,8 @@ enum UiEvent {
     Members(String, Result<GroupStateView, String>),
     Devices(Result<Vec<parley_client::DeviceView>, String>),
     Typing(parley_client::TypingView),
-    /// An image was saved here: show it small.
-    Preview(std::path::PathBuf),
+    /// A saved image, small: its name and lines.
+    Preview(String, Vec<ratatui::text::Line<'static>>),
     /// A second passed: "typing…" may have run out.
     Tick,
 }
@@ -110,6 +110,10 @@ fn refresh(client: &Arc<Client>, app: &mut App) {
     }
 }
 
+/// The largest preview, in cells: it fits an 80x24 terminal with its frame.
+const PREVIEW_COLUMNS: u32 = 64;
+const PREVIEW_ROWS: u32 = 18;
+
 fn spawn_command(client: Arc<Client>, command: Command, events: mpsc::UnboundedSender<UiEvent>) {
     tokio::spawn(async move {
         let done = |r: Result<(), parley_client::ClientError>, ok: &str| {
@@ -158,7 +162,20 @@ fn spawn_command(client: Arc<Client>, command: Command, events: mpsc::UnboundedS
                 let path = std::path::PathBuf::from(&out);
                 let saved = client.save_attachment(&id, 0, Some(&path), &|_, _| {}).await;
                 if let Ok(saved) = &saved {
-                    let _ = events.send(UiEvent::Preview(saved.clone()));
+                    // Decoded off the UI's thread; not an image (or not one this build
+                    // decodes): saving was all.
+                    let path = saved.clone();
+                    let lines = tokio::task::spawn_blocking(move || {
+                        crate::preview::preview(&path, PREVIEW_COLUMNS, PREVIEW_ROWS)
+                    })
+                    .await;
+                    if let Ok(Some(lines)) = lines {
+                        let name = saved
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default();
+                        let _ = events.send(UiEvent::Preview(name, lines));
+                    }
                 }
                 (
                     saved
@@ -260,7 +277,12 @@ fn spawn_command(client: Arc<Client>, command: Command, events: mpsc::UnboundedS
             ),
             Command::Report { message_id, reason } => {
                 let sent = match client.report_bundle(&message_id, &reason, 3) {
-                    Ok(bundle) => client.send_report(&bundle).await.map_err(|e| e.to_string()),
+                    // The TUI cannot ask for a saved copy: a file the server no longer has is
+                    // left out, the message still goes.
+                    Ok(bundle) => client
+                        .send_report_without_missing_files(&bundle, &[])
+                        .await
+                        .map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),
                 };
                 (
@@ -475,20 +497,8 @@ pub async fn run(client: Client) -> Result<(), TuiError> {
                 std::time::Instant::now(),
             ),
             UiEvent::Tick => {}
-            UiEvent::Preview(path) => {
-                let size = terminal.size()?;
-                let (columns, rows) = (
-                    u32::from(size.width.saturating_sub(4)).min(64),
-                    u32::from(size.height.saturating_sub(6)).min(24),
-                );
-                // Not an image (or not one this build decodes): saving was all.
-                if let Some(lines) = crate::preview::preview(&path, columns, rows) {
-                    let name = path
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    app.overlay = crate::app::Overlay::Preview { name, lines };
-                }
+            UiEvent::Preview(name, lines) => {
+                app.overlay = crate::app::Overlay::Preview { name, lines }
             }
         }
         terminal.draw(|frame| ui::draw(frame, &app))?;

@@ -9,7 +9,7 @@ use super::crypto::SealedFile;
 use crate::error::ClientError;
 
 /// Most attachments one message may carry.
-pub const MAX_ATTACHMENTS: usize = 10;
+pub use parley_protocol::limits::MAX_ATTACHMENTS;
 const MAX_NAME_BYTES: usize = 255;
 const MAX_CONTENT_TYPE_BYTES: usize = 127;
 /// Largest plaintext chunk a sender may choose (the reader holds one in memory).

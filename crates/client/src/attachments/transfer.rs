@@ -222,11 +222,16 @@ impl Client {
         let mut status: v1::AttachmentStatus = self
             .authed(|| self.api.post("/v1/attachments", &create, true))
             .await?;
-        let part_bytes = u64::from(status.part_bytes.max(1));
+        let part_bytes = part_size(&status)?;
         let mut source =
             std::fs::File::open(sealed_path).map_err(|e| io("cannot open", sealed_path, e))?;
         let name = &file.attachment.name;
         while !status.complete {
+            if status.received > size {
+                return Err(ClientError::Protocol(
+                    "the server counts more of the file than there is".into(),
+                ));
+            }
             let index = status.received / part_bytes;
             let length = part_bytes.min(size - status.received);
             let mut part = vec![0u8; length as usize];
@@ -351,7 +356,14 @@ impl Client {
                 "the file is still being uploaded; try again later".into(),
             ));
         }
-        let part_bytes = u64::from(status.part_bytes.max(1));
+        let part_bytes = part_size(&status)?;
+        // The server says how large the ciphertext is; the franked message says it too.
+        let expected = super::crypto::ciphertext_len(attachment.size, attachment.chunk_bytes)?;
+        if status.size != expected {
+            return Err(ClientError::Invalid(
+                "the server has a file of another size than the message says; refused".into(),
+            ));
+        }
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -389,5 +401,16 @@ impl Client {
         }
         file.sync_all().map_err(|e| io("cannot write", sealed, e))?;
         Ok(())
+    }
+}
+
+/// The part size the server uses, if it is one a client can work with.
+fn part_size(status: &v1::AttachmentStatus) -> Result<u64, ClientError> {
+    match status.part_bytes {
+        0 => Err(ClientError::Protocol("the server gave no part size".into())),
+        bytes if bytes > parley_protocol::limits::ATTACHMENT_PART_BYTES => Err(
+            ClientError::Protocol("the server's attachment parts are too large".into()),
+        ),
+        bytes => Ok(u64::from(bytes)),
     }
 }

@@ -38,7 +38,9 @@ pub fn current_timer(conn: &Connection, group_id: &[u8]) -> Result<(u32, u64), C
         .unwrap_or((0, 0)))
 }
 
-/// The timer changed to `seconds` at position `from_seq`.
+/// The timer changed to `seconds` at position `from_seq`. Messages already stored after that
+/// position, up to the next change, take it: one of ours may have been accepted after the
+/// change before we heard of it, and every device must agree on when it goes.
 pub fn record_timer(
     conn: &Connection,
     group_id: &[u8],
@@ -47,6 +49,13 @@ pub fn record_timer(
 ) -> Result<(), ClientError> {
     conn.execute(
         "INSERT OR REPLACE INTO chat_timers (group_id, from_seq, seconds) VALUES (?1, ?2, ?3)",
+        params![group_id, from_seq as i64, seconds],
+    )?;
+    conn.execute(
+        "UPDATE messages SET expires_at = CASE WHEN ?3 > 0 THEN accepted_at + ?3 * 1000 END
+         WHERE group_id = ?1 AND group_seq > ?2 AND accepted_at IS NOT NULL AND notice IS NULL
+           AND group_seq <= COALESCE((SELECT MIN(from_seq) FROM chat_timers
+                                      WHERE group_id = ?1 AND from_seq > ?2), group_seq)",
         params![group_id, from_seq as i64, seconds],
     )?;
     Ok(())
@@ -211,4 +220,66 @@ pub fn notice_for_timer(
     change: &[u8],
 ) -> Result<Option<MessageRow>, ClientError> {
     super::message(conn, &timer_notice_id(change))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message_at(conn: &Connection, id: u8, seq: u64, accepted_at: i64) {
+        super::super::insert_message(
+            conn,
+            &MessageRow {
+                id: vec![id; 16],
+                group_id: vec![1; 16],
+                sender: "alice".into(),
+                sender_device: vec![2; 16],
+                text: format!("message {id}"),
+                sent_at: accepted_at,
+                received_at: accepted_at,
+                group_seq: Some(seq),
+                status: MessageStatus::Sent,
+                payload: Vec::new(),
+                aad: Vec::new(),
+                hidden: false,
+                notice: None,
+                history: false,
+            },
+        )
+        .unwrap();
+        conn.execute(
+            "UPDATE messages SET accepted_at = ?2 WHERE id = ?1",
+            params![vec![id; 16], accepted_at],
+        )
+        .unwrap();
+        set_expiry(conn, &[id; 16], &[1; 16], seq, accepted_at).unwrap();
+    }
+
+    #[test]
+    fn a_timer_heard_of_late_reaches_the_messages_after_it_and_not_beyond_the_next_change() {
+        let home = tempfile::tempdir().unwrap();
+        let conn = super::super::open(home.path()).unwrap();
+        // Ours at 5 and 8, accepted before we heard of the changes at 3 (on) and 7 (off).
+        message_at(&conn, 1, 2, 1_000);
+        message_at(&conn, 2, 5, 2_000);
+        message_at(&conn, 3, 8, 3_000);
+        assert_eq!(expires_at(&conn, &[2; 16]).unwrap(), None);
+        record_timer(&conn, &[1; 16], 7, 0).unwrap();
+        record_timer(&conn, &[1; 16], 3, 30).unwrap();
+        assert_eq!(
+            expires_at(&conn, &[1; 16]).unwrap(),
+            None,
+            "before the change"
+        );
+        assert_eq!(expires_at(&conn, &[2; 16]).unwrap(), Some(32_000));
+        assert_eq!(
+            expires_at(&conn, &[3; 16]).unwrap(),
+            None,
+            "after it was turned off"
+        );
+        // Off at 3 after all (the change is replaced): nothing goes.
+        record_timer(&conn, &[1; 16], 3, 0).unwrap();
+        assert_eq!(expires_at(&conn, &[2; 16]).unwrap(), None);
+        assert_eq!(purge_expired(&conn, i64::MAX).unwrap().len(), 0);
+    }
 }

@@ -186,7 +186,7 @@ pub(crate) fn open_typing(
         )
         .ok()?;
     let body = v1::TypingBody::decode(body.as_slice()).ok()?;
-    if (now_ms() - body.sent_at_ms).abs() > MAX_AGE_MS {
+    if now_ms().abs_diff(body.sent_at_ms) > MAX_AGE_MS as u64 {
         return None;
     }
     let chat = db::chat(conn, &typing.group_id).ok()??;
