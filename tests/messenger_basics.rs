@@ -158,6 +158,71 @@ async fn replies_edits_deletes_and_reactions_reach_both_devices_of_both_accounts
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_group_replies_edits_deletes_and_reactions_reach_both_devices_of_every_account() {
+    let server = TestServer::start();
+    let alice = Device::register(&server.url(), "alice").await;
+    let bob = Device::register(&server.url(), "bob").await;
+    let carol = Device::register(&server.url(), "carol").await;
+    alice
+        .client
+        .create_group("team", &[user("bob"), user("carol")])
+        .await
+        .unwrap();
+    for device in [&bob.client, &carol.client] {
+        device.sync().await.unwrap();
+    }
+    let (_a2, alice2, _) = link_device(&server.url(), &alice.client).await;
+    let (_b2, bob2, _) = link_device(&server.url(), &bob.client).await;
+    let (_c2, carol2, _) = link_device(&server.url(), &carol.client).await;
+    let team = ChatRef::Group("team".into());
+    let all = [
+        &alice.client,
+        &alice2,
+        &bob.client,
+        &bob2,
+        &carol.client,
+        &carol2,
+    ];
+    let sync_all = || async {
+        for device in all {
+            device.sync().await.unwrap();
+        }
+    };
+    sync_all().await;
+
+    let question = alice2.send_text(&team, "lunch at noon?").await.unwrap();
+    sync_all().await;
+    let answer = bob2
+        .send_reply(&team, "noon works", Some(&question.id))
+        .await
+        .unwrap();
+    carol.client.react(&question.id, "👍", false).await.unwrap();
+    bob.client.react(&question.id, "👍", false).await.unwrap();
+    sync_all().await;
+    carol2.react(&question.id, "👍", true).await.unwrap();
+    alice
+        .client
+        .edit(&question.id, "lunch at 12:30?")
+        .await
+        .unwrap();
+    bob.client.delete(&answer.id).await.unwrap();
+    sync_all().await;
+    for device in all {
+        let q = shown(device, &team, &question.id);
+        assert_eq!(q.text, "lunch at 12:30?", "{}", device.device_id());
+        assert_eq!(q.versions, ["lunch at noon?"]);
+        assert_eq!(
+            q.reactions,
+            reactions(&[("👍", &["bob"])]),
+            "carol took hers back"
+        );
+        let a = shown(device, &team, &answer.id);
+        assert!(a.deleted && a.text.is_empty(), "{a:?}");
+        assert_eq!(a.reply_to.as_deref(), Some(question.id.as_str()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_a_group_recipients_apply_only_the_edits_and_deletes_the_rules_allow() {
     let mut server = TestServer::start();
     let alice = Device::register(&server.url(), "alice").await;
