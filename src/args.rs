@@ -528,6 +528,10 @@ pub struct ServerArgs {
     /// Listen on a non-loopback address without TLS (only behind a TLS-terminating proxy).
     #[arg(long)]
     pub allow_plaintext_public: bool,
+    /// An origin (`https://chat.example.org`) that may serve the web client and call this
+    /// API from the browser; repeat for several (docs/web-client.md).
+    #[arg(long = "web-origin", value_name = "ORIGIN")]
+    pub web_origins: Vec<String>,
     /// Most members a group may have [default: 10000].
     #[arg(long, value_name = "N")]
     pub max_group_members: Option<usize>,

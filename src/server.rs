@@ -137,6 +137,14 @@ fn config(args: ServerArgs) -> Result<ServerConfig> {
     if let Some(rate) = file.claim_rate_per_second {
         (config.claim_per_second, config.claim_burst) = (rate, rate.saturating_mul(20));
     }
+    config.web_origins = if args.web_origins.is_empty() {
+        file.web_origins.unwrap_or_default()
+    } else {
+        args.web_origins.clone()
+    };
+    for origin in &config.web_origins {
+        parley_server::config::check_web_origin(origin).map_err(anyhow::Error::msg)?;
+    }
     if let Some(names) = file.reserved_names {
         config.reserved_names = names;
     }

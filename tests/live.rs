@@ -289,3 +289,63 @@ async fn bad_live_frames_are_refused_and_the_server_carries_on() {
     let frame = next_frame(&mut live).await.expect("served");
     assert!(frame.items.is_empty());
 }
+
+/// Opens the live connection as a browser must: no headers of its own, the session token as
+/// a WebSocket subprotocol beside `parley.v1`.
+async fn open_live_as_browser(
+    server: &TestServer,
+    token: &str,
+) -> Result<
+    (
+        Socket,
+        tokio_tungstenite::tungstenite::handshake::client::Response,
+    ),
+    tokio_tungstenite::tungstenite::Error,
+> {
+    let url = format!("{}/v1/ws", server.url().replacen("http", "ws", 1));
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        format!("parley.v1, parley.bearer.{token}").parse().unwrap(),
+    );
+    tokio_tungstenite::connect_async(request).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_authenticates_the_live_connection_with_a_subprotocol() {
+    let server = TestServer::start();
+    let alice = Device::register(&server.url(), "alice").await;
+    let bob = Device::register(&server.url(), "bob").await;
+    alice
+        .client
+        .send_text(&ChatRef::Direct(user("bob")), "hello")
+        .await
+        .unwrap();
+
+    let token = bob.client.api().token().expect("logged in");
+    let (mut live, response) = open_live_as_browser(&server, &token).await.unwrap();
+    // The server picks `parley.v1`; the token is never echoed back.
+    let chosen = response.headers().get("sec-websocket-protocol").unwrap();
+    assert_eq!(chosen, "parley.v1");
+    start_push(&mut live, 0).await;
+    let items = items_up_to_head(&mut live).await;
+    assert_eq!(items.last().unwrap().sender_username, "alice");
+
+    // A wrong token in the subprotocol is refused before any upgrade.
+    let wrong = "0".repeat(64);
+    let refused = open_live_as_browser(&server, &wrong).await.unwrap_err();
+    match refused {
+        tokio_tungstenite::tungstenite::Error::Http(response) => {
+            assert_eq!(response.status(), 401)
+        }
+        other => panic!("expected 401, got {other}"),
+    }
+    // Nor does the subprotocol carry a token into ordinary requests.
+    let plain = reqwest::Client::new()
+        .get(format!("{}/v1/queue?after=0", server.url()))
+        .header("sec-websocket-protocol", format!("parley.bearer.{token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 401);
+}

@@ -312,3 +312,70 @@ async fn a_commit_cannot_swap_a_members_leaf_for_an_unregistered_key() {
         "still carol?"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_configured_web_origins_may_call_the_api_from_a_browser() {
+    let server = TestServer::start_with(&["--web-origin", "https://chat.example.org"]);
+    let http = reqwest::Client::new();
+    let preflight = |origin: &'static str| {
+        http.request(
+            reqwest::Method::OPTIONS,
+            format!("{}/v1/queue?after=0", server.url()),
+        )
+        .header("origin", origin)
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "authorization")
+        .send()
+    };
+    let allowed = preflight("https://chat.example.org").await.unwrap();
+    assert!(allowed.status().is_success(), "{}", allowed.status());
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://chat.example.org"
+    );
+    let methods = allowed.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(methods.contains("PUT"), "{methods}");
+    let other = preflight("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+
+    // An ordinary answer to the web origin carries the header too; the console's do not.
+    let info = http
+        .get(format!("{}/v1/info", server.url()))
+        .header("origin", "https://chat.example.org")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(info.status(), 200);
+    assert_eq!(
+        info.headers()["access-control-allow-origin"],
+        "https://chat.example.org"
+    );
+    let console = http
+        .get(format!("{}/admin", server.url()))
+        .header("origin", "https://chat.example.org")
+        .send()
+        .await
+        .unwrap();
+    assert!(console
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+}
+
+#[test]
+fn a_web_origin_with_a_path_is_refused_at_start() {
+    let data = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(BIN)
+        .args(["server", "--listen", "127.0.0.1:0", "--web-origin"])
+        .arg("https://chat.example.org/app")
+        .arg("--data")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("without a path"), "{stderr}");
+}

@@ -16,8 +16,8 @@ use crate::api::{self, ServerApi};
 use crate::client::{AccountKeys, Client};
 use crate::db;
 use crate::error::{mls_error, ClientError};
-use crate::home::{lock_home, HomeLock};
 use crate::key_packages::KEY_PACKAGE_BATCH;
+use crate::platform::{lock_home, HomeLock};
 use crate::provider::TxProvider;
 
 /// Options for opening a client.
@@ -174,7 +174,7 @@ impl Client {
 
     /// Opens the account stored in `home`, waiting while another process uses it.
     pub fn open(home: &Path, options: ClientOptions) -> Result<Client, ClientError> {
-        if !home.join(db::DATABASE_FILE).exists() {
+        if !crate::platform::database_exists(&home.join(db::DATABASE_FILE)) {
             return Err(ClientError::NoAccount(home.to_owned()));
         }
         let lock = lock_home(home, options.on_wait)?;

@@ -1,40 +1,20 @@
 //! The client's side of the wire: typed HTTP calls and the live WebSocket.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
 use parley_protocol::{v1, ErrorCode, WireError};
 use prost::Message;
 use reqwest::{Method, StatusCode};
 
 use crate::error::ClientError;
+use crate::platform::LiveSocket;
 
-/// A TLS configuration trusting the public web roots plus an optional extra CA (a PEM file,
-/// e.g. a self-signed server certificate).
-pub fn tls_config(
-    extra_ca: Option<&std::path::Path>,
-) -> Result<Arc<rustls::ClientConfig>, ClientError> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = extra_ca {
-        let pem = std::fs::read(path).map_err(|e| {
-            ClientError::Config(format!("cannot read CA file {}: {e}", path.display()))
-        })?;
-        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            let cert = cert.map_err(|e| ClientError::Config(format!("bad CA file: {e}")))?;
-            roots
-                .add(cert)
-                .map_err(|e| ClientError::Config(format!("bad CA certificate: {e}")))?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ClientError::Config(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
-}
+/// How long one request may take, its answer included (a 4 MiB part on a slow link).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub use crate::platform::{tls_config, TlsConfig};
 
 /// The server, reached at one of several addresses (nodes of one deployment): a request that
 /// cannot connect moves on to the next node.
@@ -42,13 +22,13 @@ pub struct ServerApi {
     bases: Vec<String>,
     current: std::sync::atomic::AtomicUsize,
     http: reqwest::Client,
-    tls: Arc<rustls::ClientConfig>,
+    tls: TlsConfig,
     token: Mutex<Option<String>>,
 }
 
 impl ServerApi {
     /// `bases` is one address or several, comma-separated.
-    pub fn new(bases: &str, tls: Arc<rustls::ClientConfig>) -> Result<Self, ClientError> {
+    pub fn new(bases: &str, tls: TlsConfig) -> Result<Self, ClientError> {
         let bases: Vec<String> = bases
             .split(',')
             .map(|b| b.trim().trim_end_matches('/').to_owned())
@@ -65,12 +45,7 @@ impl ServerApi {
                 "server address must start with http:// or https://: {bad}"
             )));
         }
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls((*tls).clone())
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(120))
-            .build()
-            .map_err(|e| ClientError::Config(e.to_string()))?;
+        let http = crate::platform::http_client(&tls)?;
         Ok(ServerApi {
             bases,
             current: std::sync::atomic::AtomicUsize::new(0),
@@ -151,7 +126,8 @@ impl ServerApi {
     ) -> Result<bytes::Bytes, ClientError> {
         let mut request = self
             .http
-            .request(method, format!("{}{path}", self.current_base()));
+            .request(method, format!("{}{path}", self.current_base()))
+            .timeout(REQUEST_TIMEOUT);
         if let Some((content_type, body)) = body {
             request = request
                 .header(reqwest::header::CONTENT_TYPE, content_type)
@@ -161,7 +137,7 @@ impl ServerApi {
             let token = self.token().ok_or(ClientError::NotLoggedIn)?;
             request = request.bearer_auth(token);
         }
-        let mut response = request
+        let response = request
             .send()
             .await
             .map_err(|e| ClientError::Network(describe(&e)))?;
@@ -180,11 +156,9 @@ impl ServerApi {
             return Err(too_large());
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| ClientError::Network(describe(&e)))?
-        {
+        let mut chunks = response.bytes_stream();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|e| ClientError::Network(describe(&e)))?;
             if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
                 return Err(too_large());
             }
@@ -265,26 +239,13 @@ impl ServerApi {
 
     /// Opens the live WebSocket; each frame carries the device's queue head.
     pub async fn connect_live(&self) -> Result<LiveConnection, ClientError> {
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let url = format!("{}/v1/ws", self.current_base().replacen("http", "ws", 1));
-        let mut request = url
-            .into_client_request()
-            .map_err(|e| ClientError::Config(e.to_string()))?;
         let token = self.token().ok_or(ClientError::NotLoggedIn)?;
-        let value = format!("Bearer {token}")
-            .parse()
-            .map_err(|_| ClientError::Protocol("token is not a valid header".into()))?;
-        request.headers_mut().insert("authorization", value);
-        let connector = tokio_tungstenite::Connector::Rustls(self.tls.clone());
-        let (stream, _) =
-            tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(connector))
-                .await
-                .map_err(|e| {
-                    // Next time, another node.
-                    self.fail_over();
-                    ClientError::Network(format!("live connection failed: {e}"))
-                })?;
-        Ok(LiveConnection { stream })
+        let socket = LiveSocket::connect(&url, &token, &self.tls)
+            .await
+            // Next time, another node.
+            .inspect_err(|_| self.fail_over())?;
+        Ok(LiveConnection { socket })
     }
 }
 
@@ -293,7 +254,7 @@ impl ServerApi {
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
 fn describe(error: &reqwest::Error) -> String {
-    if error.is_connect() {
+    if crate::platform::never_connected(error) {
         CONNECT_FAILED.into()
     } else if error.is_timeout() {
         "the server did not answer in time".into()
@@ -305,9 +266,7 @@ fn describe(error: &reqwest::Error) -> String {
 const CONNECT_FAILED: &str = "cannot connect to the server";
 
 pub struct LiveConnection {
-    stream: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
+    socket: LiveSocket,
 }
 
 impl LiveConnection {
@@ -319,37 +278,24 @@ impl LiveConnection {
     /// Waits for the next frame: the queue head, and typing indicators. `None` when the
     /// server closed the connection.
     pub async fn next_frame(&mut self) -> Result<Option<v1::ServerFrame>, ClientError> {
-        use futures_util::StreamExt;
-        use tokio_tungstenite::tungstenite::Message as WsMessage;
-        while let Some(frame) = self.stream.next().await {
-            match frame.map_err(|e| ClientError::Network(format!("live connection: {e}")))? {
-                WsMessage::Binary(bytes) => {
-                    let frame = v1::ServerFrame::decode(bytes.as_ref())
-                        .map_err(|e| ClientError::Protocol(format!("malformed live frame: {e}")))?;
-                    return Ok(Some(frame));
-                }
-                WsMessage::Close(_) => return Ok(None),
-                _ => {}
-            }
-        }
-        Ok(None)
+        let Some(bytes) = self.socket.recv().await? else {
+            return Ok(None);
+        };
+        let frame = v1::ServerFrame::decode(bytes.as_slice())
+            .map_err(|e| ClientError::Protocol(format!("malformed live frame: {e}")))?;
+        Ok(Some(frame))
     }
 
     /// Sends a typing indicator.
     pub async fn send_typing(&mut self, typing: v1::Typing) -> Result<(), ClientError> {
-        use futures_util::SinkExt;
-        use tokio_tungstenite::tungstenite::Message as WsMessage;
         let frame = v1::ClientFrame {
             body: Some(v1::client_frame::Body::Typing(typing)),
         };
-        self.stream
-            .send(WsMessage::Binary(frame.encode_to_vec().into()))
-            .await
-            .map_err(|e| ClientError::Network(format!("live connection: {e}")))
+        self.socket.send(frame.encode_to_vec()).await
     }
 
     /// Closes the connection politely (what was sent is delivered first).
-    pub async fn close(mut self) {
-        let _ = self.stream.close(None).await;
+    pub async fn close(self) {
+        self.socket.close().await
     }
 }

@@ -41,7 +41,7 @@ pub struct Client {
     /// Typing indicators going out over, and coming in from, the live connection.
     pub(crate) live: LiveChannels,
     /// This process's exclusive hold on the home (see `home`), for the client's whole life.
-    pub(crate) _home_lock: crate::home::HomeLock,
+    pub(crate) _home_lock: crate::platform::HomeLock,
 }
 
 /// Someone is typing in a chat (or stopped), as the live connection told us. Never stored.
@@ -61,7 +61,7 @@ pub(crate) struct LiveChannels {
     /// Indicators received, for front ends ([`Client::typing_events`]).
     pub(crate) incoming: tokio::sync::broadcast::Sender<TypingView>,
     /// When we last told each chat (by group id) that we are typing.
-    pub(crate) last_sent: Mutex<std::collections::HashMap<Vec<u8>, std::time::Instant>>,
+    pub(crate) last_sent: Mutex<std::collections::HashMap<Vec<u8>, crate::platform::Instant>>,
     /// Something shown changed without a new message: a receipt came, a message disappeared.
     pub(crate) changed: tokio::sync::broadcast::Sender<()>,
 }

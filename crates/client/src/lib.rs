@@ -10,8 +10,9 @@
 
 // Layers, bottom up; a module imports only from layers below it (README.md has one line per
 // module):
-//   0  error, provider         the error type; the openmls provider for one transaction
-//   1  names, api, home, db,   chat names; the server API; the home directory and its lock;
+//   0  error, provider,        the error type; the openmls provider for one transaction;
+//      platform                clock, timers, home and lock, TLS, WebSocket (native/browser)
+//   1  names, api, db,         chat names; the server API;
 //      attachments             all of the client's SQL; sealing and opening files
 //   2  client                  the `Client` value, login and authenticated calls
 //   3  trust, key_packages, groups, reports, content (what refers to a message, applied)
@@ -32,11 +33,11 @@ mod db;
 mod devices;
 mod error;
 mod groups;
-mod home;
 mod incoming;
 mod key_packages;
 mod names;
 mod outgoing;
+pub mod platform;
 mod presence;
 pub mod provider;
 mod reports;
@@ -59,3 +60,14 @@ pub use views::{
     human_duration, rfc3339, AttachmentView, ChatSummary, GroupStateView, MessageView, Quoted,
     SafetyNumber,
 };
+
+/// For tests only (a platform's storage, the browser's in particular): the client's database,
+/// opened as the client opens it (its schema and openmls' tables).
+#[cfg(feature = "test-hooks")]
+pub mod testing {
+    pub fn open_database(
+        home: &std::path::Path,
+    ) -> Result<rusqlite::Connection, crate::ClientError> {
+        crate::db::open(home)
+    }
+}

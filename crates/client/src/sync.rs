@@ -105,7 +105,7 @@ impl Client {
             }
             tokio::select! {
                 _ = &mut stop => return Ok(()),
-                _ = tokio::time::sleep(backoff) => {}
+                _ = crate::platform::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(Duration::from_secs(10));
         }
@@ -146,7 +146,7 @@ async fn until_next_expiry(client: &Client) {
     match next {
         Some(at) => {
             let wait = (at - db::now_ms()).max(0) as u64;
-            tokio::time::sleep(Duration::from_millis(wait)).await
+            crate::platform::sleep(Duration::from_millis(wait)).await
         }
         None => std::future::pending().await,
     }

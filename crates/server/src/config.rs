@@ -66,6 +66,8 @@ pub struct ServerConfig {
     pub claim_burst: u32,
     /// Names (and their look-alikes) nobody may register; see [`crate::reserved`].
     pub reserved_names: Vec<String>,
+    /// Other origins that serve the web client and may call the API from a browser (CORS).
+    pub web_origins: Vec<String>,
     /// Timeouts and connection caps of the API listener (against slowloris).
     pub transport: TransportLimits,
     /// Attachment sizes, the per-account quota and retention.
@@ -105,6 +107,7 @@ impl ServerConfig {
             groups_per_hour: 20,
             claim_per_second: 1,
             claim_burst: 20,
+            web_origins: Vec::new(),
             reserved_names: crate::reserved::DEFAULT_RESERVED
                 .iter()
                 .map(|s| s.to_string())
@@ -300,6 +303,8 @@ pub struct FileConfig {
     pub session_check_seconds: Option<u64>,
     /// Names nobody may register, nor anything that looks like them (replaces the default list).
     pub reserved_names: Option<Vec<String>>,
+    /// Origins that serve the web client elsewhere and may call the API (CORS).
+    pub web_origins: Option<Vec<String>>,
     /// Transport limits; see [`TransportLimits`].
     pub header_timeout_seconds: Option<u64>,
     pub body_timeout_seconds: Option<u64>,
@@ -350,6 +355,25 @@ impl FileConfig {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ServerError::Config(format!("cannot read {}: {e}", path.display())))?;
         Self::parse(&text)
+    }
+}
+
+/// An origin as a browser sends it: scheme, host and optional port, nothing else.
+pub fn check_web_origin(origin: &str) -> Result<(), String> {
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .ok_or_else(|| format!("web origin must start with https:// or http://: {origin}"))?;
+    let valid = !rest.is_empty()
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "web origin must be scheme://host[:port] without a path: {origin}"
+        ))
     }
 }
 
@@ -405,5 +429,15 @@ mod tests {
     #[test]
     fn unknown_keys_are_errors() {
         assert!(FileConfig::parse("lisen = \"127.0.0.1:1\"").is_err());
+    }
+
+    #[test]
+    fn web_origins_are_scheme_host_and_port_only() {
+        assert!(check_web_origin("https://chat.example.org").is_ok());
+        assert!(check_web_origin("http://127.0.0.1:8080").is_ok());
+        assert!(check_web_origin("https://chat.example.org/").is_err());
+        assert!(check_web_origin("chat.example.org").is_err());
+        assert!(check_web_origin("https://").is_err());
+        assert!(check_web_origin("https://a.org, https://b.org").is_err());
     }
 }

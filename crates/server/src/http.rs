@@ -77,14 +77,15 @@ impl FromRequestParts<Arc<App>> for Authenticated {
         parts: &mut Parts,
         app: &Arc<App>,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| ApiError::unauthenticated("missing Authorization header"))?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .ok_or_else(|| ApiError::unauthenticated("Authorization must be a Bearer token"))?;
+        let token = match parts.headers.get(header::AUTHORIZATION) {
+            Some(header) => header
+                .to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .ok_or_else(|| ApiError::unauthenticated("Authorization must be a Bearer token"))?,
+            None => browser_live_token(parts)
+                .ok_or_else(|| ApiError::unauthenticated("missing Authorization header"))?,
+        };
         let address = client_ip(parts)?;
         app.rates.check_token_address(address)?;
         let authenticated = app.accounts.authenticate(token).await;
@@ -93,6 +94,30 @@ impl FromRequestParts<Arc<App>> for Authenticated {
         }
         authenticated
     }
+}
+
+/// The subprotocol that carries a browser's live connection (`parley.v1`), and the prefix of
+/// the one beside it that carries its session token: a browser's `WebSocket` cannot set an
+/// `Authorization` header.
+const LIVE_PROTOCOL: &str = "parley.v1";
+const BEARER_PROTOCOL: &str = "parley.bearer.";
+
+/// The token a browser offers as a subprotocol, on a WebSocket upgrade only.
+fn browser_live_token(parts: &Parts) -> Option<&str> {
+    let upgrade = parts
+        .headers
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if !upgrade {
+        return None;
+    }
+    parts
+        .headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| p.trim().strip_prefix(BEARER_PROTOCOL))
 }
 
 /// An authenticated device whose account is within its rate of reads.
@@ -406,6 +431,8 @@ async fn websocket(
     let slot = app.live.admit(&device)?;
     let limit = app.config.max_frame_bytes;
     Ok(upgrade
+        // Chosen when offered (browsers); never the token's subprotocol.
+        .protocols([LIVE_PROTOCOL])
         // tungstenite zero-fills its read buffer's spare room before every read: a small
         // buffer keeps that cheap, and an idle connection small (large frames still arrive,
         // in several reads).
@@ -541,11 +568,32 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(not_found)
         .layer(axum::middleware::from_fn(protobuf_only))
         .layer(axum::middleware::map_response(uniform_errors))
+        // Around the API only (not the console): a browser's preflight is answered before
+        // any protobuf check.
+        .layer(web_origins(&app.config.web_origins))
         // The moderation console speaks HTML, not protobuf.
         .merge(crate::admin::router(app.clone()))
         .layer(DefaultBodyLimit::max(limit))
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), timed))
         .with_state(app)
+}
+
+/// Browsers on the configured origins may call the API (the web client served from another
+/// origin than the API's); nobody else's pages may. Tokens travel in headers, never cookies,
+/// so no credentials mode.
+fn web_origins(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins: Vec<header::HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([
+            axum::http::Method::GET,
+            axum::http::Method::POST,
+            axum::http::Method::PUT,
+            axum::http::Method::DELETE,
+        ])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(Duration::from_secs(3600))
 }
 
 async fn server_info(State(app): AppState) -> impl IntoResponse {

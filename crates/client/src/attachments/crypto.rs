@@ -217,12 +217,10 @@ fn partial_path(out: &Path) -> PathBuf {
 
 /// A new file readable by its owner only (it holds ciphertext or a received file).
 fn private_file(path: &Path) -> Result<std::fs::File, ClientError> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    std::fs::OpenOptions::new()
+    crate::platform::private_file_options()
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(0o600)
         .open(path)
         .map_err(|e| io_error("cannot create", path, e))
 }

@@ -33,13 +33,9 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> ClientError {
 
 impl Client {
     pub(crate) fn files_dir(&self) -> Result<PathBuf, ClientError> {
-        use std::os::unix::fs::DirBuilderExt as _;
         let dir = self.home.join("files");
         if !dir.is_dir() {
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&dir)
-                .map_err(|e| io("cannot create", &dir, e))?;
+            crate::platform::create_private_dir(&dir).map_err(|e| io("cannot create", &dir, e))?;
         }
         Ok(dir)
     }
@@ -76,9 +72,7 @@ impl Client {
         ));
         let sealed = {
             let (source, target) = (path.to_owned(), sealed_path.clone());
-            tokio::task::spawn_blocking(move || seal_file(&source, &target))
-                .await
-                .map_err(|e| ClientError::Protocol(format!("sealing stopped: {e}")))??
+            crate::platform::run_blocking(move || seal_file(&source, &target)).await??
         };
         let attachment = v1::Attachment {
             name: name.clone(),
@@ -304,9 +298,8 @@ impl Client {
         ));
         self.download(attachment, &sealed, progress).await?;
         let (from, to, wanted) = (sealed.clone(), out.to_owned(), expected);
-        let opened = tokio::task::spawn_blocking(move || super::open_file(&from, &wanted, &to))
-            .await
-            .map_err(|e| ClientError::Protocol(format!("opening stopped: {e}")))?;
+        let opened =
+            crate::platform::run_blocking(move || super::open_file(&from, &wanted, &to)).await?;
         // A refused download is not kept: the next try fetches it again.
         let _ = std::fs::remove_file(&sealed);
         opened?;
@@ -364,7 +357,7 @@ impl Client {
                 "the server has a file of another size than the message says; refused".into(),
             ));
         }
-        let mut file = std::fs::OpenOptions::new()
+        let mut file = crate::platform::private_file_options()
             .create(true)
             .append(true)
             .open(sealed)

@@ -18,7 +18,7 @@ use crate::db;
 use crate::devices::archive::MAX_ARCHIVE_BYTES;
 use crate::devices::crypto::decrypt_archive;
 use crate::error::ClientError;
-use crate::home::lock_home;
+use crate::platform::lock_home;
 use crate::views::rfc3339;
 
 /// What a restore brought back.

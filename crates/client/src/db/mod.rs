@@ -50,8 +50,8 @@ pub const DATABASE_FILE: &str = "parley.db";
 /// Opens (creating if need be) the database in `home` and brings openmls' tables and ours up
 /// to date.
 pub fn open(home: &Path) -> Result<Connection, ClientError> {
-    crate::home::create_home(home)?;
-    make_private(&home.join(DATABASE_FILE))?;
+    crate::platform::create_home(home)?;
+    crate::platform::make_database_private(&home.join(DATABASE_FILE))?;
     let mut conn = Connection::open(home.join(DATABASE_FILE))?;
     conn.busy_timeout(std::time::Duration::from_secs(30))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -63,34 +63,6 @@ pub fn open(home: &Path) -> Result<Connection, ClientError> {
     Ok(conn)
 }
 
-/// The database holds the device's private keys and session token: mode 0600, created so
-/// (SQLite gives its `-wal` and `-shm` files the database file's mode) or made so.
-fn make_private(database: &Path) -> Result<(), ClientError> {
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-    let private = |path: &Path| {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
-            ClientError::Config(format!("cannot restrict access to {}: {e}", path.display()))
-        })
-    };
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(database)
-        .map_err(|e| ClientError::Config(format!("cannot create {}: {e}", database.display())))?;
-    private(database)?;
-    for suffix in ["-wal", "-shm"] {
-        let mut name = database.as_os_str().to_owned();
-        name.push(suffix);
-        let path = std::path::PathBuf::from(name);
-        if path.exists() {
-            private(&path)?;
-        }
-    }
-    Ok(())
-}
-
 /// Moves the write-ahead log into the database file and empties it: afterwards, what was
 /// deleted or overwritten (with `secure_delete`) is gone from both files.
 pub fn checkpoint(conn: &Connection) -> Result<(), ClientError> {
@@ -98,13 +70,7 @@ pub fn checkpoint(conn: &Connection) -> Result<(), ClientError> {
     Ok(())
 }
 
-/// Now, as this database stores times: milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use crate::platform::now_ms;
 
 // Applied in order, each once: `user_version` counts those applied. Append only; never edit or
 // reorder one, or existing databases would open differently.

@@ -3,7 +3,9 @@
 //! every chat, and hand it the history. Running it again with the same code resumes a transfer
 //! that stopped (the approval itself happens once).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::platform::Instant;
 
 use openmls::prelude::KeyPackage;
 use parley_protocol::{v1, DeviceId, ErrorCode};
@@ -242,7 +244,7 @@ impl Client {
                 events(ApproveEvent::WaitingForDevice);
                 told = true;
             }
-            tokio::time::sleep(POLL).await;
+            crate::platform::sleep(POLL).await;
         }
     }
 }

@@ -5,7 +5,9 @@
 //! home (`pending_link`) until the history is in.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::platform::Instant;
 
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::RustCrypto;
@@ -22,8 +24,8 @@ use crate::api::{self, ServerApi};
 use crate::client::{login_with, Client};
 use crate::db::{self, now_ms, PendingLinkRow};
 use crate::error::{mls_error, ClientError};
-use crate::home::lock_home;
 use crate::key_packages::KEY_PACKAGE_BATCH;
+use crate::platform::lock_home;
 use crate::provider::TxProvider;
 
 const POLL: Duration = Duration::from_millis(500);
@@ -192,7 +194,7 @@ impl Client {
                         .into(),
                 ));
             }
-            tokio::time::sleep(POLL).await;
+            crate::platform::sleep(POLL).await;
         }
     }
 }
@@ -275,7 +277,7 @@ async fn wait_for_approval(
             Err(e) if e.is_transient() => {}
             Err(e) => return Err(e),
         }
-        tokio::time::sleep(POLL).await;
+        crate::platform::sleep(POLL).await;
     };
     api.set_token(Some(token.clone()));
     let link: v1::PendingLink = api

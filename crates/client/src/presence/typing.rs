@@ -3,7 +3,9 @@
 //! are online, and never stored or queued by anyone. A member whose epoch differs cannot open
 //! one and drops it; nothing is lost, since an indicator is stale within seconds.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::platform::Instant;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
