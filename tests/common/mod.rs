@@ -22,10 +22,13 @@ mod raw;
 #[allow(unused_imports)] // not every test binary links devices
 pub use linking::*;
 mod watch;
+mod webdriver;
 #[allow(unused_imports)] // not every test binary sends raw requests
 pub use raw::Raw;
 #[allow(unused_imports)] // not every test binary watches an attack
 pub use watch::*;
+#[allow(unused_imports)] // not every test binary drives a browser
+pub use webdriver::*;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_parley");
 

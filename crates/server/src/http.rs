@@ -573,6 +573,8 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(web_origins(&app.config.web_origins))
         // The moderation console speaks HTML, not protobuf.
         .merge(crate::admin::router(app.clone()))
+        // So is the web client.
+        .merge(crate::web_client::router())
         .layer(DefaultBodyLimit::max(limit))
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), timed))
         .with_state(app)

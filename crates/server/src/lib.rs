@@ -30,6 +30,7 @@ pub mod reserved;
 pub mod rotation;
 pub mod transport;
 mod typing;
+pub mod web_client;
 
 use std::sync::Arc;
 
