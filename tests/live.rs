@@ -340,12 +340,32 @@ async fn a_browser_authenticates_the_live_connection_with_a_subprotocol() {
         }
         other => panic!("expected 401, got {other}"),
     }
-    // Nor does the subprotocol carry a token into ordinary requests.
-    let plain = reqwest::Client::new()
-        .get(format!("{}/v1/queue?after=0", server.url()))
-        .header("sec-websocket-protocol", format!("parley.bearer.{token}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(plain.status(), 401);
+    // Nor does the subprotocol carry a token into any other request, even one that claims
+    // to upgrade.
+    let http = reqwest::Client::new();
+    for (method, path) in [
+        (reqwest::Method::GET, "/v1/queue?after=0"),
+        (reqwest::Method::POST, "/v1/queue/ack"),
+    ] {
+        let answer = http
+            .request(method, format!("{}{path}", server.url()))
+            .header("upgrade", "websocket")
+            .header("content-type", parley_protocol::CONTENT_TYPE)
+            .header(
+                "sec-websocket-protocol",
+                format!("parley.v1, parley.bearer.{token}"),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 401, "{path}");
+    }
+    // And the live route takes it only beside `parley.v1`.
+    let url = format!("{}/v1/ws", server.url().replacen("http", "ws", 1));
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        format!("parley.bearer.{token}").parse().unwrap(),
+    );
+    assert!(tokio_tungstenite::connect_async(request).await.is_err());
 }

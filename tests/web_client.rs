@@ -316,6 +316,25 @@ async fn the_page_comes_with_a_strict_policy_integrity_hashes_and_a_small_first_
     eprintln!("web client: first visit {total} bytes compressed");
     assert!(total < 3_000_000, "{total} bytes");
 
+    // `gzip;q=0` refuses gzip; each file has its own tag, and an unchanged one is not sent.
+    let plain = http
+        .get(format!("{}/main.js", server.url()))
+        .header("accept-encoding", "gzip;q=0")
+        .send()
+        .await
+        .unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    let tag = plain.headers()["etag"].clone();
+    let worker_tag = get("/worker.js", false).await.unwrap().headers()["etag"].clone();
+    assert_ne!(tag, worker_tag);
+    let again = http
+        .get(format!("{}/main.js", server.url()))
+        .header("if-none-match", tag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+
     // Nothing else is served from there.
     assert_eq!(get("/secrets.js", false).await.unwrap().status(), 404);
     assert_eq!(get("/BUILD", false).await.unwrap().status(), 404);

@@ -35,19 +35,25 @@ export class WorkerCore {
 
   /// Fetches the worker and the wasm with subresource integrity, so that the page's own hash
   /// (checked by the browser from index.html) covers everything that runs.
-  static async start(): Promise<WorkerCore> {
+  /// `created` hears of the worker as soon as it exists (so that it can be stopped); past
+  /// `cancelled()`, the start ends quietly with the worker stopped.
+  static async start(created: (core: WorkerCore) => void, cancelled: () => boolean): Promise<WorkerCore> {
     const script = await fetch("worker.js", { integrity: __WORKER_SRI__ });
-    const url = URL.createObjectURL(new Blob([await script.arrayBuffer()], { type: "text/javascript" }));
+    const bytes = await script.arrayBuffer();
+    if (cancelled()) throw new Error("cancelled");
+    const url = URL.createObjectURL(new Blob([bytes], { type: "text/javascript" }));
     const core = new WorkerCore(new Worker(url, { type: "module" }));
+    created(core);
     const wasm = await (await fetch("parley_web_bg.wasm", { integrity: __WASM_SRI__ })).arrayBuffer();
     await core.call("init", wasm);
     // A tab that just handed over may still be closing its database: try for a few seconds.
     for (let attempt = 1; ; attempt++) {
+      if (cancelled()) throw new Error("cancelled");
       try {
         await core.call("storage");
         return core;
       } catch (err) {
-        if (attempt >= 20) throw err;
+        if (attempt >= 20 || cancelled()) throw err;
         await new Promise((r) => setTimeout(r, 250));
       }
     }

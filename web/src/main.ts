@@ -93,12 +93,25 @@ async function refreshChats(list: HTMLElement): Promise<void> {
 let chatList: HTMLElement;
 let pane: HTMLElement;
 
+/// The open chat's message list, if it is `chat`'s.
+function messageList(chat: string): HTMLElement | null {
+  return pane.querySelector(`.messages[data-chat="${CSS.escape(chat)}"]`);
+}
+
+/// Adds `m` to its chat's list when that chat is open, once per message id.
+function show(m: MessageView): boolean {
+  const list = messageList(m.chat);
+  if (!list) return false;
+  if (!list.querySelector(`[data-id="${CSS.escape(m.id)}"]`)) list.append(messageRow(m));
+  list.lastElementChild?.scrollIntoView();
+  return true;
+}
+
 async function showChat(chat: string): Promise<void> {
   open = chat;
   app.classList.add("reading");
-  const history = await core.call<MessageView[]>("history", chat, 200).catch(() => [] as MessageView[]);
-  if (history.length > 0) await core.call("read", chat).catch(() => {});
-  const messages = el("ol", { class: "messages", "aria-live": "polite" }, ...history.map(messageRow));
+  // The pane is this chat's at once, so that what arrives while its history loads lands in it.
+  const messages = el("ol", { class: "messages", "data-chat": chat, "aria-live": "polite" });
   const compose = el("textarea", { "data-testid": "compose", rows: "1", placeholder: "Message", "aria-label": "Message" });
   const send = el("button", { "data-testid": "send", type: "submit" }, "Send");
   const back = el("button", { class: "back", type: "button", "aria-label": "Back to chats" }, "‹");
@@ -126,8 +139,14 @@ async function showChat(chat: string): Promise<void> {
     if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); void submit(); }
   };
   pane.replaceChildren(el("header", {}, back, el("h2", { "data-testid": "chat-title" }, chat)), messages, form);
-  messages.lastElementChild?.scrollIntoView();
   compose.focus();
+  const history = await core.call<MessageView[]>("history", chat, 200).catch(() => [] as MessageView[]);
+  if (messageList(chat) !== messages) return; // another chat was opened meanwhile
+  // Older than anything that arrived live meanwhile; each message once.
+  const present = new Set([...messages.querySelectorAll<HTMLElement>("[data-id]")].map((e) => e.dataset.id).filter(Boolean));
+  messages.prepend(...history.filter((m) => !present.has(m.id)).map(messageRow));
+  messages.lastElementChild?.scrollIntoView();
+  if (history.length > 0) await core.call("read", chat).catch(() => {});
   await refreshChats(chatList);
 }
 
@@ -175,10 +194,7 @@ async function main(): Promise<void> {
     if (event === "state") setStatus(value ? "online" : "offline");
     if (event === "message") {
       const m = value as MessageView;
-      if (m.chat === open) {
-        const list = pane.querySelector(".messages");
-        if (list && !list.querySelector(`[data-id="${CSS.escape(m.id)}"]`)) list.append(messageRow(m));
-        list?.lastElementChild?.scrollIntoView();
+      if (show(m)) {
         if (!document.hidden) void core.call("read", m.chat).then(() => refreshChats(chatList)).catch(() => {});
         else notify(m);
       } else {
@@ -204,23 +220,27 @@ function notify(m: MessageView): void {
   new Notification(`Parley: ${m.chat}`, { body: m.sender === m.chat ? "New message" : `${m.sender}: new message` });
 }
 
+/// Set once another tab took the account over: whatever this tab was starting stops.
+let lost = false;
+
 async function start(): Promise<void> {
   notice("Opening…");
   // Ask the browser not to evict this origin's storage: it holds the device's keys.
   void navigator.storage?.persist?.();
   try {
-    core = await WorkerCore.start();
+    await WorkerCore.start((started) => { core = started; }, () => lost);
   } catch (err) {
-    notice(`Parley could not start: ${(err as Error).message}`);
+    if (!lost) notice(`Parley could not start: ${(err as Error).message}`);
     return;
   }
+  if (lost) return;
   const stored = localStorage.getItem(ACCOUNT);
   if (!stored) return welcome();
   try {
     username = await core.call<string>("open", stored);
-    await main();
+    if (!lost) await main();
   } catch (err) {
-    welcome((err as Error).message);
+    if (!lost) welcome((err as Error).message);
   }
 }
 
@@ -240,6 +260,7 @@ function claim(steal: boolean): void {
     })
     .catch(() => {
       // Another tab took over.
+      lost = true;
       core?.stop();
       const back = el("button", { type: "button" }, "Use Parley here again");
       back.onclick = () => claim(true);

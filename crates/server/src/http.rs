@@ -77,23 +77,27 @@ impl FromRequestParts<Arc<App>> for Authenticated {
         parts: &mut Parts,
         app: &Arc<App>,
     ) -> Result<Self, Self::Rejection> {
-        let token = match parts.headers.get(header::AUTHORIZATION) {
-            Some(header) => header
-                .to_str()
-                .ok()
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .ok_or_else(|| ApiError::unauthenticated("Authorization must be a Bearer token"))?,
-            None => browser_live_token(parts)
-                .ok_or_else(|| ApiError::unauthenticated("missing Authorization header"))?,
-        };
-        let address = client_ip(parts)?;
-        app.rates.check_token_address(address)?;
-        let authenticated = app.accounts.authenticate(token).await;
-        if matches!(&authenticated, Err(e) if e.code() == ErrorCode::Unauthenticated) {
-            app.rates.note_token_failure(address);
-        }
-        authenticated
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ApiError::unauthenticated("missing Authorization header"))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .ok_or_else(|| ApiError::unauthenticated("Authorization must be a Bearer token"))?;
+        authenticate(parts, app, token).await
     }
+}
+
+/// A session token checked, within the address's rate of failed tries.
+async fn authenticate(parts: &Parts, app: &App, token: &str) -> Result<Authenticated, ApiError> {
+    let address = client_ip(parts)?;
+    app.rates.check_token_address(address)?;
+    let authenticated = app.accounts.authenticate(token).await;
+    if matches!(&authenticated, Err(e) if e.code() == ErrorCode::Unauthenticated) {
+        app.rates.note_token_failure(address);
+    }
+    authenticated
 }
 
 /// The subprotocol that carries a browser's live connection (`parley.v1`), and the prefix of
@@ -102,22 +106,46 @@ impl FromRequestParts<Arc<App>> for Authenticated {
 const LIVE_PROTOCOL: &str = "parley.v1";
 const BEARER_PROTOCOL: &str = "parley.bearer.";
 
-/// The token a browser offers as a subprotocol, on a WebSocket upgrade only.
+/// The token a browser offers as a subprotocol, beside `parley.v1`.
 fn browser_live_token(parts: &Parts) -> Option<&str> {
-    let upgrade = parts
-        .headers
-        .get(header::UPGRADE)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
-    if !upgrade {
+    let offered = || {
+        parts
+            .headers
+            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+    };
+    if !offered().any(|p| p == LIVE_PROTOCOL) {
         return None;
     }
-    parts
-        .headers
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .find_map(|p| p.trim().strip_prefix(BEARER_PROTOCOL))
+    offered().find_map(|p| p.strip_prefix(BEARER_PROTOCOL))
+}
+
+/// The live connection's device: by `Authorization`, or (browsers) by the subprotocol token.
+/// Only the WebSocket route takes the latter, and only on a `GET` upgrade, so that no other
+/// request can carry a token in a header that proxies do not know to redact.
+struct LiveReader(Authenticated);
+
+impl FromRequestParts<Arc<App>> for LiveReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let upgrade = parts.method == axum::http::Method::GET
+            && parts
+                .headers
+                .get(header::UPGRADE)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+        let device = match browser_live_token(parts).filter(|_| upgrade) {
+            Some(token) if parts.headers.get(header::AUTHORIZATION).is_none() => {
+                authenticate(parts, app, token).await?
+            }
+            _ => Authenticated::from_request_parts(parts, app).await?,
+        };
+        app.rates.check_read(&device.0.user_id)?;
+        Ok(LiveReader(device))
+    }
 }
 
 /// An authenticated device whose account is within its rate of reads.
@@ -423,7 +451,7 @@ const LIVE_WRITE_BUFFER: usize = 64 * 1024;
 /// HTTP bodies.
 async fn websocket(
     State(app): AppState,
-    Reader(device): Reader,
+    LiveReader(device): LiveReader,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     // Counted before the upgrade: a device or account over its share gets an error, not a
@@ -574,7 +602,7 @@ pub fn router(app: Arc<App>) -> Router {
         // The moderation console speaks HTML, not protobuf.
         .merge(crate::admin::router(app.clone()))
         // So is the web client.
-        .merge(crate::web_client::router())
+        .merge(crate::web_client::router(app.config.tls.is_some()))
         .layer(DefaultBodyLimit::max(limit))
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), timed))
         .with_state(app)

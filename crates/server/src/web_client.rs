@@ -40,43 +40,61 @@ static ASSETS: &[Asset] = &[
     asset!("parley_web_bg.wasm", "application/wasm"),
 ];
 
-/// The build hash the page shows in "About" (web/dist/BUILD).
-pub const BUILD: &str = include_str!("../../../web/dist/BUILD");
-
 /// `connect-src 'self'` covers this origin's `ws:`/`wss:` too. Images come from the page's
 /// own blobs (decrypted attachments).
 const CSP: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; \
     worker-src 'self' blob:; connect-src 'self'; style-src 'self'; img-src 'self' blob: data:; \
     base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// Each asset gzipped once, on first use: a client asking again costs no compression.
+/// Each asset gzipped once, on first use, off the async threads (the wasm takes a while); a
+/// client asking again costs no compression.
 fn gzipped(index: usize) -> &'static [u8] {
-    static GZIPPED: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
-    &GZIPPED.get_or_init(|| {
-        ASSETS
-            .iter()
-            .map(|asset| {
-                use std::io::Write as _;
-                let mut encoder =
-                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-                // Writing to a Vec cannot fail.
-                let _ = encoder.write_all(asset.bytes);
-                encoder.finish().unwrap_or_default()
-            })
-            .collect()
-    })[index]
+    static GZIPPED: [OnceLock<Vec<u8>>; 5] = [const { OnceLock::new() }; 5];
+    GZIPPED[index].get_or_init(|| {
+        use std::io::Write as _;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        // Writing to a Vec cannot fail.
+        let _ = encoder.write_all(ASSETS[index].bytes);
+        encoder.finish().unwrap_or_default()
+    })
 }
 
-async fn serve(name: &str, request: &HeaderMap) -> Response {
+/// Each asset's own hash, as its entity tag: a change to any one file changes its tag.
+fn etag(index: usize, gzip: bool) -> HeaderValue {
+    static TAGS: [OnceLock<String>; 5] = [const { OnceLock::new() }; 5];
+    let tag = TAGS[index].get_or_init(|| {
+        use sha2::Digest as _;
+        hex::encode(&sha2::Sha256::digest(ASSETS[index].bytes)[..12])
+    });
+    let value = format!("\"{tag}{}\"", if gzip { "-gz" } else { "" });
+    HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("\"\""))
+}
+
+/// Whether `Accept-Encoding` allows gzip (`gzip;q=0` refuses it).
+fn accepts_gzip(request: &HeaderMap) -> bool {
+    request
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or_default();
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
+}
+
+async fn serve(name: &str, request: &HeaderMap, tls: bool) -> Response {
     let Some(index) = ASSETS.iter().position(|a| a.name == name) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let asset = &ASSETS[index];
-    let accepts_gzip = request
-        .get_all(header::ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    let gzip = accepts_gzip(request);
     let mut headers = HeaderMap::new();
     let set = |headers: &mut HeaderMap, name, value: &'static str| {
         headers.insert(name, HeaderValue::from_static(value));
@@ -88,30 +106,44 @@ async fn serve(name: &str, request: &HeaderMap) -> Response {
     set(&mut headers, header::X_FRAME_OPTIONS, "DENY");
     set(&mut headers, header::CACHE_CONTROL, "no-cache");
     set(&mut headers, header::VARY, "accept-encoding");
-    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}-{index}\"", BUILD.trim())) {
-        if request.get(header::IF_NONE_MATCH) == Some(&etag) {
-            return (StatusCode::NOT_MODIFIED, headers).into_response();
-        }
-        headers.insert(header::ETAG, etag);
+    if tls {
+        // The page holds the keys and is fetched at every load: never over plain HTTP.
+        set(
+            &mut headers,
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=31536000",
+        );
     }
-    if accepts_gzip {
-        set(&mut headers, header::CONTENT_ENCODING, "gzip");
-        (headers, gzipped(index)).into_response()
-    } else {
-        (headers, asset.bytes).into_response()
+    let tag = etag(index, gzip);
+    if request.get(header::IF_NONE_MATCH) == Some(&tag) {
+        return (StatusCode::NOT_MODIFIED, headers).into_response();
+    }
+    headers.insert(header::ETAG, tag);
+    if !gzip {
+        return (headers, asset.bytes).into_response();
+    }
+    match tokio::task::spawn_blocking(move || gzipped(index)).await {
+        Ok(bytes) => {
+            set(&mut headers, header::CONTENT_ENCODING, "gzip");
+            (headers, bytes).into_response()
+        }
+        Err(_) => (headers, asset.bytes).into_response(),
     }
 }
 
-pub fn router() -> Router<Arc<App>> {
+/// `tls`: whether the server speaks HTTPS itself (then browsers are told to stay on it).
+pub fn router(tls: bool) -> Router<Arc<App>> {
     Router::new()
         .route(
             "/",
-            get(|headers: HeaderMap| async move { serve("index.html", &headers).await }),
+            get(move |headers: HeaderMap| async move { serve("index.html", &headers, tls).await }),
         )
         .route(
             "/{file}",
-            get(|Path(file): Path<String>, headers: HeaderMap| async move {
-                serve(&file, &headers).await
-            }),
+            get(
+                move |Path(file): Path<String>, headers: HeaderMap| async move {
+                    serve(&file, &headers, tls).await
+                },
+            ),
         )
 }
