@@ -237,8 +237,16 @@ pub fn server_address(args: ClientArgs, url: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-pub fn safety_number(args: ClientArgs, name: &str) -> Result<()> {
-    let number = open(&args)?.safety_number(&username(name)?)?;
+pub fn safety_number(args: ClientArgs, name: &str, mark_verified: Option<&str>) -> Result<()> {
+    let client = open(&args)?;
+    let peer = username(name)?;
+    if let Some(digits) = mark_verified {
+        client.mark_verified(&peer, digits)?;
+    }
+    let number = client.safety_number(&peer)?;
     output::line(&number.digits);
+    if number.verified {
+        output::line(&format!("{name} is verified"));
+    }
     Ok(())
 }

@@ -281,6 +281,10 @@ pub enum Command {
         client: ClientArgs,
         /// The contact.
         username: String,
+        /// You compared these digits in person and they matched: mark the contact verified
+        /// (refused if they are not the current number; holds until their key changes).
+        #[arg(long, value_name = "DIGITS")]
+        mark_verified: Option<String>,
     },
     /// The full-screen terminal client.
     Tui(ClientArgs),

@@ -152,9 +152,11 @@ async fn run(cli: Cli) -> Result<()> {
             limit,
         } => account::history(top.or(client), &chat, json, limit),
         Command::Tui(client) => account::tui(top.or(client)).await,
-        Command::SafetyNumber { client, username } => {
-            account::safety_number(top.or(client), &username)
-        }
+        Command::SafetyNumber {
+            client,
+            username,
+            mark_verified,
+        } => account::safety_number(top.or(client), &username, mark_verified.as_deref()),
         Command::Block { client, username } => reports::block(top.or(client), &username).await,
         Command::Unblock { client, username } => reports::unblock(top.or(client), &username),
         Command::Blocked(client) => reports::blocked(top.or(client)),

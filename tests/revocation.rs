@@ -267,7 +267,31 @@ async fn a_revocation_rotates_the_account_key_and_devices_and_partners_follow_it
         device.sync().await.unwrap();
     }
     let old_key = registered_key(&server, &bob.client, "alice").await;
+    // Bob compared the number with alice in person and marked her verified.
+    let shown = bob.client.safety_number(&user("alice")).unwrap();
+    assert!(!shown.verified);
+    let first = if shown.digits.starts_with('1') {
+        "2"
+    } else {
+        "1"
+    };
+    let wrong = format!("{first}{}", &shown.digits[1..]);
+    assert!(
+        bob.client.mark_verified(&user("alice"), &wrong).is_err(),
+        "digits that are not the number are refused"
+    );
+    assert!(!bob.client.safety_number(&user("alice")).unwrap().verified);
+    bob.client
+        .mark_verified(&user("alice"), &shown.digits)
+        .unwrap();
+    assert!(
+        bob.client
+            .mark_verified(&user("zed"), &shown.digits)
+            .is_err(),
+        "no chat, no key to verify"
+    );
     let bobs_number = bob.client.safety_number(&user("alice")).unwrap();
+    assert!(bobs_number.verified);
 
     alice3
         .revoke_device(&lost.device_id().to_string())
@@ -297,9 +321,11 @@ async fn a_revocation_rotates_the_account_key_and_devices_and_partners_follow_it
         notices.iter().any(|n| n.contains("new account key")),
         "{notices:?}"
     );
-    assert_ne!(
-        bob.client.safety_number(&user("alice")).unwrap(),
-        bobs_number
+    let bobs_new_number = bob.client.safety_number(&user("alice")).unwrap();
+    assert_ne!(bobs_new_number.digits, bobs_number.digits);
+    assert!(
+        !bobs_new_number.verified,
+        "a new account key asks for a new check in person"
     );
     carol.client.sync().await.unwrap();
     for device in [&alice.client, &alice3, &bob.client, &carol.client] {

@@ -10,95 +10,6 @@ use common::*;
 use parley_client::ChatRef;
 use serde_json::{json, Value};
 
-/// A browser on the server's page, registered as `name`.
-async fn browser_user(server: &TestServer, name: &str) -> Browser {
-    let browser = Browser::start().await;
-    browser.open(&format!("{}/", server.url())).await;
-    browser.type_into("[data-testid=username]", name).await;
-    browser.click("[data-testid=register]").await;
-    browser.find("[data-testid=new-chat]").await;
-    browser
-}
-
-async fn start_chat(browser: &Browser, name: &str, members: &str) {
-    browser.click("[data-testid=new-chat]").await;
-    browser.type_into("[data-testid=new-chat-name]", name).await;
-    if !members.is_empty() {
-        browser
-            .type_into("[data-testid=new-chat-members]", members)
-            .await;
-    }
-    browser.click("[data-testid=new-chat-create]").await;
-    shows_chat(browser, name).await;
-}
-
-/// Waits until the open chat is `chat` (the previous one's compose box may still be there).
-async fn shows_chat(browser: &Browser, chat: &str) {
-    browser
-        .wait_for(
-            &format!(
-                "return document.querySelector('[data-testid=chat-title]')?.textContent === {chat:?}"
-            ),
-            30,
-        )
-        .await;
-}
-
-async fn send(browser: &Browser, text: &str) {
-    // Enter sends; Shift+Enter (WebDriver's Shift pressed, Enter, Shift released) breaks
-    // the line.
-    let typed = text.replace('\n', "\u{E008}\u{E007}\u{E008}");
-    browser.type_into("[data-testid=compose]", &typed).await;
-    browser.click("[data-testid=send]").await;
-    // Sent once the server stored it.
-    browser
-        .wait_for(
-            &format!(
-                "return [...document.querySelectorAll('[data-testid=message]')]
-                    .some(m => m.querySelector('.text').textContent === {text:?}
-                        && m.dataset.id && m.dataset.status !== 'sending')"
-            ),
-            30,
-        )
-        .await;
-}
-
-async fn open_chat(browser: &Browser, chat: &str) {
-    browser
-        .click(&format!("[data-testid=chat][data-chat=\"{chat}\"]"))
-        .await;
-    shows_chat(browser, chat).await;
-}
-
-/// The messages shown in the open chat: (sender, text).
-async fn shown(browser: &Browser) -> Vec<(String, String)> {
-    let value = browser
-        .execute(
-            "return [...document.querySelectorAll('[data-testid=message]')]
-                .map(m => [m.dataset.sender, m.querySelector('.text').textContent])",
-            json!([]),
-        )
-        .await;
-    serde_json::from_value(value).unwrap()
-}
-
-async fn wait_shown(browser: &Browser, sender: &str, text: &str) {
-    browser
-        .wait_for(
-            &format!(
-                "return [...document.querySelectorAll('[data-testid=message]')]
-                    .some(m => m.dataset.sender === {sender:?}
-                        && m.querySelector('.text').textContent === {text:?})"
-            ),
-            30,
-        )
-        .await;
-}
-
-fn texts(shown: &[(String, String)], text: &str) -> usize {
-    shown.iter().filter(|(_, t)| t == text).count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browsers_and_the_cli_talk_live_and_a_reload_keeps_everything() {
     let server = TestServer::start();
@@ -120,7 +31,28 @@ async fn browsers_and_the_cli_talk_live_and_a_reload_keeps_everything() {
             30,
         )
         .await;
+    // Typing shows on the other side, and goes once the box is empty again.
+    alice.type_into("[data-testid=compose]", "I am typ").await;
+    bob.wait_for(
+        "return document.querySelector('[data-testid=typing]')?.textContent.includes('alice')",
+        30,
+    )
+    .await;
     alice.save_screenshot("web-chat-desktop").await;
+    bob.save_screenshot("web-typing-desktop").await;
+    alice
+        .execute(
+            "const c = document.querySelector('[data-testid=compose]'); c.value = '';
+             c.dispatchEvent(new Event('input', { bubbles: true })); return true",
+            json!([]),
+        )
+        .await;
+    // Sooner than the line would clear by itself (6 s): the stop was sent.
+    bob.wait_for(
+        "return !document.querySelector('[data-testid=typing]')?.textContent.includes('alice')",
+        4,
+    )
+    .await;
 
     // A group of two browsers and a CLI user.
     start_chat(&alice, "#team", "bob, carol").await;
@@ -191,8 +123,8 @@ async fn browsers_and_the_cli_talk_live_and_a_reload_keeps_everything() {
     open_chat(&alice, "#team").await;
     wait_shown(&alice, "carol", "carol here").await;
     let after = shown(&alice).await;
-    assert_eq!(texts(&after, "hello team"), 1, "{after:?}");
-    assert_eq!(texts(&after, "carol here"), 1, "{after:?}");
+    assert_eq!(times_shown(&after, "hello team"), 1, "{after:?}");
+    assert_eq!(times_shown(&after, "carol here"), 1, "{after:?}");
 
     // "About" shows the build hash of the files served.
     alice.click("[data-testid=about]").await;

@@ -22,11 +22,14 @@ mod raw;
 #[allow(unused_imports)] // not every test binary links devices
 pub use linking::*;
 mod watch;
+mod web;
 mod webdriver;
 #[allow(unused_imports)] // not every test binary sends raw requests
 pub use raw::Raw;
 #[allow(unused_imports)] // not every test binary watches an attack
 pub use watch::*;
+#[allow(unused_imports)] // not every test binary drives a browser
+pub use web::*;
 #[allow(unused_imports)] // not every test binary drives a browser
 pub use webdriver::*;
 

@@ -11,6 +11,7 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 pub struct Browser {
     driver: Child,
+    profile: std::path::PathBuf,
     base: String,
     session: String,
     http: reqwest::Client,
@@ -18,6 +19,12 @@ pub struct Browser {
 
 impl Browser {
     pub async fn start() -> Browser {
+        Browser::start_in(&tempfile::tempdir().unwrap().keep()).await
+    }
+
+    /// A browser on the profile directory `profile` (cookies, storage, OPFS): another start on
+    /// the same one is the same browser, restarted. Downloads go to `profile`/downloads.
+    pub async fn start_in(profile: &std::path::Path) -> Browser {
         let chromedriver = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
@@ -41,10 +48,13 @@ impl Browser {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let profile = tempfile::tempdir().unwrap().keep();
+        let downloads = profile.join("downloads");
+        std::fs::create_dir_all(&downloads).unwrap();
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
+                "prefs": {"download.default_directory": downloads,
+                          "download.prompt_for_download": false},
                 "binary": "/usr/bin/chromium",
                 "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -54,6 +64,7 @@ impl Browser {
         }}});
         let mut browser = Browser {
             driver,
+            profile: profile.to_owned(),
             base,
             session: String::new(),
             http,
@@ -88,6 +99,42 @@ impl Browser {
             "WebDriver error on {path}: {value}"
         );
         value["value"].clone()
+    }
+
+    /// Where the browser saves downloads.
+    pub fn downloads(&self) -> std::path::PathBuf {
+        self.profile.join("downloads")
+    }
+
+    /// Closes the browser (all its windows) as a user would, and stops the driver.
+    pub async fn quit(mut self) {
+        self.call("DELETE", "", Value::Null).await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+
+    /// Accepts the `confirm()` the page shows, waiting for it.
+    pub async fn accept_dialog(&self) {
+        let url = format!("{}/session/{}/alert/accept", self.base, self.session);
+        for _ in 0..50 {
+            let answer = self
+                .http
+                .post(&url)
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await;
+            if let Ok(answer) = answer {
+                let value: Value =
+                    serde_json::from_slice(&answer.bytes().await.unwrap_or_default())
+                        .unwrap_or_default();
+                if value["value"]["error"].is_null() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no dialog to accept");
     }
 
     pub async fn open(&self, url: &str) {

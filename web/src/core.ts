@@ -3,15 +3,40 @@
 declare const __WORKER_SRI__: string;
 declare const __WASM_SRI__: string;
 
+export type AttachmentView = { name: string; size: number; content_type: string; sha256: string };
+export type Quoted = { sender: string; text: string; deleted: boolean };
 export type MessageView = {
-  id: string; chat: string; sender: string; text: string; sent_at: string; status: string;
+  id: string; chat: string; sender: string; text: string; sent_at: string;
+  /// sending, sent, delivered, read, received or failed.
+  status: string;
+  /// text, or notice (something that happened in the chat; `text` says what).
   kind: string;
+  group_seq?: number | null; history?: boolean; reply_to?: string | null; quoted?: Quoted | null;
+  edited?: boolean; versions?: string[]; deleted?: boolean; deleted_by?: string | null;
+  reactions?: Record<string, string[]>; attachments?: AttachmentView[]; expires_at?: string | null;
 };
 export type ChatSummary = {
   chat: string; kind: string; state: string; last_activity: string;
-  last_message: MessageView | null; unread: number;
+  last_message: MessageView | null; unread: number; disappearing?: number;
 };
-type Answer = { id: number; ok: boolean; value?: unknown; error?: string };
+export type TypingView = { chat: string; sender: string; stopped: boolean };
+export type GroupState = { epoch: number; members: string[]; devices: number; admins: string[]; epoch_authenticator: string };
+/// A QR code: `width` modules a side, `modules` row by row, "1" dark.
+export type Qr = { width: number; modules: string };
+export type SafetyNumber = { peer: string; digits: string; qr_payload: string; verified: boolean; qr: Qr | null };
+export type DeviceView = { id: string; name: string; added_at: string; last_seen: string; current: boolean };
+export type BackupStatus = {
+  enabled: boolean; every_minutes: number | null; last_backup_at: string | null;
+  last_backup_bytes: number | null; changes_pending: boolean; stored: { created_at: string; bytes: number }[];
+};
+/// Events while linking: first the code to approve (with its QR code), then progress.
+export type LinkEvent =
+  | { stage: "code"; code: string; qr: Qr | null }
+  | { stage: "approved" }
+  | { stage: "stalled"; chunks: number }
+  | { stage: "history"; chats: number; messages: number };
+export type Progress = { name: string; done: number; total: number };
+type Answer = { id: number; ok: boolean; value?: unknown; error?: string; queued?: boolean };
 type Event = { event: string; value: unknown };
 
 export class WorkerCore {
@@ -29,7 +54,7 @@ export class WorkerCore {
       const waiter = this.waiting.get(data.id);
       this.waiting.delete(data.id);
       if (data.ok) waiter?.resolve(data.value);
-      else waiter?.reject(new Error(data.error));
+      else waiter?.reject(Object.assign(new Error(data.error), { queued: data.queued === true }));
     };
   }
 

@@ -11,6 +11,18 @@ export function el<K extends keyof HTMLElementTagNameMap>(
   return node;
 }
 
+/// A real button (never a submit unless asked) that runs `action` when pressed.
+export function button(label: string | Node, attrs: Record<string, string>, action: (e: MouseEvent) => void): HTMLButtonElement {
+  const b = el("button", { type: "button", ...attrs }, label);
+  b.onclick = action;
+  return b;
+}
+
+/// A line that says what went wrong, read out by screen readers when it changes.
+export function alertLine(attrs: Record<string, string> = {}): HTMLParagraphElement {
+  return el("p", { class: "error", role: "alert", ...attrs });
+}
+
 export function time(rfc3339: string): string {
   const at = new Date(rfc3339);
   if (Number.isNaN(at.getTime())) return "";
@@ -19,3 +31,44 @@ export function time(rfc3339: string): string {
     ? at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
     : at.toLocaleDateString([], { month: "short", day: "numeric" });
 }
+
+/// Date and time in full, for tooltips and settings.
+export function fullTime(rfc3339: string | null | undefined): string {
+  const at = new Date(rfc3339 ?? "");
+  return Number.isNaN(at.getTime()) ? "never" : at.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+}
+
+export function size(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ["KB", "MB", "GB"];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit++; }
+  return `${value < 10 ? value.toFixed(1) : Math.round(value)} ${units[unit]}`;
+}
+
+/// A timer as people say it: 30 → "30 seconds", 3600 → "1 hour".
+export function duration(seconds: number): string {
+  const units: [number, string][] = [[604800, "week"], [86400, "day"], [3600, "hour"], [60, "minute"]];
+  const [unit, name] = units.find(([s]) => seconds >= s && seconds % s === 0) ?? [1, "second"];
+  const count = seconds / unit;
+  return `${count} ${name}${count === 1 ? "" : "s"}`;
+}
+
+// Escape closes the most recently opened thing (a picker, a panel, the reply or edit bar):
+// each registers a closer here and removes it when it closes by other means.
+const closers: (() => void)[] = [];
+
+export function onEscape(close: () => void): () => void {
+  closers.push(close);
+  return () => {
+    const at = closers.lastIndexOf(close);
+    if (at >= 0) closers.splice(at, 1);
+  };
+}
+
+document.addEventListener("keydown", (e) => {
+  if (e.key !== "Escape" || closers.length === 0 || e.defaultPrevented) return;
+  e.preventDefault();
+  closers.pop()!();
+});

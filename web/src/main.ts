@@ -1,16 +1,21 @@
 // Parley in the browser: the page. All cryptography and storage happen in the worker
-// (core.ts, worker.ts); this file draws screens and forwards what the user does.
-import { ChatSummary, MessageView, WorkerCore } from "./core";
-import { el, time } from "./dom";
-
-declare const __BUILD__: string;
+// (core.ts, worker.ts); this file starts it, draws the welcome screen and the two columns
+// (chat list, pane), and routes the worker's events to what is on screen.
+import { progressEvent } from "./attachments";
+import { OpenChat } from "./chat";
+import { hooks as chatHooks, list as chatList, listError, newChatForm, refreshChats, summaries } from "./chats";
+import { MessageView, Progress, TypingView, WorkerCore } from "./core";
+import { alertLine, button, el } from "./dom";
+import { link, LINKING } from "./link";
+import { aboutCard, showSettings } from "./settings";
+import { call, problem, session } from "./state";
 
 const app = document.getElementById("app")!;
 const ACCOUNT = "parley.account";
-let core: WorkerCore;
-let username = "";
-let open: string | null = null;
 let status: HTMLElement;
+let connection: HTMLElement; // why the connection stopped for good, if it did
+let pane: HTMLElement;
+let current: OpenChat | null = null;
 
 function screen(...children: Node[]): void {
   app.replaceChildren(...children);
@@ -38,27 +43,46 @@ async function serverAddress(): Promise<string> {
 function welcome(error = ""): void {
   const name = el("input", { "data-testid": "username", id: "username", autocomplete: "username", placeholder: "alice", required: "" });
   const register = el("button", { "data-testid": "register", type: "submit" }, "Create account");
-  const problem = el("p", { class: "error", role: "alert" }, error);
-  const form = el("form", { class: "card" },
+  const linkButton = button("Link to my account", { "data-testid": "link" }, () => void startLink());
+  const failure = alertLine();
+  failure.textContent = error;
+  const form = el("form", { class: "card welcome" },
     el("h1", {}, "Parley"),
     el("p", {}, "End-to-end encrypted messages. Your keys are made and kept in this browser."),
-    el("label", { for: "username" }, "Username"), name, register, problem);
+    el("label", { for: "username" }, "Username"), name,
+    el("div", { class: "row" }, register, linkButton),
+    el("p", { class: "muted" }, "Already use Parley elsewhere? Type your username and link this browser as a new device."),
+    failure);
+  const busy = (on: boolean) => { register.disabled = linkButton.disabled = on; };
   form.onsubmit = async (e) => {
     e.preventDefault();
-    register.disabled = true;
-    problem.textContent = "";
+    busy(true);
+    failure.textContent = "";
     try {
-      username = await core.call<string>("register", await serverAddress(), name.value.trim());
-      localStorage.setItem(ACCOUNT, username);
+      session.username = await call<string>("register", await serverAddress(), name.value.trim());
+      localStorage.setItem(ACCOUNT, session.username);
       await main();
     } catch (err) {
-      problem.textContent = (err as Error).message;
-      register.disabled = false;
+      failure.textContent = problem(err);
+      busy(false);
     }
+  };
+  const startLink = async () => {
+    if (!name.reportValidity()) return;
+    busy(true);
+    await linkAccount(name.value.trim());
   };
   screen(form);
   name.focus();
   ready();
+}
+
+async function linkAccount(name: string): Promise<void> {
+  const linked = await link(app, await serverAddress(), name, welcome);
+  if (!linked) return;
+  session.username = linked;
+  localStorage.setItem(ACCOUNT, linked);
+  await main();
 }
 
 /// Marks the page interactive (the browser tests measure load to here).
@@ -66,158 +90,114 @@ function ready(): void {
   document.body.dataset.ready ??= String(Math.round(performance.now()));
 }
 
-function messageRow(m: MessageView): HTMLElement {
-  const mine = m.sender === username;
-  return el("li", { class: mine ? "message mine" : "message", "data-testid": "message", "data-id": m.id, "data-sender": m.sender, "data-status": m.status },
-    el("span", { class: "sender" }, m.sender),
-    el("span", { class: "text" }, m.text),
-    el("span", { class: "meta" }, `${time(m.sent_at)}${mine ? " · " + m.status : ""}`));
-}
-
-async function refreshChats(list: HTMLElement): Promise<void> {
-  const chats = await core.call<ChatSummary[]>("chats");
-  if (open && !chats.some((c) => c.chat === open)) {
-    chats.unshift({ chat: open, kind: "direct", state: "active", last_activity: "", last_message: null, unread: 0 });
-  }
-  list.replaceChildren(...chats.map((c) => {
-    const item = el("button", { class: c.chat === open ? "chat open" : "chat", "data-testid": "chat", "data-chat": c.chat },
-      el("span", { class: "name" }, c.chat),
-      el("span", { class: "last" }, c.last_message?.text ?? ""),
-      el("span", { class: "when" }, c.last_activity ? time(c.last_activity) : ""),
-      ...(c.unread > 0 ? [el("span", { class: "unread", "aria-label": `${c.unread} unread` }, String(c.unread))] : []));
-    item.onclick = () => void showChat(c.chat);
-    return el("li", {}, item);
-  }));
-}
-
-let chatList: HTMLElement;
-let pane: HTMLElement;
-
-/// The open chat's message list, if it is `chat`'s.
-function messageList(chat: string): HTMLElement | null {
-  return pane.querySelector(`.messages[data-chat="${CSS.escape(chat)}"]`);
-}
-
-/// Adds `m` to its chat's list when that chat is open, once per message id.
-function show(m: MessageView): boolean {
-  const list = messageList(m.chat);
-  if (!list) return false;
-  if (!list.querySelector(`[data-id="${CSS.escape(m.id)}"]`)) list.append(messageRow(m));
-  list.lastElementChild?.scrollIntoView();
-  return true;
+/// Back to the chat list (at 360 px the list and the pane take turns).
+function backToList(): void {
+  current?.close();
+  current = null;
+  session.open = null;
+  app.classList.remove("reading");
+  pane.replaceChildren(el("p", { class: "empty" }, "Choose a chat, or start one."));
+  void refreshChats();
 }
 
 async function showChat(chat: string): Promise<void> {
-  open = chat;
+  current?.close();
+  session.open = chat;
   app.classList.add("reading");
   // The pane is this chat's at once, so that what arrives while its history loads lands in it.
-  const messages = el("ol", { class: "messages", "data-chat": chat, "aria-live": "polite" });
-  const compose = el("textarea", { "data-testid": "compose", rows: "1", placeholder: "Message", "aria-label": "Message" });
-  const send = el("button", { "data-testid": "send", type: "submit" }, "Send");
-  const back = el("button", { class: "back", type: "button", "aria-label": "Back to chats" }, "‹");
-  back.onclick = () => { open = null; app.classList.remove("reading"); void refreshChats(chatList); };
-  const form = el("form", { class: "compose" }, compose, send);
-  const submit = async () => {
-    const text = compose.value;
-    if (!text.trim()) return;
-    compose.value = "";
-    const pending = messageRow({ id: "", chat, sender: username, text, sent_at: new Date().toISOString(), status: "sending", kind: "text" });
-    messages.append(pending);
-    pending.scrollIntoView();
-    try {
-      const sent = await core.call<MessageView>("send", chat, text);
-      pending.replaceWith(messageRow(sent));
-    } catch (err) {
-      pending.dataset.status = "failed";
-      pending.querySelector(".meta")!.textContent = `failed: ${(err as Error).message}`;
-    }
-    void refreshChats(chatList);
-  };
-  form.onsubmit = (e) => { e.preventDefault(); void submit(); };
-  compose.onkeydown = (e) => {
-    // Enter sends; Shift+Enter is a new line.
-    if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); void submit(); }
-  };
-  pane.replaceChildren(el("header", {}, back, el("h2", { "data-testid": "chat-title" }, chat)), messages, form);
-  compose.focus();
-  const history = await core.call<MessageView[]>("history", chat, 200).catch(() => [] as MessageView[]);
-  if (messageList(chat) !== messages) return; // another chat was opened meanwhile
-  // Older than anything that arrived live meanwhile; each message once.
-  const present = new Set([...messages.querySelectorAll<HTMLElement>("[data-id]")].map((e) => e.dataset.id).filter(Boolean));
-  messages.prepend(...history.filter((m) => !present.has(m.id)).map(messageRow));
-  messages.lastElementChild?.scrollIntoView();
-  if (history.length > 0) await core.call("read", chat).catch(() => {});
-  await refreshChats(chatList);
+  current = new OpenChat(pane, chat, backToList);
+  void refreshChats();
+  await current.load();
 }
 
-function newChatForm(): HTMLElement {
-  const name = el("input", { "data-testid": "new-chat-name", placeholder: "bob, or #team", "aria-label": "Username or #group" });
-  const members = el("input", { "data-testid": "new-chat-members", placeholder: "members: bob, carol", "aria-label": "Group members" });
-  const create = el("button", { "data-testid": "new-chat-create", type: "submit" }, "Start");
-  const problem = el("p", { class: "error", role: "alert" });
-  const form = el("form", { class: "new-chat" }, name, members, create, problem);
-  form.onsubmit = async (e) => {
-    e.preventDefault();
-    const chat = name.value.trim();
-    try {
-      if (chat.startsWith("#")) {
-        const list = members.value.split(",").map((m) => m.trim()).filter(Boolean);
-        await core.call("createGroup", chat.slice(1), list);
-      }
-      form.remove();
-      await showChat(chat);
-    } catch (err) {
-      problem.textContent = (err as Error).message;
-    }
-  };
-  return form;
+function showPage(draw: () => void): void {
+  current?.close();
+  current = null;
+  session.open = null;
+  app.classList.add("reading");
+  draw();
+  void refreshChats();
+  pane.querySelector<HTMLElement>(".back")?.focus();
 }
 
 async function main(): Promise<void> {
   status = el("span", { class: "status", role: "status" });
-  chatList = el("ul", { class: "chats" });
-  pane = el("section", { class: "pane" }, el("p", { class: "empty" }, "Choose a chat, or start one."));
-  const newChat = el("button", { "data-testid": "new-chat", type: "button" }, "New chat");
-  const about = el("button", { class: "about", "data-testid": "about", type: "button" }, "About");
-  const sidebar = el("nav", { class: "sidebar" },
-    el("header", {}, el("strong", {}, username), status, newChat, about), chatList);
-  newChat.onclick = () => { sidebar.querySelector(".new-chat")?.remove(); chatList.before(newChatForm()); (sidebar.querySelector("[data-testid=new-chat-name]") as HTMLElement).focus(); };
-  about.onclick = () => {
-    const back = el("button", { class: "back", type: "button", "aria-label": "Back to chats" }, "‹");
-    back.onclick = () => { app.classList.remove("reading"); pane.replaceChildren(); };
-    app.classList.add("reading");
-    pane.replaceChildren(el("header", {}, back, el("h2", {}, "About")), aboutCard());
-  };
+  connection = alertLine({ "data-testid": "connection-error" });
+  pane = el("section", { class: "pane", "aria-label": "Chat" }, el("p", { class: "empty" }, "Choose a chat, or start one."));
+  const newChat = button("New chat", { "data-testid": "new-chat", class: "primary" }, () => {
+    // One form at a time: pressing again goes back to it.
+    if (!sidebar.querySelector(".new-chat")) listError.before(newChatForm());
+    sidebar.querySelector<HTMLElement>("[data-testid=new-chat-name]")!.focus();
+  });
+  const settings = button("Settings", { "data-testid": "settings" }, () => showPage(() => showSettings(pane, backToList)));
+  const about = button("About", { class: "about", "data-testid": "about" }, () => showPage(() => {
+    pane.replaceChildren(el("header", {}, button("‹", { class: "back", "aria-label": "Back to chats" }, backToList), el("h2", {}, "About")),
+      el("div", { class: "scroll" }, aboutCard()));
+  }));
+  const sidebar = el("nav", { class: "sidebar", "aria-label": "Chats" },
+    el("header", {},
+      el("div", { class: "me" }, el("strong", { "data-testid": "me" }, session.username), status),
+      el("div", { class: "tools" }, newChat, settings, about)),
+    connection, listError, chatList);
+  chatHooks.open = (chat) => void showChat(chat);
+  chatHooks.changed = () => current?.summaryChanged();
   screen(sidebar, pane);
   setStatus("connecting");
-  core.onEvent = (event, value) => {
-    if (event === "state") setStatus(value ? "online" : "offline");
-    if (event === "message") {
-      const m = value as MessageView;
-      if (show(m)) {
-        if (!document.hidden) void core.call("read", m.chat).then(() => refreshChats(chatList)).catch(() => {});
-        else notify(m);
-      } else {
-        notify(m);
-      }
-      void refreshChats(chatList);
-    }
-    if (event === "failed") setStatus("offline");
-  };
-  await refreshChats(chatList);
+  session.core.onEvent = onEvent;
+  await refreshChats();
   ready();
 }
 
-function aboutCard(): HTMLElement {
-  return el("section", { class: "card" },
-    el("h2", {}, "About Parley"),
-    el("p", {}, "Messages are end-to-end encrypted in this browser (MLS). This page's code comes from the server at every load; the command-line client does not have to trust it that way."),
-    el("p", {}, "Build ", el("code", { "data-testid": "build" }, __BUILD__)));
+function onEvent(event: string, value: unknown): void {
+  switch (event) {
+    case "state":
+      setStatus(value ? "online" : "offline");
+      if (value) connection.textContent = "";
+      break;
+    case "failed":
+      // The live connection gave up (a permanent error): say why; a reload tries again.
+      setStatus("offline");
+      connection.textContent = `Disconnected: ${String(value)}. Reload the page to try again.`;
+      break;
+    case "message": {
+      // A new message, or a newer state of one shown (an edit, a reaction, a delete).
+      const m = value as MessageView;
+      // Known already (shown, or its chat's last message): an edit, a reaction, a delete.
+      const known = (current?.has(m.id) ?? false) || summaries.get(m.chat)?.last_message?.id === m.id;
+      if (current?.upsert(m)) {
+        if (!known && m.sender !== session.username) current.markRead();
+      }
+      if (!known) notify(m);
+      void refreshChats();
+      break;
+    }
+    case "changed":
+      void current?.redraw();
+      void refreshChats();
+      break;
+    case "typing":
+      current?.typing(value as TypingView);
+      break;
+    case "progress":
+      progressEvent(value as Progress);
+      break;
+  }
 }
 
 function notify(m: MessageView): void {
+  if (m.sender === session.username) return;
   if (!document.hidden || !("Notification" in self) || Notification.permission !== "granted") return;
   new Notification(`Parley: ${m.chat}`, { body: m.sender === m.chat ? "New message" : `${m.sender}: new message` });
+}
+
+// Back in the tab: what arrived in the open chat meanwhile is read now.
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden) current?.markRead();
+});
+
+// A file dropped outside the chat must not replace the page (and its open account).
+for (const type of ["dragover", "drop"] as const) {
+  window.addEventListener(type, (e) => { if (e.dataTransfer?.types.includes("Files")) e.preventDefault(); });
 }
 
 /// Set once another tab took the account over: whatever this tab was starting stops.
@@ -228,19 +208,23 @@ async function start(): Promise<void> {
   // Ask the browser not to evict this origin's storage: it holds the device's keys.
   void navigator.storage?.persist?.();
   try {
-    await WorkerCore.start((started) => { core = started; }, () => lost);
+    await WorkerCore.start((started) => { session.core = started; }, () => lost);
   } catch (err) {
-    if (!lost) notice(`Parley could not start: ${(err as Error).message}`);
+    if (!lost) notice(`Parley could not start: ${problem(err)}`);
     return;
   }
   if (lost) return;
   const stored = localStorage.getItem(ACCOUNT);
-  if (!stored) return welcome();
+  if (!stored) {
+    // A link a reload interrupted goes on (with the same code).
+    const linking = localStorage.getItem(LINKING);
+    return linking ? linkAccount(linking) : welcome();
+  }
   try {
-    username = await core.call<string>("open", stored);
+    session.username = await call<string>("open", stored);
     if (!lost) await main();
   } catch (err) {
-    if (!lost) welcome((err as Error).message);
+    if (!lost) welcome(problem(err));
   }
 }
 
@@ -250,8 +234,7 @@ function claim(steal: boolean): void {
   navigator.locks
     .request("parley", steal ? { steal: true } : { ifAvailable: true }, async (lock) => {
       if (!lock) {
-        const here = el("button", { "data-testid": "use-here", type: "button" }, "Use Parley in this tab");
-        here.onclick = () => claim(true);
+        const here = button("Use Parley in this tab", { "data-testid": "use-here" }, () => claim(true));
         notice("Parley is open in another tab.", here);
         return;
       }
@@ -261,9 +244,8 @@ function claim(steal: boolean): void {
     .catch(() => {
       // Another tab took over.
       lost = true;
-      core?.stop();
-      const back = el("button", { type: "button" }, "Use Parley here again");
-      back.onclick = () => claim(true);
+      session.core?.stop();
+      const back = button("Use Parley here again", {}, () => claim(true));
       notice("Parley was opened in another tab.", back);
     });
 }

@@ -239,6 +239,7 @@ impl Client {
             flush_lock: tokio::sync::Mutex::new(Default::default()),
             receive_lock: tokio::sync::Mutex::new(()),
             live: Default::default(),
+            uploading: Default::default(),
             _home_lock: lock,
         })
     }

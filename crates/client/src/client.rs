@@ -40,6 +40,9 @@ pub struct Client {
     pub(crate) receive_lock: tokio::sync::Mutex<()>,
     /// Typing indicators going out over, and coming in from, the live connection.
     pub(crate) live: LiveChannels,
+    /// Uploads under way in this process, by ciphertext hash: a sync's resumption leaves
+    /// them to the call that is uploading them.
+    pub(crate) uploading: Mutex<std::collections::HashSet<Vec<u8>>>,
     /// This process's exclusive hold on the home (see `home`), for the client's whole life.
     pub(crate) _home_lock: crate::platform::HomeLock,
 }

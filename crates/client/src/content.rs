@@ -257,7 +257,8 @@ impl crate::client::Client {
             for attachment in crate::attachments::attachments_of(payload) {
                 let hash = hex::encode(&attachment.ciphertext_sha256);
                 // A download under way or an upload we made: neither is needed any more.
-                let _ = std::fs::remove_file(files.join(format!("incoming-{hash}.sealed")));
+                let _ =
+                    crate::platform::remove_file(&files.join(format!("incoming-{hash}.sealed")));
             }
         }
         Ok(gone.len())

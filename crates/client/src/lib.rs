@@ -61,13 +61,73 @@ pub use views::{
     SafetyNumber,
 };
 
-/// For tests only (a platform's storage, the browser's in particular): the client's database,
-/// opened as the client opens it (its schema and openmls' tables).
+/// For tests and benchmarks only.
 #[cfg(feature = "test-hooks")]
 pub mod testing {
-    pub fn open_database(
-        home: &std::path::Path,
-    ) -> Result<rusqlite::Connection, crate::ClientError> {
+    use std::path::Path;
+
+    use crate::{ChatRef, Client, ClientError, ClientOptions};
+
+    /// The client's database, opened as the client opens it (its schema and openmls' tables),
+    /// for a platform's storage test (the browser's in particular).
+    pub fn open_database(home: &Path) -> Result<rusqlite::Connection, ClientError> {
         crate::db::open(home)
+    }
+
+    /// What sending and receiving one message costs a client, in milliseconds each.
+    #[derive(Debug, Clone, Copy)]
+    pub struct SendReceiveCost {
+        pub send_ms: f64,
+        pub receive_ms: f64,
+    }
+
+    /// Measures the same work on any platform: two fresh accounts `sender` and `receiver`
+    /// (homes under `root`) on `server`; after a first message (the chat's creation, not
+    /// counted), `messages` messages sent one after the other, each until the server stored
+    /// it, then received by syncing until all are in (fetch, decrypt, store, acknowledge, and
+    /// what else a sync does: receipts, KeyPackages, backups).
+    pub async fn send_receive_cost(
+        server: &str,
+        root: &Path,
+        sender: &str,
+        receiver: &str,
+        messages: u32,
+    ) -> Result<SendReceiveCost, ClientError> {
+        let a =
+            Client::register(&root.join(sender), server, sender, ClientOptions::default()).await?;
+        let b = Client::register(
+            &root.join(receiver),
+            server,
+            receiver,
+            ClientOptions::default(),
+        )
+        .await?;
+        let to_b = ChatRef::parse(receiver)?;
+        a.send_text(&to_b, "hello").await?;
+        b.sync().await?;
+        let started = crate::platform::Instant::now();
+        for n in 0..messages {
+            a.send_text(&to_b, &format!("message {n} of a benchmark"))
+                .await?;
+        }
+        let send_ms = started.elapsed().as_secs_f64() * 1000.0 / f64::from(messages);
+        let started = crate::platform::Instant::now();
+        let mut received = 0;
+        for _ in 0..messages + 10 {
+            if received >= messages as usize {
+                break;
+            }
+            received += b.sync().await?.len();
+        }
+        if received < messages as usize {
+            return Err(ClientError::Protocol(format!(
+                "received {received} of {messages} messages"
+            )));
+        }
+        let receive_ms = started.elapsed().as_secs_f64() * 1000.0 / f64::from(messages);
+        Ok(SendReceiveCost {
+            send_ms,
+            receive_ms,
+        })
     }
 }

@@ -262,7 +262,7 @@ impl Client {
         let path = match saved {
             Some(path) => path.clone(),
             None => {
-                let _ = std::fs::remove_file(&temporary);
+                let _ = crate::platform::remove_file(&temporary);
                 self.fetch_attachment(attachment, &temporary, &|_, _| {})
                     .await
                     .map_err(|e| {
@@ -282,7 +282,7 @@ impl Client {
             // Checked before anything goes: a wrong copy is refused here, clearly.
             let mut hash = Sha256::new();
             std::io::copy(
-                &mut std::fs::File::open(&path).map_err(unreadable)?,
+                &mut crate::platform::open_file(&path).map_err(unreadable)?,
                 &mut hash,
             )
             .map_err(unreadable)?;
@@ -292,7 +292,7 @@ impl Client {
                     path.display()
                 )));
             }
-            let mut file = std::fs::File::open(&path).map_err(unreadable)?;
+            let mut file = crate::platform::open_file(&path).map_err(unreadable)?;
             let create = v1::CreateBlob::default();
             let created: v1::CreateBlobResponse = self
                 .authed(|| self.api.post("/v1/blobs", &create, true))
@@ -327,7 +327,7 @@ impl Client {
             Ok(created.blob_id)
         }
         .await;
-        let _ = std::fs::remove_file(&temporary);
+        let _ = crate::platform::remove_file(&temporary);
         result
     }
 

@@ -379,6 +379,8 @@ pub struct SafetyNumber {
     /// 60 digits in 12 groups of five.
     pub digits: String,
     pub qr_payload: String,
+    /// The user compared it and marked the contact verified, and the key is the same since.
+    pub verified: bool,
 }
 
 /// 30 digits for one account: SHA-256 over a label, the username and its signature key.
@@ -434,7 +436,33 @@ impl Client {
             peer: peer.to_string(),
             qr_payload: format!("parley-safety:{all}"),
             digits,
+            verified: db::is_verified(&self.db(), peer.as_str())?,
         })
+    }
+
+    /// Marks `peer` verified: the user compared `digits` (the safety number they were shown)
+    /// in person. Refused unless those are the digits of the key pinned now, so a key that
+    /// changed meanwhile is never marked. Holds until their account key changes.
+    pub fn mark_verified(
+        &self,
+        peer: &parley_protocol::Username,
+        digits: &str,
+    ) -> Result<(), ClientError> {
+        let compact = |d: &str| d.chars().filter(char::is_ascii_digit).collect::<String>();
+        let number = self.safety_number(peer)?;
+        if compact(digits) != compact(&number.digits) {
+            return Err(ClientError::Invalid(format!(
+                "those are not the safety number you share with {peer} now; compare the current one"
+            )));
+        }
+        let key = db::pinned_key(&self.db(), peer.as_str())?
+            .ok_or_else(|| ClientError::Invalid(format!("no chat with {peer} yet")))?;
+        if !db::set_verified(&self.db(), peer.as_str(), &key)? {
+            return Err(ClientError::Invalid(format!(
+                "{peer}'s key changed just now; compare the new safety number"
+            )));
+        }
+        Ok(())
     }
 
     /// Marks a chat's messages as read now.

@@ -170,3 +170,26 @@ async fn two_browser_clients_talk_live_and_history_survives_reopening() {
         .collect();
     assert_eq!(history, ["first, while bob is away", "second, live"]);
 }
+
+/// The browser's side of the cost comparison: scripts/wasm-test prints it beside the native
+/// client's (`examples/send_receive_cost.rs`) against the same server.
+#[wasm_bindgen_test]
+async fn sending_and_receiving_costs_are_measured() {
+    storage().await;
+    let messages = 50;
+    let cost = parley_client::testing::send_receive_cost(
+        SERVER,
+        Path::new("/"),
+        &unique("wsend"),
+        &unique("wrecv"),
+        messages,
+    )
+    .await
+    .unwrap();
+    assert!(cost.send_ms > 0.0 && cost.receive_ms > 0.0, "{cost:?}");
+    console_log!(
+        "browser send_receive_cost: send {:.2} ms, receive {:.2} ms per message ({messages} messages)",
+        cost.send_ms,
+        cost.receive_ms
+    );
+}

@@ -1,36 +1,72 @@
-//! The worker's handle on one account.
+//! The worker's handle on one account: opening it (register, link, open) and staying
+//! connected. The other calls are in `chats` (messages, groups, files) and `account`
+//! (devices, backups, safety numbers, reports, settings).
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::rc::Rc;
 
 use js_sys::{Function, Promise};
-use parley_client::{platform, ChatRef, Client, ClientError, ClientOptions};
+use parley_client::{platform, ChatRef, Client, ClientError, ClientOptions, LinkEvent};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::future_to_promise;
+use wasm_bindgen_futures::{future_to_promise, spawn_local};
+
+use crate::qr::qr_json;
 
 /// Where an account lives in the origin's OPFS pool.
-fn home(username: &str) -> PathBuf {
+pub(crate) fn home(username: &str) -> PathBuf {
     PathBuf::from(format!("/parley/{username}"))
 }
 
-fn js_error(error: ClientError) -> JsValue {
+pub(crate) fn js_error(error: ClientError) -> JsValue {
     JsError::new(&error.to_string()).into()
 }
 
-fn json(value: &impl serde::Serialize) -> Result<JsValue, JsValue> {
-    serde_json::to_string(value)
-        .map(JsValue::from)
-        .map_err(|e| JsError::new(&e.to_string()).into())
+/// An error for a send that did not complete but is kept (in the outbox, or as an upload the
+/// next sync resumes): the page shows it waiting, with no retry that would send it twice.
+pub(crate) fn queued_error(error: ClientError) -> JsValue {
+    let value: JsValue = JsError::new(&error.to_string()).into();
+    let _ = js_sys::Reflect::set(&value, &"queued".into(), &true.into());
+    value
 }
 
-fn chat(name: &str) -> Result<ChatRef, JsValue> {
+pub(crate) fn invalid(error: impl std::fmt::Display) -> JsValue {
+    JsError::new(&error.to_string()).into()
+}
+
+pub(crate) fn json(value: &impl serde::Serialize) -> Result<JsValue, JsValue> {
+    serde_json::to_string(value)
+        .map(JsValue::from)
+        .map_err(invalid)
+}
+
+pub(crate) fn chat(name: &str) -> Result<ChatRef, JsValue> {
     ChatRef::parse(name).map_err(js_error)
+}
+
+pub(crate) fn username(name: &str) -> Result<parley_protocol::Username, JsValue> {
+    parley_protocol::Username::parse(name).map_err(invalid)
+}
+
+/// A promise of `work`'s answer, as JSON.
+pub(crate) fn promise<T: serde::Serialize>(
+    work: impl Future<Output = Result<T, JsValue>> + 'static,
+) -> Promise {
+    future_to_promise(async move { json(&work.await?) })
 }
 
 /// One account, open in this worker.
 #[wasm_bindgen]
 pub struct Core {
-    client: Rc<Client>,
+    pub(crate) client: Rc<Client>,
+}
+
+impl Core {
+    fn new(client: Client) -> Core {
+        Core {
+            client: Rc::new(client),
+        }
+    }
 }
 
 #[wasm_bindgen]
@@ -43,90 +79,109 @@ impl Core {
 
     /// Registers `username` on `server` as this browser's first device.
     pub async fn register(server: String, username: String) -> Result<Core, JsValue> {
-        let client = Client::register(
+        Client::register(
             &home(&username),
             &server,
             &username,
             ClientOptions::default(),
         )
         .await
-        .map_err(js_error)?;
-        Ok(Core {
-            client: Rc::new(client),
-        })
+        .map(Core::new)
+        .map_err(js_error)
+    }
+
+    /// Links this browser to `username`'s account as a new device. `on_event(json)` hears
+    /// `{stage: "code", code, qr}` (to show and approve on a device of the account), then
+    /// `approved`, `stalled` and `history`. Resolves once the history is in; a link a reload
+    /// interrupted goes on with the same code.
+    pub async fn link(
+        server: String,
+        username: String,
+        on_event: Function,
+    ) -> Result<Core, JsValue> {
+        let report = |event: LinkEvent| {
+            let value = match event {
+                LinkEvent::Code(code) => serde_json::json!({
+                    "stage": "code",
+                    "qr": qr_json(&code),
+                    "code": code,
+                }),
+                LinkEvent::Approved => serde_json::json!({ "stage": "approved" }),
+                LinkEvent::Stalled { chunks } => {
+                    serde_json::json!({ "stage": "stalled", "chunks": chunks })
+                }
+                LinkEvent::HistoryImported { chats, messages } => {
+                    serde_json::json!({ "stage": "history", "chats": chats, "messages": messages })
+                }
+            };
+            let _ = on_event.call1(&JsValue::NULL, &value.to_string().into());
+        };
+        Client::link(
+            &home(&username),
+            Some(&server),
+            &username,
+            ClientOptions::default(),
+            report,
+        )
+        .await
+        .map(Core::new)
+        .map_err(js_error)
     }
 
     /// Opens the account stored in this browser.
     pub fn open(username: String) -> Result<Core, JsValue> {
-        let client = Client::open(&home(&username), ClientOptions::default()).map_err(js_error)?;
-        Ok(Core {
-            client: Rc::new(client),
-        })
+        Client::open(&home(&username), ClientOptions::default())
+            .map(Core::new)
+            .map_err(js_error)
     }
 
     pub fn username(&self) -> String {
         self.client.username().to_string()
     }
 
-    /// The chat list, as JSON (`ChatSummary[]`).
-    pub fn chats(&self) -> Result<JsValue, JsValue> {
-        json(&self.client.chats().map_err(js_error)?)
-    }
-
-    /// The last `limit` messages of `chat` (`bob` or `#team`), as JSON (`MessageView[]`).
-    pub fn history(&self, chat_name: String, limit: u32) -> Result<JsValue, JsValue> {
-        json(
-            &self
-                .client
-                .history(&chat(&chat_name)?, limit)
-                .map_err(js_error)?,
-        )
-    }
-
-    /// Sends `text`; resolves with the message (`MessageView`) once the server stored it.
-    #[wasm_bindgen(js_name = sendText)]
-    pub fn send_text(&self, chat_name: String, text: String) -> Promise {
-        let client = self.client.clone();
-        future_to_promise(async move {
-            let sent = client
-                .send_text(&chat(&chat_name)?, &text)
-                .await
-                .map_err(js_error)?;
-            json(&sent)
-        })
-    }
-
-    /// Marks `chat` read here and, with read receipts on, tells its members.
-    pub fn read(&self, chat_name: String) -> Promise {
-        let client = self.client.clone();
-        future_to_promise(async move {
-            client.read(&chat(&chat_name)?).await.map_err(js_error)?;
-            Ok(JsValue::UNDEFINED)
-        })
-    }
-
-    /// Creates the group `#name` with `members`.
-    #[wasm_bindgen(js_name = createGroup)]
-    pub fn create_group(&self, name: String, members: Vec<String>) -> Promise {
-        let client = self.client.clone();
-        future_to_promise(async move {
-            let members = members
-                .iter()
-                .map(|m| parley_protocol::Username::parse(m))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| JsValue::from(JsError::new(&e.to_string())))?;
-            client
-                .create_group(&name, &members)
-                .await
-                .map_err(js_error)?;
-            Ok(JsValue::UNDEFINED)
-        })
+    /// A QR code of `text`, as JSON `{width, modules}`.
+    pub fn qr(text: String) -> Result<JsValue, JsValue> {
+        json(&qr_json(&text))
     }
 
     /// Stays connected: `on_message(json)` for each new message, `on_state(online)` when the
-    /// connection comes or goes. Resolves only on a permanent error.
-    pub fn follow(&self, on_message: Function, on_state: Function) -> Promise {
+    /// connection comes or goes, `on_typing(json)` for a typing indicator, `on_change()` when
+    /// something shown changed without a new message (a receipt, a message disappeared).
+    /// Resolves only on a permanent error.
+    pub fn follow(
+        &self,
+        on_message: Function,
+        on_state: Function,
+        on_typing: Function,
+        on_change: Function,
+    ) -> Promise {
         let client = self.client.clone();
+        let (mut typing, mut changes) = (client.typing_events(), client.change_events());
+        spawn_local(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match typing.recv().await {
+                    Ok(view) => {
+                        if let Ok(text) = serde_json::to_string(&view) {
+                            let _ = on_typing.call1(&JsValue::NULL, &text.into());
+                        }
+                    }
+                    Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        });
+        spawn_local(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match changes.recv().await {
+                    Ok(()) | Err(RecvError::Lagged(_)) => {
+                        let _ = on_change.call0(&JsValue::NULL);
+                    }
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        });
         future_to_promise(async move {
             client
                 .follow(

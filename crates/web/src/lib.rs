@@ -5,6 +5,12 @@
 #![forbid(unsafe_code)]
 
 #[cfg(target_arch = "wasm32")]
+mod account;
+#[cfg(target_arch = "wasm32")]
+mod chats;
+#[cfg(target_arch = "wasm32")]
 mod core;
+#[cfg(target_arch = "wasm32")]
+mod qr;
 #[cfg(target_arch = "wasm32")]
 pub use crate::core::Core;

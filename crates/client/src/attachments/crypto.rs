@@ -16,6 +16,7 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use sha2::{Digest, Sha256};
 
 use crate::error::ClientError;
+use crate::platform as files;
 
 /// Plaintext bytes per chunk.
 pub const CHUNK_BYTES: u32 = 64 * 1024;
@@ -76,15 +77,12 @@ fn read_full(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize
 
 /// Encrypts the file at `source` into `sealed` (created, owner-only) under a fresh key.
 pub fn seal_file(source: &Path, sealed: &Path) -> Result<SealedFile, ClientError> {
-    let size = std::fs::metadata(source)
-        .map_err(|e| io_error("cannot read", source, e))?
-        .len();
+    let size = files::file_len(source).map_err(|e| io_error("cannot read", source, e))?;
     let key: [u8; 32] = rand::random();
     let cipher = Aes256Gcm::new((&key).into());
     let total = chunk_count(size, CHUNK_BYTES)?;
-    let mut input = BufReader::new(
-        std::fs::File::open(source).map_err(|e| io_error("cannot open", source, e))?,
-    );
+    let mut input =
+        BufReader::new(files::open_file(source).map_err(|e| io_error("cannot open", source, e))?);
     let mut output = BufWriter::new(private_file(sealed)?);
     let (mut plain_hash, mut cipher_hash) = (Sha256::new(), Sha256::new());
     let mut buffer = vec![0u8; CHUNK_BYTES as usize];
@@ -145,14 +143,12 @@ pub fn open_file(sealed: &Path, expected: &SealedFile, out: &Path) -> Result<(),
         return Err(refused("its chunk size is out of range"));
     }
     let total = chunk_count(expected.size, expected.chunk_bytes)?;
-    let length = std::fs::metadata(sealed)
-        .map_err(|e| io_error("cannot read", sealed, e))?
-        .len();
+    let length = files::file_len(sealed).map_err(|e| io_error("cannot read", sealed, e))?;
     if length != ciphertext_len(expected.size, expected.chunk_bytes)? {
         return Err(refused("its length does not match its size"));
     }
     let mut hash = Sha256::new();
-    let mut file = std::fs::File::open(sealed).map_err(|e| io_error("cannot open", sealed, e))?;
+    let mut file = files::open_file(sealed).map_err(|e| io_error("cannot open", sealed, e))?;
     std::io::copy(&mut file, &mut hash).map_err(|e| io_error("cannot read", sealed, e))?;
     if hash.finalize().as_slice() != expected.ciphertext_sha256 {
         return Err(refused("the stored file was changed"));
@@ -160,9 +156,9 @@ pub fn open_file(sealed: &Path, expected: &SealedFile, out: &Path) -> Result<(),
     let partial = partial_path(out);
     let result = decrypt_into(sealed, expected, total, &partial);
     match result {
-        Ok(()) => std::fs::rename(&partial, out).map_err(|e| io_error("cannot write", out, e)),
+        Ok(()) => files::rename_file(&partial, out).map_err(|e| io_error("cannot write", out, e)),
         Err(e) => {
-            let _ = std::fs::remove_file(&partial);
+            let _ = files::remove_file(&partial);
             Err(e)
         }
     }
@@ -175,9 +171,8 @@ fn decrypt_into(
     partial: &Path,
 ) -> Result<(), ClientError> {
     let cipher = Aes256Gcm::new((&expected.key).into());
-    let mut input = BufReader::new(
-        std::fs::File::open(sealed).map_err(|e| io_error("cannot open", sealed, e))?,
-    );
+    let mut input =
+        BufReader::new(files::open_file(sealed).map_err(|e| io_error("cannot open", sealed, e))?);
     let mut output = BufWriter::new(private_file(partial)?);
     let mut hash = Sha256::new();
     let mut buffer = vec![0u8; expected.chunk_bytes as usize + TAG_BYTES as usize];
@@ -216,13 +211,8 @@ fn partial_path(out: &Path) -> PathBuf {
 }
 
 /// A new file readable by its owner only (it holds ciphertext or a received file).
-fn private_file(path: &Path) -> Result<std::fs::File, ClientError> {
-    crate::platform::private_file_options()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .map_err(|e| io_error("cannot create", path, e))
+fn private_file(path: &Path) -> Result<files::FileWriter, ClientError> {
+    files::create_private_file(path).map_err(|e| io_error("cannot create", path, e))
 }
 
 #[cfg(test)]

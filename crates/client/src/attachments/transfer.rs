@@ -15,6 +15,7 @@ use crate::client::Client;
 use crate::db;
 use crate::error::ClientError;
 use crate::names::ChatRef;
+use crate::platform as files;
 use crate::views::MessageView;
 
 /// Where a transfer stands, for a progress display.
@@ -34,9 +35,7 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> ClientError {
 impl Client {
     pub(crate) fn files_dir(&self) -> Result<PathBuf, ClientError> {
         let dir = self.home.join("files");
-        if !dir.is_dir() {
-            crate::platform::create_private_dir(&dir).map_err(|e| io("cannot create", &dir, e))?;
-        }
+        files::ensure_private_dir(&dir).map_err(|e| io("cannot create", &dir, e))?;
         Ok(dir)
     }
 
@@ -56,9 +55,7 @@ impl Client {
             return Err(ClientError::Invalid("the caption is too long".into()));
         }
         let name = safe_file_name(path);
-        let size = std::fs::metadata(path)
-            .map_err(|e| io("cannot read", path, e))?
-            .len();
+        let size = files::file_len(path).map_err(|e| io("cannot read", path, e))?;
         if size > parley_protocol::limits::DEFAULT_MAX_ATTACHMENT_BYTES {
             return Err(ClientError::Invalid(format!(
                 "{name} is larger than {} MiB",
@@ -92,7 +89,18 @@ impl Client {
             created_at: db::now_ms(),
         };
         db::insert_outgoing_file(&self.db(), &file)?;
+        let _claim = self
+            .claim_upload(&file.attachment.ciphertext_sha256)
+            .ok_or_else(|| ClientError::Invalid("this file is being sent already".into()))?;
         self.finish_outgoing_file(file, progress).await
+    }
+
+    /// Marks an upload as this call's until the claim drops; `None` if another call has it.
+    fn claim_upload(&self, hash: &[u8]) -> Option<UploadClaim<'_>> {
+        let mut uploading = self.uploading.lock().unwrap_or_else(|p| p.into_inner());
+        uploading
+            .insert(hash.to_vec())
+            .then(|| UploadClaim(self, hash.to_vec()))
     }
 
     /// Goes on with uploads an earlier run left unfinished; returns the messages sent.
@@ -103,6 +111,10 @@ impl Client {
         let files = db::outgoing_files(&self.db())?;
         let mut sent = Vec::new();
         for file in files {
+            // One the user is sending right now is that call's to finish.
+            let Some(_claim) = self.claim_upload(&file.attachment.ciphertext_sha256) else {
+                continue;
+            };
             match self.finish_outgoing_file(file.clone(), progress).await {
                 Ok(view) => sent.push(view),
                 Err(e) if e.is_transient() => {
@@ -113,7 +125,7 @@ impl Client {
                 Err(e) => {
                     tracing::warn!(error = %e, file = %file.attachment.name, "upload given up");
                     db::delete_outgoing_file(&self.db(), &file.attachment.ciphertext_sha256)?;
-                    let _ = std::fs::remove_file(&file.sealed_path);
+                    let _ = files::remove_file(Path::new(&file.sealed_path));
                 }
             }
         }
@@ -129,9 +141,7 @@ impl Client {
     ) -> Result<MessageView, ClientError> {
         let sealed_path = PathBuf::from(&file.sealed_path);
         let hash = file.attachment.ciphertext_sha256.clone();
-        let size = std::fs::metadata(&sealed_path)
-            .map_err(|e| io("cannot read", &sealed_path, e))?
-            .len();
+        let size = files::file_len(&sealed_path).map_err(|e| io("cannot read", &sealed_path, e))?;
         self.upload(&file, &sealed_path, size, progress).await?;
         let body = v1::app_payload::Body::Text(v1::TextBody {
             text: file.caption.clone(),
@@ -153,7 +163,7 @@ impl Client {
             .iter()
             .all(|f| f.attachment.ciphertext_sha256 != hash)
         {
-            let _ = std::fs::remove_file(&sealed_path);
+            let _ = files::remove_file(&sealed_path);
         }
         view
     }
@@ -189,11 +199,9 @@ impl Client {
             reply_to: None,
             created_at: db::now_ms(),
         };
-        let size = std::fs::metadata(&sealed_path)
-            .map_err(|e| io("cannot read", &sealed_path, e))?
-            .len();
+        let size = files::file_len(&sealed_path).map_err(|e| io("cannot read", &sealed_path, e))?;
         self.upload(&file, &sealed_path, size, &|_, _| {}).await?;
-        let _ = std::fs::remove_file(&sealed_path);
+        let _ = files::remove_file(&sealed_path);
         Ok(file.attachment)
     }
 
@@ -218,7 +226,7 @@ impl Client {
             .await?;
         let part_bytes = part_size(&status)?;
         let mut source =
-            std::fs::File::open(sealed_path).map_err(|e| io("cannot open", sealed_path, e))?;
+            files::open_file(sealed_path).map_err(|e| io("cannot open", sealed_path, e))?;
         let name = &file.attachment.name;
         while !status.complete {
             if status.received > size {
@@ -273,7 +281,7 @@ impl Client {
             Some(path) => path.to_owned(),
             None => PathBuf::from(safe_file_name(Path::new(&attachment.name))),
         };
-        if out.exists() {
+        if files::file_exists(&out) {
             return Err(ClientError::Invalid(format!(
                 "{} exists already; give another path with --out",
                 out.display()
@@ -301,7 +309,7 @@ impl Client {
         let opened =
             crate::platform::run_blocking(move || super::open_file(&from, &wanted, &to)).await?;
         // A refused download is not kept: the next try fetches it again.
-        let _ = std::fs::remove_file(&sealed);
+        let _ = files::remove_file(&sealed);
         opened?;
         let path = format!(
             "/v1/attachments/{}/fetched",
@@ -357,16 +365,10 @@ impl Client {
                 "the server has a file of another size than the message says; refused".into(),
             ));
         }
-        let mut file = crate::platform::private_file_options()
-            .create(true)
-            .append(true)
-            .open(sealed)
-            .map_err(|e| io("cannot write", sealed, e))?;
+        let mut file =
+            files::append_private_file(sealed).map_err(|e| io("cannot write", sealed, e))?;
         // Whole parts only: a part cut off by an interruption is fetched again.
-        let have = file
-            .metadata()
-            .map_err(|e| io("cannot read", sealed, e))?
-            .len();
+        let have = file.size().map_err(|e| io("cannot read", sealed, e))?;
         let mut done = (have / part_bytes * part_bytes).min(status.size);
         file.set_len(done)
             .map_err(|e| io("cannot write", sealed, e))?;
@@ -376,7 +378,7 @@ impl Client {
             let part = self.authed(|| self.api.get_raw(&part_path)).await?;
             let expected = part_bytes.min(status.size - done);
             if part.len() as u64 != expected {
-                let _ = std::fs::remove_file(sealed);
+                let _ = files::remove_file(sealed);
                 return Err(ClientError::Invalid(
                     "the server sent a part of the wrong length; refused".into(),
                 ));
@@ -394,6 +396,19 @@ impl Client {
         }
         file.sync_all().map_err(|e| io("cannot write", sealed, e))?;
         Ok(())
+    }
+}
+
+/// An upload this call is making (see [`Client::claim_upload`]).
+struct UploadClaim<'a>(&'a Client, Vec<u8>);
+
+impl Drop for UploadClaim<'_> {
+    fn drop(&mut self) {
+        self.0
+            .uploading
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.1);
     }
 }
 

@@ -27,6 +27,28 @@ pub fn pinned_key(conn: &Connection, username: &str) -> Result<Option<Vec<u8>>, 
         .optional()?)
 }
 
+/// Marks `key` as `username`'s key checked in person, if it is still the pinned one.
+pub fn set_verified(conn: &Connection, username: &str, key: &[u8]) -> Result<bool, ClientError> {
+    Ok(conn.execute(
+        "UPDATE contacts SET verified_key = account_key WHERE username = ?1 AND account_key = ?2",
+        params![username, key],
+    )? == 1)
+}
+
+/// Whether the key pinned for `username` is the one the user checked (a later key, even one
+/// reached by a verified rotation, asks for a new check).
+pub fn is_verified(conn: &Connection, username: &str) -> Result<bool, ClientError> {
+    Ok(conn
+        .query_row(
+            "SELECT verified_key IS NOT NULL AND verified_key = account_key FROM contacts
+             WHERE username = ?1",
+            params![username],
+            |row| row.get(0),
+        )
+        .optional()?
+        .unwrap_or(false))
+}
+
 /// The pinned key as an account key (none if unpinned or not 32 bytes).
 pub fn pinned_account_key(
     conn: &Connection,

@@ -316,6 +316,11 @@ CREATE TABLE chat_timers (
 ALTER TABLE messages ADD COLUMN expires_at INTEGER;
 CREATE INDEX messages_expiry ON messages(expires_at) WHERE expires_at IS NOT NULL;
 "#,
+    // Contacts checked in person (see `contacts`): the account key whose safety number the
+    // user compared; verified while it is still the pinned key.
+    r#"
+ALTER TABLE contacts ADD COLUMN verified_key BLOB;
+"#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), ClientError> {

@@ -1,12 +1,12 @@
 //! What differs between the native client (CLI, TUI) and the browser (a Dedicated Worker):
 //! the clock, timers and blocking work, the home (its directory, lock and file modes), TLS
-//! and HTTP, and the live WebSocket. Everything above this module is the same code on both.
+//! and HTTP, the live WebSocket, and the files beside the database (attachments on their way). Everything above this module is the same code on both.
 //!
 //! Each platform module offers the same names with the same signatures; `cargo check` for
 //! both targets (scripts/wasm-check in CI) keeps them in step.
 //!
 //! Architecture invariant: no other module of this crate names `tokio::time`,
-//! `tokio::task`, `std::os`, `SystemTime`, `Instant`, a TLS type or a WebSocket type.
+//! `tokio::task`, `std::os`, `std::fs`, `SystemTime`, `Instant`, a TLS type or a WebSocket type.
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native;

@@ -1,5 +1,6 @@
 //! The native platform: tokio, files with Unix modes, a lock file, rustls, tokio-tungstenite.
 
+mod files;
 mod home;
 mod live;
 
@@ -7,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use files::*;
 pub use home::{create_home, lock_home, HomeLock, LOCK_FILE};
 pub use live::LiveSocket;
 
@@ -25,20 +27,6 @@ pub async fn run_blocking<T: Send + 'static>(
         .map_err(|e| ClientError::Protocol(format!("background work stopped: {e}")))
 }
 
-/// Options for a new file readable by its owner only (ciphertext, a received file).
-pub fn private_file_options() -> std::fs::OpenOptions {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.mode(0o600);
-    options
-}
-
-/// Creates a directory readable by its owner only.
-pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt as _;
-    std::fs::DirBuilder::new().mode(0o700).create(dir)
-}
-
 /// Whether `home` holds a database already.
 pub fn database_exists(database: &Path) -> bool {
     database.exists()
@@ -53,7 +41,7 @@ pub fn make_database_private(database: &Path) -> Result<(), ClientError> {
             ClientError::Config(format!("cannot restrict access to {}: {e}", path.display()))
         })
     };
-    private_file_options()
+    files::private_file_options()
         .write(true)
         .create(true)
         .truncate(false)

@@ -1,11 +1,13 @@
 //! The browser platform (wasm32, inside a Dedicated Worker): the worker's event loop and
 //! timers, SQLite on OPFS, the browser's TLS and fetch, `WebSocket`.
 
+mod files;
 mod live;
 
 use std::path::Path;
 use std::time::Duration;
 
+pub use files::*;
 pub use live::LiveSocket;
 
 use crate::error::ClientError;
@@ -32,15 +34,6 @@ pub async fn install_storage() -> Result<(), ClientError> {
         .await
         .map(|_| ())
         .map_err(|e| ClientError::Config(format!("browser storage unavailable: {e:?}")))
-}
-
-/// The browser keeps no file modes: OPFS belongs to the origin.
-pub fn private_file_options() -> std::fs::OpenOptions {
-    std::fs::OpenOptions::new()
-}
-
-pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir(dir)
 }
 
 /// Whether the database exists: opened without the right to create it.
