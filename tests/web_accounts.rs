@@ -10,13 +10,6 @@ use common::*;
 use parley_client::ChatRef;
 use serde_json::json;
 
-/// `parley ARGS` on `home` that must succeed: its standard output.
-fn cli_ok(home: &std::path::Path, server: &TestServer, args: &[&str]) -> String {
-    let (status, out, err) = cli(home, &server.url(), args);
-    assert_eq!(status, 0, "parley {args:?}: {err}");
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_linked_to_a_cli_account_gets_its_history_and_survives_a_restart() {
     let server = TestServer::start();

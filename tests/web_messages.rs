@@ -12,12 +12,6 @@ use common::*;
 use parley_client::{ChatRef, Client, MessageView};
 use serde_json::{json, Value};
 
-fn cli_ok(home: &Path, server: &TestServer, args: &[&str]) -> String {
-    let (status, out, err) = cli(home, &server.url(), args);
-    assert_eq!(status, 0, "parley {args:?}: {err}");
-    out
-}
-
 /// A 64×48 PNG, striped, without an image library: zlib from flate2, CRCs from flate2.
 fn png(path: &Path) {
     use std::io::Write as _;

@@ -450,6 +450,13 @@ pub fn cli(home: &Path, server: &str, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// `parley ARGS` on `home` against `server` that must succeed: its standard output.
+pub fn cli_ok(home: &Path, server: &TestServer, args: &[&str]) -> String {
+    let (status, out, err) = cli(home, &server.url(), args);
+    assert_eq!(status, 0, "parley {args:?}: {err}");
+    out
+}
+
 /// Runs `parley admin --data <the server's data> ARGS`; returns (status, stdout, stderr).
 /// `parley admin` that must succeed: its standard output.
 pub fn admin_ok(server: &TestServer, args: &[&str]) -> String {
