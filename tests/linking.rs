@@ -33,8 +33,18 @@ async fn a_linked_device_has_the_history_and_every_chat_and_speaks_as_the_same_a
     carol.client.send_text(&team, "team hello").await.unwrap();
     alice.client.sync().await.unwrap();
     let number_before = bob.client.safety_number(&user("alice")).unwrap();
+    // Alice compared bob's safety number in person (not carol's).
+    let bobs = alice.client.safety_number(&user("bob")).unwrap();
+    alice
+        .client
+        .mark_verified(&user("bob"), &bobs.digits)
+        .unwrap();
 
     let (_home, alice2, _) = link_device(&server.url(), &alice.client).await;
+
+    // The new device knows whom the account verified.
+    assert!(alice2.safety_number(&user("bob")).unwrap().verified);
+    assert!(!alice2.safety_number(&user("carol")).unwrap().verified);
 
     // The history, in order, marked as history.
     assert_eq!(

@@ -127,6 +127,17 @@ async fn a_browser_linked_to_a_cli_account_gets_its_history_and_survives_a_resta
         )
         .await;
     assert!(key.as_str().unwrap().len() >= 40, "{key}");
+    // Leaving Settings before confirming it does not lose it: it is there on coming back.
+    browser.click("[data-testid=about]").await;
+    browser.find("[data-testid=build]").await;
+    browser.click("[data-testid=settings]").await;
+    let again = browser
+        .wait_for(
+            "return document.querySelector('[data-testid=recovery-key]')?.textContent.trim()",
+            30,
+        )
+        .await;
+    assert_eq!(again, key);
     browser.click("[data-testid=recovery-done]").await;
     browser
         .wait_for(
@@ -166,4 +177,115 @@ async fn a_browser_linked_to_a_cli_account_gets_its_history_and_survives_a_resta
     browser.click("[data-testid=settings]").await;
     browser.find("[data-testid=device]").await;
     browser.save_screenshot("web-settings-phone").await;
+}
+
+/// The devices of bob's group #team as bob's client counts them, once it is `devices`.
+async fn team_devices_at_bob(bob: &Device, devices: usize) -> parley_client::GroupStateView {
+    let team = ChatRef::parse("#team").unwrap();
+    let mut state = None;
+    for _ in 0..100 {
+        bob.client.sync().await.unwrap();
+        state = bob.client.group_state(&team).ok();
+        if state.as_ref().is_some_and(|s| s.devices == devices) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    state.expect("bob is in #team")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_approves_a_new_device_revokes_it_and_leaves_a_group() {
+    let server = TestServer::start();
+    let bob = Device::register(&server.url(), "bob").await;
+    let browser = browser_user(&server, "alice").await;
+    start_chat(&browser, "#team", "bob").await;
+    send(&browser, "team hello").await;
+
+    // A terminal asks to be alice's laptop; the browser approves its code.
+    let laptop = tempfile::tempdir().unwrap();
+    let mut link = std::process::Command::new(BIN)
+        .arg("--home")
+        .arg(laptop.path())
+        .args([
+            "--server",
+            &server.url(),
+            "link",
+            "alice",
+            "--name",
+            "laptop",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(link.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    let code = serde_json::from_str::<serde_json::Value>(&first).unwrap()["link_code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    browser.click("[data-testid=settings]").await;
+    browser.type_into("[data-testid=approve-code]", &code).await;
+    browser.click("[data-testid=approve]").await;
+    let finished = tokio::task::spawn_blocking(move || link.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        finished.status.success(),
+        "{}",
+        String::from_utf8_lossy(&finished.stderr)
+    );
+    browser
+        .wait_for(
+            "return document.querySelector('[data-testid=approve-done]')?.textContent.length > 0
+                && document.querySelectorAll('[data-testid=device]').length === 2",
+            60,
+        )
+        .await;
+    // The laptop has the history, and is in the group: bob's view has three devices.
+    let history = cli_ok(laptop.path(), &server, &["history", "#team"]);
+    assert!(history.contains("team hello"), "{history}");
+    assert_eq!(team_devices_at_bob(&bob, 3).await.devices, 3);
+
+    // Revoked from the browser: out of the group, and the laptop can no longer sync.
+    let laptop_id = browser
+        .execute(
+            "return [...document.querySelectorAll('[data-testid=device]')]
+                .find(d => !d.querySelector('[data-testid=this-device]'))?.dataset.id",
+            json!([]),
+        )
+        .await;
+    let laptop_id = laptop_id.as_str().unwrap();
+    browser
+        .click(&format!(
+            "[data-testid=device][data-id=\"{laptop_id}\"] [data-testid=revoke-device]"
+        ))
+        .await;
+    browser.accept_dialog().await;
+    browser
+        .wait_for(
+            "return document.querySelectorAll('[data-testid=device]').length === 1",
+            60,
+        )
+        .await;
+    assert_eq!(team_devices_at_bob(&bob, 2).await.devices, 2);
+    let (status, _, _) = cli(laptop.path(), &server.url(), &["sync"]);
+    assert_ne!(status, 0, "a revoked device is refused");
+
+    // Leaving the group: bob's group is bob alone, and the browser says it left.
+    open_chat(&browser, "#team").await;
+    browser.click("[data-testid=members]").await;
+    browser.click("[data-testid=leave]").await;
+    browser.accept_dialog().await;
+    let state = team_devices_at_bob(&bob, 1).await;
+    assert_eq!(state.members, ["bob"]);
+    browser
+        .wait_for(
+            "return document.querySelector('[data-testid=compose]')?.disabled === true",
+            30,
+        )
+        .await;
 }

@@ -143,7 +143,20 @@ async fn browsers_and_the_cli_talk_live_and_a_reload_keeps_everything() {
     alice.save_screenshot("web-second-tab").await;
     alice.click("[data-testid=use-here]").await;
     alice.find("[data-testid=new-chat]").await;
+    let second = alice.tab().await;
     alice.switch_to(&first).await;
+    alice
+        .wait_for(
+            "return document.body.textContent.includes('opened in another tab')",
+            30,
+        )
+        .await;
+    // And the first tab takes it back: the account opens again there, whole.
+    alice.click("[data-testid=use-here]").await;
+    open_chat(&alice, "#team").await;
+    wait_shown(&alice, "carol", "carol here").await;
+    assert_eq!(times_shown(&shown(&alice).await, "hello team"), 1);
+    alice.switch_to(&second).await;
     alice
         .wait_for(
             "return document.body.textContent.includes('opened in another tab')",
@@ -270,4 +283,137 @@ async fn the_page_comes_with_a_strict_policy_integrity_hashes_and_a_small_first_
     // Nothing else is served from there.
     assert_eq!(get("/secrets.js", false).await.unwrap().status(), 404);
     assert_eq!(get("/BUILD", false).await.unwrap().status(), 404);
+}
+
+/// Waits until the open chat shows a stored message (an id, not sending) with `text`.
+async fn stored(browser: &Browser, text: &str) -> String {
+    browser
+        .wait_for(
+            &format!(
+                "return [...document.querySelectorAll('[data-testid=message]')]
+                    .find(m => m.querySelector('.text')?.textContent === {text:?}
+                        && m.dataset.id && m.dataset.status !== 'sending')?.dataset.id"
+            ),
+            30,
+        )
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keyboard_alone_is_enough_and_a_tab_in_the_background_notifies() {
+    let server = TestServer::start();
+    let bob = Device::register(&server.url(), "bob").await;
+    let carol = Device::register(&server.url(), "carol").await;
+    let alice = browser_user(&server, "alice").await;
+    carol
+        .client
+        .send_text(&ChatRef::parse("alice").unwrap(), "hi alice")
+        .await
+        .unwrap();
+    alice.find("[data-testid=chat][data-chat=carol]").await;
+
+    // A new chat: Tab to "New chat", Enter, the name, Enter.
+    alice.tab_to("[data-testid=new-chat]", false).await;
+    alice.chord(&[ENTER]).await;
+    alice.keys("bob").await;
+    alice.chord(&[ENTER]).await;
+    shows_chat(&alice, "bob").await;
+    // The compose box has the focus: Shift+Enter breaks the line, Enter sends.
+    alice.keys("line one").await;
+    alice.chord(&[SHIFT, ENTER]).await;
+    alice.keys("line two").await;
+    alice.chord(&[ENTER]).await;
+    let id = stored(&alice, "line one\nline two").await;
+
+    // A reaction: Shift+Tab back to the message's React, Enter opens the picker with the
+    // focus on its first emoji, Enter picks it.
+    let react = format!("{} [data-testid=react]", message(&id));
+    alice.tab_to(&react, true).await;
+    alice.chord(&[ENTER]).await;
+    alice
+        .wait_for(
+            "return document.activeElement?.dataset.testid === 'reaction-option'",
+            10,
+        )
+        .await;
+    alice.chord(&[ENTER]).await;
+    alice
+        .find(&format!("{} [data-testid=reaction]", message(&id)))
+        .await;
+    // Bob sees the text as typed and the reaction.
+    let to_alice = ChatRef::parse("alice").unwrap();
+    let mut history = Vec::new();
+    for _ in 0..50 {
+        bob.client.sync().await.unwrap();
+        history = bob.client.history(&to_alice, 10).unwrap();
+        if history.iter().any(|m| !m.reactions.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(history[0].text, "line one\nline two");
+    assert_eq!(history[0].reactions.len(), 1, "{history:?}");
+
+    // Escape closes what was opened last, also after moving on: the picker left open in
+    // bob's chat does not swallow the Escape meant for the reply bar in carol's.
+    alice.tab_to(&react, true).await;
+    alice.chord(&[ENTER]).await;
+    alice.find(".picker").await;
+    alice
+        .tab_to("[data-testid=chat][data-chat=carol]", true)
+        .await;
+    alice.chord(&[ENTER]).await;
+    shows_chat(&alice, "carol").await;
+    let from_carol = stored(&alice, "hi alice").await;
+    alice
+        .tab_to(
+            &format!("{} [data-testid=reply]", message(&from_carol)),
+            true,
+        )
+        .await;
+    alice.chord(&[ENTER]).await;
+    alice.find("[data-testid=replying]:not([hidden])").await;
+    alice.chord(&[ESCAPE]).await;
+    alice
+        .wait_for(
+            "return !document.querySelector('[data-testid=replying]:not([hidden])')
+                && document.activeElement?.dataset.testid === 'compose'",
+            10,
+        )
+        .await;
+
+    // Notifications: allowed, none while the tab is in front, one while it is behind another.
+    alice.allow_notifications().await;
+    alice
+        .execute(
+            "window.notified = [];
+             const Shown = window.Notification;
+             window.Notification = class extends Shown {
+                 constructor(title, options) { super(title, options); window.notified.push([title, options?.body ?? '']); }
+             };
+             return Notification.permission",
+            json!([]),
+        )
+        .await;
+    carol
+        .client
+        .send_text(&ChatRef::parse("alice").unwrap(), "while you look")
+        .await
+        .unwrap();
+    wait_shown(&alice, "carol", "while you look").await;
+    let page = alice.new_tab().await;
+    bob.client
+        .send_text(&ChatRef::parse("alice").unwrap(), "while you are away")
+        .await
+        .unwrap();
+    // Give the page a moment behind the other tab, then look.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    alice.switch_to(&page).await;
+    let notified = alice
+        .wait_for("return window.notified.length > 0 && window.notified", 10)
+        .await;
+    assert_eq!(notified, json!([["Parley: bob", "New message"]]));
 }

@@ -112,6 +112,45 @@ async fn downloaded(browser: &Browser, name: &str, size: usize) -> Vec<u8> {
     panic!("{} never arrived whole", path.display());
 }
 
+/// Waits until the browser sent the file `name`, then has bob's CLI save it into `dir`;
+/// returns where.
+async fn sent_and_saved_by_cli(
+    browser: &Browser,
+    server: &TestServer,
+    bob: &Path,
+    name: &str,
+    dir: &Path,
+) -> PathBuf {
+    browser
+        .wait_for(
+            &format!(
+                "return [...document.querySelectorAll('[data-testid=message]')]
+                    .some(m => m.textContent.includes({name:?}) && m.dataset.id
+                        && !['sending', 'failed'].includes(m.dataset.status))"
+            ),
+            60,
+        )
+        .await;
+    let history = cli_history(bob, server, "alice");
+    let carrying = history
+        .iter()
+        .find(|m| m["attachments"][0]["name"] == name)
+        .unwrap_or_else(|| panic!("{history:?}"));
+    let saved = dir.join(format!("saved-{name}"));
+    cli_ok(
+        bob,
+        server,
+        &[
+            "attachment",
+            "save",
+            carrying["id"].as_str().unwrap(),
+            "--out",
+            saved.to_str().unwrap(),
+        ],
+    );
+    saved
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_go_from_the_browser_to_the_cli_and_back_byte_identical() {
     let server = TestServer::start();
@@ -125,36 +164,54 @@ async fn files_go_from_the_browser_to_the_cli_and_back_byte_identical() {
     // Browser → CLI: 9 MB of random bytes, in three upload parts of 4 MiB.
     let upload = files.path().join("notes.bin");
     let sent = random_file(&upload, 9_000_000);
-    attach(&alice, &upload).await;
+    // What the upload bar shows while it goes, sampled.
     alice
-        .wait_for(
-            "return [...document.querySelectorAll('[data-testid=message]')]
-                .some(m => m.textContent.includes('notes.bin') && m.dataset.id
-                    && !['sending', 'failed'].includes(m.dataset.status))",
-            60,
+        .execute(
+            "window.progressSeen = [];
+             setInterval(() => {
+                 const bar = document.querySelector('[data-testid=upload-progress]');
+                 if (bar && !bar.hidden) window.progressSeen.push([bar.value, bar.max]);
+             }, 5);
+             return true",
+            json!([]),
         )
         .await;
-    let history = cli_history(bob.path(), &server, "alice");
-    let carrying = history
-        .iter()
-        .find(|m| m["attachments"][0]["name"] == "notes.bin")
-        .unwrap_or_else(|| panic!("{history:?}"));
-    let saved = files.path().join("saved.bin");
-    cli_ok(
-        bob.path(),
-        &server,
-        &[
-            "attachment",
-            "save",
-            carrying["id"].as_str().unwrap(),
-            "--out",
-            saved.to_str().unwrap(),
-        ],
-    );
+    attach(&alice, &upload).await;
+    let saved = sent_and_saved_by_cli(&alice, &server, bob.path(), "notes.bin", files.path()).await;
     assert_eq!(
         std::fs::read(&saved).unwrap(),
         sent,
         "byte-identical at the CLI"
+    );
+    // The bar moved part by part: somewhere between empty and full, out of the whole size.
+    let seen: Vec<(f64, f64)> =
+        serde_json::from_value(alice.execute("return window.progressSeen", json!([])).await)
+            .unwrap();
+    assert!(
+        seen.iter()
+            .any(|&(done, total)| done > 0.0 && done < total && total >= 9_000_000.0),
+        "{:?}",
+        &seen[seen.len().saturating_sub(20)..]
+    );
+
+    // A file dropped on the chat goes like a chosen one.
+    alice
+        .execute(
+            "const drop = new DataTransfer();
+             drop.items.add(new File(['dropped on the chat\\n'], 'dropped.txt', { type: 'text/plain' }));
+             const pane = document.querySelector('.pane');
+             for (const type of ['dragenter', 'dragover', 'drop']) {
+                 pane.dispatchEvent(new DragEvent(type, { dataTransfer: drop, bubbles: true, cancelable: true }));
+             }
+             return true",
+            json!([]),
+        )
+        .await;
+    let saved =
+        sent_and_saved_by_cli(&alice, &server, bob.path(), "dropped.txt", files.path()).await;
+    assert_eq!(
+        std::fs::read_to_string(&saved).unwrap(),
+        "dropped on the chat\n"
     );
 
     // CLI → browser: a picture shows as a preview; a file downloads byte-identical.

@@ -9,6 +9,11 @@ use serde_json::{json, Value};
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
+pub const TAB: &str = "\u{E004}";
+pub const ENTER: &str = "\u{E007}";
+pub const SHIFT: &str = "\u{E008}";
+pub const ESCAPE: &str = "\u{E00C}";
+
 pub struct Browser {
     driver: Child,
     profile: std::path::PathBuf,
@@ -199,6 +204,72 @@ impl Browser {
         .await;
     }
 
+    /// Presses `keys` together, as a person does (WebDriver key codes: `TAB`, `ENTER`,
+    /// `ESCAPE`, `SHIFT`, or plain characters), into whatever has the focus.
+    pub async fn chord(&self, keys: &[&str]) {
+        let mut actions: Vec<Value> = keys
+            .iter()
+            .map(|k| json!({"type": "keyDown", "value": k}))
+            .collect();
+        actions.extend(
+            keys.iter()
+                .rev()
+                .map(|k| json!({"type": "keyUp", "value": k})),
+        );
+        self.call(
+            "POST",
+            "/actions",
+            json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]}),
+        )
+        .await;
+    }
+
+    /// Types `text` key by key into whatever has the focus.
+    pub async fn keys(&self, text: &str) {
+        for c in text.chars() {
+            self.chord(&[&c.to_string()]).await;
+        }
+    }
+
+    /// Presses Tab (Shift+Tab when `backwards`) until the focus is on an element matching
+    /// `css` (none if it is there already); panics after 60 presses.
+    pub async fn tab_to(&self, css: &str, backwards: bool) {
+        let limit = 60;
+        for _ in 0..=limit {
+            let there = self
+                .execute(
+                    "return document.activeElement?.matches(arguments[0]) ?? false",
+                    json!([css]),
+                )
+                .await;
+            if there == Value::Bool(true) {
+                return;
+            }
+            if backwards {
+                self.chord(&[SHIFT, TAB]).await;
+            } else {
+                self.chord(&[TAB]).await;
+            }
+        }
+        let at = self
+            .execute(
+                "return document.activeElement?.outerHTML.slice(0, 200)",
+                json!([]),
+            )
+            .await;
+        panic!("{limit} presses of Tab never reached {css}; the focus is on {at}");
+    }
+
+    /// Lets the page show notifications, as a user allowing them in the browser's prompt.
+    pub async fn allow_notifications(&self) {
+        self.call(
+            "POST",
+            "/permissions",
+            json!({"descriptor": {"name": "notifications"}, "state": "granted"}),
+        )
+        .await;
+    }
+
     /// Clicks an element, finding it again if the page redrew it in between.
     pub async fn click(&self, css: &str) {
         for _ in 0..50 {
@@ -280,13 +351,20 @@ impl Browser {
     }
 
     /// Opens a new tab and switches to it; returns the previous tab's handle.
+    /// Opens a tab and switches to it; returns the handle of the tab it left.
     pub async fn new_tab(&self) -> String {
-        let previous = self.call("GET", "/window", Value::Null).await;
+        let previous = self.tab().await;
         let tab = self
             .call("POST", "/window/new", json!({ "type": "tab" }))
             .await;
         self.switch_to(tab["handle"].as_str().unwrap()).await;
-        previous.as_str().unwrap().to_owned()
+        previous
+    }
+
+    /// The handle of the tab commands go to.
+    pub async fn tab(&self) -> String {
+        let handle = self.call("GET", "/window", Value::Null).await;
+        handle.as_str().unwrap().to_owned()
     }
 
     pub async fn switch_to(&self, handle: &str) {

@@ -8,21 +8,20 @@ import { call, problem } from "./state";
 const IMAGES = new Set(["image/png", "image/jpeg", "image/gif", "image/webp"]);
 const AUTO_PREVIEW = 10 * 1024 * 1024; // larger images wait for a click
 
-// Transfer progress comes from the worker by file name.
-const listeners = new Map<string, Set<(p: Progress) => void>>();
+// Transfer progress comes from the worker by a transfer name the page gives each upload and
+// download (two files of the same name, or the same file twice, never mix).
+const listeners = new Map<string, (p: Progress) => void>();
+let transfers = 0;
 
-export function onProgress(name: string, listener: (p: Progress) => void): () => void {
-  let set = listeners.get(name);
-  if (!set) listeners.set(name, (set = new Set()));
-  set.add(listener);
-  return () => {
-    set.delete(listener);
-    if (set.size === 0) listeners.delete(name);
-  };
+/// A new transfer, with `listener` told its progress until the returned `stop()`.
+export function transfer(listener: (p: Progress) => void): { name: string; stop(): void } {
+  const name = `t${++transfers}`;
+  listeners.set(name, listener);
+  return { name, stop: () => listeners.delete(name) };
 }
 
 export function progressEvent(p: Progress): void {
-  listeners.get(p.name)?.forEach((listener) => listener(p));
+  listeners.get(p.transfer)?.(p);
 }
 
 // Image previews by "message id/index", kept while their message is on screen, so that
@@ -31,20 +30,34 @@ const previews = new Map<string, Promise<string>>();
 // Automatic previews one at a time: a chat full of images should not flood the worker.
 let queue: Promise<unknown> = Promise.resolve();
 
-function fetchBytes(id: string, index: number): Promise<Uint8Array<ArrayBuffer>> {
-  return call<Uint8Array<ArrayBuffer>>("attachment", id, index);
+function fetchBytes(id: string, index: number, progress = ""): Promise<Uint8Array<ArrayBuffer>> {
+  return call<Uint8Array<ArrayBuffer>>("attachment", id, index, progress);
 }
 
 function preview(m: MessageView, a: AttachmentView, index: number): Promise<string> {
   const key = `${m.id}/${index}`;
   let url = previews.get(key);
   if (!url) {
-    url = queue.then(() => fetchBytes(m.id, index)).then((bytes) => URL.createObjectURL(new Blob([bytes], { type: a.content_type })));
+    const mine: Promise<string> = queue
+      .then(() => {
+        // Its message left the screen while it waited (another chat opened): not fetched.
+        if (previews.get(key) !== mine) throw new Error("no longer shown");
+        return fetchBytes(m.id, index);
+      })
+      .then((bytes) => URL.createObjectURL(new Blob([bytes], { type: a.content_type })));
+    url = mine;
     queue = url.catch(() => {});
     previews.set(key, url);
-    url.catch(() => previews.delete(key)); // a failed one may be tried again
+    url.catch(() => { if (previews.get(key) === mine) previews.delete(key); }); // a failed one may be tried again
   }
   return url;
+}
+
+/// The preview of file `index` of message `id`, from the bytes the sender chose (this device
+/// sent it: no need to fetch it back).
+export function seedPreview(id: string, index: number, file: File): void {
+  if (!IMAGES.has(file.type) || previews.has(`${id}/${index}`)) return;
+  previews.set(`${id}/${index}`, Promise.resolve(URL.createObjectURL(file)));
 }
 
 /// Revokes the previews of messages no longer shown (all of them when `shown` is empty).
@@ -125,7 +138,7 @@ export function attachmentView(m: MessageView, a: AttachmentView, index: number,
       download.disabled = true;
       failure.textContent = "";
       bar.hidden = false;
-      const stop = onProgress(a.name, (p) => { bar.max = Math.max(1, p.total); bar.value = p.done; });
+      const progress = transfer((p) => { bar.max = Math.max(1, p.total); bar.value = p.done; });
       try {
         const cached = image ? previews.get(`${m.id}/${index}`) : undefined;
         if (cached) {
@@ -134,12 +147,12 @@ export function attachmentView(m: MessageView, a: AttachmentView, index: number,
           // rightly lacks.)
           saveUrl(a.name, await cached);
         } else {
-          save(a.name, await fetchBytes(m.id, index));
+          save(a.name, await fetchBytes(m.id, index, progress.name));
         }
       } catch (err) {
         failure.textContent = `Download failed: ${problem(err)}`;
       } finally {
-        stop();
+        progress.stop();
         bar.hidden = true;
         download.disabled = false;
       }

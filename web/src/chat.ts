@@ -1,7 +1,7 @@
 // The open chat: its header (title, verified badge, disappearing timer, Members or Safety
 // number), its messages (live, and redrawn from history when something changes), who is
 // typing, and the compose bar. One `OpenChat` per chat opened; `close()` before the next.
-import { forgetPreviews, onProgress, releasePreviews } from "./attachments";
+import { forgetPreviews, releasePreviews, seedPreview, transfer } from "./attachments";
 import { refreshChats, summaries } from "./chats";
 import { Compose } from "./compose";
 import type { MessageView, TypingView } from "./core";
@@ -191,11 +191,19 @@ export class OpenChat {
     return id ? this.messages.querySelector<HTMLElement>(`:scope > [data-id="${CSS.escape(id)}"]`) : null;
   }
 
-  /// Replaces a row, keeping the keyboard focus on the same control if it was in there.
+  /// Replaces a row, keeping the keyboard focus on the same control if it was in there, and
+  /// its reaction picker open if it was (a receipt redraws a row while one picks).
   private swap(old: HTMLElement, fresh: HTMLElement): void {
     const focused = document.activeElement as HTMLElement | null;
     const inside = focused && old.contains(focused) ? focused : null;
+    const picking = old.querySelector(".picker") !== null;
     old.replaceWith(fresh);
+    if (picking) {
+      // Opening it again focuses its first emoji; the focus stays where it was if outside.
+      fresh.querySelector<HTMLButtonElement>("[data-testid=react]")?.click();
+      if (!inside && focused?.isConnected) focused.focus();
+      return;
+    }
     if (inside === old) fresh.focus();
     else if (inside?.dataset.testid) fresh.querySelector<HTMLElement>(`[data-testid="${inside.dataset.testid}"]`)?.focus();
   }
@@ -360,15 +368,17 @@ export class OpenChat {
     const row = this.row(draft);
     this.append(row);
     const bar = row.querySelector("progress");
-    const stop = onProgress(file.name, (p) => { if (bar) { bar.max = Math.max(1, p.total); bar.value = p.done; } });
+    const progress = transfer((p) => { if (bar) { bar.max = Math.max(1, p.total); bar.value = p.done; } });
     try {
       const bytes = await file.arrayBuffer();
-      this.settle(row, await call<MessageView>("sendFile", this.chat, file.name, bytes, caption, replyTo?.id ?? null));
+      const sent = await call<MessageView>("sendFile", this.chat, file.name, bytes, caption, replyTo?.id ?? null, progress.name);
+      seedPreview(sent.id, 0, file);
+      this.settle(row, sent);
     } catch (err) {
       if (isQueued(err)) markQueued(row, problem(err));
       else markFailed(row, problem(err), () => { row.remove(); void this.sendFile(file, caption, replyTo); });
     } finally {
-      stop();
+      progress.stop();
       void refreshChats();
     }
   }

@@ -81,7 +81,7 @@ export function newChatForm(): HTMLElement {
   const form = el("form", { class: "new-chat", "aria-label": "New chat" },
     el("p", { class: "hint" }, "A username starts a 1:1 chat; #name starts a group."),
     name, members, el("div", { class: "row" }, create, cancel), problemLine);
-  const release = onEscape(close);
+  const release = onEscape(form, close);
   form.onsubmit = async (e) => {
     e.preventDefault();
     const chat = name.value.trim();

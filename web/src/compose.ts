@@ -113,7 +113,7 @@ export class Compose {
     this.bar.dataset.testid = barId;
     this.bar.replaceChildren(label, button("×", { class: "close", "data-testid": cancelId, "aria-label": "Cancel", title: "Cancel (Esc)" }, () => { this.cancel(); this.focus(); }));
     this.bar.hidden = false;
-    this.release = onEscape(() => { this.cancel(); this.focus(); });
+    this.release = onEscape(this.bar, () => { this.cancel(); this.focus(); });
     this.error.textContent = "";
     this.focus();
   }

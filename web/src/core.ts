@@ -35,7 +35,8 @@ export type LinkEvent =
   | { stage: "approved" }
   | { stage: "stalled"; chunks: number }
   | { stage: "history"; chats: number; messages: number };
-export type Progress = { name: string; done: number; total: number };
+/// How far one transfer is (`transfer` as the page named it).
+export type Progress = { transfer: string; done: number; total: number };
 type Answer = { id: number; ok: boolean; value?: unknown; error?: string; queued?: boolean };
 type Event = { event: string; value: unknown };
 

@@ -56,19 +56,33 @@ export function duration(seconds: number): string {
 }
 
 // Escape closes the most recently opened thing (a picker, a panel, the reply or edit bar):
-// each registers a closer here and removes it when it closes by other means.
-const closers: (() => void)[] = [];
+// each registers a closer here with the element it shows, and removes it when it closes by
+// other means. A closer whose element left the page without closing (a redraw, another chat)
+// is stale: Escape skips it, and the next registration drops it.
+const closers: { close: () => void; owner: Element }[] = [];
 
-export function onEscape(close: () => void): () => void {
-  closers.push(close);
+function dropStale(): void {
+  for (let i = closers.length - 1; i >= 0; i--) {
+    if (!closers[i].owner.isConnected) closers.splice(i, 1);
+  }
+}
+
+export function onEscape(owner: Element, close: () => void): () => void {
+  // Earlier owners are on the page by now if they still matter; this one may not be yet.
+  dropStale();
+  const entry = { close, owner };
+  closers.push(entry);
   return () => {
-    const at = closers.lastIndexOf(close);
+    const at = closers.indexOf(entry);
     if (at >= 0) closers.splice(at, 1);
   };
 }
 
 document.addEventListener("keydown", (e) => {
-  if (e.key !== "Escape" || closers.length === 0 || e.defaultPrevented) return;
+  if (e.key !== "Escape" || e.defaultPrevented) return;
+  dropStale();
+  const top = closers.pop();
+  if (!top) return;
   e.preventDefault();
-  closers.pop()!();
+  top.close();
 });

@@ -200,20 +200,24 @@ for (const type of ["dragover", "drop"] as const) {
   window.addEventListener(type, (e) => { if (e.dataTransfer?.types.includes("Files")) e.preventDefault(); });
 }
 
-/// Set once another tab took the account over: whatever this tab was starting stops.
-let lost = false;
+/// Which hold of the account this tab is in: bumped when another tab takes it over (and when
+/// this tab takes it back), so that whatever an earlier hold was starting stops.
+let hold = 0;
+let holding = false;
 
 async function start(): Promise<void> {
+  const mine = hold;
+  const lost = () => !holding || hold !== mine;
   notice("Opening…");
   // Ask the browser not to evict this origin's storage: it holds the device's keys.
   void navigator.storage?.persist?.();
   try {
-    await WorkerCore.start((started) => { session.core = started; }, () => lost);
+    await WorkerCore.start((started) => { session.core = started; }, lost);
   } catch (err) {
-    if (!lost) notice(`Parley could not start: ${problem(err)}`);
+    if (!lost()) notice(`Parley could not start: ${problem(err)}`);
     return;
   }
-  if (lost) return;
+  if (lost()) return;
   const stored = localStorage.getItem(ACCOUNT);
   if (!stored) {
     // A link a reload interrupted goes on (with the same code).
@@ -222,9 +226,9 @@ async function start(): Promise<void> {
   }
   try {
     session.username = await call<string>("open", stored);
-    if (!lost) await main();
+    if (!lost()) await main();
   } catch (err) {
-    if (!lost) welcome(problem(err));
+    if (!lost()) welcome(problem(err));
   }
 }
 
@@ -238,14 +242,17 @@ function claim(steal: boolean): void {
         notice("Parley is open in another tab.", here);
         return;
       }
+      hold += 1;
+      holding = true;
       await start();
       await new Promise(() => {}); // held while this tab lives
     })
     .catch(() => {
       // Another tab took over.
-      lost = true;
+      hold += 1;
+      holding = false;
       session.core?.stop();
-      const back = button("Use Parley here again", {}, () => claim(true));
+      const back = button("Use Parley here again", { "data-testid": "use-here" }, () => claim(true));
       notice("Parley was opened in another tab.", back);
     });
 }

@@ -15,6 +15,7 @@ export function membersPanel(host: HTMLElement, opener: HTMLElement, chat: strin
   const add = el("button", { "data-testid": "add-member", type: "submit" }, "Add");
   const form = el("form", { class: "row add-member" }, input, add);
   const leave = button("Leave group", { class: "danger", "data-testid": "leave" }, async () => {
+    if (!confirm(`Leave ${chat}? You stop receiving its messages; a member can add you again.`)) return;
     leave.disabled = true;
     failure.textContent = "";
     try {

@@ -90,7 +90,7 @@ function picker(m: MessageView, row: HTMLElement, opener: HTMLButtonElement, hoo
     return button(emoji, { class: "emoji", "data-testid": "reaction-option", "data-emoji": emoji, "aria-pressed": String(mine), "aria-label": mine ? `Take back ${emoji}` : `React ${emoji}` },
       () => { close(); void react(m, emoji, hooks); });
   }));
-  const release = onEscape(close);
+  const release = onEscape(box, close);
   opener.setAttribute("aria-expanded", "true");
   row.append(box);
   (box.querySelector("button") as HTMLButtonElement).focus();

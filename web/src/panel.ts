@@ -28,7 +28,7 @@ export function openPanel(host: HTMLElement, opener: HTMLElement | null, title: 
   const close = button("×", { class: "close", "aria-label": "Close", title: "Close (Esc)" }, () => panel.close());
   section.append(el("header", {}, heading, close), body);
   host.append(section);
-  release = onEscape(() => panel.close());
+  release = onEscape(section, () => panel.close());
   current = panel;
   // The first field or button inside, once the caller filled the panel.
   queueMicrotask(() => {

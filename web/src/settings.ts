@@ -112,35 +112,52 @@ function devicesCard(): HTMLElement {
   return card("Devices", "devices", list, status, failure, form);
 }
 
+/// A recovery key shown but not yet confirmed as written down: kept in this page's memory
+/// only (never stored), so that leaving Settings and coming back shows it again, and a reload
+/// asks first.
+let unconfirmedRecoveryKey: { key: string; summary: string } | null = null;
+
+window.addEventListener("beforeunload", (e) => {
+  if (unconfirmedRecoveryKey) e.preventDefault();
+});
+
 function backupCard(): HTMLElement {
   const state = el("p", { "data-testid": "backup-status" }, "Loading…");
   const failure = alertLine({ "data-testid": "backup-error" });
   const keyBox = el("div", { class: "recovery" });
   keyBox.hidden = true;
+  const showKey = (shown: { key: string; summary: string }) => {
+    const written = button("I have written it down", { "data-testid": "recovery-done" }, () => {
+      unconfirmedRecoveryKey = null;
+      keyBox.replaceChildren();
+      keyBox.hidden = true;
+      enable.focus();
+    });
+    keyBox.replaceChildren(
+      el("p", { class: "warning" }, "Write this recovery key down and keep it safe. It is shown only now; without it a backup cannot be restored, and anyone with it can read the backup."),
+      el("code", { class: "key", "data-testid": "recovery-key" }, shown.key),
+      el("p", { class: "muted" }, shown.summary),
+      written);
+    keyBox.hidden = false;
+    written.focus();
+  };
   const enable = button("Turn on backups", { class: "primary", "data-testid": "backup-enable" }, async () => {
     enable.disabled = true;
     failure.textContent = "";
     try {
       const done = await call<{ recovery_key: string; chats: number; messages: number; bytes: number; at: string }>("enableBackup");
-      // Shown once, here only: the page does not keep it.
-      const written = button("I have written it down", { "data-testid": "recovery-done" }, () => {
-        keyBox.replaceChildren();
-        keyBox.hidden = true;
-        enable.focus();
-      });
-      keyBox.replaceChildren(
-        el("p", { class: "warning" }, "Write this recovery key down and keep it safe. It is shown only now; without it a backup cannot be restored, and anyone with it can read the backup."),
-        el("code", { class: "key", "data-testid": "recovery-key" }, done.recovery_key),
-        el("p", { class: "muted" }, `First backup stored: ${done.chats} chats, ${done.messages} messages (${size(done.bytes)}).`),
-        written);
-      keyBox.hidden = false;
-      written.focus();
+      unconfirmedRecoveryKey = {
+        key: done.recovery_key,
+        summary: `First backup stored: ${done.chats} chats, ${done.messages} messages (${size(done.bytes)}).`,
+      };
+      showKey(unconfirmedRecoveryKey);
       await refresh();
     } catch (err) {
       failure.textContent = `Could not turn on backups: ${problem(err)}`;
       enable.disabled = false;
     }
   });
+  if (unconfirmedRecoveryKey) queueMicrotask(() => showKey(unconfirmedRecoveryKey!));
   enable.hidden = true;
   const refresh = async () => {
     try {

@@ -28,7 +28,9 @@ function follow(): void {
     .catch((e: unknown) => emit("failed", String(e)));
 }
 
-const progress = (name: string, done: number, total: number) => emit("progress", { name, done, total });
+/// Progress of one transfer, named by the page (its last argument to sendFile/attachment).
+const progress = (transfer: unknown) => (done: number, total: number) =>
+  emit("progress", { transfer: String(transfer), done, total });
 const text = (v: unknown) => v as string;
 const parsed = (json: string) => JSON.parse(json);
 
@@ -71,9 +73,9 @@ async function handle(op: string, a: unknown[]): Promise<unknown> {
     case "setDisappearing": await c.setDisappearing(text(a[0]), a[1] as number); return null;
     case "sendFile":
       return parsed(await c.sendFile(text(a[0]), text(a[1]), new Uint8Array(a[2] as ArrayBuffer),
-        text(a[3] ?? ""), (a[4] as string | null) ?? undefined, progress));
+        text(a[3] ?? ""), (a[4] as string | null) ?? undefined, progress(a[5])));
     case "attachment": {
-      const bytes: Uint8Array = await c.attachment(text(a[0]), a[1] as number, progress);
+      const bytes: Uint8Array = await c.attachment(text(a[0]), a[1] as number, progress(a[2]));
       return bytes;
     }
     case "safetyNumber": return parsed(c.safetyNumber(text(a[0])));

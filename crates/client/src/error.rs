@@ -8,6 +8,10 @@ use parley_protocol::{ErrorCode, WireError};
 pub enum ClientError {
     #[error("{0}")]
     Server(WireError),
+    /// The server refused a message for now (a recipient's queue is full): it stays in the
+    /// outbox and goes out with a later sync.
+    #[error("{0}; the message is kept and goes out with a later sync")]
+    Kept(WireError),
     #[error("network: {0}")]
     Network(String),
     #[error("protocol: {0}")]
@@ -38,9 +42,14 @@ pub enum ClientError {
 impl ClientError {
     pub fn server_code(&self) -> Option<ErrorCode> {
         match self {
-            ClientError::Server(e) => Some(e.code),
+            ClientError::Server(e) | ClientError::Kept(e) => Some(e.code),
             _ => None,
         }
+    }
+
+    /// The message did not go out yet but is kept: a later sync sends it.
+    pub fn is_kept(&self) -> bool {
+        matches!(self, ClientError::Kept(_))
     }
 
     /// A recipient's queue on the server is full: the submission stays in the outbox and is

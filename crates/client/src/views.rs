@@ -408,24 +408,8 @@ impl Client {
         &self,
         peer: &parley_protocol::Username,
     ) -> Result<SafetyNumber, ClientError> {
-        let peer_key = db::pinned_key(&self.db(), peer.as_str())?
-            .filter(|_| peer != self.username())
-            .ok_or_else(|| ClientError::Invalid(format!("no chat with {peer} yet")))?;
-        let own = (
-            self.username().to_string(),
-            self.account_key().public().to_bytes().to_vec(),
-        );
-        let theirs = (peer.to_string(), peer_key);
-        let (first, second) = if own.0 <= theirs.0 {
-            (own, theirs)
-        } else {
-            (theirs, own)
-        };
-        let all = format!(
-            "{}{}",
-            party_digits(&first.0, &first.1),
-            party_digits(&second.0, &second.1)
-        );
+        let peer_key = self.contact_key(peer)?;
+        let all = self.safety_digits(peer, &peer_key);
         let digits = all
             .as_bytes()
             .chunks(5)
@@ -448,21 +432,44 @@ impl Client {
         peer: &parley_protocol::Username,
         digits: &str,
     ) -> Result<(), ClientError> {
-        let compact = |d: &str| d.chars().filter(char::is_ascii_digit).collect::<String>();
-        let number = self.safety_number(peer)?;
-        if compact(digits) != compact(&number.digits) {
+        let key = self.contact_key(peer)?;
+        let compared: String = digits.chars().filter(char::is_ascii_digit).collect();
+        if compared != self.safety_digits(peer, &key) {
             return Err(ClientError::Invalid(format!(
                 "those are not the safety number you share with {peer} now; compare the current one"
             )));
         }
-        let key = db::pinned_key(&self.db(), peer.as_str())?
-            .ok_or_else(|| ClientError::Invalid(format!("no chat with {peer} yet")))?;
+        // Marked only if the pinned key is still the one the digits were made from.
         if !db::set_verified(&self.db(), peer.as_str(), &key)? {
             return Err(ClientError::Invalid(format!(
                 "{peer}'s key changed just now; compare the new safety number"
             )));
         }
         Ok(())
+    }
+
+    /// The account key pinned for `peer` (never oneself).
+    fn contact_key(&self, peer: &parley_protocol::Username) -> Result<Vec<u8>, ClientError> {
+        db::pinned_key(&self.db(), peer.as_str())?
+            .filter(|_| peer != self.username())
+            .ok_or_else(|| ClientError::Invalid(format!("no chat with {peer} yet")))
+    }
+
+    /// The 60 digits for this account and `peer` with `peer_key`, the lesser username first.
+    fn safety_digits(&self, peer: &parley_protocol::Username, peer_key: &[u8]) -> String {
+        let own_key = self.account_key().public().to_bytes().to_vec();
+        let own = (self.username().as_str(), own_key.as_slice());
+        let theirs = (peer.as_str(), peer_key);
+        let (first, second) = if own.0 <= theirs.0 {
+            (own, theirs)
+        } else {
+            (theirs, own)
+        };
+        format!(
+            "{}{}",
+            party_digits(first.0, first.1),
+            party_digits(second.0, second.1)
+        )
     }
 
     /// Marks a chat's messages as read now.

@@ -1,6 +1,7 @@
 //! Chats, messages, groups and files, for the page.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use js_sys::{Function, Promise, Uint8Array};
@@ -12,32 +13,55 @@ use wasm_bindgen_futures::future_to_promise;
 use crate::core::{chat, js_error, json, promise, queued_error, username, Core};
 
 thread_local! {
-    /// The page's progress callback (`OnProgress` must be `Send`, which a JS function is
-    /// not; a worker has one thread, so it waits here). The worker passes the same one to
-    /// every transfer, so the latest stays: two transfers at once both report.
-    static ON_PROGRESS: RefCell<Option<Function>> = const { RefCell::new(None) };
+    /// Each transfer's progress callback, by a number of its own (`OnProgress` must be
+    /// `Send`, which a JS function is not; a worker has one thread, so they wait here).
+    static ON_PROGRESS: RefCell<HashMap<u64, Function>> = RefCell::new(HashMap::new());
     static NEXT_FILE: Cell<u64> = const { Cell::new(0) };
 }
 
-fn progress(name: &str, at: Progress) {
-    ON_PROGRESS.with(|f| {
-        if let Some(f) = f.borrow().as_ref() {
-            let _ = f.call3(
-                &JsValue::NULL,
-                &name.into(),
-                &(at.done as f64).into(),
-                &(at.total as f64).into(),
-            );
+fn next_number() -> u64 {
+    NEXT_FILE.with(|n| {
+        n.set(n.get() + 1);
+        n.get()
+    })
+}
+
+/// `on_progress(done, total)` for the transfer running while this lives.
+struct ProgressTo(u64);
+
+impl ProgressTo {
+    fn new(on_progress: Function) -> ProgressTo {
+        let n = next_number();
+        ON_PROGRESS.with(|m| m.borrow_mut().insert(n, on_progress));
+        ProgressTo(n)
+    }
+
+    /// The client's callback for it (which owns a number only, so is `Send`).
+    fn callback(&self) -> impl Fn(&str, Progress) + Send + Sync + 'static {
+        let n = self.0;
+        move |_name, at| {
+            ON_PROGRESS.with(|m| {
+                if let Some(f) = m.borrow().get(&n) {
+                    let _ = f.call2(
+                        &JsValue::NULL,
+                        &(at.done as f64).into(),
+                        &(at.total as f64).into(),
+                    );
+                }
+            })
         }
-    });
+    }
+}
+
+impl Drop for ProgressTo {
+    fn drop(&mut self) {
+        ON_PROGRESS.with(|m| m.borrow_mut().remove(&self.0));
+    }
 }
 
 /// A path of its own for one file in the account's in-memory file area.
 fn scratch(home: &Path, what: &str) -> PathBuf {
-    let n = NEXT_FILE.with(|n| {
-        n.set(n.get() + 1);
-        n.get()
-    });
+    let n = next_number();
     home.join("files").join(format!("{what}-{n}"))
 }
 
@@ -72,7 +96,7 @@ impl Core {
                 .await
                 .map_err(|e| {
                     // Held back by the server (a full queue): kept in the outbox.
-                    if e.to_string().contains("the message is kept") {
+                    if e.is_kept() {
                         queued_error(e)
                     } else {
                         js_error(e)
@@ -176,7 +200,7 @@ impl Core {
     }
 
     /// Sends the file `name` (its `bytes`, as the page read them) with `caption`; `on_progress
-    /// (name, done, total)` after each uploaded part. Resolves with the message.
+    /// (done, total)` after each uploaded part. Resolves with the message.
     #[wasm_bindgen(js_name = sendFile)]
     pub fn send_file(
         &self,
@@ -197,10 +221,16 @@ impl Core {
                 .unwrap_or_else(|| "file".into());
             let path = scratch(client.home(), "chosen").join(file_name);
             platform::write_file(&path, bytes);
-            ON_PROGRESS.with(|f| f.replace(Some(on_progress)));
+            let progress = ProgressTo::new(on_progress);
             let caption = (!caption.is_empty()).then_some(caption.as_str());
             let sent = client
-                .send_file(&chat, &path, caption, reply_to.as_deref(), &progress)
+                .send_file(
+                    &chat,
+                    &path,
+                    caption,
+                    reply_to.as_deref(),
+                    &progress.callback(),
+                )
                 .await;
             let _ = platform::remove_file(&path);
             // Interrupted: the upload is kept and the next sync goes on with it.
@@ -220,9 +250,9 @@ impl Core {
         let client = self.client.clone();
         future_to_promise(async move {
             let out = scratch(client.home(), "saved");
-            ON_PROGRESS.with(|f| f.replace(Some(on_progress)));
+            let progress = ProgressTo::new(on_progress);
             let saved = client
-                .save_attachment(&id, index as usize, Some(&out), &progress)
+                .save_attachment(&id, index as usize, Some(&out), &progress.callback())
                 .await;
             saved.map_err(js_error)?;
             let bytes = platform::take_file(&out).map_err(crate::core::invalid)?;

@@ -61,11 +61,14 @@ pub fn export_archive(conn: &Connection) -> Result<v1::HistoryArchive, ClientErr
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let contacts = conn
-        .prepare("SELECT username, account_key FROM contacts")?
+        .prepare(
+            "SELECT username, account_key, COALESCE(verified_key = account_key, 0) FROM contacts",
+        )?
         .query_map([], |row| {
             Ok(v1::ArchivedContact {
                 username: row.get(0)?,
                 account_key: row.get(1)?,
+                verified: row.get(2)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -138,14 +141,18 @@ pub fn import_archive(conn: &Connection, archive: &v1::HistoryArchive) -> Result
             chat.disappear_after_s,
         )?;
     }
-    // Whom the account trusts and what it revoked. The account's pins win over what this device
-    // pinned on first sight while it waited (a server could have offered it other keys).
+    // Whom the account trusts (and verified) and what it revoked. The account's pins win over
+    // what this device pinned on first sight while it waited (a server could have offered it
+    // other keys).
     for contact in &archive.contacts {
         conn.execute(
             "INSERT INTO contacts (username, account_key, pinned_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (username) DO UPDATE SET account_key = excluded.account_key",
             params![contact.username, contact.account_key, crate::db::now_ms()],
         )?;
+        if contact.verified {
+            crate::db::set_verified(conn, &contact.username, &contact.account_key)?;
+        }
     }
     for revoked in &archive.revoked {
         crate::db::insert_revoked(

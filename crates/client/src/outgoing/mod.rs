@@ -127,12 +127,7 @@ impl Client {
         match flushed {
             Ok(()) if status == db::MessageStatus::Sending => {
                 match self.held_back(group_id).await {
-                    Some(mut refused) => {
-                        refused
-                            .message
-                            .push_str("; the message is kept and goes out with a later sync");
-                        Err(ClientError::Server(refused))
-                    }
+                    Some(refused) => Err(ClientError::Kept(refused)),
                     None => Ok(view),
                 }
             }

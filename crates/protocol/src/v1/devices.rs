@@ -308,6 +308,9 @@ pub struct ArchivedContact {
     pub username: String,
     #[prost(bytes = "vec", tag = "2")]
     pub account_key: Vec<u8>,
+    /// The account's user compared this key's safety number and marked it verified.
+    #[prost(bool, tag = "3")]
+    pub verified: bool,
 }
 
 #[derive(Clone, PartialEq, Message)]
