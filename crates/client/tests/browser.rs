@@ -176,7 +176,7 @@ async fn two_browser_clients_talk_live_and_history_survives_reopening() {
 #[wasm_bindgen_test]
 async fn sending_and_receiving_costs_are_measured() {
     storage().await;
-    let messages = 50;
+    let messages = 100;
     let cost = parley_client::testing::send_receive_cost(
         SERVER,
         Path::new("/"),
