@@ -285,23 +285,6 @@ async fn the_page_comes_with_a_strict_policy_integrity_hashes_and_a_small_first_
     assert_eq!(get("/BUILD", false).await.unwrap().status(), 404);
 }
 
-/// Waits until the open chat shows a stored message (an id, not sending) with `text`.
-async fn stored(browser: &Browser, text: &str) -> String {
-    browser
-        .wait_for(
-            &format!(
-                "return [...document.querySelectorAll('[data-testid=message]')]
-                    .find(m => m.querySelector('.text')?.textContent === {text:?}
-                        && m.dataset.id && m.dataset.status !== 'sending')?.dataset.id"
-            ),
-            30,
-        )
-        .await
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_keyboard_alone_is_enough_and_a_tab_in_the_background_notifies() {
     let server = TestServer::start();

@@ -46,16 +46,25 @@ pub async fn send(browser: &Browser, text: &str) {
     browser.type_into("[data-testid=compose]", &typed).await;
     browser.click("[data-testid=send]").await;
     // Sent once the server stored it.
+    stored(browser, text).await;
+}
+
+/// Waits until the open chat shows a stored message (an id, not sending) with `text`;
+/// returns its id.
+pub async fn stored(browser: &Browser, text: &str) -> String {
     browser
         .wait_for(
             &format!(
                 "return [...document.querySelectorAll('[data-testid=message]')]
-                    .some(m => m.querySelector('.text').textContent === {text:?}
-                        && m.dataset.id && m.dataset.status !== 'sending')"
+                    .find(m => m.querySelector('.text')?.textContent === {text:?}
+                        && m.dataset.id && m.dataset.status !== 'sending')?.dataset.id"
             ),
             30,
         )
-        .await;
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 pub async fn open_chat(browser: &Browser, chat: &str) {

@@ -200,14 +200,13 @@ for (const type of ["dragover", "drop"] as const) {
   window.addEventListener(type, (e) => { if (e.dataTransfer?.types.includes("Files")) e.preventDefault(); });
 }
 
-/// Which hold of the account this tab is in: bumped when another tab takes it over (and when
-/// this tab takes it back), so that whatever an earlier hold was starting stops.
-let hold = 0;
-let holding = false;
+/// How often another tab took the account over: a start begun before the latest takeover
+/// stops (a start after it, taking the account back, goes on).
+let takeovers = 0;
 
 async function start(): Promise<void> {
-  const mine = hold;
-  const lost = () => !holding || hold !== mine;
+  const mine = takeovers;
+  const lost = () => takeovers !== mine;
   notice("Opening…");
   // Ask the browser not to evict this origin's storage: it holds the device's keys.
   void navigator.storage?.persist?.();
@@ -242,15 +241,12 @@ function claim(steal: boolean): void {
         notice("Parley is open in another tab.", here);
         return;
       }
-      hold += 1;
-      holding = true;
       await start();
       await new Promise(() => {}); // held while this tab lives
     })
     .catch(() => {
       // Another tab took over.
-      hold += 1;
-      holding = false;
+      takeovers += 1;
       session.core?.stop();
       const back = button("Use Parley here again", { "data-testid": "use-here" }, () => claim(true));
       notice("Parley was opened in another tab.", back);

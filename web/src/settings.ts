@@ -157,7 +157,7 @@ function backupCard(): HTMLElement {
       enable.disabled = false;
     }
   });
-  if (unconfirmedRecoveryKey) queueMicrotask(() => showKey(unconfirmedRecoveryKey!));
+  if (unconfirmedRecoveryKey) showKey(unconfirmedRecoveryKey);
   enable.hidden = true;
   const refresh = async () => {
     try {

@@ -16,11 +16,11 @@ thread_local! {
     /// Each transfer's progress callback, by a number of its own (`OnProgress` must be
     /// `Send`, which a JS function is not; a worker has one thread, so they wait here).
     static ON_PROGRESS: RefCell<HashMap<u64, Function>> = RefCell::new(HashMap::new());
-    static NEXT_FILE: Cell<u64> = const { Cell::new(0) };
+    static NEXT_NUMBER: Cell<u64> = const { Cell::new(0) };
 }
 
 fn next_number() -> u64 {
-    NEXT_FILE.with(|n| {
+    NEXT_NUMBER.with(|n| {
         n.set(n.get() + 1);
         n.get()
     })
