@@ -27,12 +27,14 @@ pub async fn start_chat(browser: &Browser, name: &str, members: &str) {
     shows_chat(browser, name).await;
 }
 
-/// Waits until the open chat is `chat` (the previous one's compose box may still be there).
+/// Waits until the open chat is `chat` with its history drawn (the previous one's compose box
+/// may still be there, and the title shows before the history loads).
 pub async fn shows_chat(browser: &Browser, chat: &str) {
     browser
         .wait_for(
             &format!(
-                "return document.querySelector('[data-testid=chat-title]')?.textContent === {chat:?}"
+                "return document.querySelector('[data-testid=chat-title]')?.textContent === {chat:?}
+                    && document.querySelector('ol.messages:not([aria-busy])') !== null"
             ),
             30,
         )

@@ -49,7 +49,7 @@ export class OpenChat {
 
   constructor(private readonly pane: HTMLElement, readonly chat: string, back: () => void) {
     this.group = isGroup(chat);
-    this.messages = el("ol", { class: this.group ? "messages group" : "messages direct", "data-chat": chat, "aria-label": `Messages in ${chat}`, "aria-live": "polite" });
+    this.messages = el("ol", { class: this.group ? "messages group" : "messages direct", "data-chat": chat, "aria-label": `Messages in ${chat}`, "aria-live": "polite", "aria-busy": "true" });
     this.compose = new Compose(chat, {
       sendText: (text, replyTo) => this.sendText(text, replyTo),
       edit: async (target, text) => { this.upsert(await call<MessageView>("edit", target.id, text)); },
@@ -88,6 +88,8 @@ export class OpenChat {
     this.compose.focus();
     const count = await this.reconcile(true);
     if (this.closed) return;
+    // Busy until the history is drawn: a reader (or a test) knows the list is complete.
+    this.messages.removeAttribute("aria-busy");
     this.toBottom();
     if (count > 0) this.markRead();
   }
