@@ -94,6 +94,23 @@ async fn a_rolled_back_change_leaves_neither_mls_state_nor_log_row() {
 }
 
 #[wasm_bindgen_test]
+async fn the_database_logs_ahead_and_syncs_every_commit_as_natively() {
+    storage().await;
+    let home = format!("/{}", unique("wal"));
+    let conn = parley_client::testing::open_database(Path::new(&home)).unwrap();
+    // OPFS has no shared memory: without an exclusive lock SQLite would keep its rollback
+    // journal (two flushes and a file deletion per commit) and say nothing.
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let synchronous: i64 = conn
+        .query_row("PRAGMA synchronous", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(synchronous, 2, "FULL: a commit is on disk when it returns");
+}
+
+#[wasm_bindgen_test]
 async fn two_browser_clients_talk_live_and_history_survives_reopening() {
     storage().await;
     let (alice_name, bob_name) = (unique("alice"), unique("bob"));

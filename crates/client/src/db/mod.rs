@@ -54,6 +54,7 @@ pub fn open(home: &Path) -> Result<Connection, ClientError> {
     crate::platform::make_database_private(&home.join(DATABASE_FILE))?;
     let mut conn = Connection::open(home.join(DATABASE_FILE))?;
     conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    crate::platform::before_journal_mode(&conn)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     // Deleted and purged content is overwritten, not left readable in free pages.

@@ -32,6 +32,11 @@ pub fn database_exists(database: &Path) -> bool {
     database.exists()
 }
 
+/// Natively, WAL's shared memory lets the CLI's processes share the database: nothing to do.
+pub fn before_journal_mode(_conn: &rusqlite::Connection) -> Result<(), ClientError> {
+    Ok(())
+}
+
 /// The database holds the device's private keys and session token: mode 0600, created so
 /// (SQLite gives its `-wal` and `-shm` files the database file's mode) or made so.
 pub fn make_database_private(database: &Path) -> Result<(), ClientError> {

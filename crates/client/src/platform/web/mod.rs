@@ -25,12 +25,21 @@ pub async fn run_blocking<T: Send + 'static>(
     Ok(work())
 }
 
+/// How many files the OPFS pool holds at least (it grows an older, smaller pool).
+const POOL_FILES: u32 = 24;
+
 /// Installs SQLite's OPFS "sync access handle pool" as the default VFS: durable files in the
 /// origin's private file system. Call once in the worker, before opening a client. Its
 /// handles are exclusive, so a second worker (another tab) cannot open the same pool.
 pub async fn install_storage() -> Result<(), ClientError> {
     use sqlite_wasm_vfs::sahpool::{install, OpfsSAHPoolCfg};
-    install::<sqlite_wasm_rs::WasmOsCallback>(&OpfsSAHPoolCfg::default(), true)
+    // One file per slot: a database and its write-ahead log take two while open, and a
+    // browser may keep a few accounts' databases (the default pool holds six files).
+    let config = OpfsSAHPoolCfg {
+        initial_capacity: POOL_FILES,
+        ..OpfsSAHPoolCfg::default()
+    };
+    install::<sqlite_wasm_rs::WasmOsCallback>(&config, true)
         .await
         .map(|_| ())
         .map_err(|e| ClientError::Config(format!("browser storage unavailable: {e:?}")))
@@ -40,6 +49,16 @@ pub async fn install_storage() -> Result<(), ClientError> {
 pub fn database_exists(database: &Path) -> bool {
     rusqlite::Connection::open_with_flags(database, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
         .is_ok()
+}
+
+/// OPFS has no shared memory, so SQLite keeps WAL's index in the connection's own memory
+/// only with the database locked exclusively; without that it would keep its rollback
+/// journal (two flushes and a file deletion per commit, instead of one flush) and say
+/// nothing. One connection at a time is what the browser has anyway: the worker owns the
+/// pool, and the client opens its database once.
+pub fn before_journal_mode(conn: &rusqlite::Connection) -> Result<(), ClientError> {
+    conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+    Ok(())
 }
 
 /// OPFS is private to the origin already.
