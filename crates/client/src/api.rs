@@ -99,6 +99,7 @@ impl ServerApi {
         authenticated: bool,
     ) -> Result<bytes::Bytes, ClientError> {
         let mut attempts = 0;
+        let mut sent_again = false;
         loop {
             attempts += 1;
             match self
@@ -111,6 +112,14 @@ impl ServerApi {
                     if e.starts_with(CONNECT_FAILED) && attempts < self.bases.len() =>
                 {
                     self.fail_over();
+                }
+                // A kept-alive connection the server closed as the request went out (its
+                // keep-alive timeout fired): a GET changes nothing, so it goes once more, on
+                // a new connection.
+                Err(ClientError::Network(e))
+                    if e.starts_with(REQUEST_FAILED) && method == Method::GET && !sent_again =>
+                {
+                    sent_again = true;
                 }
                 other => return other,
             }
@@ -259,11 +268,12 @@ fn describe(error: &reqwest::Error) -> String {
     } else if error.is_timeout() {
         "the server did not answer in time".into()
     } else {
-        format!("request failed: {error}")
+        format!("{REQUEST_FAILED}: {error}")
     }
 }
 
 const CONNECT_FAILED: &str = "cannot connect to the server";
+const REQUEST_FAILED: &str = "request failed";
 
 pub struct LiveConnection {
     socket: LiveSocket,
@@ -297,5 +307,81 @@ impl LiveConnection {
     /// Closes the connection politely (what was sent is delivered first).
     pub async fn close(self) {
         self.socket.close().await
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+
+    /// Reads one request head (these requests have no body).
+    async fn read_request(stream: &mut TcpStream) -> bool {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match stream.read(&mut byte).await {
+                Ok(1) => head.push(byte[0]),
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// A server that answers the first request on each connection, keeps it open, and closes
+    /// it unanswered when the next request comes: a keep-alive timeout firing just as a
+    /// request arrives on the pooled connection. Counts the requests it read.
+    async fn server_closing_kept_connections() -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counted = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    if !read_request(&mut stream).await {
+                        return;
+                    }
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    stream.write_all(ANSWER).await.unwrap();
+                    if read_request(&mut stream).await {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                    }
+                    // Dropped unanswered.
+                });
+            }
+        });
+        (base, requests)
+    }
+
+    #[tokio::test]
+    async fn a_get_on_a_kept_connection_the_server_closed_is_sent_again_on_a_new_one() {
+        let (base, requests) = server_closing_kept_connections().await;
+        let api = ServerApi::new(&base, tls_config(None).unwrap()).unwrap();
+        api.get_public::<v1::ErrorBody>("/v1/info").await.unwrap();
+        api.get_public::<v1::ErrorBody>("/v1/info").await.unwrap();
+        assert_eq!(requests.load(Ordering::SeqCst), 3, "sent once more");
+    }
+
+    #[tokio::test]
+    async fn a_post_on_such_a_connection_is_not_sent_again_by_the_transport() {
+        // Its caller decides (a message is retried with its id, which the server dedups).
+        let (base, requests) = server_closing_kept_connections().await;
+        let api = ServerApi::new(&base, tls_config(None).unwrap()).unwrap();
+        api.get_public::<v1::ErrorBody>("/v1/info").await.unwrap();
+        let error = api
+            .post::<_, v1::ErrorBody>("/v1/anything", &v1::ErrorBody::default(), false)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ClientError::Network(_)), "{error:?}");
+        assert_eq!(requests.load(Ordering::SeqCst), 2);
     }
 }
